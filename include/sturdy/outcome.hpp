@@ -1,0 +1,294 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/outcome.hpp
+// -----------------------------------------------------------------------------
+//
+// The outcome adapters: one trait, `sturdy::outcome_traits<R>`, that tells
+// every primitive's `execute(fn)` whether the value `fn()` returned is a
+// success or a failure, and with what error, without copying the value.
+//
+// Supported out of the box (`R` is what `fn()` returns):
+//   - `sturdy::result<T>` and every Boost.Outcome `basic_result<T, E, P>`
+//     (`std_result`, `boost_result`, your own `result<T, MyError>`);
+//   - every Boost.Outcome `basic_outcome<T, EC, EP, P>` (may hold an
+//     exception);
+//   - `std::expected<T, E>` when the standard library has it
+//     (`STURDY_HAS_STD_EXPECTED`);
+//   - `absl::Status` and `absl::StatusOr<T>` after including
+//     `sturdy/adapters/absl_status.hpp` (opt in: it needs `absl::status`);
+//   - anything else, including `void`: a plain value, where failure is an
+//     exception. `execute` then returns `sturdy::result<T>` (or
+//     `result<void>`), which carries sturdy's own errors such as
+//     `errc::circuit_open`; exceptions thrown by `fn` propagate to the caller
+//     after the primitive has recorded them.
+//
+// Error types: an error `E` is turned into a `std::error_code` when it is one,
+// converts to one (e.g. `boost::system::error_code`), is an error-code enum,
+// or when ADL finds `sturdy_to_error_code(const E&)`. A primitive that must
+// return its own error (a breaker rejecting, a retry giving up) inside `R`
+// builds `E` from a `std::error_code` when `E` is constructible from one, or
+// through ADL's `sturdy_from_error_code(std::error_code, std::type_identity<E>)`.
+//
+// Adding your own type: specialize `sturdy::outcome_traits<MyResult>` with
+//
+//   template <> struct sturdy::outcome_traits<MyResult> {
+//     static constexpr bool is_result_like = true;
+//     using value_type = Payload;                       // what a success holds
+//     static bool has_value(const MyResult& r) noexcept { return r.ok(); }
+//     static sturdy::failure_info failure(const MyResult& r) {
+//       return {.code = r.code(), .exception = {}};
+//     }
+//     static MyResult from_error(std::error_code ec) { return MyResult(ec); }
+//   };
+//
+// and every primitive accepts callables returning `MyResult`.
+//
+// Thread safety: stateless.
+
+#ifndef STURDY_OUTCOME_HPP_
+#define STURDY_OUTCOME_HPP_
+
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <boost/outcome/basic_outcome.hpp>
+#include <boost/outcome/basic_result.hpp>
+
+#include "sturdy/config.hpp"
+#include "sturdy/error.hpp"
+
+#if STURDY_HAS_STD_EXPECTED
+#include <expected>
+#endif
+
+namespace sturdy {
+
+// failure_info
+//
+// What a failed call looked like, as handed to predicates and events: an
+// error code, an exception, or (for a `basic_outcome` holding both) both.
+struct failure_info {
+  std::error_code code;          // empty when the failure is only an exception
+  std::exception_ptr exception;  // null unless an exception was thrown/stored
+
+  [[nodiscard]] bool is_exception() const noexcept { return exception != nullptr; }
+
+  // Rethrows `exception` inside a try block to let predicates match on type:
+  //   if (auto* e = f.exception_as<std::runtime_error>()) ...
+  // Returns null when there is no exception or it is of another type. Costs
+  // a throw; meant for failure paths only.
+  template <class Ex>
+  [[nodiscard]] const Ex* exception_as() const noexcept {
+    if (!exception) return nullptr;
+    try {
+      std::rethrow_exception(exception);
+    } catch (const Ex& e) {
+      return &e;  // the exception object lives as long as `exception`
+    } catch (...) {
+      return nullptr;
+    }
+  }
+
+  friend bool operator==(const failure_info&, const failure_info&) = default;
+};
+
+namespace detail {
+template <class>
+inline constexpr bool always_false_v = false;
+}  // namespace detail
+
+// sturdy::to_error_code(e)
+//
+// Turns an error value into a `std::error_code` (see the banner).
+template <class E>
+[[nodiscard]] std::error_code to_error_code(const E& e) {
+  if constexpr (std::is_same_v<E, std::error_code>) {
+    return e;
+  } else if constexpr (std::is_enum_v<E> && requires { { make_error_code(e) } -> std::same_as<std::error_code>; }) {
+    return make_error_code(e);  // error-code enums, and std::errc
+  } else if constexpr (std::is_convertible_v<const E&, std::error_code>) {
+    return static_cast<std::error_code>(e);
+  } else if constexpr (requires { { sturdy_to_error_code(e) } -> std::convertible_to<std::error_code>; }) {
+    return sturdy_to_error_code(e);
+  } else {
+    static_assert(detail::always_false_v<E>,
+                  "sturdy cannot turn this error type into a std::error_code: make it convertible "
+                  "to std::error_code or provide sturdy_to_error_code(const E&) found by ADL.");
+    return {};
+  }
+}
+
+// sturdy::can_make_error<E>: whether `from_error_code<E>` compiles.
+template <class E>
+inline constexpr bool can_make_error =
+    std::is_same_v<E, std::error_code> || std::is_constructible_v<E, std::error_code> ||
+    requires(std::error_code ec) { { sturdy_from_error_code(ec, std::type_identity<E>{}) } -> std::convertible_to<E>; };
+
+// sturdy::from_error_code<E>(ec)
+//
+// Builds an error value of type `E` that carries `ec` (see the banner).
+template <class E>
+[[nodiscard]] E from_error_code(std::error_code ec) {
+  if constexpr (std::is_same_v<E, std::error_code>) {
+    return ec;
+  } else if constexpr (std::is_constructible_v<E, std::error_code>) {
+    return E(ec);
+  } else if constexpr (can_make_error<E>) {
+    return sturdy_from_error_code(ec, std::type_identity<E>{});
+  } else {
+    static_assert(detail::always_false_v<E>,
+                  "sturdy must report its own errors (circuit_open, retries_exhausted, ...) inside "
+                  "your result type, but its error type cannot be built from a std::error_code: make "
+                  "it constructible from one or provide sturdy_from_error_code(ec, "
+                  "std::type_identity<E>) found by ADL.");
+  }
+}
+
+// outcome_traits<R>
+//
+// The primary template describes a plain value: not result-like; `execute`
+// wraps it in `sturdy::result<R>`.
+template <class R>
+struct outcome_traits {
+  static constexpr bool is_result_like = false;
+};
+
+// Boost.Outcome basic_result<T, E, P> (includes sturdy::result<T>).
+template <class T, class E, class P>
+struct outcome_traits<BOOST_OUTCOME_V2_NAMESPACE::basic_result<T, E, P>> {
+  using type = BOOST_OUTCOME_V2_NAMESPACE::basic_result<T, E, P>;
+  static constexpr bool is_result_like = true;
+  using value_type = T;
+  using error_type = E;
+  [[nodiscard]] static bool has_value(const type& r) noexcept { return r.has_value(); }
+  [[nodiscard]] static failure_info failure(const type& r) {
+    if (r.has_error()) return {.code = to_error_code(r.assume_error()), .exception = {}};
+    return {};
+  }
+  [[nodiscard]] static type from_error(std::error_code ec) {
+    return type(BOOST_OUTCOME_V2_NAMESPACE::failure(from_error_code<E>(ec)));
+  }
+};
+
+// Boost.Outcome basic_outcome<T, EC, EP, P>: an error, an exception, or both.
+template <class T, class EC, class EP, class P>
+struct outcome_traits<BOOST_OUTCOME_V2_NAMESPACE::basic_outcome<T, EC, EP, P>> {
+  using type = BOOST_OUTCOME_V2_NAMESPACE::basic_outcome<T, EC, EP, P>;
+  static constexpr bool is_result_like = true;
+  using value_type = T;
+  using error_type = EC;
+  [[nodiscard]] static bool has_value(const type& r) noexcept { return r.has_value(); }
+  [[nodiscard]] static failure_info failure(const type& r) {
+    failure_info f;
+    if (r.has_error()) f.code = to_error_code(r.assume_error());
+    if constexpr (std::is_convertible_v<const EP&, std::exception_ptr>) {
+      if (r.has_exception()) f.exception = r.assume_exception();
+    }
+    return f;
+  }
+  [[nodiscard]] static type from_error(std::error_code ec) {
+    return type(BOOST_OUTCOME_V2_NAMESPACE::failure(from_error_code<EC>(ec)));
+  }
+};
+
+#if STURDY_HAS_STD_EXPECTED
+template <class T, class E>
+struct outcome_traits<std::expected<T, E>> {
+  using type = std::expected<T, E>;
+  static constexpr bool is_result_like = true;
+  using value_type = T;
+  using error_type = E;
+  [[nodiscard]] static bool has_value(const type& r) noexcept { return r.has_value(); }
+  [[nodiscard]] static failure_info failure(const type& r) {
+    return {.code = to_error_code(r.error()), .exception = {}};
+  }
+  [[nodiscard]] static type from_error(std::error_code ec) {
+    return type(std::unexpect, from_error_code<E>(ec));
+  }
+};
+#endif
+
+// result_like<R>: `R` has an `outcome_traits` specialization that says so.
+template <class R>
+concept result_like = outcome_traits<std::remove_cvref_t<R>>::is_result_like;
+
+namespace detail {
+template <class R, bool = result_like<R>>
+struct wrapped {
+  static_assert(!std::is_reference_v<R>,
+                "sturdy cannot store a reference returned by the callable: return by value, or "
+                "return a std::reference_wrapper or a pointer.");
+  using type = R;
+};
+template <class R>
+struct wrapped<R, false> {
+  static_assert(!std::is_reference_v<R>,
+                "sturdy cannot store a reference returned by the callable: return by value, or "
+                "return a std::reference_wrapper or a pointer.");
+  using type = result<std::remove_reference_t<R>>;
+};
+template <>
+struct wrapped<void, false> {
+  using type = result<void>;
+};
+}  // namespace detail
+
+// wrapped_t<R>: what a primitive's `execute` returns for a callable that
+// returns `R`: `R` itself when it is result-like, otherwise `result<R>`.
+template <class R>
+using wrapped_t = typename detail::wrapped<R>::type;
+
+// execute_result_t<F>: what `execute(fn)` returns for a callable `F`.
+template <class F>
+using execute_result_t = wrapped_t<std::invoke_result_t<F>>;
+
+// outcome_callable<F>: a callable with no arguments whose result sturdy can
+// classify.
+template <class F>
+concept outcome_callable = std::invocable<F> && !std::is_reference_v<std::invoke_result_t<F>>;
+
+// sturdy::invoke_wrapped(fn)
+//
+// Calls `fn()` and returns its outcome as `execute_result_t<F>`; a plain value
+// is moved into the `result`, never copied. Exceptions propagate.
+template <class F>
+[[nodiscard]] execute_result_t<F> invoke_wrapped(F&& fn) {
+  using R = std::invoke_result_t<F>;
+  static_assert(!std::is_reference_v<R>,
+                "sturdy cannot store a reference returned by the callable: return by value, or "
+                "return a std::reference_wrapper or a pointer.");
+  if constexpr (result_like<R>) {
+    return std::invoke(std::forward<F>(fn));
+  } else if constexpr (std::is_void_v<R>) {
+    std::invoke(std::forward<F>(fn));
+    return BOOST_OUTCOME_V2_NAMESPACE::success();
+  } else {
+    return result<R>(std::in_place_type<R>, std::invoke(std::forward<F>(fn)));
+  }
+}
+
+// sturdy::succeeded(r) / sturdy::failure_of(r) / sturdy::make_failure<R>(ec)
+//
+// Shorthands over `outcome_traits` for the result-like type `R`.
+template <result_like R>
+[[nodiscard]] bool succeeded(const R& r) noexcept {
+  return outcome_traits<R>::has_value(r);
+}
+
+template <result_like R>
+[[nodiscard]] failure_info failure_of(const R& r) {
+  return outcome_traits<R>::failure(r);
+}
+
+template <result_like R>
+[[nodiscard]] R make_failure(std::error_code ec) {
+  return outcome_traits<R>::from_error(ec);
+}
+
+}  // namespace sturdy
+
+#endif  // STURDY_OUTCOME_HPP_

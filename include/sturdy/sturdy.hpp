@@ -1,0 +1,19 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/sturdy.hpp
+// -----------------------------------------------------------------------------
+//
+// The umbrella header: includes every public sturdy header except the
+// opt-in adapters (`sturdy/adapters/...`), the optional Redis store and the
+// test doubles (`sturdy/testing/...`).
+
+#ifndef STURDY_STURDY_HPP_
+#define STURDY_STURDY_HPP_
+
+#include "sturdy/clock.hpp"
+#include "sturdy/config.hpp"
+#include "sturdy/error.hpp"
+#include "sturdy/listener.hpp"
+#include "sturdy/outcome.hpp"
+
+#endif  // STURDY_STURDY_HPP_

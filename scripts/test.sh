@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Installs what is missing, then builds and runs every sturdy test:
+#   1. g++ 12, Release with assertions on: all tests, consumer-package tests,
+#      and every benchmark, example and tool run once briefly (ctest label smoke);
+#   2. clang 14, the same build minus the smoke runs;
+#   3. g++ with AddressSanitizer + UndefinedBehaviorSanitizer: all unit and
+#      concurrency tests;
+#   4. clang with ThreadSanitizer: the concurrency tests (label concurrency).
+# All with -Wall -Wextra -Wpedantic -Werror. Stops at the first failure.
+# Build folders under build/ are reused. Usage: bash scripts/test.sh [stage...]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+bash scripts/deps.sh
+
+JOBS=${JOBS:-$(nproc)}
+STAGES=("$@")
+((${#STAGES[@]})) || STAGES=(gcc clang asan tsan)
+TOTAL_PASS=0
+TOTAL_FAIL=0
+START=$(date +%s)
+
+# The Redis store's tests talk to a private redis-server on a loopback port.
+REDIS_PORT=${STURDY_REDIS_PORT:-16379}
+REDIS_DIR=$(mktemp -d)
+cleanup() {
+  if [ -f "$REDIS_DIR/redis.pid" ]; then kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
+  rm -rf "$REDIS_DIR"
+}
+trap cleanup EXIT
+if command -v redis-server >/dev/null; then
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log"
+  export STURDY_REDIS_URL="127.0.0.1:$REDIS_PORT"
+fi
+
+fail() {
+  echo "sturdy test: FAILED in stage '$1' ($2)" >&2
+  echo "sturdy: $TOTAL_PASS passed, $((TOTAL_FAIL + 1)) failed"
+  exit 1
+}
+
+# run_stage NAME CXX FLAGS CTEST_ARGS CMAKE_ARGS...
+run_stage() {
+  local name=$1 cxx=$2 flags=$3 ctest_args=$4
+  shift 4
+  local dir="$ROOT/build/$name"
+  mkdir -p "$ROOT/build"
+  echo "=== [$name] configure ($cxx $flags)"
+  cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2" -DCMAKE_CXX_FLAGS="$flags" \
+    -DSTURDY_WERROR=ON "$@" >"$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; fail "$name" "configure"; }
+  echo "=== [$name] build"
+  cmake --build "$dir" -j "$JOBS" >"$dir.build.log" 2>&1 \
+    || { grep -E -A5 'error|Error' "$dir.build.log" | head -80; fail "$name" "build; log in $dir.build.log"; }
+  echo "=== [$name] test"
+  local log="$dir.ctest.log"
+  # shellcheck disable=SC2086
+  (cd "$dir" && ctest -j "$JOBS" --output-on-failure --timeout 900 $ctest_args) >"$log" 2>&1 || {
+    tail -n 120 "$log"
+    fail "$name" "ctest; log in $log"
+  }
+  grep -E "tests passed|tests failed" "$log" | tail -1
+  local line passed total
+  line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)
+  total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+  passed=$total
+  TOTAL_PASS=$((TOTAL_PASS + passed))
+}
+
+for stage in "${STAGES[@]}"; do
+  case $stage in
+    gcc) run_stage gcc g++ "" "" ;;
+    clang) run_stage clang clang++ "" "-LE smoke" ;;
+    asan)
+      export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+      run_stage asan g++ "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
+        "-LE package" -DSTURDY_BUILD_BENCH=OFF -DSTURDY_BUILD_EXAMPLES=OFF ;;
+    tsan)
+      export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp"
+      run_stage tsan clang++ "-fsanitize=thread -g" "-L concurrency" \
+        -DSTURDY_BUILD_BENCH=OFF -DSTURDY_BUILD_EXAMPLES=OFF -DSTURDY_TEST_LABELS=concurrency ;;
+    *) echo "unknown stage $stage (gcc clang asan tsan)" >&2; exit 2 ;;
+  esac
+done
+
+echo "=== all stages green in $(( $(date +%s) - START )) s: ${STAGES[*]}"
+echo "sturdy: $TOTAL_PASS passed, $TOTAL_FAIL failed"
