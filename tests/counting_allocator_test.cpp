@@ -16,6 +16,8 @@ TEST(CountingAllocatorTest, IsInstalledInEveryTestExecutable) {
 TEST(CountingAllocatorTest, DetectsAnAllocation) {
   sturdy::testing::allocation_scope scope;
   auto p = std::make_unique<std::vector<int>>(100);
+  sturdy::testing::escape(p.get());
+  sturdy::testing::escape(p->data());
   EXPECT_GE(scope.allocations(), 2u);  // the vector object and its buffer
   EXPECT_GE(scope.bytes(), 100 * sizeof(int));
 }
@@ -36,6 +38,7 @@ TEST(CountingAllocatorTest, CountsOverAlignedAllocations) {
   };
   sturdy::testing::allocation_scope scope;
   auto p = std::make_unique<big>();
+  sturdy::testing::escape(p.get());
   EXPECT_EQ(scope.allocations(), 1u);
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p.get()) % 128, 0u);
 }
@@ -49,6 +52,7 @@ TEST(CountingAllocatorTest, OtherThreadsDoNotPolluteTheCount) {
     std::thread t([&] {
       sturdy::testing::allocation_scope inner;
       std::vector<int> v(1000);
+      sturdy::testing::escape(v.data());
       other = inner.allocations();
     });
     const auto before_join = scope.allocations();
