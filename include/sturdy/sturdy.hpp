@@ -15,5 +15,6 @@
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/pipeline.hpp"
 
 #endif  // STURDY_STURDY_HPP_
