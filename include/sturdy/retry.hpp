@@ -325,15 +325,15 @@ class retry_policy {
   // `max_elapsed` applies).
   template <outcome_callable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn) const {
-    return run(fn, std::stop_token(), std::nullopt);
+    return run(fn, std::stop_token(), time_point::max());
   }
   template <outcome_callable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
-    return run(fn, std::move(stop), std::nullopt);
+    return run(fn, stop, time_point::max());
   }
   template <outcome_callable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline) const {
-    return run(fn, std::move(stop), deadline);
+    return run(fn, stop, deadline);
   }
 
   [[nodiscard]] const options_type& options() const noexcept { return options_; }
@@ -347,69 +347,117 @@ class retry_policy {
     action what;
     errc code;
   };
+  // Per-call state the first attempt needs (kept small: it is set up on
+  // the success path too).
   struct call_state {
-    typename Backoff::state backoff_state{};
+    bool stopped_early = false;  // invalid options or stop before the first attempt
     bool timed = false;
+    retry_hint hint{};
+    std::exception_ptr thrown;  // the last attempt's exception, if any
+    time_point deadline;        // set when timed
+    time_point attempt_start;   // set when timed
+  };
+  // Per-call state only the retry loop needs.
+  struct loop_state {
+    typename Backoff::state backoff_state{};
     bool has_estimate = false;
-    time_point deadline{};
-    time_point attempt_start{};
     duration estimate{};
   };
 
+  // One attempt; an exception is caught into `cs` and a placeholder failure
+  // returned in its place (never handed to the caller).
   template <class F>
-  [[nodiscard]] execute_result_t<F> run(F& fn, std::stop_token stop,
-                                        std::optional<time_point> deadline) const {
+  [[nodiscard]] execute_result_t<F> attempt(F& fn, call_state& cs) const {
     using R = execute_result_t<F>;
-    if (STURDY_UNLIKELY(!valid_)) return make_failure<R>(errc::invalid_options);
+    try {
+      return invoke_wrapped(fn);
+    } catch (const retry_after_error& e) {
+      cs.thrown = std::current_exception();
+      cs.hint = e.hint();
+    } catch (...) {
+      cs.thrown = std::current_exception();
+    }
+    return make_failure<R>(errc::retries_exhausted);
+  }
+
+  // Checks, starts the clock if needed, and makes the first attempt.
+  template <class F>
+  [[nodiscard]] execute_result_t<F> first_attempt(F& fn, const std::stop_token& stop, time_point deadline,
+                                                  call_state& cs) const {
+    using R = execute_result_t<F>;
+    if (STURDY_UNLIKELY(!valid_)) {
+      cs.stopped_early = true;
+      return make_failure<R>(errc::invalid_options);
+    }
     if (STURDY_UNLIKELY(stop.stop_requested())) {
+      cs.stopped_early = true;
       emit(listener_, retry_cancelled{0});
       return make_failure<R>(errc::cancelled);
     }
-    call_state cs;
-    if (deadline || options_.max_elapsed > duration::zero()) {
+    if (deadline != time_point::max() || options_.max_elapsed > duration::zero()) {
       cs.timed = true;
       cs.attempt_start = clock_.now();
-      cs.deadline = time_point::max();
-      if (options_.max_elapsed > duration::zero() &&
-          options_.max_elapsed < time_point::max() - cs.attempt_start) {
+      cs.deadline = deadline;
+      if (options_.max_elapsed > duration::zero() && options_.max_elapsed < time_point::max() - cs.attempt_start &&
+          cs.attempt_start + options_.max_elapsed < cs.deadline) {
         cs.deadline = cs.attempt_start + options_.max_elapsed;
       }
-      if (deadline && *deadline < cs.deadline) cs.deadline = *deadline;
     }
-    for (std::uint32_t attempt = 1;; ++attempt) {
-      options_.budget.on_attempt(attempt > 1);
-      std::optional<R> value;
-      std::exception_ptr thrown;
-      retry_hint hint;
-      try {
-        value.emplace(invoke_wrapped(fn));
-      } catch (const retry_after_error& e) {
-        thrown = std::current_exception();
-        hint = e.hint();
-      } catch (...) {
-        thrown = std::current_exception();
-      }
-      if (STURDY_LIKELY(value.has_value() && succeeded(*value))) {
-        options_.budget.on_outcome(attempt_outcome::success);
-        return std::move(*value);
-      }
+    options_.budget.on_attempt(false);
+    return attempt(fn, cs);
+  }
+
+  // Every path returns the one object `r`, so it is built in the caller's
+  // return slot (NRVO): the success path copies nothing.
+  template <class F>
+  [[nodiscard]] execute_result_t<F> run(F& fn, const std::stop_token& stop, time_point deadline) const {
+    using R = execute_result_t<F>;
+    call_state cs;
+    R r = first_attempt(fn, stop, deadline, cs);
+    if (STURDY_LIKELY(!cs.thrown && !cs.stopped_early && succeeded(r))) {
+      options_.budget.on_outcome(attempt_outcome::success);
+      return r;
+    }
+    if (!cs.stopped_early) retry_loop(fn, r, stop, cs);
+    return r;
+  }
+
+  // After a failed first attempt: retries until success or a stop; leaves
+  // the outcome in `r` (or rethrows the callee's last exception).
+  template <class F>
+  void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop, call_state& cs) const {
+    using R = execute_result_t<F>;
+    loop_state ls;
+    for (std::uint32_t attempt_no = 1;; ++attempt_no) {
       verdict v{};
-      if (thrown) {
-        v = after_failure(attempt, failure_info{.code = {}, .exception = thrown}, hint, cs, stop);
+      if (cs.thrown) {
+        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, stop);
       } else {
-        v = after_failure(attempt, failure_of(*value), detail::error_value_hint(*value), cs, stop);
+        v = after_failure(attempt_no, failure_of(r), detail::error_value_hint(r), cs, ls, stop);
       }
       if (v.what == action::return_last) {
-        if (thrown) std::rethrow_exception(thrown);
-        return std::move(*value);
+        if (cs.thrown) std::rethrow_exception(cs.thrown);
+        return;
       }
-      if (v.what == action::return_code) return make_failure<R>(v.code);
+      if (v.what == action::return_code) {
+        r = make_failure<R>(v.code);
+        return;
+      }
+      options_.budget.on_attempt(true);
+      cs.thrown = nullptr;
+      cs.hint = {};
+      r = attempt(fn, cs);
+      if (!cs.thrown && succeeded(r)) {
+        options_.budget.on_outcome(attempt_outcome::success);
+        return;
+      }
     }
   }
 
   // Everything after a failed attempt: decide, and sleep when retrying.
   [[nodiscard]] verdict after_failure(std::uint32_t attempt, failure_info failure, retry_hint hint,
-                                      call_state& cs, std::stop_token& stop) const {
+                                      call_state& cs, loop_state& ls,
+                                      const std::stop_token& stop) const {
     if (stop.stop_requested()) {  // cancellation is never the callee's failure
       emit(listener_, retry_cancelled{attempt});
       return {action::return_code, errc::cancelled};
@@ -439,18 +487,18 @@ class retry_policy {
               : hint.delay > options_.max_server_delay ? options_.max_server_delay
                                                         : hint.delay;
     } else {
-      delay = options_.backoff.next_delay(attempt - 1, cs.backoff_state, random_);
+      delay = options_.backoff.next_delay(attempt - 1, ls.backoff_state, random_);
     }
     if (cs.timed) {
       const time_point now = clock_.now();
       const duration took = now > cs.attempt_start ? now - cs.attempt_start : duration::zero();
       // A cheap running estimate: the mean of this attempt and the last
       // estimate (an EWMA with weight 1/2).
-      cs.estimate = cs.has_estimate ? cs.estimate / 2 + took / 2 : took;
-      cs.has_estimate = true;
+      ls.estimate = ls.has_estimate ? ls.estimate / 2 + took / 2 : took;
+      ls.has_estimate = true;
       const duration remaining = now < cs.deadline ? cs.deadline - now : duration::zero();
-      if (detail::saturating_add(delay, cs.estimate) > remaining) {
-        emit(listener_, retry_deadline_exceeded{attempt, delay, remaining, cs.estimate, std::move(failure)});
+      if (detail::saturating_add(delay, ls.estimate) > remaining) {
+        emit(listener_, retry_deadline_exceeded{attempt, delay, remaining, ls.estimate, std::move(failure)});
         return {action::return_code, errc::deadline_exceeded};
       }
     }
