@@ -323,15 +323,15 @@ class retry_policy {
   // on the callee's account after an exception. The overloads take the
   // caller's stop token and an absolute deadline (the earlier of it and
   // `max_elapsed` applies).
-  template <outcome_callable F>
+  template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn) const {
     return run(fn, std::stop_token(), time_point::max());
   }
-  template <outcome_callable F>
+  template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
     return run(fn, stop, time_point::max());
   }
-  template <outcome_callable F>
+  template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline) const {
     return run(fn, stop, deadline);
   }
@@ -530,11 +530,11 @@ class retry_policy {
 // sturdy::retry(fn) / retry(options, fn[, stop])
 //
 // One-off retry with the default clock, sleeper and generator.
-template <outcome_callable F>
+template <std::invocable F>
 [[nodiscard]] execute_result_t<F> retry(F&& fn) {
   return retry_policy<>().execute(std::forward<F>(fn));
 }
-template <backoff_strategy Backoff, outcome_callable F>
+template <backoff_strategy Backoff, std::invocable F>
 [[nodiscard]] execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn,
                                         std::stop_token stop = {}) {
   return retry_policy<Backoff>(options).execute(std::forward<F>(fn), std::move(stop));
@@ -544,7 +544,7 @@ template <backoff_strategy Backoff, outcome_callable F>
 //
 // With an explicit generator (held by reference for the call), clock and
 // sleeper: the form tests use.
-template <backoff_strategy Backoff, outcome_callable F, std::uniform_random_bit_generator Gen,
+template <backoff_strategy Backoff, std::invocable F, std::uniform_random_bit_generator Gen,
           clock_source Clock, sleeper Sleeper>
 [[nodiscard]] execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn, Gen& gen,
                                         Clock clock, Sleeper sleeper, std::stop_token stop = {}) {
