@@ -203,6 +203,30 @@ TEST_F(RetryTest, ExceptionThenSuccessReturnsTheValue) {
   EXPECT_EQ(calls, 2);
 }
 
+TEST_F(RetryTest, ResultReturningCallablesMayThrowToo) {
+  int calls = 0;
+  auto p = policy(retry_options{.max_attempts = 3});
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    if (++calls == 1) throw std::runtime_error("first");
+    if (calls == 2) return kBusy;
+    return 10;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.value(), 10);
+  const auto s = events.of<sturdy::retry_scheduled>();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_TRUE(s[0].failure.is_exception());
+  EXPECT_EQ(s[1].failure.code, kBusy);
+  // The last failure an exception: it is rethrown, not turned into an error.
+  calls = 0;
+  EXPECT_THROW((void)p.execute([&]() -> sturdy::result<int> {
+    if (++calls < 3) return kBusy;
+    throw std::runtime_error("last");
+  }),
+               std::runtime_error);
+  EXPECT_EQ(calls, 3);
+}
+
 TEST_F(RetryTest, ExceptionPredicateCanMatchOnType) {
   int calls = 0;
   auto p = policy(retry_options{.retry_if = [](const failure_info& f) {
