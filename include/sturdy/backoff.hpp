@@ -311,7 +311,7 @@ struct backoff {
     return success();
   }
 
-  // backoff::raw_delay()
+  // backoff::capped_raw_ns()
   //
   // The curve's value for retry `n`, capped, without jitter, in nanoseconds
   // (a double so that growth saturates instead of overflowing).

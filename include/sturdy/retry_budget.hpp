@@ -31,7 +31,8 @@
 // `on_attempt(is_retry)` before every attempt, `on_outcome(o)` after every
 // attempt that was not cancelled (success, retryable failure, or a neutral
 // outcome such as a non-retryable error), and `try_retry(entropy)` before
-// each retry; `false` denies it. `sturdy::retry_budget_ref` erases the type
+// each retry; `false` denies it. All three are noexcept; `entropy` is 64
+// random bits from the policy's generator. `sturdy::retry_budget_ref` erases the type
 // so `retry_options` need not be a template over it. Each budget also has
 // its natural API (`record_success()`, `try_admit()`, ...) for standalone
 // use, e.g. by a simulator.
