@@ -573,6 +573,34 @@ TEST_F(RetryTest, RetryHintConstructors) {
   EXPECT_EQ(retry_hint{}.verdict, retry_hint::kind::none);
 }
 
+TEST(RetryClockTest, NegativeEpochsAndFarDeadlinesDoNotOverflow) {
+  static_assert(sturdy::detail::time_between(sturdy::time_point{} + seconds(5), sturdy::time_point{}) ==
+                duration::zero());
+  static_assert(sturdy::detail::time_between(sturdy::time_point::min(), sturdy::time_point::max()) ==
+                duration::max());
+  static_assert(sturdy::detail::time_between(sturdy::time_point{} - seconds(1), sturdy::time_point{} + seconds(2)) ==
+                seconds(3));
+  manual_clock clock(sturdy::time_point{} - std::chrono::hours(1'000'000));
+  recording_sleeper sleeper(clock);
+  std::mt19937_64 gen(1);
+  int calls = 0;
+  const auto failing = [&]() -> sturdy::result<int> {
+    ++calls;
+    return kBusy;
+  };
+  auto r = sturdy::retry(retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(milliseconds(1)),
+                                       .max_elapsed = duration::max()},
+                         failing, gen, clock, sleeper);
+  EXPECT_EQ(r.error(), kBusy);  // exhausted, not a bogus deadline_exceeded
+  EXPECT_EQ(calls, 3);
+  calls = 0;
+  auto p = sturdy::retry_policy<sturdy::backoff, manual_clock, recording_sleeper>(
+      retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(milliseconds(1))}, clock, sleeper);
+  auto r2 = p.execute(failing, std::stop_token(), sturdy::time_point::max() - duration(1));
+  EXPECT_EQ(r2.error(), kBusy);
+  EXPECT_EQ(calls, 3);
+}
+
 TEST(RetryFreeFunctionTest, TakesGeneratorClockAndSleeper) {
   manual_clock clock;
   recording_sleeper sleeper(clock);

@@ -299,6 +299,16 @@ template <class R>
   return a > duration::max() - b ? duration::max() : a + b;
 }
 
+// to - from, or zero when `to` is not later, or duration::max() when the
+// difference does not fit (clocks with negative epochs).
+[[nodiscard]] constexpr duration time_between(time_point from, time_point to) noexcept {
+  const duration::rep f = from.time_since_epoch().count();
+  const duration::rep t = to.time_since_epoch().count();
+  if (t <= f) return duration::zero();
+  if (f < 0 && t > duration::max().count() + f) return duration::max();
+  return duration(t - f);
+}
+
 }  // namespace detail
 
 // ----------------------------------------------------------------------------
@@ -406,8 +416,8 @@ class retry_policy {
       cs.timed = true;
       cs.attempt_start = clock_.now();
       cs.deadline = deadline;
-      if (options_.max_elapsed > duration::zero() && options_.max_elapsed < time_point::max() - cs.attempt_start &&
-          cs.attempt_start + options_.max_elapsed < cs.deadline) {
+      if (options_.max_elapsed > duration::zero() &&
+          options_.max_elapsed < detail::time_between(cs.attempt_start, cs.deadline)) {
         cs.deadline = cs.attempt_start + options_.max_elapsed;
       }
     }
@@ -499,12 +509,12 @@ class retry_policy {
     }
     if (cs.timed) {
       const time_point now = clock_.now();
-      const duration took = now > cs.attempt_start ? now - cs.attempt_start : duration::zero();
+      const duration took = detail::time_between(cs.attempt_start, now);
       // A cheap running estimate: the mean of this attempt and the last
       // estimate (an EWMA with weight 1/2).
       ls.estimate = ls.has_estimate ? ls.estimate / 2 + took / 2 : took;
       ls.has_estimate = true;
-      const duration remaining = now < cs.deadline ? cs.deadline - now : duration::zero();
+      const duration remaining = detail::time_between(now, cs.deadline);
       if (detail::saturating_add(delay, ls.estimate) > remaining) {
         emit(listener_, retry_deadline_exceeded{attempt, delay, remaining, ls.estimate, std::move(failure)});
         return {action::return_code, errc::deadline_exceeded};
