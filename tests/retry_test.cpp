@@ -1,0 +1,672 @@
+#include "sturdy/retry.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <latch>
+#include <random>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <boost/outcome/boost_result.hpp>
+#include <boost/outcome/policy/terminate.hpp>
+#include <gtest/gtest.h>
+
+#include "sturdy/adapters/absl_status.hpp"
+#include "sturdy/retry_budget.hpp"
+#include "sturdy/testing/counting_allocator.hpp"
+#include "sturdy/testing/manual_clock.hpp"
+#include "sturdy/testing/recording_listener.hpp"
+#include "sturdy/testing/recording_sleeper.hpp"
+
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using sturdy::duration;
+using sturdy::errc;
+using sturdy::failure_info;
+using sturdy::retry_hint;
+using sturdy::retry_options;
+using sturdy::testing::manual_clock;
+using sturdy::testing::recording_listener;
+using sturdy::testing::recording_sleeper;
+
+namespace outcome = BOOST_OUTCOME_V2_NAMESPACE;
+
+const std::error_code kUnavailable = std::make_error_code(std::errc::resource_unavailable_try_again);
+const std::error_code kBusy = std::make_error_code(std::errc::device_or_resource_busy);
+const std::error_code kDenied = std::make_error_code(std::errc::permission_denied);
+
+// A fixture with the deterministic seams every test needs.
+class RetryTest : public ::testing::Test {
+ protected:
+  template <class Backoff = sturdy::backoff>
+  auto policy(sturdy::basic_retry_options<Backoff> opts) {
+    return sturdy::retry_policy<Backoff, manual_clock, recording_sleeper, recording_listener,
+                                sturdy::detail::urbg_ref<std::mt19937_64>>(
+        opts, clock, sleeper, events, sturdy::detail::urbg_ref<std::mt19937_64>(gen));
+  }
+
+  manual_clock clock;
+  recording_sleeper sleeper{clock};
+  recording_listener events;
+  std::mt19937_64 gen{42};
+};
+
+TEST_F(RetryTest, FirstAttemptSuccessCallsOnceAndNeverSleeps) {
+  int calls = 0;
+  auto r = policy(retry_options{}).execute([&] {
+    ++calls;
+    return sturdy::result<int>(7);
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.value(), 7);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(sleeper.count(), 0u);
+  EXPECT_EQ(events.size(), 0u);
+}
+
+TEST_F(RetryTest, RetriesUntilSuccessCountingAttemptsIncludingTheFirst) {
+  int calls = 0;
+  auto r = policy(retry_options{.max_attempts = 3}).execute([&]() -> sturdy::result<int> {
+    if (++calls < 3) return kUnavailable;
+    return 42;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.value(), 42);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(sleeper.count(), 2u);
+  const auto scheduled = events.of<sturdy::retry_scheduled>();
+  ASSERT_EQ(scheduled.size(), 2u);
+  EXPECT_EQ(scheduled[0].attempt, 1u);
+  EXPECT_EQ(scheduled[1].attempt, 2u);
+  EXPECT_EQ(scheduled[0].failure.code, kUnavailable);
+  EXPECT_FALSE(scheduled[0].from_server_hint);
+  EXPECT_EQ(scheduled[0].delay, sleeper.delays()[0]);
+  EXPECT_EQ(scheduled[1].delay, sleeper.delays()[1]);
+}
+
+TEST_F(RetryTest, ExhaustionReturnsTheLastErrorUnchangedAndSaysSo) {
+  int calls = 0;
+  const std::vector<std::error_code> errors = {kUnavailable, kBusy, std::make_error_code(std::errc::timed_out),
+                                               std::make_error_code(std::errc::io_error)};
+  auto r = policy(retry_options{.max_attempts = 4}).execute([&]() -> sturdy::result<int> {
+    return errors[static_cast<std::size_t>(calls++)];
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), std::errc::io_error);  // the last one, not the first, not a wrapper
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(sleeper.count(), 3u);
+  const auto exhausted = events.of<sturdy::retries_exhausted>();
+  ASSERT_EQ(exhausted.size(), 1u);
+  EXPECT_EQ(exhausted[0].attempts, 4u);
+  EXPECT_EQ(exhausted[0].failure.code, std::errc::io_error);
+}
+
+TEST_F(RetryTest, OneAttemptMeansNoRetry) {
+  int calls = 0;
+  auto r = policy(retry_options{.max_attempts = 1}).execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return kUnavailable;
+  });
+  EXPECT_FALSE(r);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(sleeper.count(), 0u);
+  EXPECT_EQ(events.count<sturdy::retries_exhausted>(), 1u);
+}
+
+TEST_F(RetryTest, DelaysComeFromTheBackoffWithThePerCallState) {
+  const auto b = sturdy::backoff::decorrelated(milliseconds(100), seconds(5));
+  auto p = policy(retry_options{.max_attempts = 6, .backoff = b});
+  for (int call = 0; call < 2; ++call) {
+    sleeper.clear();
+    auto r = p.execute([&]() -> sturdy::result<void> { return kUnavailable; });
+    EXPECT_FALSE(r);
+    const auto d = sleeper.delays();
+    ASSERT_EQ(d.size(), 5u);
+    // Each call starts the recurrence again from base.
+    EXPECT_GE(d[0], milliseconds(100));
+    EXPECT_LE(d[0], milliseconds(300));
+  }
+  // Replaying the generator reproduces the delays exactly.
+  std::mt19937_64 shadow(42);
+  sleeper.clear();
+  gen.seed(7);
+  shadow.seed(7);
+  auto r = p.execute([&]() -> sturdy::result<void> { return kUnavailable; });
+  EXPECT_FALSE(r);
+  sturdy::backoff::state st;
+  for (std::uint64_t n = 0; n < 5; ++n) EXPECT_EQ(sleeper.delays()[n], b.next_delay(n, st, shadow));
+}
+
+TEST_F(RetryTest, NonRetryableErrorsReturnAtOnce) {
+  int calls = 0;
+  auto p = policy(retry_options{.retry_if = [](const failure_info& f) { return f.code != std::errc::permission_denied; }});
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return kDenied;
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), kDenied);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(sleeper.count(), 0u);
+}
+
+TEST_F(RetryTest, DefaultPredicateSkipsCancellationAndBudgetVerdicts) {
+  EXPECT_TRUE(sturdy::default_retry_if({.code = kUnavailable, .exception = {}}));
+  EXPECT_TRUE(sturdy::default_retry_if({.code = {}, .exception = std::make_exception_ptr(std::runtime_error("x"))}));
+  EXPECT_FALSE(sturdy::default_retry_if({.code = errc::cancelled, .exception = {}}));
+  EXPECT_FALSE(sturdy::default_retry_if({.code = std::make_error_code(std::errc::operation_canceled), .exception = {}}));
+  EXPECT_FALSE(sturdy::default_retry_if({.code = errc::budget_exhausted, .exception = {}}));
+  EXPECT_FALSE(sturdy::default_retry_if({.code = errc::invalid_options, .exception = {}}));
+  int calls = 0;
+  auto r = policy(retry_options{}).execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return errc::budget_exhausted;  // an inner retry's budget said stop: do not amplify
+  });
+  EXPECT_EQ(r.error(), errc::budget_exhausted);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(RetryTest, ExceptionsAreRetriedAndTheLastOneRethrown) {
+  int calls = 0;
+  auto p = policy(retry_options{.max_attempts = 3});
+  EXPECT_THROW(
+      {
+        try {
+          (void)p.execute([&]() -> int { throw std::runtime_error("attempt " + std::to_string(++calls)); });
+        } catch (const std::runtime_error& e) {
+          EXPECT_STREQ(e.what(), "attempt 3");
+          throw;
+        }
+      },
+      std::runtime_error);
+  EXPECT_EQ(calls, 3);
+  const auto exhausted = events.of<sturdy::retries_exhausted>();
+  ASSERT_EQ(exhausted.size(), 1u);
+  EXPECT_TRUE(exhausted[0].failure.is_exception());
+}
+
+TEST_F(RetryTest, ExceptionThenSuccessReturnsTheValue) {
+  int calls = 0;
+  auto r = policy(retry_options{}).execute([&]() -> std::string {
+    if (++calls == 1) throw std::runtime_error("flaky");
+    return "ok";
+  });
+  static_assert(std::is_same_v<decltype(r), sturdy::result<std::string>>);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.value(), "ok");
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(RetryTest, ResultReturningCallablesMayThrowToo) {
+  int calls = 0;
+  auto p = policy(retry_options{.max_attempts = 3});
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    if (++calls == 1) throw std::runtime_error("first");
+    if (calls == 2) return kBusy;
+    return 10;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.value(), 10);
+  const auto s = events.of<sturdy::retry_scheduled>();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_TRUE(s[0].failure.is_exception());
+  EXPECT_EQ(s[1].failure.code, kBusy);
+  // The last failure an exception: it is rethrown, not turned into an error.
+  calls = 0;
+  EXPECT_THROW((void)p.execute([&]() -> sturdy::result<int> {
+    if (++calls < 3) return kBusy;
+    throw std::runtime_error("last");
+  }),
+               std::runtime_error);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST_F(RetryTest, ExceptionPredicateCanMatchOnType) {
+  int calls = 0;
+  auto p = policy(retry_options{.retry_if = [](const failure_info& f) {
+    return f.exception_as<std::logic_error>() == nullptr;  // logic errors are bugs: do not retry
+  }});
+  EXPECT_THROW((void)p.execute([&] {
+    ++calls;
+    throw std::invalid_argument("bug");
+  }),
+               std::invalid_argument);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(RetryTest, VoidCallablesReturnResultVoid) {
+  int calls = 0;
+  auto r = policy(retry_options{}).execute([&] {
+    if (++calls < 2) throw std::runtime_error("once");
+  });
+  static_assert(std::is_same_v<decltype(r), sturdy::result<void>>);
+  EXPECT_TRUE(r);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(RetryTest, WorksWithOutcomeBoostResultAndAbslStatus) {
+  {
+    int calls = 0;
+    auto r = policy(retry_options{}).execute([&]() -> sturdy::outcome<int> {
+      if (++calls == 1) return std::make_exception_ptr(std::runtime_error("stored"));
+      if (calls == 2) return kBusy;
+      return 5;
+    });
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r.value(), 5);
+    EXPECT_EQ(calls, 3);
+  }
+  {
+    int calls = 0;
+    using R = outcome::boost_result<int>;
+    auto r = policy(retry_options{.max_attempts = 2}).execute([&]() -> R {
+      ++calls;
+      return boost::system::error_code(boost::system::errc::timed_out, boost::system::generic_category());
+    });
+    static_assert(std::is_same_v<decltype(r), R>);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(calls, 2);
+    EXPECT_EQ(static_cast<std::error_code>(r.error()), std::errc::timed_out);
+  }
+  {
+    int calls = 0;
+    auto r = policy(retry_options{}).execute([&]() -> absl::StatusOr<int> {
+      if (++calls < 3) return absl::UnavailableError("down");
+      return 9;
+    });
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(*r, 9);
+    EXPECT_EQ(calls, 3);
+  }
+  {
+    auto r = policy(retry_options{.max_attempts = 2}).execute([&] { return absl::UnavailableError("still down"); });
+    EXPECT_TRUE(absl::IsUnavailable(r));
+    EXPECT_EQ(r.message(), "still down");  // the callee's own status, unchanged
+  }
+  {
+    // sturdy's own errors travel inside the callee's type.
+    auto r = policy(retry_options{.max_attempts = 0}).execute([&] { return absl::OkStatus(); });
+    EXPECT_EQ(sturdy::status_to_error_code(r), errc::invalid_options);
+  }
+}
+
+TEST_F(RetryTest, GivesUpWhenTheDeadlineCannotHoldDelayPlusAttempt) {
+  int calls = 0;
+  auto p = policy(retry_options{.max_attempts = 10,
+                                .backoff = sturdy::backoff::constant(milliseconds(200)),
+                                .max_elapsed = seconds(1)});
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    ++calls;
+    clock.advance(milliseconds(300));  // every attempt takes 300 ms
+    return kUnavailable;
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), errc::deadline_exceeded);
+  // t=300 fail; 300+200+300 <= 1000: retry at 500; t=800 fail: 800+200+300 > 1000.
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(sleeper.count(), 1u);
+  EXPECT_EQ(clock.now(), sturdy::time_point{} + milliseconds(800));
+  const auto ev = events.of<sturdy::retry_deadline_exceeded>();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].attempt, 2u);
+  EXPECT_EQ(ev[0].remaining, milliseconds(200));
+  EXPECT_EQ(ev[0].estimated_attempt, milliseconds(300));
+  EXPECT_EQ(ev[0].failure.code, kUnavailable);  // the last error travels in the event
+}
+
+TEST_F(RetryTest, NeverSleepsPastAPerCallDeadline) {
+  auto p = policy(retry_options{.max_attempts = 100,
+                                .backoff = sturdy::backoff::exponential(milliseconds(10), seconds(10),
+                                                                        sturdy::jitter::equal)});
+  const auto deadline = clock.now() + seconds(3);
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    clock.advance(milliseconds(5));
+    return kBusy;
+  },
+                     std::stop_token(), deadline);
+  EXPECT_EQ(r.error(), errc::deadline_exceeded);
+  EXPECT_LE(clock.now(), deadline);
+  EXPECT_GT(sleeper.count(), 3u);
+}
+
+TEST_F(RetryTest, ServerHintFromExceptionIsClampedToConfiguredRange) {
+  int calls = 0;
+  auto p = policy(retry_options{.max_attempts = 3, .min_server_delay = milliseconds(10),
+                                .max_server_delay = seconds(2)});
+  auto r = p.execute([&]() -> int {
+    ++calls;
+    if (calls == 1) throw sturdy::retry_after_error(retry_hint::after(seconds(30)));
+    if (calls == 2) throw sturdy::retry_after_error(retry_hint::after(milliseconds(1)));
+    return 1;
+  });
+  ASSERT_TRUE(r);
+  const auto d = sleeper.delays();
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0], seconds(2));        // 30 s clamped down
+  EXPECT_EQ(d[1], milliseconds(10));  // 1 ms clamped up
+  for (const auto& e : events.of<sturdy::retry_scheduled>()) EXPECT_TRUE(e.from_server_hint);
+}
+
+TEST_F(RetryTest, ServerDoNotRetryEndsTheLoopWithTheCalleesFailure) {
+  int calls = 0;
+  auto p = policy(retry_options{.max_attempts = 5});
+  EXPECT_THROW((void)p.execute([&]() -> int {
+    ++calls;
+    throw sturdy::retry_after_error(retry_hint::from_pushback_ms(-1));
+  }),
+               sturdy::retry_after_error);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(events.count<sturdy::retry_refused_by_server>(), 1u);
+
+  calls = 0;
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return errc::retry_refused;
+  });
+  EXPECT_EQ(r.error(), errc::retry_refused);
+  EXPECT_EQ(calls, 1);
+}
+
+// A typed error that carries a pushback, found through the ADL hook.
+struct rpc_error {
+  int status;
+  std::int64_t pushback_ms;  // -1: do not retry; 0: none
+};
+std::error_code sturdy_to_error_code(const rpc_error& e) { return {e.status, std::generic_category()}; }
+rpc_error sturdy_from_error_code(std::error_code ec, std::type_identity<rpc_error>) { return {ec.value(), 0}; }
+retry_hint sturdy_retry_hint(const rpc_error& e) {
+  return e.pushback_ms == 0 ? retry_hint::none() : retry_hint::from_pushback_ms(e.pushback_ms);
+}
+
+TEST_F(RetryTest, ServerHintFromTypedErrorThroughAdl) {
+  using R = outcome::basic_result<int, rpc_error, outcome::policy::terminate>;
+  int calls = 0;
+  auto p = policy(retry_options{.max_attempts = 4});
+  auto r = p.execute([&]() -> R {
+    ++calls;
+    if (calls == 1) return rpc_error{14, 1500};
+    if (calls == 2) return rpc_error{14, 0};  // no hint: backoff
+    return rpc_error{14, -1};                 // stop
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().pushback_ms, -1);
+  EXPECT_EQ(calls, 3);
+  const auto s = events.of<sturdy::retry_scheduled>();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].delay, milliseconds(1500));
+  EXPECT_TRUE(s[0].from_server_hint);
+  EXPECT_FALSE(s[1].from_server_hint);
+  EXPECT_EQ(events.count<sturdy::retry_refused_by_server>(), 1u);
+}
+
+TEST_F(RetryTest, ServerHintFromUserExtractor) {
+  auto p = policy(retry_options{.max_attempts = 2, .server_hint = [](const failure_info& f) {
+                                  return f.code == std::errc::device_or_resource_busy ? retry_hint::after(seconds(7))
+                                                                                      : retry_hint::none();
+                                }});
+  auto r = p.execute([&]() -> sturdy::result<int> { return kBusy; });
+  EXPECT_EQ(r.error(), kBusy);
+  ASSERT_EQ(sleeper.count(), 1u);
+  EXPECT_EQ(sleeper.delays()[0], seconds(7));
+}
+
+TEST_F(RetryTest, ServerHintsStillNeedTheBudget) {
+  sturdy::token_bucket_budget budget({.max_tokens = 4, .token_ratio = 0.5});
+  auto p = policy(retry_options{.max_attempts = 10, .budget = budget});
+  int calls = 0;
+  auto r = p.execute([&]() -> int {
+    ++calls;
+    throw sturdy::retry_after_error(retry_hint::after(milliseconds(100)));
+  });
+  // 4 -> 3 (> 2, retry) -> 2 (not > 2, denied).
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), errc::budget_exhausted);
+  EXPECT_EQ(calls, 2);
+  const auto denied = events.of<sturdy::retry_budget_denied>();
+  ASSERT_EQ(denied.size(), 1u);
+  EXPECT_EQ(denied[0].attempt, 2u);
+  EXPECT_TRUE(denied[0].failure.is_exception());  // the last failure is kept
+}
+
+TEST_F(RetryTest, StopRequestedBeforehandNeverCalls) {
+  std::stop_source src;
+  src.request_stop();
+  int calls = 0;
+  auto r = policy(retry_options{}).execute(
+      [&] {
+        ++calls;
+        return sturdy::result<int>(1);
+      },
+      src.get_token());
+  EXPECT_EQ(r.error(), errc::cancelled);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST_F(RetryTest, CancellationMidSleepStopsAtOnce) {
+  std::stop_source src;
+  sleeper.on_sleep([&](duration) { src.request_stop(); });
+  int calls = 0;
+  auto r = policy(retry_options{.max_attempts = 5}).execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return kUnavailable;
+  },
+                                                            src.get_token());
+  EXPECT_EQ(r.error(), errc::cancelled);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(sleeper.cancelled_count(), 1u);
+  EXPECT_EQ(events.count<sturdy::retry_cancelled>(), 1u);
+}
+
+TEST_F(RetryTest, CancellationIsNeverCountedAsTheCalleesFailure) {
+  sturdy::token_bucket_budget budget({.max_tokens = 10, .token_ratio = 1});
+  std::stop_source src;
+  auto r = policy(retry_options{.budget = budget}).execute([&]() -> sturdy::result<int> {
+    src.request_stop();  // the caller gives up while the call is in flight
+    return std::make_error_code(std::errc::operation_canceled);
+  },
+                                                           src.get_token());
+  EXPECT_EQ(r.error(), errc::cancelled);
+  EXPECT_EQ(budget.milli_tokens(), 10'000u);  // no token taken
+}
+
+TEST(RetryThreadTest, CancellationFromAnotherThreadWakesARealSleep) {
+  // The one test that really sleeps: a 60 s backoff cut short by a stop
+  // request from another thread.
+  std::stop_source src;
+  std::latch failed(1);
+  std::thread canceller([&] {
+    failed.wait();
+    src.request_stop();
+  });
+  int calls = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = sturdy::retry(retry_options{.backoff = sturdy::backoff::constant(seconds(60))},
+                         [&]() -> sturdy::result<int> {
+                           if (++calls == 1) failed.count_down();
+                           return kUnavailable;
+                         },
+                         src.get_token());
+  canceller.join();
+  EXPECT_EQ(r.error(), errc::cancelled);
+  EXPECT_EQ(calls, 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(30));
+}
+
+TEST_F(RetryTest, BudgetDenialEndsTheLoopWithBudgetExhausted) {
+  sturdy::token_bucket_budget budget({.max_tokens = 2, .token_ratio = 0.1});
+  int calls = 0;
+  auto r = policy(retry_options{.max_attempts = 5, .budget = budget}).execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return kUnavailable;
+  });
+  // 2 tokens -> 1 after the first failure: not > 1, so no retry.
+  EXPECT_EQ(r.error(), errc::budget_exhausted);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(events.count<sturdy::retry_budget_denied>(), 1u);
+  EXPECT_EQ(events.count<sturdy::retry_scheduled>(), 0u);
+}
+
+// Records the budget protocol calls in order.
+struct spy_budget {
+  std::vector<std::string> log;
+  bool allow = true;
+  void on_attempt(bool is_retry) noexcept { log.push_back(is_retry ? "retry-attempt" : "attempt"); }
+  void on_outcome(sturdy::attempt_outcome o) noexcept {
+    log.push_back(o == sturdy::attempt_outcome::success   ? "success"
+                  : o == sturdy::attempt_outcome::failure ? "failure"
+                                                          : "neutral");
+  }
+  bool try_retry(std::uint64_t) noexcept {
+    log.push_back("try");
+    return allow;
+  }
+};
+
+TEST_F(RetryTest, DrivesTheBudgetProtocolInOrder) {
+  spy_budget spy;
+  int calls = 0;
+  auto p = policy(retry_options{.retry_if = [](const failure_info& f) { return f.code != std::errc::permission_denied; },
+                                .budget = spy});
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    if (++calls == 1) return kUnavailable;
+    return 3;
+  });
+  EXPECT_TRUE(r);
+  EXPECT_EQ(spy.log, (std::vector<std::string>{"attempt", "failure", "try", "retry-attempt", "success"}));
+  spy.log.clear();
+  auto r2 = p.execute([&]() -> sturdy::result<int> { return kDenied; });
+  EXPECT_FALSE(r2);
+  EXPECT_EQ(spy.log, (std::vector<std::string>{"attempt", "neutral"}));
+}
+
+TEST_F(RetryTest, InvalidOptionsRefuseToRunAndNameTheField) {
+  const retry_options bad{.max_attempts = 0};
+  EXPECT_NE(bad.validation_message().find("max_attempts"), std::string_view::npos);
+  EXPECT_FALSE(bad.validate());
+  int calls = 0;
+  auto p = policy(bad);
+  EXPECT_FALSE(p.valid());
+  auto r = p.execute([&] { return ++calls; });
+  EXPECT_EQ(r.error(), errc::invalid_options);
+  EXPECT_EQ(calls, 0);
+  EXPECT_NE((retry_options{.max_elapsed = milliseconds(-1)}.validation_message().find("max_elapsed")),
+            std::string_view::npos);
+  EXPECT_NE((retry_options{.min_server_delay = seconds(2), .max_server_delay = seconds(1)}.validation_message().find(
+                "max_server_delay")),
+            std::string_view::npos);
+  EXPECT_NE((retry_options{.backoff = {.multiplier = 0}}.validation_message().find("backoff.multiplier")),
+            std::string_view::npos);
+}
+
+TEST_F(RetryTest, RetryHintConstructors) {
+  EXPECT_EQ(retry_hint::after(milliseconds(-5)), retry_hint::do_not_retry());
+  EXPECT_EQ(retry_hint::from_pushback_ms(-1), retry_hint::do_not_retry());
+  EXPECT_EQ(retry_hint::from_pushback_ms(250).delay, milliseconds(250));
+  EXPECT_EQ(retry_hint::from_pushback_ms(std::numeric_limits<std::int64_t>::max()).verdict,
+            retry_hint::kind::delay);
+  EXPECT_EQ(retry_hint{}.verdict, retry_hint::kind::none);
+}
+
+TEST(RetryClockTest, NegativeEpochsAndFarDeadlinesDoNotOverflow) {
+  static_assert(sturdy::detail::time_between(sturdy::time_point{} + seconds(5), sturdy::time_point{}) ==
+                duration::zero());
+  static_assert(sturdy::detail::time_between(sturdy::time_point::min(), sturdy::time_point::max()) ==
+                duration::max());
+  static_assert(sturdy::detail::time_between(sturdy::time_point{} - seconds(1), sturdy::time_point{} + seconds(2)) ==
+                seconds(3));
+  manual_clock clock(sturdy::time_point{} - std::chrono::hours(1'000'000));
+  recording_sleeper sleeper(clock);
+  std::mt19937_64 gen(1);
+  int calls = 0;
+  const auto failing = [&]() -> sturdy::result<int> {
+    ++calls;
+    return kBusy;
+  };
+  auto r = sturdy::retry(retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(milliseconds(1)),
+                                       .max_elapsed = duration::max()},
+                         failing, gen, clock, sleeper);
+  EXPECT_EQ(r.error(), kBusy);  // exhausted, not a bogus deadline_exceeded
+  EXPECT_EQ(calls, 3);
+  calls = 0;
+  auto p = sturdy::retry_policy<sturdy::backoff, manual_clock, recording_sleeper>(
+      retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(milliseconds(1))}, clock, sleeper);
+  auto r2 = p.execute(failing, std::stop_token(), sturdy::time_point::max() - duration(1));
+  EXPECT_EQ(r2.error(), kBusy);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(RetryFreeFunctionTest, TakesGeneratorClockAndSleeper) {
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  std::mt19937_64 gen(1);
+  int calls = 0;
+  auto r = sturdy::retry(
+      retry_options{.max_attempts = 3, .backoff = sturdy::backoff::exponential(seconds(1), seconds(8), sturdy::jitter::none)},
+      [&]() -> sturdy::result<int> {
+        if (++calls < 3) return kBusy;
+        return 1;
+      },
+      gen, clock, sleeper);
+  EXPECT_TRUE(r);
+  EXPECT_EQ(sleeper.delays(), (std::vector<duration>{seconds(1), seconds(2)}));
+  EXPECT_EQ(clock.now(), sturdy::time_point{} + seconds(3));
+}
+
+TEST(RetryFreeFunctionTest, DefaultsNeedOnlyTheCallable) {
+  auto r = sturdy::retry([] { return 5; });
+  EXPECT_EQ(r.value(), 5);
+  const sturdy::retry_policy<> shared;  // const: execute(fn) works on a const policy
+  EXPECT_EQ(shared.execute([] { return sturdy::result<int>(6); }).value(), 6);
+}
+
+TEST(RetryAllocationTest, DefaultPolicyAllocatesNothing) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  const sturdy::retry_policy<> policy;
+  int sink = 0;
+  sturdy::testing::allocation_scope scope;
+  for (int i = 0; i < 1000; ++i) {
+    auto r = policy.execute([&] { return sturdy::result<int>(i); });
+    sink += r.value();
+  }
+  auto r2 = sturdy::retry([&] { return sink; });
+  sink += r2.value();
+  EXPECT_EQ(scope.allocations(), 0u);
+  EXPECT_GT(sink, 0);
+}
+
+TEST(RetryAllocationTest, FailingPathWithBudgetAllocatesNothing) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  sturdy::token_bucket_budget budget;
+  sturdy::ratio_budget<> ratio;
+  // Zero delays so the default thread_sleeper returns at once.
+  const sturdy::retry_policy<> with_bucket(retry_options{
+      .max_attempts = 3, .backoff = sturdy::backoff::constant(duration::zero()), .budget = budget});
+  const sturdy::retry_policy<> with_ratio(retry_options{.max_attempts = 3,
+                                                        .backoff = sturdy::backoff::constant(duration::zero()),
+                                                        .max_elapsed = seconds(10),
+                                                        .budget = ratio});
+  sturdy::testing::allocation_scope scope;
+  int calls = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto r = with_bucket.execute([&]() -> sturdy::result<int> {
+      ++calls;
+      return kUnavailable;
+    });
+    auto r2 = with_ratio.execute([&]() -> sturdy::result<int> {
+      ++calls;
+      return kUnavailable;
+    });
+    EXPECT_FALSE(r);
+    EXPECT_FALSE(r2);
+  }
+  EXPECT_EQ(scope.allocations(), 0u);
+  EXPECT_GT(calls, 200);
+}
+
+}  // namespace
