@@ -10,11 +10,14 @@
 #ifndef STURDY_STURDY_HPP_
 #define STURDY_STURDY_HPP_
 
+#include "sturdy/backoff.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
 #include "sturdy/pipeline.hpp"
+#include "sturdy/retry.hpp"
+#include "sturdy/retry_budget.hpp"
 
 #endif  // STURDY_STURDY_HPP_
