@@ -229,6 +229,49 @@ TEST(IdempotencyCacheTest, CompletedEntriesExpireAfterTheTtl) {
   EXPECT_EQ(cache->stats().expirations, 1U);
 }
 
+// A store that cannot wake waiters (like a Redis store polling): the cache
+// polls it with doubling intervals instead. Also shows that the concept is
+// all a store needs.
+class polling_store {
+ public:
+  using value_type = sturdy::outcome<int>;
+  using options_type = sturdy::memory_store_options;
+  static constexpr bool wakes_waiters = false;
+  polling_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
+                                                          sturdy::duration lease, sturdy::idempotency_waiter* w) {
+    EXPECT_EQ(w, nullptr);  // the cache never hands a waiter to a polling store
+    return inner_.begin(key, fp, lease, nullptr);
+  }
+  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v, sturdy::duration ttl) {
+    return inner_.complete(key, t, std::move(v), ttl);
+  }
+  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) { return inner_.abandon(key, t); }
+  void cancel_wait(std::string_view, sturdy::idempotency_waiter&) {}
+  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
+
+ private:
+  sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
+};
+static_assert(sturdy::idempotency_store<polling_store>);
+
+TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingIntervals) {
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache(
+      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
+  int sleeps = 0;
+  sleeper.on_sleep([&](sturdy::duration) {
+    if (++sleeps == 5) (void)cache.store().complete("k", owner.token, sturdy::outcome<int>(6), 1h);
+  });
+  auto r = cache.execute("k", 1, waiting(), [] { return 0; });
+  EXPECT_EQ(r.result.value(), 6);
+  EXPECT_TRUE(r.replayed);
+  const std::vector<sturdy::duration> expected{1ms, 2ms, 4ms, 4ms, 4ms};
+  EXPECT_EQ(sleeper.delays(), expected);
+}
+
 // --- Failures ----------------------------------------------------------------
 
 TEST(IdempotencyCacheTest, FailuresAreNotCachedByDefault) {
