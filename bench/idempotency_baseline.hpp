@@ -25,7 +25,8 @@ namespace bench {
 template <class T>
 class mutex_map_cache {
  public:
-  explicit mutex_map_cache(std::size_t capacity, std::chrono::nanoseconds ttl) : capacity_(capacity), ttl_(ttl) {}
+  explicit mutex_map_cache(std::size_t capacity, std::chrono::nanoseconds ttl)
+      : capacity_(capacity), ttl_(ttl) {}
 
   struct result_type {
     sturdy::result<T> result;

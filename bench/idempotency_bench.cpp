@@ -59,8 +59,9 @@ struct sturdy_impl {
   sturdy_impl() {
     (void)keys();
     const std::size_t before = heap_in_use();
-    cache = std::make_unique<sturdy_cache>(sturdy::idempotency_options{},
-                                           sturdy::memory_store_options{.shards = 64, .max_entries = kKeys + kKeys / 8});
+    cache = std::make_unique<sturdy_cache>(
+        sturdy::idempotency_options{},
+        sturdy::memory_store_options{.shards = 64, .max_entries = kKeys + kKeys / 8});
     for (std::size_t i = 0; i < kKeys; ++i) (void)cache->execute(keys()[i], i, [i] { return i; });
     bytes_per_entry = static_cast<double>(heap_in_use() - before) / static_cast<double>(kKeys);
   }
@@ -119,8 +120,10 @@ void BM_Idempotency(benchmark::State& state) {
     }
   }
   state.SetItemsProcessed(state.iterations());
-  state.counters["bytes_per_entry"] = benchmark::Counter(impl.bytes_per_entry, benchmark::Counter::kAvgThreads);
-  state.counters["replayed"] = benchmark::Counter(static_cast<double>(replays), benchmark::Counter::kAvgIterations);
+  state.counters["bytes_per_entry"] =
+      benchmark::Counter(impl.bytes_per_entry, benchmark::Counter::kAvgThreads);
+  state.counters["replayed"] =
+      benchmark::Counter(static_cast<double>(replays), benchmark::Counter::kAvgIterations);
 }
 
 #define STURDY_IDEM_BENCH(name, impl, pct) \

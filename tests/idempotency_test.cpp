@@ -35,7 +35,8 @@ struct sturdy::test::store_harness<memory_store> {
   using value_type = sturdy::outcome<int>;
   manual_clock clock;
   std::unique_ptr<memory_store> make() {
-    return std::make_unique<memory_store>(sturdy::memory_store_options{.shards = 4, .max_entries = 1024}, clock);
+    return std::make_unique<memory_store>(sturdy::memory_store_options{.shards = 4, .max_entries = 1024},
+                                          clock);
   }
   void advance(sturdy::duration d) { clock.advance(d); }
   static value_type value(int v) { return value_type(v); }
@@ -175,7 +176,8 @@ TEST(IdempotencyCacheTest, WaiterRunsTheWorkItselfWhenTheOwnerAbandons) {
   fixture f;
   auto cache = f.make();
   auto owner = cache->store().begin("k", 1, 30s).value();
-  f.sleeper.on_sleep([&](sturdy::duration) { ASSERT_TRUE(cache->store().abandon("k", owner.token).has_value()); });
+  f.sleeper.on_sleep(
+      [&](sturdy::duration) { ASSERT_TRUE(cache->store().abandon("k", owner.token).has_value()); });
   auto r = cache->execute("k", 1, waiting(), [] { return 5; });
   EXPECT_EQ(r.result.value(), 5);
   EXPECT_FALSE(r.replayed);
@@ -195,7 +197,8 @@ TEST(IdempotencyCacheTest, WaiterTakesOverWhenTheOwnersLeaseRunsOut) {
   EXPECT_GT(executed[0].token, owner.token);
   EXPECT_EQ(cache->stats().takeovers, 1U);
   // The crashed owner comes back: refused.
-  EXPECT_EQ(cache->store().complete("k", owner.token, sturdy::outcome<int>(1), 1h).error(), errc::stale_token);
+  EXPECT_EQ(cache->store().complete("k", owner.token, sturdy::outcome<int>(1), 1h).error(),
+            errc::stale_token);
   EXPECT_EQ(cache->execute("k", 1, [] { return 0; }).result.value(), 5);
 }
 
@@ -203,7 +206,7 @@ TEST(IdempotencyCacheTest, StaleOwnersLateCompletionIsRefusedAndTheNewerResultKe
   fixture f;
   auto cache = f.make({.lease = 10s});
   auto stale = cache->execute("k", 1, [&] {
-    f.clock.advance(11s);  // this run outlives its lease...
+    f.clock.advance(11s);                                   // this run outlives its lease...
     auto newer = cache->execute("k", 1, [] { return 2; });  // ...and a retry takes over
     EXPECT_EQ(newer.result.value(), 2);
     return 1;
@@ -239,14 +242,18 @@ class polling_store {
   static constexpr bool wakes_waiters = false;
   polling_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
   sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
-                                                          sturdy::duration lease, sturdy::idempotency_waiter* w) {
+                                                          sturdy::duration lease,
+                                                          sturdy::idempotency_waiter* w) {
     EXPECT_EQ(w, nullptr);  // the cache never hands a waiter to a polling store
     return inner_.begin(key, fp, lease, nullptr);
   }
-  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v, sturdy::duration ttl) {
+  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
+                                sturdy::duration ttl) {
     return inner_.complete(key, t, std::move(v), ttl);
   }
-  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) { return inner_.abandon(key, t); }
+  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
+    return inner_.abandon(key, t);
+  }
   void cancel_wait(std::string_view, sturdy::idempotency_waiter&) {}
   [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
 
@@ -435,7 +442,7 @@ TEST(IdempotencyCacheTest, ClockGivesRecentlyReplayedEntriesASecondChance) {
   auto cache = f.make({}, {.shards = 1, .max_entries = 3});
   for (const char* k : {"a", "b", "c"}) (void)cache->execute(k, 1, [] { return 1; });
   ASSERT_TRUE(cache->execute("a", 1, [] { return 0; }).replayed);  // references "a"
-  (void)cache->execute("d", 1, [] { return 1; });                   // evicts one of b, c
+  (void)cache->execute("d", 1, [] { return 1; });                  // evicts one of b, c
   EXPECT_TRUE(cache->execute("a", 1, [] { return 0; }).replayed);
 }
 
@@ -445,7 +452,8 @@ TEST(IdempotencyCacheTest, ExpiredLeaseEntryMakesRoomAndItsOwnerIsRefused) {
   auto crashed = cache->store().begin("a", 1, 5s).value();
   f.clock.advance(5s);
   EXPECT_EQ(cache->execute("b", 1, [] { return 1; }).result.value(), 1);
-  EXPECT_EQ(cache->store().complete("a", crashed.token, sturdy::outcome<int>(1), 1h).error(), errc::stale_token);
+  EXPECT_EQ(cache->store().complete("a", crashed.token, sturdy::outcome<int>(1), 1h).error(),
+            errc::stale_token);
 }
 
 TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
@@ -453,7 +461,8 @@ TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
   constexpr std::size_t bound = 4096;
   auto cache = f.make({}, {.shards = 16, .max_entries = bound});
   std::vector<sturdy::begin_outcome<sturdy::outcome<int>>> held;
-  for (int i = 0; i < 16; ++i) held.push_back(cache->store().begin("held" + std::to_string(i), 1, 24h).value());
+  for (int i = 0; i < 16; ++i)
+    held.push_back(cache->store().begin("held" + std::to_string(i), 1, 24h).value());
   char key[32];
   for (int i = 0; i < 1'000'000; ++i) {
     const int n = std::snprintf(key, sizeof key, "key-%d", i);
@@ -469,9 +478,9 @@ TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
   EXPECT_LE(cache->store().memory_usage(), bound * 4 * memory_store::entry_overhead + (1U << 20));
   for (int i = 0; i < 16; ++i) {
     const bool ok = cache->store()
-                    .complete("held" + std::to_string(i), held[static_cast<std::size_t>(i)].token,
-                              sturdy::outcome<int>(i), 1h)
-                    .has_value();
+                        .complete("held" + std::to_string(i), held[static_cast<std::size_t>(i)].token,
+                                  sturdy::outcome<int>(i), 1h)
+                        .has_value();
     EXPECT_TRUE(ok);
   }
 }
@@ -511,7 +520,8 @@ TEST(IdempotencyCacheTest, InvalidOptionsRefuseEveryCallAndNameTheField) {
 }
 
 TEST(IdempotencyCacheTest, InvalidStoreOptionsAreReported) {
-  EXPECT_NE(sturdy::memory_store_options{.shards = 3}.validation_message().find("shards"), std::string_view::npos);
+  EXPECT_NE(sturdy::memory_store_options{.shards = 3}.validation_message().find("shards"),
+            std::string_view::npos);
   const sturdy::memory_store_options few{.shards = 8, .max_entries = 4};
   EXPECT_NE(few.validation_message().find("max_entries"), std::string_view::npos);
   EXPECT_TRUE(sturdy::memory_store_options{}.validate().has_value());

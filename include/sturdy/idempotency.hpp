@@ -329,18 +329,17 @@ struct idempotency_store_stats {
 //   s.cancel_wait(key, w)                   unlinks `w` if still linked
 //   s.stats()                               -> idempotency_store_stats
 template <class S>
-concept idempotency_store =
-    std::copy_constructible<typename S::value_type> &&
+concept idempotency_store = std::copy_constructible<typename S::value_type> &&
     requires(S& s, const S& cs, std::string_view key, std::uint64_t fingerprint, duration d,
              fencing_token token, typename S::value_type value, idempotency_waiter* w,
              idempotency_waiter& wr) {
-      { S::wakes_waiters } -> std::convertible_to<bool>;
-      { s.begin(key, fingerprint, d, w) } -> std::same_as<result<begin_outcome<typename S::value_type>>>;
-      { s.complete(key, token, std::move(value), d) } -> std::same_as<result<void>>;
-      { s.abandon(key, token) } -> std::same_as<result<void>>;
-      { s.cancel_wait(key, wr) } -> std::same_as<void>;
-      { cs.stats() } -> std::same_as<idempotency_store_stats>;
-    };
+  { S::wakes_waiters } -> std::convertible_to<bool>;
+  { s.begin(key, fingerprint, d, w) } -> std::same_as<result<begin_outcome<typename S::value_type>>>;
+  { s.complete(key, token, std::move(value), d) } -> std::same_as<result<void>>;
+  { s.abandon(key, token) } -> std::same_as<result<void>>;
+  { s.cancel_wait(key, wr) } -> std::same_as<void>;
+  { cs.stats() } -> std::same_as<idempotency_store_stats>;
+};
 
 namespace detail {
 // now + d without overflow (a huge TTL means "never", not a wrap-around).
@@ -561,8 +560,8 @@ class memory_idempotency_store {
     return shards_[(hash >> (std::numeric_limits<std::size_t>::digits - 10)) & mask_];
   }
 
-  static void acquire(shard_type& s, typename shard_type::entry& e, std::uint64_t fingerprint,
-                      time_point now, duration lease, begin_outcome<V>& out) noexcept {
+  static void acquire(shard_type& s, typename shard_type::entry& e, std::uint64_t fingerprint, time_point now,
+                      duration lease, begin_outcome<V>& out) noexcept {
     e.state = detail::idem_state::in_progress;
     e.token = ++s.next_token;
     e.fingerprint = fingerprint;
@@ -699,8 +698,7 @@ class idempotency_cache {
   template <outcome_callable F>
   [[nodiscard]] idempotency_result<execute_result_t<F>> execute(std::string_view key,
                                                                 std::uint64_t fingerprint,
-                                                                const idempotency_policy& policy,
-                                                                F&& fn) {
+                                                                const idempotency_policy& policy, F&& fn) {
     return execute_impl(key, fingerprint, policy, false, std::forward<F>(fn));
   }
 
@@ -747,8 +745,8 @@ class idempotency_cache {
 
   template <class F>
   idempotency_result<execute_result_t<F>> execute_impl(std::string_view key, std::uint64_t fingerprint,
-                                                       const idempotency_policy& policy,
-                                                       bool default_policy, F&& fn) {
+                                                       const idempotency_policy& policy, bool default_policy,
+                                                       F&& fn) {
     using R = execute_result_t<F>;
     using V = value_of_t<F>;
     static_assert(std::is_void_v<T> == std::is_void_v<V>,

@@ -141,11 +141,13 @@ TYPED_TEST_P(IdempotencyStoreTest, CompletedEntryExpiresAfterItsTtl) {
 
 TYPED_TEST_P(IdempotencyStoreTest, CompletingTwiceOrWithAForeignTokenIsRefused) {
   auto b = this->begin("k");
-  EXPECT_EQ(this->store().complete("k", fencing_token{b.token.value + 1000}, TestFixture::harness::value(1), 1h)
+  EXPECT_EQ(this->store()
+                .complete("k", fencing_token{b.token.value + 1000}, TestFixture::harness::value(1), 1h)
                 .error(),
             errc::stale_token);
   ASSERT_TRUE(this->store().complete("k", b.token, TestFixture::harness::value(1), 1h).has_value());
-  EXPECT_EQ(this->store().complete("k", b.token, TestFixture::harness::value(2), 1h).error(), errc::stale_token);
+  EXPECT_EQ(this->store().complete("k", b.token, TestFixture::harness::value(2), 1h).error(),
+            errc::stale_token);
   EXPECT_EQ(this->store().abandon("k", b.token).error(), errc::stale_token);
   EXPECT_EQ(this->store().complete("absent", b.token, TestFixture::harness::value(2), 1h).error(),
             errc::stale_token);

@@ -73,14 +73,15 @@ struct idem_key_eq {
 // counts 0 (only its inline size is charged).
 template <class T>
 [[nodiscard]] std::size_t heap_bytes(const T& v) noexcept {
-  if constexpr (requires { { sturdy_heap_bytes(v) } -> std::convertible_to<std::size_t>; }) {
+  if constexpr (requires {
+                  { sturdy_heap_bytes(v) } -> std::convertible_to<std::size_t>;
+                }) {
     return sturdy_heap_bytes(v);
   } else if constexpr (requires {
                          v.has_value();
                          v.assume_value();
                        }) {
-    if constexpr (requires { typename T::value_type; } &&
-                  !std::is_void_v<typename T::value_type>) {
+    if constexpr (requires { typename T::value_type; } && !std::is_void_v<typename T::value_type>) {
       return v.has_value() ? heap_bytes(v.assume_value()) : 0;
     } else {
       return 0;
@@ -90,8 +91,9 @@ template <class T>
                          v.capacity();
                          v.data();
                        }) {
-    return std::is_trivially_copyable_v<typename T::value_type> ? v.capacity() * sizeof(typename T::value_type)
-                                                               : 0;
+    return std::is_trivially_copyable_v<typename T::value_type>
+               ? v.capacity() * sizeof(typename T::value_type)
+               : 0;
   } else {
     return 0;
   }
