@@ -1,0 +1,927 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/idempotency.hpp
+// -----------------------------------------------------------------------------
+//
+// `sturdy::idempotency_cache` runs a piece of work at most once per
+// idempotency key and replays the stored outcome to every later caller with
+// the same key: the server side of the IETF `Idempotency-Key` header, of
+// Stripe's idempotent requests and of AWS Powertools' idempotency utility, in
+// one primitive. Its memory lives in a store (`idempotency_store` concept):
+// `memory_idempotency_store` here, a shared Redis store for a fleet.
+//
+// Life of a key in the store:
+//
+//   absent --begin--> in_progress(lease, token) --complete(token)--> completed(value, TTL)
+//     ^                 |  |                                            |
+//     |    abandon(token) /  lease runs out: the next begin takes        |
+//     +-----------------+    over with a new token (takeover)           |
+//     +---------------------- TTL runs out (expired) / evicted ----------+
+//
+// Example:
+//
+//   sturdy::idempotency_cache<Receipt> payments({.ttl = std::chrono::hours(24)});
+//
+//   sturdy::result<Receipt> Charge(std::string_view key, const Request& req) {
+//     auto r = payments.execute(key, sturdy::stable_fingerprint(req.body),
+//                               [&] { return gateway.Charge(req); });
+//     if (r.replayed) log("replayed ", key);
+//     return std::move(r.result);  // Receipt, or errc::in_progress (409),
+//                                  // key_mismatch (422), missing_key (400)...
+//   }
+//
+// What `execute` returns: `idempotency_result<R>` with `R` the callable's
+// outcome type (`execute_result_t<F>`: a `sturdy::result<T>`, any Outcome
+// type, `std::expected`, `absl::StatusOr`, or `result<T>` around a plain
+// value) and `replayed` (true when it came from the store). sturdy's own
+// refusals (`missing_key`, `invalid_key`, `in_progress`, `key_mismatch`,
+// `wait_timeout`, `capacity_exceeded`, `stale_token`, `invalid_options`, a
+// store's `store_unavailable`) are returned inside `R`. An exception thrown by
+// the callable is rethrown to its caller after the store has been updated;
+// when failures are cached it is stored and rethrown to every replay.
+//
+// Thread safety: `execute`, `stats` and every store operation may be called
+// from any number of threads at once. The memory store is sharded: each
+// shard is an Abseil `flat_hash_map` behind a `std::mutex`; a lookup hashes
+// the `std::string_view` key once and allocates nothing. Duplicates waiting
+// for an in-flight key park on their sleeper (no busy-waiting) and are woken
+// by the completion.
+//
+// Testing: instantiate with `sturdy::testing::manual_clock` (TTL, leases,
+// wait deadlines) and `sturdy::testing::recording_sleeper` (a waiting
+// duplicate then "sleeps" by advancing the clock; its `on_sleep` hook can
+// complete the owner mid-wait, deterministically, on one thread).
+
+#ifndef STURDY_IDEMPOTENCY_HPP_
+#define STURDY_IDEMPOTENCY_HPP_
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "sturdy/clock.hpp"
+#include "sturdy/config.hpp"
+#include "sturdy/detail/idempotency_shard.hpp"
+#include "sturdy/detail/stable_hash.hpp"
+#include "sturdy/error.hpp"
+#include "sturdy/listener.hpp"
+#include "sturdy/outcome.hpp"
+
+namespace sturdy {
+
+// -----------------------------------------------------------------------------
+// Fingerprints
+// -----------------------------------------------------------------------------
+//
+// A fingerprint is a 64-bit hash of the request payload that the caller
+// computes and passes with the key; a key reused with another fingerprint is
+// refused with `errc::key_mismatch` (HTTP 422). Pass the same constant (e.g.
+// 0) for every call to switch the check off.
+//
+// Which one to use:
+//   - `stable_fingerprint`: 64-bit FNV-1a. The same value in every process,
+//     run and platform. REQUIRED whenever the store is shared between
+//     processes (Redis) or outlives the process.
+//   - `process_fingerprint`: Abseil's hash. Faster on large payloads, but
+//     Abseil salts it per process, so the same bytes hash differently in
+//     another process (or after a restart): use it only with the in-memory
+//     store.
+// Neither is a cryptographic hash: a client that can choose colliding
+// payloads on purpose can defeat the mismatch check (and only that check).
+
+// stable_fingerprint(bytes): FNV-1a over `bytes`.
+[[nodiscard]] constexpr std::uint64_t stable_fingerprint(std::string_view bytes) noexcept {
+  return detail::fnv1a_append(detail::fnv1a_offset_basis, bytes);
+}
+
+// stable_fingerprint({field, ...}): FNV-1a over the fields, each prefixed by
+// its length, so `{"ab", "c"}` and `{"a", "bc"}` differ.
+[[nodiscard]] constexpr std::uint64_t stable_fingerprint(
+    std::initializer_list<std::string_view> fields) noexcept {
+  std::uint64_t h = detail::fnv1a_offset_basis;
+  for (const std::string_view f : fields) {
+    h = detail::fnv1a_append_u64(h, f.size());
+    h = detail::fnv1a_append(h, f);
+  }
+  return h;
+}
+
+// process_fingerprint(bytes): Abseil's salted hash; in-process use only.
+[[nodiscard]] inline std::uint64_t process_fingerprint(std::string_view bytes) noexcept {
+  return static_cast<std::uint64_t>(detail::idem_hash_key(bytes));
+}
+
+// -----------------------------------------------------------------------------
+// Policies and options
+// -----------------------------------------------------------------------------
+
+// What a duplicate does while the first call with its key is still running.
+enum class in_flight_policy : std::uint8_t {
+  // Return `errc::in_progress` at once (IETF draft: 409 Conflict; Stripe).
+  reject,
+  // Park until the first call completes, then replay its outcome; give up
+  // with `errc::wait_timeout` after `wait_timeout`. If the first call's
+  // failure is not cached, one waiter runs the work itself (a retry).
+  wait,
+};
+
+// Whether a failed outcome (an error or an exception) is stored and
+// replayed.
+enum class failure_caching : std::uint8_t {
+  // The key is released so that a retry runs the work again (AWS Powertools).
+  dont_cache,
+  // Every failure is stored and replayed like a success (Stripe stores 5xx).
+  cache,
+  // Only failures that `idempotency_policy::is_permanent` accepts.
+  cache_if_permanent,
+};
+
+// idempotency_policy
+//
+// Per use: the cache's default lives in `idempotency_options::policy`; pass
+// another to `execute(key, fingerprint, policy, fn)` for one call.
+struct idempotency_policy {
+  // Default `reject` (the IETF/Stripe behaviour).
+  in_flight_policy in_flight = in_flight_policy::reject;
+  // Longest time a `wait` duplicate waits; >= 0. Default 5 s.
+  duration wait_timeout = std::chrono::seconds(5);
+  // Default `dont_cache`.
+  failure_caching failures = failure_caching::dont_cache;
+  // Required with `cache_if_permanent`, ignored otherwise: true for a
+  // failure that a retry cannot fix (a 4xx, a validation error). Called only
+  // on failures; one that throws counts as "not permanent". Default empty.
+  std::function<bool(const failure_info&)> is_permanent = {};
+
+  // Empty when valid, otherwise a sentence naming the bad field.
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    if (wait_timeout < duration::zero()) return "idempotency_policy::wait_timeout must be >= 0";
+    if (in_flight != in_flight_policy::reject && in_flight != in_flight_policy::wait)
+      return "idempotency_policy::in_flight is not a valid in_flight_policy";
+    if (failures != failure_caching::dont_cache && failures != failure_caching::cache &&
+        failures != failure_caching::cache_if_permanent)
+      return "idempotency_policy::failures is not a valid failure_caching";
+    if (failures == failure_caching::cache_if_permanent && !is_permanent)
+      return "idempotency_policy::is_permanent is required with failure_caching::cache_if_permanent";
+    return {};
+  }
+  [[nodiscard]] result<void> validate() const noexcept {
+    if (!validation_message().empty()) return errc::invalid_options;
+    return success();
+  }
+};
+
+// idempotency_options
+//
+// Aggregate; fill with designated initializers. An invalid value makes every
+// `execute` return `errc::invalid_options` (check `validate()` first).
+struct idempotency_options {
+  // How long a completed outcome is replayed; > 0. Default 24 h (Stripe).
+  duration ttl = std::chrono::hours(24);
+  // How long an in-progress key belongs to its first caller before another
+  // caller may take it over; > 0. Set it above the work's worst-case
+  // latency. Default 30 s.
+  duration lease = std::chrono::seconds(30);
+  // Longest accepted key in bytes (longer: `errc::invalid_key`); >= 1.
+  // Default 255 (Stripe).
+  std::size_t max_key_length = 255;
+  // The default per-use policy. Default: reject duplicates in flight, do not
+  // cache failures.
+  idempotency_policy policy = {};
+  // For stores that cannot wake waiters (`wakes_waiters == false`): first
+  // and longest interval between polls of a waiting duplicate; doubles from
+  // one to the other. Defaults 1 ms and 50 ms; 0 < initial <= max.
+  duration poll_initial = std::chrono::milliseconds(1);
+  duration poll_max = std::chrono::milliseconds(50);
+
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    if (ttl <= duration::zero()) return "idempotency_options::ttl must be > 0";
+    if (lease <= duration::zero()) return "idempotency_options::lease must be > 0";
+    if (max_key_length == 0) return "idempotency_options::max_key_length must be >= 1";
+    if (poll_initial <= duration::zero()) return "idempotency_options::poll_initial must be > 0";
+    if (poll_max < poll_initial) return "idempotency_options::poll_max must be >= poll_initial";
+    return policy.validation_message();
+  }
+  [[nodiscard]] result<void> validate() const noexcept {
+    if (!validation_message().empty()) return errc::invalid_options;
+    return success();
+  }
+};
+
+// memory_store_options
+//
+// Aggregate. The bounds are split evenly between shards: each shard holds at
+// most `max_entries / shards` entries and `max_bytes / shards` bytes, so the
+// totals never exceed the bounds.
+struct memory_store_options {
+  // Number of independently locked shards; a power of two in [1, 1024].
+  // Default 64.
+  std::size_t shards = 64;
+  // Most entries kept (completed and in progress); >= shards. Default 2^20.
+  std::size_t max_entries = std::size_t{1} << 20;
+  // Most bytes charged (key, value heap bytes and a fixed per-entry
+  // overhead, see `memory_idempotency_store::entry_overhead`); 0 = no byte
+  // bound, otherwise >= shards. Values are charged when stored; the bound is
+  // restored (by eviction) when the shard next admits a key. Default 0.
+  std::size_t max_bytes = 0;
+
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    if (shards == 0 || shards > 1024 || (shards & (shards - 1)) != 0)
+      return "memory_store_options::shards must be a power of two in [1, 1024]";
+    if (max_entries < shards) return "memory_store_options::max_entries must be >= shards";
+    if (max_bytes != 0 && max_bytes < shards)
+      return "memory_store_options::max_bytes must be 0 (unbounded) or >= shards";
+    return {};
+  }
+  [[nodiscard]] result<void> validate() const noexcept {
+    if (!validation_message().empty()) return errc::invalid_options;
+    return success();
+  }
+};
+
+// -----------------------------------------------------------------------------
+// The store concept
+// -----------------------------------------------------------------------------
+
+// fencing_token: identifies one ownership of a key. Every begin that acquires
+// a key (first time, after expiry, or by takeover) gets a token greater than
+// any earlier one for that key; `complete` and `abandon` succeed only with the
+// key's current token, so a stale owner can never overwrite a newer run.
+struct fencing_token {
+  std::uint64_t value = 0;
+  friend bool operator==(fencing_token, fencing_token) = default;
+  friend auto operator<=>(fencing_token, fencing_token) = default;
+};
+
+// idempotency_waiter: a duplicate parked on an in-progress key. Passed to
+// `begin`; a store that wakes waiters links it to the entry and requests stop
+// on `wake` when the key completes, is abandoned, taken away or evicted. The
+// front sleeps on `wake.get_token()`. Must stay alive, and be passed to
+// `cancel_wait`, until `linked` is false.
+struct idempotency_waiter {
+  std::stop_source wake{std::nostopstate};  // created by the store when linked
+  idempotency_waiter* next = nullptr;       // store's list; guarded by the store
+  bool linked = false;                      // guarded by the store
+};
+
+enum class begin_status : std::uint8_t {
+  acquired,     // the caller owns the key: run the work, then complete/abandon
+  in_progress,  // another owner holds a live lease
+  completed,    // a stored outcome: replay `value`
+  mismatch,     // the key exists with another fingerprint
+};
+
+// begin_outcome<V>: what `Store::begin` answers.
+template <class V>
+struct begin_outcome {
+  begin_status status = begin_status::acquired;
+  fencing_token token{};       // acquired: the caller's token
+  bool took_over = false;      // acquired from an owner whose lease ran out
+  duration lease_remaining{};  // in_progress: time until the lease runs out (> 0)
+  std::uint32_t evicted = 0;   // entries evicted to admit this key
+  std::optional<V> value;      // completed: a copy of the stored value
+};
+
+// Counters kept by a store (monotonic, except `entries` and `bytes`).
+struct idempotency_store_stats {
+  std::uint64_t hits = 0;         // begins answered with a stored outcome
+  std::uint64_t misses = 0;       // begins that acquired an absent or expired key
+  std::uint64_t mismatches = 0;   // begins refused for another fingerprint
+  std::uint64_t evictions = 0;    // entries evicted for room
+  std::uint64_t takeovers = 0;    // begins that took over an expired lease
+  std::uint64_t expirations = 0;  // completed entries found past their TTL
+  std::size_t entries = 0;        // entries held now
+  std::size_t bytes = 0;          // bytes charged now
+};
+
+// idempotency_store<S>
+//
+// What `idempotency_cache` needs from its memory. Every operation is atomic
+// with respect to the others on the same key (the memory store: a shard
+// mutex; Redis: one Lua script per operation, see docs/idempotency.md).
+//
+//   S::value_type                           the stored outcome (copyable)
+//   S::wakes_waiters                        true when begin links waiters and
+//                                           wakes them; false: the cache polls
+//   s.begin(key, fingerprint, lease, w)     -> result<begin_outcome<value_type>>
+//       absent/expired -> acquired (new token, lease); lease run out ->
+//       acquired with took_over; live lease -> in_progress (links `w` if not
+//       null); completed -> completed(copy); another fingerprint ->
+//       mismatch. Errors: capacity_exceeded, store_unavailable, ...
+//   s.complete(key, token, value, ttl)      -> result<void>; stale_token
+//       unless `token` is the key's current in-progress token
+//   s.abandon(key, token)                   -> result<void>; releases the key
+//   s.cancel_wait(key, w)                   unlinks `w` if still linked
+//   s.stats()                               -> idempotency_store_stats
+template <class S>
+concept idempotency_store = std::copy_constructible<typename S::value_type> &&
+    requires(S& s, const S& cs, std::string_view key, std::uint64_t fingerprint, duration d,
+             fencing_token token, typename S::value_type value, idempotency_waiter* w,
+             idempotency_waiter& wr) {
+  { S::wakes_waiters } -> std::convertible_to<bool>;
+  { s.begin(key, fingerprint, d, w) } -> std::same_as<result<begin_outcome<typename S::value_type>>>;
+  { s.complete(key, token, std::move(value), d) } -> std::same_as<result<void>>;
+  { s.abandon(key, token) } -> std::same_as<result<void>>;
+  { s.cancel_wait(key, wr) } -> std::same_as<void>;
+  { cs.stats() } -> std::same_as<idempotency_store_stats>;
+};
+
+namespace detail {
+// now + d without overflow (a huge TTL means "never", not a wrap-around).
+[[nodiscard]] inline time_point saturating_add(time_point t, duration d) noexcept {
+  if (d > duration::zero() && t > time_point::max() - d) return time_point::max();
+  return t + d;
+}
+}  // namespace detail
+
+// -----------------------------------------------------------------------------
+// memory_idempotency_store<V, Clock>
+// -----------------------------------------------------------------------------
+//
+// The in-process store: `options.shards` shards, each an Abseil
+// `flat_hash_map<std::string, entry>` behind a `std::mutex`. Keys are looked
+// up by `std::string_view` with a precomputed hash: no allocation, one hash
+// per call. Bounded by `max_entries` (and `max_bytes`): admitting a key into
+// a full shard evicts with CLOCK (a replay sets the entry's reference bit; the
+// hand clears it and evicts the first completed entry without it; expired
+// entries and in-progress entries whose lease ran out go first). Live
+// in-progress entries are never evicted; a shard full of them refuses new
+// keys with `errc::capacity_exceeded`. TTLs are lazy: an expired entry is
+// dropped when it is next looked up or reached by the hand.
+//
+// Pinned: not copyable or movable. Thread safety: every member function may be
+// called concurrently.
+template <class V, clock_source Clock = steady_clock_source>
+class memory_idempotency_store {
+  using shard_type = detail::idem_shard<V, idempotency_waiter>;
+
+ public:
+  using value_type = V;
+  using options_type = memory_store_options;
+  static constexpr bool wakes_waiters = true;
+  // Bytes charged per entry besides its key (if longer than 15 bytes) and the
+  // value's heap bytes.
+  static constexpr std::size_t entry_overhead = shard_type::entry_overhead;
+
+  explicit memory_idempotency_store(memory_store_options options = {}, Clock clock = Clock())
+      : clock_(std::move(clock)), options_(options), options_ok_(options.validate().has_value()) {
+    const std::size_t n = options_ok_ ? options_.shards : 1;
+    shards_ = std::make_unique<shard_type[]>(n);
+    mask_ = n - 1;
+    shard_entries_ = options_ok_ ? options_.max_entries / n : 0;
+    shard_bytes_ = options_ok_ ? options_.max_bytes / n : 0;
+  }
+  memory_idempotency_store(const memory_idempotency_store&) = delete;
+  memory_idempotency_store& operator=(const memory_idempotency_store&) = delete;
+
+  // memory_idempotency_store::begin()
+  //
+  // See `idempotency_store`. `waiter`, when not null and the answer is
+  // `in_progress`, is linked to the entry and woken when its state changes.
+  [[nodiscard]] result<begin_outcome<V>> begin(std::string_view key, std::uint64_t fingerprint,
+                                               duration lease, idempotency_waiter* waiter = nullptr) {
+    if (STURDY_UNLIKELY(!options_ok_ || lease <= duration::zero())) return errc::invalid_options;
+    const std::size_t hash = detail::idem_hash_key(key);
+    shard_type& s = shard_for(hash);
+    const time_point now = clock_.now();
+    begin_outcome<V> out;
+    std::lock_guard lock(s.mu);
+    auto it = s.map.find(detail::idem_lookup{key, hash});
+    if (STURDY_LIKELY(it != s.map.end())) {
+      auto& e = it->second;
+      if (e.state == detail::idem_state::completed) {
+        if (STURDY_LIKELY(now < e.deadline)) {
+          if (STURDY_UNLIKELY(e.fingerprint != fingerprint)) {
+            ++s.mismatches;
+            out.status = begin_status::mismatch;
+            return out;
+          }
+          ++s.hits;
+          e.referenced = true;
+          out.status = begin_status::completed;
+          out.value.emplace(*e.value);
+          return out;
+        }
+        // Past its TTL: the key is absent again; reuse the slot.
+        ++s.expirations;
+        ++s.misses;
+        const std::size_t value_bytes = e.charge - entry_overhead - shard_type::key_charge(key);
+        e.charge -= value_bytes;
+        s.bytes -= value_bytes;
+        e.value.reset();
+        acquire(s, e, fingerprint, now, lease, out);
+        return out;
+      }
+      if (now < e.deadline) {
+        if (e.fingerprint != fingerprint) {
+          ++s.mismatches;
+          out.status = begin_status::mismatch;
+          return out;
+        }
+        if (waiter != nullptr) s.link(e, *waiter);
+        out.status = begin_status::in_progress;
+        out.lease_remaining = e.deadline - now;
+        return out;
+      }
+      // The owner's lease ran out: take over with a newer token. Parked
+      // waiters stay parked; the new owner's completion wakes them.
+      ++s.takeovers;
+      acquire(s, e, fingerprint, now, lease, out);
+      out.took_over = true;
+      return out;
+    }
+    const std::size_t charge = entry_overhead + shard_type::key_charge(key);
+    while (s.map.size() >= shard_entries_ || (shard_bytes_ != 0 && s.bytes + charge > shard_bytes_)) {
+      if (!s.evict_one(now)) return errc::capacity_exceeded;
+      ++out.evicted;
+    }
+    auto& e = s.map
+                  .lazy_emplace(detail::idem_lookup{key, hash},
+                                [&](const auto& ctor) {
+                                  ctor(std::piecewise_construct, std::forward_as_tuple(key),
+                                       std::forward_as_tuple());
+                                })
+                  ->second;
+    e.charge = charge;
+    s.bytes += charge;
+    ++s.misses;
+    acquire(s, e, fingerprint, now, lease, out);
+    return out;
+  }
+
+  // memory_idempotency_store::complete()
+  //
+  // Stores `value` for `ttl` if `token` still owns the key; wakes waiters.
+  [[nodiscard]] result<void> complete(std::string_view key, fencing_token token, V value, duration ttl) {
+    if (STURDY_UNLIKELY(!options_ok_ || ttl <= duration::zero())) return errc::invalid_options;
+    const std::size_t hash = detail::idem_hash_key(key);
+    shard_type& s = shard_for(hash);
+    const time_point now = clock_.now();
+    std::lock_guard lock(s.mu);
+    auto it = s.map.find(detail::idem_lookup{key, hash});
+    if (it == s.map.end() || it->second.state != detail::idem_state::in_progress ||
+        it->second.token != token.value) {
+      return errc::stale_token;
+    }
+    auto& e = it->second;
+    e.value.emplace(std::move(value));
+    const std::size_t value_bytes = detail::heap_bytes(*e.value);
+    e.charge += value_bytes;
+    s.bytes += value_bytes;
+    e.state = detail::idem_state::completed;
+    e.deadline = detail::saturating_add(now, ttl);
+    e.referenced = false;
+    shard_type::wake_all(e);
+    return success();
+  }
+
+  // memory_idempotency_store::abandon()
+  //
+  // Releases the key (the next begin acquires it) if `token` still owns it.
+  [[nodiscard]] result<void> abandon(std::string_view key, fencing_token token) {
+    if (STURDY_UNLIKELY(!options_ok_)) return errc::invalid_options;
+    const std::size_t hash = detail::idem_hash_key(key);
+    shard_type& s = shard_for(hash);
+    std::lock_guard lock(s.mu);
+    auto it = s.map.find(detail::idem_lookup{key, hash});
+    if (it == s.map.end() || it->second.state != detail::idem_state::in_progress ||
+        it->second.token != token.value) {
+      return errc::stale_token;
+    }
+    s.erase(it);
+    return success();
+  }
+
+  // memory_idempotency_store::cancel_wait()
+  //
+  // Unlinks `waiter` if the store has not already woken it.
+  void cancel_wait(std::string_view key, idempotency_waiter& waiter) noexcept {
+    const std::size_t hash = detail::idem_hash_key(key);
+    shard_type& s = shard_for(hash);
+    std::lock_guard lock(s.mu);
+    s.unlink(key, hash, waiter);
+  }
+
+  // memory_idempotency_store::stats()
+  //
+  // Sums the shards' counters (each read under its shard's lock; the total
+  // is not one atomic snapshot).
+  [[nodiscard]] idempotency_store_stats stats() const {
+    idempotency_store_stats out;
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      shard_type& s = shards_[i];
+      std::lock_guard lock(s.mu);
+      out.hits += s.hits;
+      out.misses += s.misses;
+      out.mismatches += s.mismatches;
+      out.evictions += s.evictions;
+      out.takeovers += s.takeovers;
+      out.expirations += s.expirations;
+      out.entries += s.map.size();
+      out.bytes += s.bytes;
+    }
+    return out;
+  }
+
+  // memory_idempotency_store::memory_usage()
+  //
+  // Approximate bytes held: every shard table's slots and control bytes at
+  // their current capacity, plus keys' and values' heap bytes.
+  [[nodiscard]] std::size_t memory_usage() const {
+    std::size_t total = sizeof(*this) + (mask_ + 1) * sizeof(shard_type);
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      shard_type& s = shards_[i];
+      std::lock_guard lock(s.mu);
+      total += s.map.capacity() * entry_overhead + (s.bytes - s.map.size() * entry_overhead);
+    }
+    return total;
+  }
+
+  [[nodiscard]] const memory_store_options& options() const noexcept { return options_; }
+
+ private:
+  shard_type& shard_for(std::size_t hash) const noexcept {
+    // The top bits pick the shard; Abseil's table probes with the low bits.
+    return shards_[(hash >> (std::numeric_limits<std::size_t>::digits - 10)) & mask_];
+  }
+
+  static void acquire(shard_type& s, typename shard_type::entry& e, std::uint64_t fingerprint, time_point now,
+                      duration lease, begin_outcome<V>& out) noexcept {
+    e.state = detail::idem_state::in_progress;
+    e.token = ++s.next_token;
+    e.fingerprint = fingerprint;
+    e.deadline = detail::saturating_add(now, lease);
+    e.referenced = false;
+    out.status = begin_status::acquired;
+    out.token = fencing_token{e.token};
+  }
+
+  STURDY_NO_UNIQUE_ADDRESS Clock clock_;
+  memory_store_options options_;
+  bool options_ok_;
+  std::size_t mask_ = 0;
+  std::size_t shard_entries_ = 0;
+  std::size_t shard_bytes_ = 0;
+  std::unique_ptr<shard_type[]> shards_;
+};
+
+static_assert(idempotency_store<memory_idempotency_store<outcome<int>>>);
+
+// -----------------------------------------------------------------------------
+// Events (see sturdy/listener.hpp). `key` views the caller's key; it is valid
+// only during the listener call.
+// -----------------------------------------------------------------------------
+
+// The caller got a stored outcome.
+struct idempotency_replayed {
+  std::string_view key;
+};
+// The caller acquired the key and is about to run the work.
+struct idempotency_executed {
+  std::string_view key;
+  fencing_token token;
+  bool took_over;  // from an owner whose lease ran out
+};
+// The call was refused without running: `reason` is missing_key,
+// invalid_key, in_progress, key_mismatch, wait_timeout, capacity_exceeded,
+// invalid_options or a store's own error (store_unavailable, ...).
+struct idempotency_rejected {
+  std::string_view key;
+  std::error_code reason;
+};
+// A duplicate started waiting for the in-flight call.
+struct idempotency_waiting {
+  std::string_view key;
+  duration timeout;
+};
+// The work ran but its outcome could not be stored: another owner took the
+// key over (`stale_token`) or the store failed. The caller gets `error`.
+struct idempotency_completion_refused {
+  std::string_view key;
+  fencing_token token;
+  std::error_code error;
+};
+// Entries were evicted to admit a key.
+struct idempotency_evicted {
+  std::size_t count;
+};
+
+// -----------------------------------------------------------------------------
+// idempotency_cache
+// -----------------------------------------------------------------------------
+
+// idempotency_result<R>: what `execute` returns.
+template <class R>
+struct idempotency_result {
+  // The callable's outcome (run here, or replayed), or sturdy's refusal.
+  R result;
+  // True when `result` is a stored outcome rather than this call's run.
+  bool replayed = false;
+};
+
+// The cache's counters: the store's plus the front's.
+struct idempotency_stats {
+  std::uint64_t hits = 0;               // replays
+  std::uint64_t misses = 0;             // keys acquired (the work ran or runs)
+  std::uint64_t waits = 0;              // calls that waited for an in-flight duplicate
+  std::uint64_t rejections = 0;         // calls refused with in_progress
+  std::uint64_t wait_timeouts = 0;      // waits that ended in wait_timeout
+  std::uint64_t mismatches = 0;         // fingerprint mismatches
+  std::uint64_t evictions = 0;          // entries evicted for room
+  std::uint64_t takeovers = 0;          // expired leases taken over
+  std::uint64_t expirations = 0;        // completed entries found expired
+  std::uint64_t stale_completions = 0;  // completions refused (stale token)
+  std::size_t entries = 0;
+  std::size_t bytes = 0;
+};
+
+// idempotency_cache<T, Clock, Sleeper, Listener, Store>
+//
+// `T` is the success type of the work (`void` allowed); the store keeps
+// `sturdy::outcome<T>` (a value, an error code or an exception). The cache
+// owns its store, built from `Store::options_type` (and the clock, when the
+// store takes one).
+//
+// Pinned: not copyable or movable; share it by reference.
+template <class T, clock_source Clock = steady_clock_source, sleeper Sleeper = thread_sleeper,
+          class Listener = null_listener, class Store = memory_idempotency_store<outcome<T>, Clock>>
+class idempotency_cache {
+  static_assert(idempotency_store<Store>,
+                "The Store type does not model sturdy::idempotency_store: see the concept's "
+                "description in sturdy/idempotency.hpp.");
+  static_assert(std::is_same_v<typename Store::value_type, outcome<T>>,
+                "The Store must hold sturdy::outcome<T> for the cache's value type T.");
+  static_assert(std::is_void_v<T> || std::is_copy_constructible_v<T>,
+                "idempotency_cache<T> stores and replays copies of T: T must be copy-constructible.");
+
+ public:
+  using value_type = T;
+  using store_type = Store;
+
+  explicit idempotency_cache(idempotency_options options = {},
+                             typename Store::options_type store_options = {}, Clock clock = Clock(),
+                             Sleeper sleeper = Sleeper(), Listener listener = Listener())
+      : store_(make_store(std::move(store_options), clock)),
+        clock_(std::move(clock)),
+        sleeper_(std::move(sleeper)),
+        listener_(std::move(listener)),
+        options_(std::move(options)),
+        options_ok_(options_.validate().has_value()) {}
+  idempotency_cache(const idempotency_cache&) = delete;
+  idempotency_cache& operator=(const idempotency_cache&) = delete;
+
+  // idempotency_cache::execute()
+  //
+  // Runs `fn` if this call acquires `key`, otherwise replays the stored
+  // outcome (`replayed == true`) or refuses per `policy` (default:
+  // `options().policy`). See the banner for what is returned.
+  template <outcome_callable F>
+  [[nodiscard]] idempotency_result<execute_result_t<F>> execute(std::string_view key,
+                                                                std::uint64_t fingerprint, F&& fn) {
+    return execute_impl(key, fingerprint, options_.policy, true, std::forward<F>(fn));
+  }
+  template <outcome_callable F>
+  [[nodiscard]] idempotency_result<execute_result_t<F>> execute(std::string_view key,
+                                                                std::uint64_t fingerprint,
+                                                                const idempotency_policy& policy, F&& fn) {
+    return execute_impl(key, fingerprint, policy, false, std::forward<F>(fn));
+  }
+
+  // idempotency_cache::stats()
+  [[nodiscard]] idempotency_stats stats() const {
+    const idempotency_store_stats s = store_.stats();
+    idempotency_stats out;
+    out.hits = s.hits;
+    out.misses = s.misses;
+    out.mismatches = s.mismatches;
+    out.evictions = s.evictions;
+    out.takeovers = s.takeovers;
+    out.expirations = s.expirations;
+    out.entries = s.entries;
+    out.bytes = s.bytes;
+    out.waits = counters_.waits.load(std::memory_order_relaxed);
+    out.rejections = counters_.rejections.load(std::memory_order_relaxed);
+    out.wait_timeouts = counters_.wait_timeouts.load(std::memory_order_relaxed);
+    out.stale_completions = counters_.stale_completions.load(std::memory_order_relaxed);
+    return out;
+  }
+
+  [[nodiscard]] Store& store() noexcept { return store_; }
+  [[nodiscard]] const Store& store() const noexcept { return store_; }
+  [[nodiscard]] const idempotency_options& options() const noexcept { return options_; }
+
+ private:
+  template <class F>
+  using value_of_t = typename outcome_traits<execute_result_t<F>>::value_type;
+
+  static Store make_store(typename Store::options_type&& store_options, const Clock& clock) {
+    if constexpr (std::is_constructible_v<Store, typename Store::options_type, Clock>) {
+      return Store(std::move(store_options), clock);
+    } else {
+      return Store(std::move(store_options));
+    }
+  }
+
+  template <class R>
+  idempotency_result<R> reject(std::string_view key, std::error_code ec) {
+    emit(listener_, idempotency_rejected{key, ec});
+    return {make_failure<R>(ec), false};
+  }
+
+  template <class F>
+  idempotency_result<execute_result_t<F>> execute_impl(std::string_view key, std::uint64_t fingerprint,
+                                                       const idempotency_policy& policy, bool default_policy,
+                                                       F&& fn) {
+    using R = execute_result_t<F>;
+    using V = value_of_t<F>;
+    static_assert(std::is_void_v<T> == std::is_void_v<V>,
+                  "The callable's success type must match the cache's value type T (one is void).");
+    if constexpr (!std::is_void_v<T>) {
+      static_assert(std::is_constructible_v<T, const V&> && std::is_constructible_v<V, T&&>,
+                    "The callable's success type must convert to the cache's value type T and back "
+                    "(replays rebuild it from the stored T).");
+    }
+    if (STURDY_UNLIKELY(!options_ok_ || (!default_policy && !policy.validate().has_value()))) {
+      return reject<R>(key, errc::invalid_options);
+    }
+    if (STURDY_UNLIKELY(key.empty())) return reject<R>(key, errc::missing_key);
+    if (STURDY_UNLIKELY(key.size() > options_.max_key_length)) return reject<R>(key, errc::invalid_key);
+
+    const bool park = policy.in_flight == in_flight_policy::wait;
+    idempotency_waiter waiter;
+    idempotency_waiter* const waiter_ptr = (park && Store::wakes_waiters) ? &waiter : nullptr;
+    bool waiting = false;
+    time_point deadline{};
+    duration poll = options_.poll_initial;
+    for (;;) {
+      auto begun = store_.begin(key, fingerprint, options_.lease, waiter_ptr);
+      if (STURDY_UNLIKELY(!begun.has_value())) return reject<R>(key, begun.error());
+      auto& b = begun.assume_value();
+      if (STURDY_UNLIKELY(b.evicted != 0)) emit(listener_, idempotency_evicted{b.evicted});
+      switch (b.status) {
+        case begin_status::completed:
+          emit(listener_, idempotency_replayed{key});
+          return {replay<R>(std::move(*b.value)), true};
+        case begin_status::mismatch:
+          return reject<R>(key, errc::key_mismatch);
+        case begin_status::acquired:
+          emit(listener_, idempotency_executed{key, b.token, b.took_over});
+          return run<R>(key, b.token, policy, std::forward<F>(fn));
+        case begin_status::in_progress:
+          break;
+      }
+      if (!park) {
+        counters_.rejections.fetch_add(1, std::memory_order_relaxed);
+        return reject<R>(key, errc::in_progress);
+      }
+      const time_point now = clock_.now();
+      if (!waiting) {
+        waiting = true;
+        deadline = detail::saturating_add(now, policy.wait_timeout);
+        counters_.waits.fetch_add(1, std::memory_order_relaxed);
+        emit(listener_, idempotency_waiting{key, policy.wait_timeout});
+      }
+      if (now >= deadline) {
+        if (waiter_ptr != nullptr) store_.cancel_wait(key, waiter);
+        counters_.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
+        return reject<R>(key, errc::wait_timeout);
+      }
+      // Sleep until woken, the wait deadline, or the owner's lease runs out
+      // (then the next begin takes over).
+      duration d = std::min(deadline - now, b.lease_remaining);
+      if constexpr (Store::wakes_waiters) {
+        (void)sleeper_.sleep_for(d, waiter.wake.get_token());
+        store_.cancel_wait(key, waiter);
+        waiter.wake = std::stop_source(std::nostopstate);
+      } else {
+        d = std::min(d, poll);
+        poll = std::min(poll * 2, options_.poll_max);
+        (void)sleeper_.sleep_for(d, std::stop_token{});
+      }
+    }
+  }
+
+  template <class R, class F>
+  idempotency_result<R> run(std::string_view key, fencing_token token, const idempotency_policy& policy,
+                            F&& fn) {
+    R r = [&]() -> R {
+      try {
+        return invoke_wrapped(std::forward<F>(fn));
+      } catch (...) {
+        const failure_info f{.code = {}, .exception = std::current_exception()};
+        if (cache_failure(policy, f)) {
+          (void)store_.complete(key, token, outcome<T>(std::in_place_type<std::exception_ptr>, f.exception),
+                                options_.ttl);
+        } else {
+          (void)store_.abandon(key, token);
+        }
+        throw;
+      }
+    }();
+    if (STURDY_LIKELY(succeeded(r))) {
+      auto done = store_.complete(key, token, stored_success(r), options_.ttl);
+      if (STURDY_UNLIKELY(!done.has_value())) return refused<R>(key, token, done.error());
+      return {std::move(r), false};
+    }
+    const failure_info f = failure_of(r);
+    if ((f.code || f.exception) && cache_failure(policy, f)) {
+      auto stored = f.exception ? outcome<T>(std::in_place_type<std::exception_ptr>, f.exception)
+                                : outcome<T>(std::in_place_type<std::error_code>, f.code);
+      auto done = store_.complete(key, token, std::move(stored), options_.ttl);
+      if (!done.has_value()) return refused<R>(key, token, done.error());
+    } else {
+      (void)store_.abandon(key, token);  // stale: someone else owns it; nothing to undo
+    }
+    return {std::move(r), false};
+  }
+
+  template <class R>
+  idempotency_result<R> refused(std::string_view key, fencing_token token, std::error_code ec) {
+    counters_.stale_completions.fetch_add(1, std::memory_order_relaxed);
+    emit(listener_, idempotency_completion_refused{key, token, ec});
+    return {make_failure<R>(ec), false};
+  }
+
+  static bool cache_failure(const idempotency_policy& policy, const failure_info& f) noexcept {
+    switch (policy.failures) {
+      case failure_caching::dont_cache:
+        return false;
+      case failure_caching::cache:
+        return true;
+      case failure_caching::cache_if_permanent:
+        try {
+          return policy.is_permanent && policy.is_permanent(f);
+        } catch (...) {
+          return false;
+        }
+    }
+    return false;
+  }
+
+  template <class R>
+  static outcome<T> stored_success(const R& r) {
+    if constexpr (std::is_void_v<T>) {
+      return outcome<T>(success());
+    } else if constexpr (requires { r.assume_value(); }) {
+      return outcome<T>(std::in_place_type<T>, r.assume_value());
+    } else {
+      return outcome<T>(std::in_place_type<T>, *r);
+    }
+  }
+
+  template <class R>
+  static R replay(outcome<T>&& o) {
+    if (STURDY_UNLIKELY(o.has_exception())) std::rethrow_exception(o.assume_exception());
+    if (STURDY_UNLIKELY(o.has_error())) return make_failure<R>(o.assume_error());
+    if constexpr (std::is_void_v<T>) {
+      if constexpr (std::is_constructible_v<R, BOOST_OUTCOME_V2_NAMESPACE::success_type<void>>) {
+        return R(success());
+      } else {
+        return R();
+      }
+    } else {
+      using V = typename outcome_traits<R>::value_type;
+      if constexpr (std::is_constructible_v<R, std::in_place_type_t<V>, T&&>) {
+        return R(std::in_place_type<V>, std::move(o).assume_value());
+      } else if constexpr (std::is_constructible_v<R, std::in_place_t, T&&>) {
+        return R(std::in_place, std::move(o).assume_value());
+      } else {
+        return R(V(std::move(o).assume_value()));
+      }
+    }
+  }
+
+  struct alignas(cache_line_size) front_counters {
+    std::atomic<std::uint64_t> waits{0};
+    std::atomic<std::uint64_t> rejections{0};
+    std::atomic<std::uint64_t> wait_timeouts{0};
+    std::atomic<std::uint64_t> stale_completions{0};
+  };
+
+  Store store_;
+  STURDY_NO_UNIQUE_ADDRESS Clock clock_;
+  STURDY_NO_UNIQUE_ADDRESS Sleeper sleeper_;
+  STURDY_NO_UNIQUE_ADDRESS Listener listener_;
+  idempotency_options options_;
+  bool options_ok_;
+  front_counters counters_;
+};
+
+}  // namespace sturdy
+
+#endif  // STURDY_IDEMPOTENCY_HPP_

@@ -1,0 +1,573 @@
+// Unit tests of sturdy/idempotency.hpp: the store suite instantiated for the
+// in-memory store, then the cache front (policies, expiry, leases, bounds,
+// validation, events). Time moves only through manual_clock; waiting
+// duplicates "sleep" through recording_sleeper.
+#include "sturdy/idempotency.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "sturdy/testing/counting_allocator.hpp"
+#include "sturdy/testing/manual_clock.hpp"
+#include "sturdy/testing/recording_listener.hpp"
+#include "sturdy/testing/recording_sleeper.hpp"
+#include "support/idempotency_store_suite.hpp"
+
+using namespace std::chrono_literals;
+using sturdy::errc;
+using sturdy::testing::manual_clock;
+using sturdy::testing::recording_listener;
+using sturdy::testing::recording_sleeper;
+
+// --- The store suite, for the in-memory store -------------------------------
+
+using memory_store = sturdy::memory_idempotency_store<sturdy::outcome<int>, manual_clock>;
+using small_memory_store = memory_store;  // same type; one shard variant below
+
+template <>
+struct sturdy::test::store_harness<memory_store> {
+  using value_type = sturdy::outcome<int>;
+  manual_clock clock;
+  std::unique_ptr<memory_store> make() {
+    return std::make_unique<memory_store>(sturdy::memory_store_options{.shards = 4, .max_entries = 1024},
+                                          clock);
+  }
+  void advance(sturdy::duration d) { clock.advance(d); }
+  static value_type value(int v) { return value_type(v); }
+  static int read(const value_type& v) { return v.value(); }
+};
+
+using Stores = ::testing::Types<memory_store>;
+namespace sturdy::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(Memory, IdempotencyStoreTest, Stores);
+}  // namespace sturdy::test
+
+namespace {
+
+// --- The cache front ---------------------------------------------------------
+
+using cache_t = sturdy::idempotency_cache<int, manual_clock, recording_sleeper, recording_listener>;
+
+struct fixture {
+  manual_clock clock;
+  recording_sleeper sleeper{clock};
+  recording_listener events;
+  std::unique_ptr<cache_t> make(sturdy::idempotency_options o = {},
+                                sturdy::memory_store_options s = {.shards = 4, .max_entries = 1024}) {
+    return std::make_unique<cache_t>(std::move(o), s, clock, sleeper, events);
+  }
+};
+
+sturdy::idempotency_policy waiting(sturdy::duration timeout = 10s) {
+  return {.in_flight = sturdy::in_flight_policy::wait, .wait_timeout = timeout};
+}
+
+TEST(IdempotencyCacheTest, FirstCallRunsAndLaterCallsReplayMarkedAsReplayed) {
+  fixture f;
+  auto cache = f.make();
+  int runs = 0;
+  auto fn = [&] { return ++runs * 10; };
+  auto first = cache->execute("k", 1, fn);
+  ASSERT_TRUE(first.result.has_value());
+  EXPECT_EQ(first.result.value(), 10);
+  EXPECT_FALSE(first.replayed);
+  for (int i = 0; i < 3; ++i) {
+    auto again = cache->execute("k", 1, fn);
+    ASSERT_TRUE(again.result.has_value());
+    EXPECT_EQ(again.result.value(), 10);
+    EXPECT_TRUE(again.replayed);
+  }
+  EXPECT_EQ(runs, 1);
+  const auto s = cache->stats();
+  EXPECT_EQ(s.misses, 1U);
+  EXPECT_EQ(s.hits, 3U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_executed>(), 1U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_replayed>(), 3U);
+}
+
+TEST(IdempotencyCacheTest, KeysAreValidatedBeforeAnythingRuns) {
+  fixture f;
+  auto cache = f.make({.max_key_length = 8});
+  int runs = 0;
+  auto fn = [&] { return ++runs; };
+  EXPECT_EQ(cache->execute("", 1, fn).result.error(), errc::missing_key);
+  EXPECT_EQ(cache->execute("123456789", 1, fn).result.error(), errc::invalid_key);
+  EXPECT_TRUE(cache->execute("12345678", 1, fn).result.has_value());
+  EXPECT_EQ(runs, 1);
+  auto rejected = f.events.of<sturdy::idempotency_rejected>();
+  ASSERT_EQ(rejected.size(), 2U);
+  EXPECT_EQ(rejected[0].reason, errc::missing_key);
+  EXPECT_EQ(rejected[1].reason, errc::invalid_key);
+}
+
+TEST(IdempotencyCacheTest, DefaultKeyLimitIs255Bytes) {
+  sturdy::idempotency_cache<int> cache;
+  EXPECT_TRUE(cache.execute(std::string(255, 'k'), 1, [] { return 1; }).result.has_value());
+  EXPECT_EQ(cache.execute(std::string(256, 'k'), 1, [] { return 1; }).result.error(), errc::invalid_key);
+}
+
+TEST(IdempotencyCacheTest, FingerprintMismatchNeverRunsFn) {
+  fixture f;
+  auto cache = f.make();
+  int runs = 0;
+  (void)cache->execute("k", 1, [&] { return ++runs; });
+  auto r = cache->execute("k", 2, [&] { return ++runs; });
+  EXPECT_EQ(r.result.error(), errc::key_mismatch);
+  EXPECT_FALSE(r.replayed);
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(cache->stats().mismatches, 1U);
+}
+
+TEST(IdempotencyCacheTest, RejectPolicyReturnsInProgressWhileTheFirstCallRuns) {
+  fixture f;
+  auto cache = f.make();
+  int inner_runs = 0;
+  auto outer = cache->execute("k", 1, [&] {
+    auto inner = cache->execute("k", 1, [&] { return ++inner_runs; });
+    EXPECT_EQ(inner.result.error(), errc::in_progress);
+    EXPECT_EQ(inner.result.error(), std::errc::operation_in_progress);
+    return 7;
+  });
+  EXPECT_EQ(outer.result.value(), 7);
+  EXPECT_EQ(inner_runs, 0);
+  EXPECT_EQ(cache->stats().rejections, 1U);
+  EXPECT_EQ(f.sleeper.count(), 0U);  // rejecting never waits
+}
+
+TEST(IdempotencyCacheTest, WaitPolicyGivesUpAfterTheWaitTimeout) {
+  fixture f;
+  auto cache = f.make();
+  auto owner = cache->store().begin("k", 1, 30s);
+  ASSERT_EQ(owner.value().status, sturdy::begin_status::acquired);
+  int runs = 0;
+  auto r = cache->execute("k", 1, waiting(5s), [&] { return ++runs; });
+  EXPECT_EQ(r.result.error(), errc::wait_timeout);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(f.sleeper.total(), sturdy::duration(5s));
+  const auto s = cache->stats();
+  EXPECT_EQ(s.waits, 1U);
+  EXPECT_EQ(s.wait_timeouts, 1U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_waiting>(), 1U);
+}
+
+TEST(IdempotencyCacheTest, WaitPolicyWakesWhenTheOwnerCompletesAndReplays) {
+  fixture f;
+  auto cache = f.make();
+  auto owner = cache->store().begin("k", 1, 30s).value();
+  f.sleeper.on_sleep([&](sturdy::duration) {
+    ASSERT_TRUE(cache->store().complete("k", owner.token, sturdy::outcome<int>(99), 1h).has_value());
+  });
+  int runs = 0;
+  auto r = cache->execute("k", 1, waiting(), [&] { return ++runs; });
+  ASSERT_TRUE(r.result.has_value());
+  EXPECT_EQ(r.result.value(), 99);
+  EXPECT_TRUE(r.replayed);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(f.sleeper.cancelled_count(), 1U);  // woken, not timed out
+}
+
+TEST(IdempotencyCacheTest, WaiterRunsTheWorkItselfWhenTheOwnerAbandons) {
+  fixture f;
+  auto cache = f.make();
+  auto owner = cache->store().begin("k", 1, 30s).value();
+  f.sleeper.on_sleep(
+      [&](sturdy::duration) { ASSERT_TRUE(cache->store().abandon("k", owner.token).has_value()); });
+  auto r = cache->execute("k", 1, waiting(), [] { return 5; });
+  EXPECT_EQ(r.result.value(), 5);
+  EXPECT_FALSE(r.replayed);
+}
+
+TEST(IdempotencyCacheTest, WaiterTakesOverWhenTheOwnersLeaseRunsOut) {
+  fixture f;
+  auto cache = f.make({.lease = 2s});
+  auto owner = cache->store().begin("k", 1, 2s).value();
+  auto r = cache->execute("k", 1, waiting(10s), [] { return 5; });
+  EXPECT_EQ(r.result.value(), 5);
+  EXPECT_FALSE(r.replayed);
+  EXPECT_EQ(f.sleeper.total(), sturdy::duration(2s));  // slept only until the lease ran out
+  auto executed = f.events.of<sturdy::idempotency_executed>();
+  ASSERT_EQ(executed.size(), 1U);
+  EXPECT_TRUE(executed[0].took_over);
+  EXPECT_GT(executed[0].token, owner.token);
+  EXPECT_EQ(cache->stats().takeovers, 1U);
+  // The crashed owner comes back: refused.
+  EXPECT_EQ(cache->store().complete("k", owner.token, sturdy::outcome<int>(1), 1h).error(),
+            errc::stale_token);
+  EXPECT_EQ(cache->execute("k", 1, [] { return 0; }).result.value(), 5);
+}
+
+TEST(IdempotencyCacheTest, StaleOwnersLateCompletionIsRefusedAndTheNewerResultKept) {
+  fixture f;
+  auto cache = f.make({.lease = 10s});
+  auto stale = cache->execute("k", 1, [&] {
+    f.clock.advance(11s);                                   // this run outlives its lease...
+    auto newer = cache->execute("k", 1, [] { return 2; });  // ...and a retry takes over
+    EXPECT_EQ(newer.result.value(), 2);
+    return 1;
+  });
+  EXPECT_EQ(stale.result.error(), errc::stale_token);
+  EXPECT_EQ(cache->execute("k", 1, [] { return 3; }).result.value(), 2);
+  EXPECT_EQ(cache->stats().stale_completions, 1U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_completion_refused>(), 1U);
+}
+
+TEST(IdempotencyCacheTest, CompletedEntriesExpireAfterTheTtl) {
+  fixture f;
+  auto cache = f.make({.ttl = 1h});
+  int runs = 0;
+  auto fn = [&] { return ++runs; };
+  (void)cache->execute("k", 1, fn);
+  f.clock.advance(59min);
+  EXPECT_TRUE(cache->execute("k", 1, fn).replayed);
+  f.clock.advance(1min);
+  auto r = cache->execute("k", 1, fn);
+  EXPECT_FALSE(r.replayed);
+  EXPECT_EQ(r.result.value(), 2);
+  EXPECT_EQ(cache->stats().expirations, 1U);
+}
+
+// A store that cannot wake waiters (like a Redis store polling): the cache
+// polls it with doubling intervals instead. Also shows that the concept is
+// all a store needs.
+class polling_store {
+ public:
+  using value_type = sturdy::outcome<int>;
+  using options_type = sturdy::memory_store_options;
+  static constexpr bool wakes_waiters = false;
+  polling_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
+                                                          sturdy::duration lease,
+                                                          sturdy::idempotency_waiter* w) {
+    EXPECT_EQ(w, nullptr);  // the cache never hands a waiter to a polling store
+    return inner_.begin(key, fp, lease, nullptr);
+  }
+  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
+                                sturdy::duration ttl) {
+    return inner_.complete(key, t, std::move(v), ttl);
+  }
+  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
+    return inner_.abandon(key, t);
+  }
+  void cancel_wait(std::string_view, sturdy::idempotency_waiter&) {}
+  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
+
+ private:
+  sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
+};
+static_assert(sturdy::idempotency_store<polling_store>);
+
+TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingIntervals) {
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache(
+      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
+  int sleeps = 0;
+  sleeper.on_sleep([&](sturdy::duration) {
+    if (++sleeps == 5) (void)cache.store().complete("k", owner.token, sturdy::outcome<int>(6), 1h);
+  });
+  auto r = cache.execute("k", 1, waiting(), [] { return 0; });
+  EXPECT_EQ(r.result.value(), 6);
+  EXPECT_TRUE(r.replayed);
+  const std::vector<sturdy::duration> expected{1ms, 2ms, 4ms, 4ms, 4ms};
+  EXPECT_EQ(sleeper.delays(), expected);
+}
+
+// --- Failures ----------------------------------------------------------------
+
+TEST(IdempotencyCacheTest, FailuresAreNotCachedByDefault) {
+  fixture f;
+  auto cache = f.make();
+  int runs = 0;
+  auto fn = [&]() -> sturdy::result<int> {
+    if (++runs == 1) return std::make_error_code(std::errc::connection_refused);
+    return 4;
+  };
+  EXPECT_EQ(cache->execute("k", 1, fn).result.error(), std::errc::connection_refused);
+  auto retry = cache->execute("k", 1, fn);
+  EXPECT_EQ(retry.result.value(), 4);
+  EXPECT_FALSE(retry.replayed);
+  EXPECT_TRUE(cache->execute("k", 1, fn).replayed);
+  EXPECT_EQ(runs, 2);
+}
+
+TEST(IdempotencyCacheTest, CachePolicyReplaysTheFailure) {
+  fixture f;
+  auto cache = f.make({.policy = {.failures = sturdy::failure_caching::cache}});
+  int runs = 0;
+  auto fn = [&]() -> sturdy::result<int> {
+    ++runs;
+    return std::make_error_code(std::errc::permission_denied);
+  };
+  (void)cache->execute("k", 1, fn);
+  auto r = cache->execute("k", 1, fn);
+  EXPECT_TRUE(r.replayed);
+  EXPECT_EQ(r.result.error(), std::errc::permission_denied);
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(IdempotencyCacheTest, CacheIfPermanentCachesOnlyWhatThePredicateCallsPermanent) {
+  fixture f;
+  auto cache = f.make({.policy = {.failures = sturdy::failure_caching::cache_if_permanent,
+                                  .is_permanent = [](const sturdy::failure_info& i) {
+                                    return i.code == std::errc::invalid_argument;
+                                  }}});
+  int runs = 0;
+  auto transient = [&]() -> sturdy::result<int> {
+    ++runs;
+    return std::make_error_code(std::errc::timed_out);
+  };
+  auto permanent = [&]() -> sturdy::result<int> {
+    ++runs;
+    return std::make_error_code(std::errc::invalid_argument);
+  };
+  (void)cache->execute("t", 1, transient);
+  EXPECT_FALSE(cache->execute("t", 1, transient).replayed);
+  EXPECT_EQ(runs, 2);
+  (void)cache->execute("p", 1, permanent);
+  auto r = cache->execute("p", 1, permanent);
+  EXPECT_TRUE(r.replayed);
+  EXPECT_EQ(r.result.error(), std::errc::invalid_argument);
+  EXPECT_EQ(runs, 3);
+}
+
+TEST(IdempotencyCacheTest, ExceptionReachesTheCallerAndReleasesTheKeyByDefault) {
+  fixture f;
+  auto cache = f.make();
+  int runs = 0;
+  auto fn = [&]() -> int {
+    if (++runs == 1) throw std::runtime_error("boom");
+    return 8;
+  };
+  EXPECT_THROW((void)cache->execute("k", 1, fn), std::runtime_error);
+  auto r = cache->execute("k", 1, fn);
+  EXPECT_EQ(r.result.value(), 8);
+  EXPECT_FALSE(r.replayed);
+}
+
+TEST(IdempotencyCacheTest, CachedExceptionIsRethrownToEveryReplay) {
+  fixture f;
+  auto cache = f.make({.policy = {.failures = sturdy::failure_caching::cache}});
+  int runs = 0;
+  auto fn = [&]() -> int {
+    ++runs;
+    throw std::invalid_argument("bad payload");
+  };
+  EXPECT_THROW((void)cache->execute("k", 1, fn), std::invalid_argument);
+  for (int i = 0; i < 2; ++i) {
+    try {
+      (void)cache->execute("k", 1, fn);
+      ADD_FAILURE() << "expected the stored exception";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_STREQ(e.what(), "bad payload");
+    }
+  }
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_replayed>(), 2U);
+}
+
+TEST(IdempotencyCacheTest, PermanentPredicateSeesTheException) {
+  fixture f;
+  auto cache = f.make({.policy = {.failures = sturdy::failure_caching::cache_if_permanent,
+                                  .is_permanent = [](const sturdy::failure_info& i) {
+                                    return i.exception_as<std::invalid_argument>() != nullptr;
+                                  }}});
+  int runs = 0;
+  auto fn = [&]() -> int {
+    ++runs;
+    if (runs == 1) throw std::runtime_error("transient");
+    throw std::invalid_argument("permanent");
+  };
+  EXPECT_THROW((void)cache->execute("k", 1, fn), std::runtime_error);
+  EXPECT_THROW((void)cache->execute("k", 1, fn), std::invalid_argument);
+  EXPECT_THROW((void)cache->execute("k", 1, fn), std::invalid_argument);
+  EXPECT_EQ(runs, 2);
+}
+
+TEST(IdempotencyCacheTest, PolicyPassedPerCallOverridesTheDefault) {
+  fixture f;
+  auto cache = f.make();  // default: dont_cache
+  int runs = 0;
+  auto fn = [&]() -> sturdy::result<int> {
+    ++runs;
+    return std::make_error_code(std::errc::io_error);
+  };
+  const sturdy::idempotency_policy cache_all{.failures = sturdy::failure_caching::cache};
+  (void)cache->execute("k", 1, cache_all, fn);
+  EXPECT_TRUE(cache->execute("k", 1, fn).replayed);
+  EXPECT_EQ(runs, 1);
+}
+
+// --- Bounds --------------------------------------------------------------------
+
+TEST(IdempotencyCacheTest, CapacityEvictsCompletedEntriesButNeverInProgressOnes) {
+  fixture f;
+  auto cache = f.make({}, {.shards = 1, .max_entries = 4});
+  auto& store = cache->store();
+  auto held = store.begin("held", 1, 1h).value();
+  for (int i = 0; i < 100; ++i) {
+    auto r = cache->execute("k" + std::to_string(i), 1, [i] { return i; });
+    ASSERT_EQ(r.result.value(), i);
+    ASSERT_LE(cache->stats().entries, 4U);
+  }
+  EXPECT_EQ(cache->stats().evictions, 97U);
+  EXPECT_GT(f.events.count<sturdy::idempotency_evicted>(), 0U);
+  // The in-progress entry survived every eviction and still completes.
+  EXPECT_TRUE(store.complete("held", held.token, sturdy::outcome<int>(1), 1h).has_value());
+}
+
+TEST(IdempotencyCacheTest, NothingEvictableMeansCapacityExceededNotGrowth) {
+  fixture f;
+  auto cache = f.make({}, {.shards = 1, .max_entries = 2});
+  auto a = cache->store().begin("a", 1, 1h).value();
+  auto b = cache->store().begin("b", 1, 1h).value();
+  int runs = 0;
+  auto r = cache->execute("c", 1, [&] { return ++runs; });
+  EXPECT_EQ(r.result.error(), errc::capacity_exceeded);
+  EXPECT_EQ(runs, 0);
+  // Once an owner finishes, its completed entry can make room.
+  ASSERT_TRUE(cache->store().complete("a", a.token, sturdy::outcome<int>(1), 1h).has_value());
+  EXPECT_EQ(cache->execute("c", 1, [&] { return ++runs; }).result.value(), 1);
+  (void)b;
+}
+
+TEST(IdempotencyCacheTest, ClockGivesRecentlyReplayedEntriesASecondChance) {
+  fixture f;
+  auto cache = f.make({}, {.shards = 1, .max_entries = 3});
+  for (const char* k : {"a", "b", "c"}) (void)cache->execute(k, 1, [] { return 1; });
+  ASSERT_TRUE(cache->execute("a", 1, [] { return 0; }).replayed);  // references "a"
+  (void)cache->execute("d", 1, [] { return 1; });                  // evicts one of b, c
+  EXPECT_TRUE(cache->execute("a", 1, [] { return 0; }).replayed);
+}
+
+TEST(IdempotencyCacheTest, ExpiredLeaseEntryMakesRoomAndItsOwnerIsRefused) {
+  fixture f;
+  auto cache = f.make({}, {.shards = 1, .max_entries = 1});
+  auto crashed = cache->store().begin("a", 1, 5s).value();
+  f.clock.advance(5s);
+  EXPECT_EQ(cache->execute("b", 1, [] { return 1; }).result.value(), 1);
+  EXPECT_EQ(cache->store().complete("a", crashed.token, sturdy::outcome<int>(1), 1h).error(),
+            errc::stale_token);
+}
+
+TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
+  fixture f;
+  constexpr std::size_t bound = 4096;
+  auto cache = f.make({}, {.shards = 16, .max_entries = bound});
+  std::vector<sturdy::begin_outcome<sturdy::outcome<int>>> held;
+  for (int i = 0; i < 16; ++i)
+    held.push_back(cache->store().begin("held" + std::to_string(i), 1, 24h).value());
+  char key[32];
+  for (int i = 0; i < 1'000'000; ++i) {
+    const int n = std::snprintf(key, sizeof key, "key-%d", i);
+    auto r = cache->execute(std::string_view(key, static_cast<std::size_t>(n)), 1, [i] { return i; });
+    ASSERT_TRUE(r.result.has_value()) << i << ": " << r.result.error().message();
+    if ((i & 0xffff) == 0) {
+      ASSERT_LE(cache->stats().entries, bound);
+    }
+  }
+  const auto s = cache->stats();
+  EXPECT_LE(s.entries, bound);
+  EXPECT_GE(s.evictions, 1'000'000U + 16U - bound);
+  EXPECT_LE(cache->store().memory_usage(), bound * 4 * memory_store::entry_overhead + (1U << 20));
+  for (int i = 0; i < 16; ++i) {
+    const bool ok = cache->store()
+                        .complete("held" + std::to_string(i), held[static_cast<std::size_t>(i)].token,
+                                  sturdy::outcome<int>(i), 1h)
+                        .has_value();
+    EXPECT_TRUE(ok);
+  }
+}
+
+TEST(IdempotencyCacheTest, ByteBoundCountsKeysAndValues) {
+  manual_clock clock;
+  constexpr std::size_t limit = 16 * 1024;
+  sturdy::idempotency_cache<std::string, manual_clock, recording_sleeper> cache(
+      {}, {.shards = 1, .max_entries = 1 << 20, .max_bytes = limit}, clock, recording_sleeper(clock));
+  const std::string payload(1000, 'p');
+  for (int i = 0; i < 200; ++i) {
+    auto r = cache.execute(std::string(40, 'k') + std::to_string(i), 1, [&] { return payload; });
+    ASSERT_EQ(r.result.value(), payload);
+    // A completion may overshoot by one value until the next admission.
+    ASSERT_LE(cache.stats().bytes, limit + 1100);
+  }
+  EXPECT_GT(cache.stats().evictions, 150U);
+}
+
+// --- Options, values, fingerprints ----------------------------------------------
+
+TEST(IdempotencyCacheTest, InvalidOptionsRefuseEveryCallAndNameTheField) {
+  const sturdy::idempotency_options bad{.lease = 0s};
+  EXPECT_EQ(bad.validate().error(), errc::invalid_options);
+  EXPECT_NE(bad.validation_message().find("lease"), std::string_view::npos);
+  sturdy::idempotency_cache<int> cache(bad);
+  int runs = 0;
+  EXPECT_EQ(cache.execute("k", 1, [&] { return ++runs; }).result.error(), errc::invalid_options);
+  EXPECT_EQ(runs, 0);
+
+  const sturdy::idempotency_policy no_predicate{.failures = sturdy::failure_caching::cache_if_permanent};
+  EXPECT_NE(no_predicate.validation_message().find("is_permanent"), std::string_view::npos);
+  sturdy::idempotency_cache<int> ok;
+  EXPECT_EQ(ok.execute("k", 1, no_predicate, [&] { return ++runs; }).result.error(), errc::invalid_options);
+  EXPECT_EQ(runs, 0);
+  EXPECT_TRUE(sturdy::idempotency_options{}.validate().has_value());
+}
+
+TEST(IdempotencyCacheTest, InvalidStoreOptionsAreReported) {
+  EXPECT_NE(sturdy::memory_store_options{.shards = 3}.validation_message().find("shards"),
+            std::string_view::npos);
+  const sturdy::memory_store_options few{.shards = 8, .max_entries = 4};
+  EXPECT_NE(few.validation_message().find("max_entries"), std::string_view::npos);
+  EXPECT_TRUE(sturdy::memory_store_options{}.validate().has_value());
+  sturdy::idempotency_cache<int> cache({}, {.shards = 0});
+  EXPECT_EQ(cache.execute("k", 1, [] { return 1; }).result.error(), errc::invalid_options);
+}
+
+TEST(IdempotencyCacheTest, VoidAndStringWorkAndPlainValuesAreWrapped) {
+  sturdy::idempotency_cache<void> v;
+  int runs = 0;
+  EXPECT_TRUE(v.execute("k", 1, [&] { ++runs; }).result.has_value());
+  EXPECT_TRUE(v.execute("k", 1, [&] { ++runs; }).replayed);
+  EXPECT_EQ(runs, 1);
+
+  sturdy::idempotency_cache<std::string> s;
+  (void)s.execute("k", 1, [] { return std::string(100, 'x'); });
+  auto r = s.execute("k", 1, [] { return std::string(); });
+  EXPECT_EQ(r.result.value(), std::string(100, 'x'));
+  EXPECT_TRUE(r.replayed);
+}
+
+TEST(IdempotencyCacheTest, ReplayAllocatesNothing) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  sturdy::idempotency_cache<int> cache;
+  const std::string key(100, 'k');  // longer than SSO: a lookup must not copy it
+  (void)cache.execute(key, 1, [] { return 1; });
+  sturdy::testing::allocation_scope scope;
+  for (int i = 0; i < 100; ++i) {
+    auto r = cache.execute(key, 1, [] { return 2; });
+    sturdy::testing::escape(&r);
+    ASSERT_TRUE(r.replayed);
+  }
+  EXPECT_EQ(scope.allocations(), 0U);
+}
+
+TEST(FingerprintTest, StableFingerprintIsFnv1a64) {
+  static_assert(sturdy::stable_fingerprint("") == 0xcbf29ce484222325ULL);
+  EXPECT_EQ(sturdy::stable_fingerprint("a"), 0xaf63dc4c8601ec8cULL);
+  EXPECT_EQ(sturdy::stable_fingerprint("foobar"), 0x85944171f73967e8ULL);
+}
+
+TEST(FingerprintTest, FieldsAreLengthPrefixedSoBoundariesMatter) {
+  EXPECT_NE(sturdy::stable_fingerprint({"ab", "c"}), sturdy::stable_fingerprint({"a", "bc"}));
+  EXPECT_EQ(sturdy::stable_fingerprint({"ab", "c"}), sturdy::stable_fingerprint({"ab", "c"}));
+  EXPECT_EQ(sturdy::process_fingerprint("payload"), sturdy::process_fingerprint("payload"));
+  EXPECT_NE(sturdy::process_fingerprint("payload"), sturdy::process_fingerprint("payloae"));
+}
+
+}  // namespace
