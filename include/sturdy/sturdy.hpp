@@ -14,6 +14,7 @@
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/error.hpp"
+#include "sturdy/idempotency.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
 #include "sturdy/pipeline.hpp"
