@@ -264,9 +264,9 @@ class dead_letter_queue final {
   // Takes the entry with `id` out, calls `handler(const dead_letter_entry&)`
   // (any return type the outcome adapters support; a throw is a failure)
   // without holding the lock, and on success forgets the entry. On failure
-  // the entry goes back to the front of the queue with `replay_attempts`
-  // incremented (even when the queue filled up meanwhile: an entry is never
-  // lost by replaying it), and the handler's failure is returned as
+  // the entry goes back to its place (entries stay in id order) with
+  // `replay_attempts` incremented (even when the queue filled up meanwhile:
+  // an entry is never lost by replaying it), and the handler's failure is returned as
   // `errc::compensation_failed` (a throw is not rethrown).
   // `errc::not_found` when no such entry exists, e.g. another thread is
   // replaying it.
@@ -291,7 +291,8 @@ class dead_letter_queue final {
   // dead_letter_queue::replay_all()
   //
   // `replay` for every entry present when called, oldest first. Returns how
-  // many succeeded (and were removed).
+  // many succeeded (and were removed). While it runs, the entries not yet
+  // replayed are out of the queue (`list()` does not show them).
   template <class Handler>
     requires std::invocable<Handler&, const dead_letter_entry&>
   std::size_t replay_all(Handler&& handler) {
@@ -301,18 +302,14 @@ class dead_letter_queue final {
       batch.swap(entries_);
     }
     std::size_t ok = 0;
-    // Failed entries are put back in their original order, ahead of any
-    // pushed meanwhile.
-    std::vector<dead_letter_entry> failed;
     for (auto& e : batch) {
       if (attempt(e, handler)) {
         ++ok;
       } else {
-        failed.push_back(std::move(e));
+        std::lock_guard lock(mu_);
+        reinsert(std::move(e));
       }
     }
-    std::lock_guard lock(mu_);
-    for (auto it = failed.rbegin(); it != failed.rend(); ++it) entries_.push_front(std::move(*it));
     return ok;
   }
 
@@ -349,8 +346,15 @@ class dead_letter_queue final {
   result<void> run_replay(dead_letter_entry& e, Handler& handler) {
     if (attempt(e, handler)) return success();
     std::lock_guard lock(mu_);
-    entries_.push_front(std::move(e));
+    reinsert(std::move(e));
     return errc::compensation_failed;
+  }
+
+  // Puts `e` back in id order (requires mu_).
+  void reinsert(dead_letter_entry&& e) {
+    auto it = entries_.begin();
+    while (it != entries_.end() && it->id < e.id) ++it;
+    entries_.insert(it, std::move(e));
   }
 
   const dead_letter_queue_options options_;
