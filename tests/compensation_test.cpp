@@ -1,6 +1,8 @@
 #include "sturdy/compensation.hpp"
 
 #include <array>
+#include <cstddef>
+#include <new>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -535,6 +537,53 @@ TEST(CompensationScopeTest, NestedScopeIntoInactiveParentIsRefusedAndRollsBackIt
 }
 
 // ---------------------------------------------------------------- allocations
+
+// A large undo (boxed on the heap) whose allocation fails: models running
+// out of memory while registering.
+struct unallocatable_undo {
+  std::array<char, 100> pad{};
+  int* calls;
+  void operator()() const { ++*calls; }
+  static void* operator new(std::size_t) { throw std::bad_alloc(); }
+  static void operator delete(void*) noexcept {}
+};
+
+TEST(CompensationScopeTest, OutOfMemoryAddIsRefusedAndStepUndoesAtOnce) {
+  int calls = 0;
+  sturdy::dead_letter_queue dlq;
+  {
+    compensation_scope scope(dlq);
+    EXPECT_EQ(scope.add("big", unallocatable_undo{.calls = &calls}).error(), errc::capacity_exceeded);
+    EXPECT_EQ(scope.pending(), 0u);
+    EXPECT_EQ(calls, 0);
+    bool acted = false;
+    auto r = scope.step("big step", [&] { acted = true; return 5; }, unallocatable_undo{.calls = &calls});
+    EXPECT_TRUE(acted);
+    EXPECT_EQ(r.error(), errc::capacity_exceeded);
+    EXPECT_EQ(calls, 1);  // compensated immediately: nothing stays done without an undo
+    EXPECT_TRUE(scope.active());
+  }
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(dlq.empty());
+}
+
+TEST(CompensationScopeTest, ContextIsCopiedSoTemporariesAreSafe) {
+  sturdy::dead_letter_queue dlq;
+  compensation_scope scope(dlq);
+  for (int i = 0; i < 10; ++i) {
+    // A long context (heap) and a short one (small-string buffer), both temporaries.
+    (void)scope.add({.name = "s", .context = std::string(40, 'x') + std::to_string(i)},
+                    []() -> result<void> { return errc::cancelled; });
+    (void)scope.add({.name = "t", .context = std::to_string(i)}, [] {});
+  }
+  const auto report = scope.rollback();
+  ASSERT_EQ(report.size(), 20u);
+  EXPECT_EQ(report[0].context, "9");
+  EXPECT_EQ(report[1].context, std::string(40, 'x') + "9");
+  const auto entries = dlq.list();
+  ASSERT_EQ(entries.size(), 10u);
+  EXPECT_EQ(entries[9].context, std::string(40, 'x') + "0");
+}
 
 TEST(CompensationScopeTest, NoAllocationForUpToEightSmallUndos) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";

@@ -65,11 +65,12 @@
 // `rollback()` twice (the report carries the error and lists no steps).
 //
 // Storage: no heap for up to 8 undos whose callables are at most 32 bytes
-// (four pointers; see detail/undo_stack.hpp). A ninth undo moves them all to
+// (four pointers) and whose contexts are at most 15 characters (see
+// detail/undo_stack.hpp). A ninth undo moves them all to
 // one heap array (doubling); a larger callable is boxed with `new`. Should
 // that allocation fail, `add` returns `errc::capacity_exceeded` and `step`
-// runs the undo at once and returns that error: nothing stays done without
-// an undo.
+// runs the undo at once (dead-lettering it if it fails) and returns that
+// error: nothing stays done without an undo.
 //
 // Nested scopes: `child.commit_into(parent)` moves the child's undos onto
 // the parent (in order) instead of dropping them; they then run, or not,
@@ -93,6 +94,7 @@
 #include <new>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
@@ -194,13 +196,13 @@ template <class Policy, class F>
 }
 
 // step_info: how a step is named in the report and the dead-letter entry.
-// Both views must outlive the scope and its report (string literals, or
-// strings owned by the caller); dead-letter entries copy them.
 struct step_info {
-  // Shown in reports and dead-letter entries. Default "".
+  // Shown in reports and dead-letter entries. Not copied: it must outlive
+  // the scope and its report (a string literal, typically). Default "".
   std::string_view name;
-  // Free-form data a later replay needs (an id, JSON); copied into the
-  // dead-letter entry only. Default "".
+  // Free-form data a later replay needs (an id, JSON). Copied when the undo
+  // is registered, so a temporary is fine; up to 15 characters without a
+  // heap allocation. Default "".
   std::string_view context;
 };
 
@@ -225,8 +227,8 @@ enum class step_status : std::uint8_t {
 
 // One line of a compensation report.
 struct step_record {
-  std::string_view name;     // step_info::name
-  std::string_view context;  // step_info::context
+  std::string_view name;  // step_info::name
+  std::string context;    // step_info::context (owned)
   step_status status = step_status::undone;
   failure_info failure;        // the error/exception when failed; empty otherwise
   bool dead_lettered = false;  // the sink accepted an entry for this step
@@ -378,22 +380,24 @@ class [[nodiscard]] compensation_scope final {
     if (STURDY_UNLIKELY(state_ != compensation_state::active)) return make_failure<R>(state_error_code());
     R r = invoke_wrapped(std::forward<Action>(action));
     if (!succeeded(r)) return r;
-    result<void> added = success();
     if constexpr (detail::undo_takes_value<std::decay_t<Undo>, V>) {
       static_assert(std::is_copy_constructible_v<V>,
                     "compensation_scope::step: an undo that takes the action's value needs a copyable "
                     "value (it is copied into the undo); capture what you need instead.");
       using B = detail::bound_undo<std::decay_t<Undo>, V>;
       check_undo<B>();
-      added = push(info, B{std::forward<Undo>(undo), r.value()});
+      if (STURDY_UNLIKELY(!register_or_run(info, B{std::forward<Undo>(undo), r.value()}))) {
+        return make_failure<R>(errc::capacity_exceeded);
+      }
     } else {
       static_assert(std::invocable<std::decay_t<Undo>&>,
                     "compensation_scope::step: the undo must be callable with no arguments or with the "
                     "action's value (const T&).");
       check_undo<Undo>();
-      added = push(info, std::forward<Undo>(undo));
+      if (STURDY_UNLIKELY(!register_or_run(info, std::forward<Undo>(undo)))) {
+        return make_failure<R>(errc::capacity_exceeded);
+      }
     }
-    if (STURDY_UNLIKELY(!added)) return make_failure<R>(added.error());
     return r;
   }
 
@@ -502,6 +506,20 @@ class [[nodiscard]] compensation_scope final {
     return success();
   }
 
+  // For step(): registers `undo`, or, when memory runs out, runs it at once
+  // (dead-lettering it if that fails) and returns false.
+  template <class F>
+  bool register_or_run(const step_info& info, F&& undo) {
+    std::decay_t<F> local(std::forward<F>(undo));
+    if (STURDY_LIKELY(push(info, std::move(local)))) return true;
+    failure_info failure;
+    if (!runner::run(local, policy_.address(), failure)) {
+      std::optional<time_point> now;
+      (void)dead_letter(info.name, info.context, step_status::failed, failure, now);
+    }
+    return false;
+  }
+
   [[nodiscard]] std::error_code state_error_code() const noexcept {
     return make_error_code(state_ == compensation_state::committed ? errc::already_committed
                                                                    : errc::already_rolled_back);
@@ -532,7 +550,9 @@ class [[nodiscard]] compensation_scope final {
         stop = options_.stop_at_first_failure;
       }
       bool lettered = false;
-      if (STURDY_UNLIKELY(status != step_status::undone)) lettered = dead_letter(e, status, failure, now);
+      if (STURDY_UNLIKELY(status != step_status::undone)) {
+        lettered = dead_letter(e.name, e.context, status, failure, now);
+      }
       if constexpr (Report) {
         switch (status) {
           case step_status::undone:
@@ -546,7 +566,7 @@ class [[nodiscard]] compensation_scope final {
             break;
         }
         if (STURDY_LIKELY(report->steps_.size() < report->steps_.capacity())) {
-          report->steps_.emplace_back(step_record{e.name, e.context, status,
+          report->steps_.emplace_back(step_record{e.name, std::move(e.context), status,
                                                   status == step_status::failed ? failure : failure_info{},
                                                   lettered});
         }
@@ -560,7 +580,8 @@ class [[nodiscard]] compensation_scope final {
   }
 
   // Hands a step that stays undone to the sink; true when the sink kept it.
-  bool dead_letter([[maybe_unused]] const detail::undo_entry& e, [[maybe_unused]] step_status status,
+  bool dead_letter([[maybe_unused]] std::string_view name, [[maybe_unused]] std::string_view context,
+                   [[maybe_unused]] step_status status,
                    [[maybe_unused]] const failure_info& failure,
                    [[maybe_unused]] std::optional<time_point>& now) noexcept {
     if constexpr (sink_discards_entries_v<Sink>) {
@@ -570,8 +591,8 @@ class [[nodiscard]] compensation_scope final {
         if (!now) now = clock_.now();
         dead_letter_entry d;
         d.saga = options_.name;
-        d.step = e.name;
-        d.context = e.context;
+        d.step = name;
+        d.context = context;
         d.at = *now;
         if (status == step_status::failed) {
           d.reason = dead_letter_reason::undo_failed;

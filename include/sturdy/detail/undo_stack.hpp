@@ -21,8 +21,11 @@
 //     nothrow move constructors. Growth may throw `std::bad_alloc`, before
 //     anything is changed (strong guarantee).
 //
-// Each entry is 56 bytes on 64-bit targets (vtable pointer, name and context
-// string views, buffer), so the inline part is 448 bytes.
+// Each entry is 88 bytes on 64-bit targets (vtable pointer, name view,
+// owned context string, buffer), so the inline part is 704 bytes. The
+// context is owned because it is usually built at run time (an id); up to 15
+// characters it needs no heap (the string's small buffer), longer ones
+// allocate.
 //
 // Thread safety: none; owned by one scope on one thread.
 
@@ -32,6 +35,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -59,9 +63,10 @@ struct undo_vtable {
 };
 
 struct undo_entry {
-  const undo_vtable* vt;
+  explicit undo_entry(std::string_view n) noexcept : name(n) {}  // buf stays uninitialized
+  const undo_vtable* vt = nullptr;
   std::string_view name;
-  std::string_view context;
+  std::string context;
   alignas(void*) unsigned char buf[undo_small_size];
 };
 
@@ -126,19 +131,26 @@ class undo_stack {
   void push(std::string_view name, std::string_view context, F&& f) {
     using D = std::decay_t<F>;
     if (STURDY_UNLIKELY(size_ == cap_)) reserve(size_ + 1);
-    undo_entry* e = data_ + size_;
-    if constexpr (undo_fits_inline<D>) {
-      ::new (static_cast<void*>(e->buf)) D(std::forward<F>(f));
-      e->vt = &inline_ops<D, Runner>::table;
-      if constexpr (!std::is_trivially_destructible_v<D>) trivial_ = false;
-    } else {
-      D* p = new D(std::forward<F>(f));
-      ::new (static_cast<void*>(e->buf)) D*(p);
-      e->vt = &boxed_ops<D, Runner>::table;
-      trivial_ = false;
+    undo_entry* e = ::new (static_cast<void*>(data_ + size_)) undo_entry(name);
+    try {
+      if (!context.empty()) {
+        e->context.assign(context.data(), context.size());
+        trivial_ = false;
+      }
+      if constexpr (undo_fits_inline<D>) {
+        ::new (static_cast<void*>(e->buf)) D(std::forward<F>(f));
+        e->vt = &inline_ops<D, Runner>::table;
+        if constexpr (!std::is_trivially_destructible_v<D>) trivial_ = false;
+      } else {
+        D* p = new D(std::forward<F>(f));
+        ::new (static_cast<void*>(e->buf)) D*(p);
+        e->vt = &boxed_ops<D, Runner>::table;
+        trivial_ = false;
+      }
+    } catch (...) {
+      e->~undo_entry();
+      throw;
     }
-    e->name = name;
-    e->context = context;
     ++size_;
   }
 
@@ -150,9 +162,12 @@ class undo_stack {
   void pop() noexcept {
     undo_entry& e = data_[--size_];
     if (e.vt->destroy != nullptr) e.vt->destroy(e.buf);
+    e.~undo_entry();
   }
 
-  // Destroys every callable without running it.
+  // Destroys every callable without running it. (When `trivial_`, every
+  // entry holds a trivially destructible inline callable and an empty
+  // context, whose destruction has no effect, so it is skipped.)
   void clear() noexcept {
     if (!trivial_) {
       while (size_ > 0) pop();
@@ -174,10 +189,11 @@ class undo_stack {
 
  private:
   static void relocate_entry(undo_entry* dst, undo_entry* src) noexcept {
+    ::new (static_cast<void*>(dst)) undo_entry(src->name);
     dst->vt = src->vt;
-    dst->name = src->name;
-    dst->context = src->context;
+    dst->context = std::move(src->context);
     src->vt->relocate(dst->buf, src->buf);
+    src->~undo_entry();
   }
   [[nodiscard]] undo_entry* inline_entries() noexcept { return reinterpret_cast<undo_entry*>(storage_); }
   [[nodiscard]] const undo_entry* inline_entries() const noexcept {
