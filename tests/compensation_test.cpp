@@ -634,6 +634,36 @@ TEST(CompensationScopeTest, NinthUndoAllocatesOnceAndStillWorks) {
   EXPECT_EQ(counter, 16);
 }
 
+TEST(CompensationScopeTest, ConstructorsDeduceSinkPolicyAndClock) {
+  sturdy::dead_letter_queue dlq;
+  sturdy::testing::manual_clock clock;
+  test_retry_policy policy{.sleeper = sturdy::testing::recording_sleeper(clock)};
+  compensation_scope a;
+  static_assert(std::is_same_v<decltype(a), compensation_scope<>>);
+  compensation_scope b({.name = "named"});
+  static_assert(std::is_same_v<decltype(b), compensation_scope<>>);
+  EXPECT_EQ(b.options().name, "named");
+  compensation_scope c(dlq);
+  static_assert(std::is_same_v<decltype(c), compensation_scope<sturdy::dead_letter_queue>>);
+  compensation_scope d(sturdy::null_dead_letter_sink{}, policy, {.stop_at_first_failure = true});
+  static_assert(std::is_same_v<decltype(d), compensation_scope<sturdy::null_dead_letter_sink, test_retry_policy>>);
+  EXPECT_TRUE(d.options().stop_at_first_failure);
+  compensation_scope e(dlq, sturdy::run_once{}, clock);
+  static_assert(std::is_same_v<decltype(e), compensation_scope<sturdy::dead_letter_queue, sturdy::run_once,
+                                                               sturdy::testing::manual_clock>>);
+}
+
+TEST(CompensationScopeTest, UndoReturningAPlainValueCountsAsSuccess) {
+  int n = 0;
+  {
+    compensation_scope scope;
+    (void)scope.add([&n] { return ++n; });
+    const auto report = scope.rollback();
+    EXPECT_TRUE(report.ok());
+  }
+  EXPECT_EQ(n, 1);
+}
+
 TEST(CompensationScopeTest, DefaultScopeIsSmall) {
   // Empty sink, policy and clock take no space beyond the stack itself.
   EXPECT_LE(sizeof(compensation_scope<>), sizeof(sturdy::detail::undo_stack) + 32);

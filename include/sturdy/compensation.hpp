@@ -199,11 +199,11 @@ template <class Policy, class F>
 struct step_info {
   // Shown in reports and dead-letter entries. Not copied: it must outlive
   // the scope and its report (a string literal, typically). Default "".
-  std::string_view name;
+  std::string_view name{};
   // Free-form data a later replay needs (an id, JSON). Copied when the undo
   // is registered, so a temporary is fine; up to 15 characters without a
   // heap allocation. Default "".
-  std::string_view context;
+  std::string_view context{};
 };
 
 // What happened to one step's undo during rollback.
@@ -227,10 +227,10 @@ enum class step_status : std::uint8_t {
 
 // One line of a compensation report.
 struct step_record {
-  std::string_view name;  // step_info::name
-  std::string context;    // step_info::context (owned)
+  std::string_view name{};  // step_info::name
+  std::string context{};    // step_info::context (owned)
   step_status status = step_status::undone;
-  failure_info failure;        // the error/exception when failed; empty otherwise
+  failure_info failure{};      // the error/exception when failed; empty otherwise
   bool dead_lettered = false;  // the sink accepted an entry for this step
 };
 
@@ -283,7 +283,7 @@ class compensation_report {
 struct compensation_options {
   // The saga's name, copied into dead-letter entries (`saga`). Must outlive
   // the scope. Default "".
-  std::string_view name;
+  std::string_view name{};
   // false (default): every undo runs even after one fails. true: the first
   // failure stops the rollback and the remaining undos are skipped (reported
   // as `skipped` and dead-lettered with `errc::compensation_failed`): for
@@ -566,12 +566,14 @@ class [[nodiscard]] compensation_scope final {
             break;
         }
         if (STURDY_LIKELY(report->steps_.size() < report->steps_.capacity())) {
-          report->steps_.emplace_back(step_record{e.name, std::move(e.context), status,
-                                                  status == step_status::failed ? failure : failure_info{},
-                                                  lettered});
+          // `failure` is empty unless this step failed (it is reset below).
+          report->steps_.emplace_back(step_record{e.name, std::move(e.context), status, failure, lettered});
         }
       }
-      if (STURDY_UNLIKELY(status == step_status::failed)) failure = failure_info{};
+      if (STURDY_UNLIKELY(status == step_status::failed)) {
+        failure.code.clear();
+        failure.exception = nullptr;
+      }
       stack_.pop();
     }
     if constexpr (Report) {

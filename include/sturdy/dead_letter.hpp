@@ -89,20 +89,20 @@ struct dead_letter_entry {
   // ...); 0 until then.
   std::uint64_t id = 0;
   // The producing scope's `compensation_options::name` ("" if unnamed).
-  std::string saga;
+  std::string saga{};
   // The step's name as registered ("" if unnamed).
-  std::string step;
+  std::string step{};
   // The step's replay context as registered (`step_info::context`), e.g. a
   // user id or a JSON document; "" if none.
-  std::string context;
+  std::string context{};
   dead_letter_reason reason = dead_letter_reason::undo_failed;
   // The error code of the failure; empty when it was only an exception.
-  std::error_code code;
+  std::error_code code{};
   // `what()` of the exception, "unknown exception" for a non-std exception,
   // "" when there was no exception.
-  std::string exception_text;
+  std::string exception_text{};
   // The exception itself (in-process only: a durable sink cannot keep it).
-  std::exception_ptr exception;
+  std::exception_ptr exception{};
   // When the producer gave up, read from its injected clock.
   time_point at{};
   // How many times `dead_letter_queue::replay` tried and failed (0 at first).
