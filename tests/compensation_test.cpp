@@ -21,6 +21,7 @@
 #include "sturdy/outcome.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
 #include "sturdy/testing/manual_clock.hpp"
+#include "sturdy/testing/recording_listener.hpp"
 #include "sturdy/testing/recording_sleeper.hpp"
 
 #if STURDY_HAS_STD_EXPECTED
@@ -397,6 +398,40 @@ TEST(CompensationScopeTest, UndoReturningOutcomeWithExceptionIsAFailure) {
   const auto report = scope.rollback();
   EXPECT_EQ(report.failed(), 1u);
   EXPECT_TRUE(report[0].failure.is_exception());
+}
+
+TEST(CompensationScopeTest, ListenerSeesFailedStepsAndEveryRollback) {
+  sturdy::testing::recording_listener events;
+  sturdy::testing::manual_clock clock;
+  {
+    // Null sink: without a listener these failures would be recorded nowhere.
+    compensation_scope scope(sturdy::null_dead_letter_sink{}, sturdy::run_once{}, clock, events, {.name = "obs"});
+    static_assert(std::is_same_v<decltype(scope)::sink_type, sturdy::null_dead_letter_sink>);
+    (void)scope.add("ok", [] {});
+    (void)scope.add({.name = "bad", .context = "c"}, []() -> result<void> { return errc::cancelled; });
+  }
+  const auto failed = events.of<sturdy::compensation_step_failed>();
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].saga, "obs");
+  EXPECT_EQ(failed[0].step, "bad");
+  EXPECT_EQ(failed[0].context, "c");
+  EXPECT_EQ(failed[0].failure.code, errc::cancelled);
+  EXPECT_FALSE(failed[0].dead_lettered);
+  const auto done = events.of<sturdy::compensation_rolled_back>();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].undone, 1u);
+  EXPECT_EQ(done[0].failed, 1u);
+  EXPECT_TRUE(done[0].by_destructor);
+
+  events.clear();
+  compensation_scope scope(sturdy::null_dead_letter_sink{}, sturdy::run_once{}, clock, events);
+  (void)scope.add([] {});
+  EXPECT_TRUE(scope.rollback().ok());
+  ASSERT_EQ(events.count<sturdy::compensation_rolled_back>(), 1u);
+  EXPECT_FALSE(events.of<sturdy::compensation_rolled_back>()[0].by_destructor);
+  compensation_scope committed(sturdy::null_dead_letter_sink{}, sturdy::run_once{}, clock, events);
+  ASSERT_TRUE(committed.commit());
+  EXPECT_EQ(events.count<sturdy::compensation_rolled_back>(), 1u);  // commit emits nothing
 }
 
 // ---------------------------------------------------------------- retries

@@ -54,9 +54,11 @@
 // breaker, a `compose(...)` of them) — or per undo with
 // `sturdy::undo_with(policy, undo)`. What still fails, or is skipped, is
 // listed in the `compensation_report` that `rollback()` returns and pushed to
-// the dead-letter sink (see sturdy/dead_letter.hpp). When the destructor
-// rolls back, the sink is the only record: give the scope a sink (or call
-// `rollback()` and read the report) whenever failures must be seen.
+// the dead-letter sink (see sturdy/dead_letter.hpp), and announced to the
+// listener (`compensation_step_failed`, then `compensation_rolled_back`).
+// When the destructor rolls back, the sink and the listener are the only
+// record: give the scope one (or call `rollback()` and read the report)
+// whenever failures must be seen.
 //
 // Misuse (decided once): every call on a scope that is no longer active is
 // refused with `errc::already_committed` or `errc::already_rolled_back` and
@@ -80,8 +82,8 @@
 // construct, like a lock guard). The sink and the policy it references may
 // be shared: they must be thread-safe then (`dead_letter_queue` is).
 // Testing: give the scope a `sturdy::testing::manual_clock` (dead-letter
-// time stamps), a `dead_letter_queue`, and a policy built on
-// `sturdy::testing::recording_sleeper`.
+// time stamps), a `dead_letter_queue`, a `sturdy::testing::recording_listener`
+// and a policy built on `sturdy::testing::recording_sleeper`.
 
 #ifndef STURDY_COMPENSATION_HPP_
 #define STURDY_COMPENSATION_HPP_
@@ -106,6 +108,7 @@
 #include "sturdy/detail/small_vector.hpp"
 #include "sturdy/detail/undo_stack.hpp"
 #include "sturdy/error.hpp"
+#include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
 
 namespace sturdy {
@@ -265,7 +268,7 @@ class compensation_report {
   [[nodiscard]] bool truncated() const noexcept { return truncated_; }
 
  private:
-  template <dead_letter_sink, undo_policy, clock_source>
+  template <dead_letter_sink, undo_policy, clock_source, class>
   friend class compensation_scope;
 
   detail::small_vector<step_record, detail::undo_inline_capacity> steps_;
@@ -293,13 +296,36 @@ struct compensation_options {
 
 enum class compensation_state : std::uint8_t { active, committed, rolled_back };
 
-// compensation_scope<Sink, Policy, Clock>
+// Events (see sturdy/listener.hpp). Emitted on the thread that rolls back.
+//
+// An undo failed or was skipped. Emitted after the sink saw the entry.
+struct compensation_step_failed {
+  std::string_view saga;     // compensation_options::name
+  std::string_view step;     // step_info::name
+  std::string_view context;  // step_info::context
+  step_status status = step_status::failed;  // failed or skipped
+  failure_info failure;                      // empty when skipped
+  bool dead_lettered = false;                // the sink kept an entry
+};
+// A rollback finished (explicit or by the destructor). Not emitted on commit.
+struct compensation_rolled_back {
+  std::string_view saga;
+  std::size_t undone = 0;
+  std::size_t failed = 0;
+  std::size_t skipped = 0;
+  bool by_destructor = false;
+};
+
+// compensation_scope<Sink, Policy, Clock, Listener>
 //
 // Pinned: not copyable or movable. `Sink` and `Policy` are referenced (they
 // must outlive the scope) unless empty, then held by value at zero size.
 // `Clock` (held by value) stamps dead-letter entries, read only on failure.
+// `Listener` (held by value; make it a handle to share state) receives
+// `compensation_step_failed` and `compensation_rolled_back`; the default
+// `null_listener` costs nothing.
 template <dead_letter_sink Sink = null_dead_letter_sink, undo_policy Policy = run_once,
-          clock_source Clock = steady_clock_source>
+          clock_source Clock = steady_clock_source, class Listener = null_listener>
 class [[nodiscard]] compensation_scope final {
  public:
   using sink_type = Sink;
@@ -308,21 +334,29 @@ class [[nodiscard]] compensation_scope final {
 
   compensation_scope() noexcept
     requires std::is_default_constructible_v<detail::held<Sink>> &&
-             std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock>
+             std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock> &&
+             std::is_default_constructible_v<Listener>
   = default;
   explicit compensation_scope(compensation_options options) noexcept
     requires std::is_default_constructible_v<detail::held<Sink>> &&
-             std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock>
+             std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock> &&
+             std::is_default_constructible_v<Listener>
       : options_(options) {}
   explicit compensation_scope(detail::held<Sink> sink, compensation_options options = {}) noexcept
-    requires std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock>
+    requires std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock> &&
+             std::is_default_constructible_v<Listener>
       : sink_(sink), options_(options) {}
   compensation_scope(detail::held<Sink> sink, detail::held<Policy> policy, compensation_options options = {}) noexcept
-    requires std::is_default_constructible_v<Clock>
+    requires std::is_default_constructible_v<Clock> && std::is_default_constructible_v<Listener>
       : sink_(sink), policy_(policy), options_(options) {}
   compensation_scope(detail::held<Sink> sink, detail::held<Policy> policy, Clock clock,
                      compensation_options options = {}) noexcept(std::is_nothrow_move_constructible_v<Clock>)
+    requires std::is_default_constructible_v<Listener>
       : sink_(sink), policy_(policy), clock_(std::move(clock)), options_(options) {}
+  compensation_scope(detail::held<Sink> sink, detail::held<Policy> policy, Clock clock, Listener listener,
+                     compensation_options options = {}) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
+                                                                 std::is_nothrow_move_constructible_v<Listener>)
+      : sink_(sink), policy_(policy), clock_(std::move(clock)), listener_(std::move(listener)), options_(options) {}
 
   compensation_scope(const compensation_scope&) = delete;
   compensation_scope& operator=(const compensation_scope&) = delete;
@@ -420,8 +454,8 @@ class [[nodiscard]] compensation_scope final {
   // error) or, with `errc::capacity_exceeded`, when the parent cannot grow;
   // this scope then stays active. Committing a scope into itself does
   // nothing and succeeds.
-  template <class S2, class C2>
-  result<void> commit_into(compensation_scope<S2, Policy, C2>& parent) noexcept {
+  template <class S2, class C2, class L2>
+  result<void> commit_into(compensation_scope<S2, Policy, C2, L2>& parent) noexcept {
     if (STURDY_UNLIKELY(state_ != compensation_state::active)) return state_error();
     if (STURDY_UNLIKELY(parent.state_ != compensation_state::active)) return parent.state_error();
     if (static_cast<void*>(&parent) == static_cast<void*>(this)) return success();
@@ -456,7 +490,7 @@ class [[nodiscard]] compensation_scope final {
   [[nodiscard]] const compensation_options& options() const noexcept { return options_; }
 
  private:
-  template <dead_letter_sink, undo_policy, clock_source>
+  template <dead_letter_sink, undo_policy, clock_source, class>
   friend class compensation_scope;
 
   // Calls an undo through the scope's policy; never throws.
@@ -515,7 +549,9 @@ class [[nodiscard]] compensation_scope final {
     failure_info failure;
     if (!runner::run(local, policy_.address(), failure)) {
       std::optional<time_point> now;
-      (void)dead_letter(info.name, info.context, step_status::failed, failure, now);
+      const bool lettered = dead_letter(info.name, info.context, step_status::failed, failure, now);
+      emit(listener_, compensation_step_failed{options_.name, info.name, info.context, step_status::failed,
+                                               failure, lettered});
     }
     return false;
   }
@@ -537,6 +573,7 @@ class [[nodiscard]] compensation_scope final {
       }
     }
     void* const ctx = policy_.address();
+    compensation_rolled_back done{options_.name, 0, 0, 0, !Report};
     bool stop = false;
     std::optional<time_point> now;
     failure_info failure;
@@ -552,19 +589,20 @@ class [[nodiscard]] compensation_scope final {
       bool lettered = false;
       if (STURDY_UNLIKELY(status != step_status::undone)) {
         lettered = dead_letter(e.name, e.context, status, failure, now);
+        emit(listener_, compensation_step_failed{options_.name, e.name, e.context, status, failure, lettered});
+      }
+      switch (status) {
+        case step_status::undone:
+          ++done.undone;
+          break;
+        case step_status::failed:
+          ++done.failed;
+          break;
+        case step_status::skipped:
+          ++done.skipped;
+          break;
       }
       if constexpr (Report) {
-        switch (status) {
-          case step_status::undone:
-            ++report->undone_;
-            break;
-          case step_status::failed:
-            ++report->failed_;
-            break;
-          case step_status::skipped:
-            ++report->skipped_;
-            break;
-        }
         if (STURDY_LIKELY(report->steps_.size() < report->steps_.capacity())) {
           // `failure` is empty unless this step failed (it is reset below).
           report->steps_.emplace_back(step_record{e.name, std::move(e.context), status, failure, lettered});
@@ -577,8 +615,12 @@ class [[nodiscard]] compensation_scope final {
       stack_.pop();
     }
     if constexpr (Report) {
-      if (report->failed_ + report->skipped_ > 0) report->error_ = make_error_code(errc::compensation_failed);
+      report->undone_ = done.undone;
+      report->failed_ = done.failed;
+      report->skipped_ = done.skipped;
+      if (done.failed + done.skipped > 0) report->error_ = make_error_code(errc::compensation_failed);
     }
+    emit(listener_, done);
   }
 
   // Hands a step that stays undone to the sink; true when the sink kept it.
@@ -617,6 +659,7 @@ class [[nodiscard]] compensation_scope final {
   STURDY_NO_UNIQUE_ADDRESS detail::held<Sink> sink_;
   STURDY_NO_UNIQUE_ADDRESS detail::held<Policy> policy_;
   STURDY_NO_UNIQUE_ADDRESS Clock clock_;
+  STURDY_NO_UNIQUE_ADDRESS Listener listener_;
   compensation_options options_;
   compensation_state state_ = compensation_state::active;
 };
@@ -646,6 +689,18 @@ template <class S, class P, class C>
            clock_source<std::remove_cvref_t<C>>
 compensation_scope(S&&, P&&, C&&, compensation_options)
     -> compensation_scope<std::remove_cvref_t<S>, std::remove_cvref_t<P>, std::remove_cvref_t<C>>;
+
+template <class S, class P, class C, class L>
+  requires dead_letter_sink<std::remove_cvref_t<S>> && undo_policy<std::remove_cvref_t<P>> &&
+           clock_source<std::remove_cvref_t<C>> && (!std::is_same_v<std::remove_cvref_t<L>, compensation_options>)
+compensation_scope(S&&, P&&, C&&, L&&) -> compensation_scope<std::remove_cvref_t<S>, std::remove_cvref_t<P>,
+                                                              std::remove_cvref_t<C>, std::remove_cvref_t<L>>;
+template <class S, class P, class C, class L>
+  requires dead_letter_sink<std::remove_cvref_t<S>> && undo_policy<std::remove_cvref_t<P>> &&
+           clock_source<std::remove_cvref_t<C>>
+compensation_scope(S&&, P&&, C&&, L&&, compensation_options)
+    -> compensation_scope<std::remove_cvref_t<S>, std::remove_cvref_t<P>, std::remove_cvref_t<C>,
+                          std::remove_cvref_t<L>>;
 
 }  // namespace sturdy
 
