@@ -298,11 +298,12 @@ enum class compensation_state : std::uint8_t { active, committed, rolled_back };
 
 // Events (see sturdy/listener.hpp). Emitted on the thread that rolls back.
 //
-// An undo failed or was skipped. Emitted after the sink saw the entry.
+// An undo failed or was skipped. Emitted after the sink saw the entry. The
+// views are the caller's own names (valid as long as they are); the step's
+// context is in the dead-letter entry.
 struct compensation_step_failed {
-  std::string_view saga;     // compensation_options::name
-  std::string_view step;     // step_info::name
-  std::string_view context;  // step_info::context
+  std::string_view saga;  // compensation_options::name
+  std::string_view step;  // step_info::name
   step_status status = step_status::failed;  // failed or skipped
   failure_info failure;                      // empty when skipped
   bool dead_lettered = false;                // the sink kept an entry
@@ -550,8 +551,7 @@ class [[nodiscard]] compensation_scope final {
     if (!runner::run(local, policy_.address(), failure)) {
       std::optional<time_point> now;
       const bool lettered = dead_letter(info.name, info.context, step_status::failed, failure, now);
-      emit(listener_, compensation_step_failed{options_.name, info.name, info.context, step_status::failed,
-                                               failure, lettered});
+      emit(listener_, compensation_step_failed{options_.name, info.name, step_status::failed, failure, lettered});
     }
     return false;
   }
@@ -589,7 +589,7 @@ class [[nodiscard]] compensation_scope final {
       bool lettered = false;
       if (STURDY_UNLIKELY(status != step_status::undone)) {
         lettered = dead_letter(e.name, e.context, status, failure, now);
-        emit(listener_, compensation_step_failed{options_.name, e.name, e.context, status, failure, lettered});
+        emit(listener_, compensation_step_failed{options_.name, e.name, status, failure, lettered});
       }
       switch (status) {
         case step_status::undone:
