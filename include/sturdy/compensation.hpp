@@ -332,6 +332,7 @@ class [[nodiscard]] compensation_scope final {
   using sink_type = Sink;
   using policy_type = Policy;
   using clock_type = Clock;
+  using listener_type = Listener;
 
   compensation_scope() noexcept
     requires std::is_default_constructible_v<detail::held<Sink>> &&
