@@ -1,0 +1,375 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/dead_letter.hpp
+// -----------------------------------------------------------------------------
+//
+// Where work that could not be completed goes, so that an operator (or a
+// program) can see it, retry it later, or decide to drop it.
+//
+// - `dead_letter_entry`: one record: which saga and step, what went wrong
+//   (error code and/or exception text), when (from the producer's injected
+//   clock), and a free-form `context` string the producer attached for a
+//   later replay (an id, a JSON document, ...).
+// - `dead_letter_sink<S>`: the concept: `s.push(dead_letter_entry&&)`
+//   returning `sturdy::result<void>`. `sturdy::compensation_scope` hands every
+//   undo that it could not complete to one. A durable sink (a database
+//   table) implements the same one function.
+// - `null_dead_letter_sink`: the default: empty, keeps nothing, and a scope
+//   using it does not even build entries (`discards_entries`).
+// - `dead_letter_queue`: a bounded, thread-safe, in-memory sink an operator
+//   can list, inspect, replay, discard and drain.
+//
+// Example:
+//
+//   sturdy::dead_letter_queue dlq({.capacity = 1000});
+//   {
+//     sturdy::compensation_scope saga(dlq);
+//     ...  // an undo fails during rollback -> one entry in dlq
+//   }
+//   for (const auto& e : dlq.list()) std::puts(e.describe().c_str());
+//   // After the fault is fixed, retry each entry; success removes it:
+//   auto replayed = dlq.replay_all([&](const sturdy::dead_letter_entry& e) {
+//     return undo_by_name(e.step, e.context);   // returns any result-like type
+//   });
+//
+// Thread safety: `dead_letter_queue` may be used from any number of threads
+// at once (one std::mutex; entries are moved in and copied out, so no
+// reference into the queue escapes). `null_dead_letter_sink` is stateless.
+// Testing: assert on `list()`; time stamps come from the producer's clock
+// (a `sturdy::testing::manual_clock` in tests).
+
+#ifndef STURDY_DEAD_LETTER_HPP_
+#define STURDY_DEAD_LETTER_HPP_
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "sturdy/clock.hpp"
+#include "sturdy/error.hpp"
+#include "sturdy/outcome.hpp"
+
+namespace sturdy {
+
+// Why an entry was dead-lettered.
+enum class dead_letter_reason : std::uint8_t {
+  // The undo ran and failed (error result or exception), after any retries
+  // its policy allowed.
+  undo_failed,
+  // The undo never ran: rollback stopped at an earlier failure
+  // (`compensation_options::stop_at_first_failure`). `code` is
+  // `errc::compensation_failed`.
+  undo_skipped,
+};
+
+[[nodiscard]] constexpr std::string_view to_string(dead_letter_reason r) noexcept {
+  switch (r) {
+    case dead_letter_reason::undo_failed:
+      return "undo_failed";
+    case dead_letter_reason::undo_skipped:
+      return "undo_skipped";
+  }
+  return "unknown";
+}
+
+// dead_letter_entry
+//
+// Owns all its strings, so it outlives the scope that produced it.
+struct dead_letter_entry {
+  // Assigned by the sink that stores the entry (`dead_letter_queue`: 1, 2,
+  // ...); 0 until then.
+  std::uint64_t id = 0;
+  // The producing scope's `compensation_options::name` ("" if unnamed).
+  std::string saga{};
+  // The step's name as registered ("" if unnamed).
+  std::string step{};
+  // The step's replay context as registered (`step_info::context`), e.g. a
+  // user id or a JSON document; "" if none.
+  std::string context{};
+  dead_letter_reason reason = dead_letter_reason::undo_failed;
+  // The error code of the failure; empty when it was only an exception.
+  std::error_code code{};
+  // `what()` of the exception, "unknown exception" for a non-std exception,
+  // "" when there was no exception.
+  std::string exception_text{};
+  // The exception itself (in-process only: a durable sink cannot keep it).
+  std::exception_ptr exception{};
+  // When the producer gave up, read from its injected clock.
+  time_point at{};
+  // How many times `dead_letter_queue::replay` tried and failed (0 at first).
+  std::uint32_t replay_attempts = 0;
+
+  // One line for logs and operator screens, e.g.
+  //   #3 onboarding/"assign role" undo_failed: connection refused (ctx: user=42)
+  [[nodiscard]] std::string describe() const {
+    std::string s = "#" + std::to_string(id) + " ";
+    if (!saga.empty()) s += saga + "/";
+    s += "\"" + step + "\" ";
+    s += to_string(reason);
+    s += ": ";
+    if (code) s += code.message();
+    if (code && !exception_text.empty()) s += "; ";
+    if (!exception_text.empty()) s += "exception: " + exception_text;
+    if (!code && exception_text.empty()) s += "no error recorded";
+    if (!context.empty()) s += " (ctx: " + context + ")";
+    return s;
+  }
+};
+
+// The text the entry keeps for an exception (see exception_text).
+[[nodiscard]] inline std::string exception_text_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+// dead_letter_sink<S>
+//
+// Takes ownership of an entry. Returns an error when it cannot keep it
+// (full, store down); the producer records that but does not retry.
+// `push` is called on failure paths only and may allocate, lock and throw
+// (a throw counts as "not kept").
+template <class S>
+concept dead_letter_sink = requires(S& s, dead_letter_entry&& e) {
+  { s.push(std::move(e)) } -> std::convertible_to<result<void>>;
+};
+
+// sink_discards_entries_v<S>: true when `S::discards_entries` says the sink
+// keeps nothing, so producers skip building entries altogether.
+template <class S>
+inline constexpr bool sink_discards_entries_v = [] {
+  if constexpr (requires { S::discards_entries; }) {
+    return static_cast<bool>(S::discards_entries);
+  } else {
+    return false;
+  }
+}();
+
+// null_dead_letter_sink: keeps nothing, costs nothing (the default).
+struct null_dead_letter_sink {
+  static constexpr bool discards_entries = true;
+  // NOLINTNEXTLINE(readability-convert-member-functions-to-static)
+  result<void> push(dead_letter_entry&&) const noexcept { return success(); }
+};
+
+// dead_letter_queue_options
+struct dead_letter_queue_options {
+  // The most entries kept at once. When full, `push` refuses the new entry
+  // with `errc::capacity_exceeded` and counts it in `dropped()`: older
+  // entries are never evicted behind an operator's back. Default 1024; must
+  // be > 0 (validate()).
+  std::size_t capacity = 1024;
+
+  [[nodiscard]] result<void> validate() const noexcept {
+    if (capacity == 0) return errc::invalid_options;
+    return success();
+  }
+  // Names the offending field, or "" when valid.
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    if (capacity == 0) return "dead_letter_queue_options::capacity must be > 0";
+    return {};
+  }
+};
+
+// dead_letter_queue
+//
+// A bounded, thread-safe, in-memory `dead_letter_sink`. Pinned: not copyable
+// or movable; share it by reference. Entries are kept oldest first. With
+// invalid options (capacity 0) it keeps nothing and every push is dropped
+// with `errc::capacity_exceeded`: call `options.validate()` first.
+class dead_letter_queue final {
+ public:
+  explicit dead_letter_queue(dead_letter_queue_options options = {}) noexcept : options_(options) {}
+  dead_letter_queue(const dead_letter_queue&) = delete;
+  dead_letter_queue& operator=(const dead_letter_queue&) = delete;
+
+  // dead_letter_queue::push()
+  //
+  // Stores `e`, giving it the next id (1, 2, ...). `errc::capacity_exceeded`
+  // when full (the entry is dropped and counted).
+  result<void> push(dead_letter_entry&& e) {
+    std::lock_guard lock(mu_);
+    if (entries_.size() >= options_.capacity) {
+      ++dropped_;
+      return errc::capacity_exceeded;
+    }
+    e.id = ++last_id_;
+    entries_.push_back(std::move(e));
+    ++pushed_;
+    return success();
+  }
+
+  // dead_letter_queue::list()
+  //
+  // A copy of every entry, oldest first.
+  [[nodiscard]] std::vector<dead_letter_entry> list() const {
+    std::lock_guard lock(mu_);
+    return {entries_.begin(), entries_.end()};
+  }
+
+  // dead_letter_queue::inspect()
+  //
+  // A copy of the entry with `id`, or `errc::not_found`.
+  [[nodiscard]] result<dead_letter_entry> inspect(std::uint64_t id) const {
+    std::lock_guard lock(mu_);
+    for (const auto& e : entries_) {
+      if (e.id == id) return e;
+    }
+    return errc::not_found;
+  }
+
+  // dead_letter_queue::drain()
+  //
+  // Removes and returns every entry, oldest first (hand them to a durable
+  // store, or log them and move on).
+  [[nodiscard]] std::vector<dead_letter_entry> drain() {
+    std::deque<dead_letter_entry> out;
+    {
+      std::lock_guard lock(mu_);
+      out.swap(entries_);
+    }
+    return {std::make_move_iterator(out.begin()), std::make_move_iterator(out.end())};
+  }
+
+  // dead_letter_queue::discard()
+  //
+  // Removes the entry with `id` without doing anything; `errc::not_found`.
+  [[nodiscard]] result<void> discard(std::uint64_t id) {
+    std::lock_guard lock(mu_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->id == id) {
+        entries_.erase(it);
+        return success();
+      }
+    }
+    return errc::not_found;
+  }
+
+  // dead_letter_queue::replay()
+  //
+  // Takes the entry with `id` out, calls `handler(const dead_letter_entry&)`
+  // (any return type the outcome adapters support; a throw is a failure)
+  // without holding the lock, and on success forgets the entry. On failure
+  // the entry goes back to its place (entries stay in id order) with
+  // `replay_attempts` incremented (even when the queue filled up meanwhile:
+  // an entry is never lost by replaying it), and the handler's failure is returned as
+  // `errc::compensation_failed` (a throw is not rethrown).
+  // `errc::not_found` when no such entry exists, e.g. another thread is
+  // replaying it.
+  template <class Handler>
+    requires std::invocable<Handler&, const dead_letter_entry&>
+  [[nodiscard]] result<void> replay(std::uint64_t id, Handler&& handler) {
+    std::optional<dead_letter_entry> taken;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+        if (it->id == id) {
+          taken.emplace(std::move(*it));
+          entries_.erase(it);
+          break;
+        }
+      }
+    }
+    if (!taken) return errc::not_found;
+    return run_replay(*taken, handler);
+  }
+
+  // dead_letter_queue::replay_all()
+  //
+  // `replay` for every entry present when called, oldest first. Returns how
+  // many succeeded (and were removed). While it runs, the entries not yet
+  // replayed are out of the queue (`list()` does not show them).
+  template <class Handler>
+    requires std::invocable<Handler&, const dead_letter_entry&>
+  std::size_t replay_all(Handler&& handler) {
+    std::deque<dead_letter_entry> batch;
+    {
+      std::lock_guard lock(mu_);
+      batch.swap(entries_);
+    }
+    std::size_t ok = 0;
+    for (auto& e : batch) {
+      if (attempt(e, handler)) {
+        ++ok;
+      } else {
+        std::lock_guard lock(mu_);
+        reinsert(std::move(e));
+      }
+    }
+    return ok;
+  }
+
+  [[nodiscard]] std::size_t size() const {
+    std::lock_guard lock(mu_);
+    return entries_.size();
+  }
+  [[nodiscard]] bool empty() const { return size() == 0; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return options_.capacity; }
+  // Entries refused because the queue was full, since construction.
+  [[nodiscard]] std::uint64_t dropped() const {
+    std::lock_guard lock(mu_);
+    return dropped_;
+  }
+  // Entries accepted, since construction.
+  [[nodiscard]] std::uint64_t accepted() const {
+    std::lock_guard lock(mu_);
+    return pushed_;
+  }
+
+ private:
+  template <class Handler>
+  static bool attempt(dead_letter_entry& e, Handler& handler) noexcept {
+    try {
+      auto r = invoke_wrapped([&] { return handler(std::as_const(e)); });
+      if (succeeded(r)) return true;
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a throwing handler is a failed replay
+    }
+    ++e.replay_attempts;
+    return false;
+  }
+
+  template <class Handler>
+  result<void> run_replay(dead_letter_entry& e, Handler& handler) {
+    if (attempt(e, handler)) return success();
+    std::lock_guard lock(mu_);
+    reinsert(std::move(e));
+    return errc::compensation_failed;
+  }
+
+  // Puts `e` back in id order (requires mu_).
+  void reinsert(dead_letter_entry&& e) {
+    auto it = entries_.begin();
+    while (it != entries_.end() && it->id < e.id) ++it;
+    entries_.insert(it, std::move(e));
+  }
+
+  const dead_letter_queue_options options_;
+  mutable std::mutex mu_;
+  std::deque<dead_letter_entry> entries_;
+  std::uint64_t last_id_ = 0;
+  std::uint64_t dropped_ = 0;
+  std::uint64_t pushed_ = 0;
+};
+
+static_assert(dead_letter_sink<null_dead_letter_sink>);
+static_assert(dead_letter_sink<dead_letter_queue>);
+static_assert(sink_discards_entries_v<null_dead_letter_sink>);
+static_assert(!sink_discards_entries_v<dead_letter_queue>);
+
+}  // namespace sturdy
+
+#endif  // STURDY_DEAD_LETTER_HPP_
