@@ -12,7 +12,9 @@
 
 #include "sturdy/backoff.hpp"
 #include "sturdy/clock.hpp"
+#include "sturdy/compensation.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/dead_letter.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/idempotency.hpp"
 #include "sturdy/listener.hpp"
