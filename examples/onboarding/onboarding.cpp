@@ -689,6 +689,9 @@ class app {
 
   // ----- helpers ----------------------------------------------------------
 
+  time_point faults_end() const {
+    return std::max({faults_.slow_until, faults_.outage_until, faults_.revoke_broken_until});
+  }
   void heal() {
     faults_.plan.scripted = false;
     faults_.slow_until = faults_.outage_until = faults_.revoke_broken_until = time_point{};
@@ -1003,9 +1006,11 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
   print_check(tl, s.before_replay);
 
   if (o.replay) {
-    a.sleep(60s);
+    // The operator comes back once every fault window has closed.
+    const duration wait = std::max(a.faults_end() - a.now(), duration::zero()) + 5s;
+    a.sleep(wait);
     a.heal();
-    tl.heading("Act 3: 60 s later the faults are gone; the operator replays the dead-letter queue");
+    tl.heading("Act 3: " + ms(wait) + " later the faults are gone; the operator replays the dead-letter queue");
     tl.who = "operator";
     for (const auto& r : a.dlq().list()) tl.say("operator", "dlq_list", "dlq list: " + r.describe());
     for (int round = 0; round < 3 && !a.dlq().empty(); ++round) (void)a.replay_all();
@@ -1041,7 +1046,13 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
                 s.duplicate_deliveries, s.cache_replays, s.provider_dedups, s.compensations, s.undos_failed,
                 s.dead_lettered, s.replayed_ok, s.virtual_seconds, o.real_time ? "real" : "virtual");
   tl.line(buf);
-  if (o.db_path == ":memory:") {
+  if (!o.replay && o.db_path != ":memory:") {
+    tl.line("\nYou are the operator now (the simulated faults are over in the next process):\n"
+            "  example_onboarding dlq list --db " + o.db_path + "\n"
+            "  example_onboarding dlq inspect ID --db " + o.db_path + "\n"
+            "  example_onboarding dlq replay ID --db " + o.db_path + "   (or replay-all, discard ID)\n"
+            "  example_onboarding check --db " + o.db_path);
+  } else if (o.db_path == ":memory:") {
     tl.line("\nKeep the database to play operator: --db onboarding.db --no-replay, then\n"
             "  example_onboarding dlq list --db onboarding.db; ... dlq replay ID --db onboarding.db");
   }
