@@ -41,10 +41,14 @@ class service_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "onboarding.service"; }
   std::string message(int ev) const override {
     switch (static_cast<service_errc>(ev)) {
-      case service_errc::unavailable: return "503 service unavailable";
-      case service_errc::timeout: return "timed out after 1 s";
-      case service_errc::internal: return "500 internal server error";
-      case service_errc::invalid_address: return "422 invalid address";
+      case service_errc::unavailable:
+        return "503 service unavailable";
+      case service_errc::timeout:
+        return "timed out after 1 s";
+      case service_errc::internal:
+        return "500 internal server error";
+      case service_errc::invalid_address:
+        return "422 invalid address";
     }
     return "unknown service error";
   }
@@ -125,9 +129,15 @@ std::string json_escape(std::string_view s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -179,7 +189,7 @@ class timeline {
   }
   void flush() { out_.flush(); }
 
-  std::string who = "-";  // the subject of the call in progress (a user's name)
+  std::string who = "-";         // the subject of the call in progress (a user's name)
   std::error_code last_failure;  // the last failure a retry loop saw
   run_summary summary;
   const std::vector<event>& events() const { return events_; }
@@ -199,20 +209,22 @@ struct retry_listener {
   void operator()(const sturdy::retry_scheduled& e) const {
     tl->last_failure = e.failure.code;
     ++tl->summary.retries;
-    tl->say(tl->who, "retry", std::string(dep) + ": attempt " + std::to_string(e.attempt) + " failed (" +
-                                  describe(e.failure) + "); retry in " + ms(e.delay) + " (jittered backoff)");
+    tl->say(tl->who, "retry",
+            std::string(dep) + ": attempt " + std::to_string(e.attempt) + " failed (" + describe(e.failure) +
+                "); retry in " + ms(e.delay) + " (jittered backoff)");
   }
   void operator()(const sturdy::retries_exhausted& e) const {
     tl->last_failure = e.failure.code;
-    tl->say(tl->who, "retries_exhausted", std::string(dep) + ": gave up after " + std::to_string(e.attempts) +
-                                              " attempts (" + describe(e.failure) + ")");
+    tl->say(tl->who, "retries_exhausted",
+            std::string(dep) + ": gave up after " + std::to_string(e.attempts) + " attempts (" +
+                describe(e.failure) + ")");
   }
   void operator()(const sturdy::retry_budget_denied& e) const {
     tl->last_failure = e.failure.code;
     ++tl->summary.budget_denials;
-    tl->say(tl->who, "budget_denied", std::string(dep) + ": attempt " + std::to_string(e.attempt) + " failed (" +
-                                          describe(e.failure) +
-                                          "); the retry budget denies a retry: too many failures lately");
+    tl->say(tl->who, "budget_denied",
+            std::string(dep) + ": attempt " + std::to_string(e.attempt) + " failed (" + describe(e.failure) +
+                "); the retry budget denies a retry: too many failures lately");
   }
   void operator()(const auto&) const {}
 };
@@ -221,9 +233,9 @@ struct breaker_listener {
   timeline* tl;
   void operator()(const sturdy::breaker_state_changed& e) const {
     if (e.to == sturdy::breaker_state::open) ++tl->summary.breaker_opened;
-    tl->say("email-api", "breaker", std::string("circuit breaker ") + std::string(to_string(e.from)) + " -> " +
-                                        std::string(to_string(e.to)) + " (" + std::string(to_string(e.reason)) +
-                                        ")");
+    tl->say("email-api", "breaker",
+            std::string("circuit breaker ") + std::string(to_string(e.from)) + " -> " +
+                std::string(to_string(e.to)) + " (" + std::string(to_string(e.reason)) + ")");
   }
   void operator()(const sturdy::breaker_call_rejected&) const { ++tl->summary.breaker_rejections; }
   void operator()(const auto&) const {}
@@ -247,13 +259,13 @@ struct compensation_listener {
 // ---------------------------------------------------------------------------
 
 struct fault_schedule {
-  bool scripted = true;           // false: only transient errors (restart, operator)
-  double transient_rate = 0.12;   // per role/email call
-  int slow_at = -1;               // worker pickup that starts the slow period
+  bool scripted = true;          // false: only transient errors (restart, operator)
+  double transient_rate = 0.12;  // per role/email call
+  int slow_at = -1;              // worker pickup that starts the slow period
   duration slow_for = 4s;
-  int outage_at = -1;             // worker pickup that starts the email outage
+  int outage_at = -1;  // worker pickup that starts the email outage
   duration outage_for = 25s;
-  int duplicate_at = -1;          // worker pickup delivered twice
+  int duplicate_at = -1;  // worker pickup delivered twice
   duration revoke_broken_for = 30s;
 
   static fault_schedule from_seed(std::uint64_t seed, int users) {
@@ -312,7 +324,8 @@ using backoff_t = sturdy::backoff;
 using retry_t = sturdy::retry_policy<backoff_t, demo_clock, demo_sleeper, retry_listener, shared_random>;
 using breaker_t = sturdy::circuit_breaker<demo_clock, breaker_listener>;
 using cache_t = sturdy::idempotency_cache<std::string, demo_clock, demo_sleeper>;
-using saga_t = sturdy::compensation_scope<sqlite_dead_letter_queue, retry_t, demo_clock, compensation_listener>;
+using saga_t =
+    sturdy::compensation_scope<sqlite_dead_letter_queue, retry_t, demo_clock, compensation_listener>;
 
 // Transient failures are retried; a bad address (permanent) and a breaker
 // rejection (retry when the breaker says so, not now) are not.
@@ -347,10 +360,10 @@ class app {
                     retry_listener{&tl_, "role service"}, shared_random{&jitter_}),
         email_retry_(retry_options(email_budget_), demo_clock(time_), demo_sleeper(time_),
                      retry_listener{&tl_, "email API"}, shared_random{&jitter_}),
-        undo_retry_(sturdy::retry_options{.max_attempts = 3,
-                                          .backoff = backoff_t::exponential(200ms, 2s),
-                                          .retry_if = retry_transient},
-                    demo_clock(time_), demo_sleeper(time_), retry_listener{&tl_, "undo"}, shared_random{&jitter_}),
+        undo_retry_(
+            sturdy::retry_options{
+                .max_attempts = 3, .backoff = backoff_t::exponential(200ms, 2s), .retry_if = retry_transient},
+            demo_clock(time_), demo_sleeper(time_), retry_listener{&tl_, "undo"}, shared_random{&jitter_}),
         breaker_(sturdy::circuit_breaker_options{.consecutive_failure_threshold = 5,
                                                  .failure_rate_threshold = 0,
                                                  .open_duration = 5s,
@@ -378,7 +391,8 @@ class app {
       return r.error();
     }
     if (must_be_empty && db_.scalar("SELECT COUNT(*) FROM signups") > 0) {
-      error_ = opts_.db_path + " already holds a run: use `worker`, `dlq ...` or `check` on it, or another --db";
+      error_ =
+          opts_.db_path + " already holds a run: use `worker`, `dlq ...` or `check` on it, or another --db";
       return std::make_error_code(std::errc::file_exists);
     }
     dlq_.emplace(db_, std::initializer_list<const std::error_category*>{&service_category()});
@@ -466,36 +480,47 @@ class app {
     tl_.say(name, "signup", "signs up <" + email + "> (synchronous: all or nothing)");
     saga_t saga(*dlq_, undo_retry_, demo_clock(time_), compensation_listener{&tl_}, {.name = "onboarding"});
 
-    BOOST_OUTCOME_TRY(auto id, create_user(name, email, "sync", false));
+    // The user row and its signup record commit together.
+    BOOST_OUTCOME_TRY(auto id, [&]() -> sturdy::result<std::int64_t> {
+      sqlite::transaction tx(db_);
+      BOOST_OUTCOME_TRY(auto created, create_user(name, email, "sync"));
+      BOOST_OUTCOME_TRY(tx.commit());
+      return created;
+    }());
     tl_.say(name, "step", "user #" + std::to_string(id) + " created");
     const std::string ctx = "user=" + std::to_string(id);
-    BOOST_OUTCOME_TRY(saga.add({.name = "create user", .context = ctx}, [this, id] { return delete_user(id); }));
+    BOOST_OUTCOME_TRY(
+        saga.add({.name = "create user", .context = ctx}, [this, id] { return delete_user(id); }));
 
     if (auto r = role_retry_.execute([&] { return assign_role(id); }); !r) {
       tl_.say(name, "step_failed", "assign role failed (" + r.error().message() + "): rolling back");
       return r.error();  // the scope undoes "create user"
     }
     tl_.say(name, "step", "role '" + std::string(kRole) + "' assigned");
-    BOOST_OUTCOME_TRY(saga.add({.name = "assign role", .context = ctx}, [this, id] { return revoke_role(id); }));
+    BOOST_OUTCOME_TRY(
+        saga.add({.name = "assign role", .context = ctx}, [this, id] { return revoke_role(id); }));
 
     if (break_revokes) {
       faults_.revoke_broken_until = now() + faults_.plan.revoke_broken_for;
-      tl_.say("role-svc", "fault", "FAULT: a bad deploy breaks the role service's revoke endpoint for " +
-                                       ms(faults_.plan.revoke_broken_for));
+      tl_.say("role-svc", "fault",
+              "FAULT: a bad deploy breaks the role service's revoke endpoint for " +
+                  ms(faults_.plan.revoke_broken_for));
     }
-    auto mail = email_pipeline().execute(
-        [&] { return send_email("welcome-user-" + std::to_string(id), id, email); });
+    auto mail =
+        email_pipeline().execute([&] { return send_email("welcome-user-" + std::to_string(id), id, email); });
     if (!mail) {
       tl_.say(name, "step_failed",
               "welcome email failed: " + mail.error().message() +
                   (is_permanent(mail.error()) ? " (permanent): rolling back" : ": rolling back"));
       auto report = saga.rollback();
       for (const auto& s : report) {
-        if (s.status == sturdy::step_status::undone) tl_.say(name, "undone", "undo \"" + std::string(s.name) + "\" ok");
+        if (s.status == sturdy::step_status::undone)
+          tl_.say(name, "undone", "undo \"" + std::string(s.name) + "\" ok");
       }
       tl_.say(name, "rolled_back",
-              "rolled back: " + std::to_string(report.undone()) + " undone, " + std::to_string(report.failed()) +
-                  " failed" + (report.failed() > 0 ? " (the failed undo waits in the dead-letter queue)" : ""));
+              "rolled back: " + std::to_string(report.undone()) + " undone, " +
+                  std::to_string(report.failed()) + " failed" +
+                  (report.failed() > 0 ? " (the failed undo waits in the dead-letter queue)" : ""));
       return mail.error();
     }
     tl_.say(name, "done", "welcome email sent (" + mail.value() + "); onboarding committed");
@@ -507,15 +532,15 @@ class app {
   // The user row and the "send welcome email" message in one transaction.
   sturdy::result<std::int64_t> signup_outbox(const std::string& name, const std::string& email) {
     sqlite::transaction tx(db_);
-    BOOST_OUTCOME_TRY(auto id, create_user(name, email, "outbox", true));
+    BOOST_OUTCOME_TRY(auto id, create_user(name, email, "outbox"));
     auto st = db_.prepare("INSERT INTO outbox(user_id, kind, email) VALUES (?1, 'welcome_email', ?2)");
     st.bind(1, id).bind(2, email);
     BOOST_OUTCOME_TRY(st.run());
     const std::int64_t msg = db_.last_insert_rowid();
     BOOST_OUTCOME_TRY(tx.commit());
     tl_.say(name, "signup",
-            "signs up <" + email + ">: user #" + std::to_string(id) + " + outbox message #" + std::to_string(msg) +
-                " in one transaction");
+            "signs up <" + email + ">: user #" + std::to_string(id) + " + outbox message #" +
+                std::to_string(msg) + " in one transaction");
     return msg;
   }
 
@@ -550,13 +575,15 @@ class app {
     inc.bind(1, m.id);
     (void)inc.run();
     ++m.deliveries;
-    tl_.say(who, "deliver", "worker takes message #" + std::to_string(m.id) + " (delivery " +
-                                std::to_string(m.deliveries) + ")");
+    tl_.say(
+        who, "deliver",
+        "worker takes message #" + std::to_string(m.id) + " (delivery " + std::to_string(m.deliveries) + ")");
     tl_.last_failure.clear();
     auto r = process(m);
     if (faults_.plan.scripted && pickup == faults_.plan.duplicate_at) {
       ++tl_.summary.duplicate_deliveries;
-      tl_.say(who, "fault", "FAULT: the relay delivers message #" + std::to_string(m.id) + " again (at-least-once)");
+      tl_.say(who, "fault",
+              "FAULT: the relay delivers message #" + std::to_string(m.id) + " again (at-least-once)");
       (void)process(m);
     }
     if (r) return;
@@ -576,55 +603,57 @@ class app {
     auto st = db_.prepare("UPDATE outbox SET not_before_ns = ?2 WHERE id = ?1");
     st.bind(1, m.id).bind(2, static_cast<std::int64_t>((now() + wait).time_since_epoch().count()));
     (void)st.run();
-    tl_.say(who, "requeue", "message #" + std::to_string(m.id) + " failed (" + why +
-                                "): back in the outbox, due in " + ms(wait));
+    tl_.say(
+        who, "requeue",
+        "message #" + std::to_string(m.id) + " failed (" + why + "): back in the outbox, due in " + ms(wait));
   }
 
   // One message, through the idempotency cache keyed by its id. Used by the
   // worker and by replays of the dead-letter queue.
   sturdy::result<std::string> process(const message& m) {
     const std::string key = "msg-" + std::to_string(m.id);
-    auto r = cache_.execute(key, sturdy::stable_fingerprint({std::to_string(m.user_id), m.email}),
-                            [&]() -> sturdy::result<std::string> {
-                              // The durable layer: a message already done (a
-                              // redelivery after a restart) is not redone.
-                              auto st = db_.prepare("SELECT status, receipt FROM outbox WHERE id = ?1");
-                              st.bind(1, m.id);
-                              if (auto row = st.step(); row && row.value() && st.column_text(0) == "done") {
-                                return st.column_text(1);
-                              }
-                              if (auto a = role_retry_.execute([&] { return assign_role(m.user_id); }); !a) {
-                                failed_step_ = "assign role";
-                                return a.error();
-                              }
-                              tl_.say(tl_.who, "step", "role '" + std::string(kRole) + "' assigned");
-                              step_boundary("role assigned");
-                              auto mail = email_pipeline().execute(
-                                  [&] { return send_email(key, m.user_id, m.email); });
-                              if (!mail) {
-                                failed_step_ = "send welcome email";
-                                return mail.error();
-                              }
-                              tl_.say(tl_.who, "step", "welcome email sent (" + mail.value() + ")");
-                              step_boundary("email sent");
-                              auto done = db_.prepare(
-                                  "UPDATE outbox SET status = 'done', receipt = ?2 WHERE id = ?1");
-                              done.bind(1, m.id).bind(2, mail.value());
-                              BOOST_OUTCOME_TRY(done.run());
-                              tl_.say(tl_.who, "done", "message #" + std::to_string(m.id) + " done");
-                              step_boundary("message done");
-                              return mail.value();
-                            });
+    auto r = cache_.execute(
+        key, sturdy::stable_fingerprint({std::to_string(m.user_id), m.email}),
+        [&]() -> sturdy::result<std::string> {
+          // The durable layer: a message already done (a
+          // redelivery after a restart) is not redone.
+          auto st = db_.prepare("SELECT status, receipt FROM outbox WHERE id = ?1");
+          st.bind(1, m.id);
+          if (auto row = st.step(); row && row.value() && st.column_text(0) == "done") {
+            return st.column_text(1);
+          }
+          if (auto a = role_retry_.execute([&] { return assign_role(m.user_id); }); !a) {
+            failed_step_ = "assign role";
+            return a.error();
+          }
+          tl_.say(tl_.who, "step", "role '" + std::string(kRole) + "' assigned");
+          step_boundary("role assigned");
+          auto mail = email_pipeline().execute([&] { return send_email(key, m.user_id, m.email); });
+          if (!mail) {
+            failed_step_ = "send welcome email";
+            return mail.error();
+          }
+          tl_.say(tl_.who, "step", "welcome email sent (" + mail.value() + ")");
+          step_boundary("email sent");
+          auto done = db_.prepare("UPDATE outbox SET status = 'done', receipt = ?2 WHERE id = ?1");
+          done.bind(1, m.id).bind(2, mail.value());
+          BOOST_OUTCOME_TRY(done.run());
+          tl_.say(tl_.who, "done", "message #" + std::to_string(m.id) + " done");
+          step_boundary("message done");
+          return mail.value();
+        });
     if (r.replayed && r.result) {
       ++tl_.summary.cache_replays;
-      tl_.say(tl_.who, "cache_replay", "idempotency cache: " + key + " already processed: replays " +
-                                           r.result.value() + ", calls nothing");
+      tl_.say(tl_.who, "cache_replay",
+              "idempotency cache: " + key + " already processed: replays " + r.result.value() +
+                  ", calls nothing");
     }
     return std::move(r.result);
   }
 
   // Moves a message from the outbox to the dead-letter queue, atomically.
-  sturdy::result<std::uint64_t> dead_letter_message(const message& m, std::error_code ec, const std::string& why) {
+  sturdy::result<std::uint64_t> dead_letter_message(const message& m, std::error_code ec,
+                                                    const std::string& why) {
     sqlite::transaction tx(db_);
     auto st = db_.prepare("UPDATE outbox SET status = 'dead' WHERE id = ?1");
     st.bind(1, m.id);
@@ -638,10 +667,11 @@ class app {
     BOOST_OUTCOME_TRY(auto id, dlq_->add(e, "delivery_failed"));
     BOOST_OUTCOME_TRY(tx.commit());
     ++tl_.summary.dead_lettered;
-    tl_.say(tl_.who, "dead_letter", "message #" + std::to_string(m.id) + " gives up (" + why +
-                                        (is_permanent(ec) ? ", permanent" : ", after " + std::to_string(m.deliveries) +
-                                                                                " deliveries") +
-                                        ") -> dead-letter #" + std::to_string(id));
+    tl_.say(
+        tl_.who, "dead_letter",
+        "message #" + std::to_string(m.id) + " gives up (" + why +
+            (is_permanent(ec) ? ", permanent" : ", after " + std::to_string(m.deliveries) + " deliveries") +
+            ") -> dead-letter #" + std::to_string(id));
     return id;
   }
 
@@ -678,10 +708,12 @@ class app {
       if (dlq_->replay(rec.entry.id, [&](const dlq_record& r) { return replay_entry(r); })) {
         ++ok;
         ++tl_.summary.replayed_ok;
-        tl_.say("operator", "replayed", "dead-letter #" + std::to_string(rec.entry.id) + " resolved and removed");
+        tl_.say("operator", "replayed",
+                "dead-letter #" + std::to_string(rec.entry.id) + " resolved and removed");
       } else {
         ++tl_.summary.replay_failed;
-        tl_.say("operator", "replay_failed", "dead-letter #" + std::to_string(rec.entry.id) + " still failing: kept");
+        tl_.say("operator", "replay_failed",
+                "dead-letter #" + std::to_string(rec.entry.id) + " still failing: kept");
       }
     }
     return ok;
@@ -719,10 +751,8 @@ class app {
             .budget = budget};
   }
 
-
-  sturdy::result<std::int64_t> create_user(const std::string& name, const std::string& email, const char* path,
-                                           bool in_tx) {
-    (void)in_tx;
+  sturdy::result<std::int64_t> create_user(const std::string& name, const std::string& email,
+                                           const char* path) {
     auto st = db_.prepare("INSERT INTO users(name, email) VALUES (?1, ?2)");
     st.bind(1, name).bind(2, email);
     BOOST_OUTCOME_TRY(st.run());
@@ -740,7 +770,8 @@ class app {
 
   std::optional<message> next_message() {
     auto st = db_.prepare(
-        "SELECT id, user_id, email, status, deliveries FROM outbox WHERE status = 'pending' AND not_before_ns <= ?1 "
+        "SELECT id, user_id, email, status, deliveries FROM outbox WHERE status = 'pending' AND "
+        "not_before_ns <= ?1 "
         "ORDER BY not_before_ns, id LIMIT 1");
     st.bind(1, static_cast<std::int64_t>(now().time_since_epoch().count()));
     return read_message(st);
@@ -769,20 +800,23 @@ class app {
   void trigger_faults(int pickup) {
     if (pickup == faults_.plan.slow_at) {
       faults_.slow_until = now() + faults_.plan.slow_for;
-      tl_.say("email-api", "fault", "FAULT: the email API turns slow (0.3-1.8 s per call; clients time out at 1 s) for " +
-                                        ms(faults_.plan.slow_for));
+      tl_.say("email-api", "fault",
+              "FAULT: the email API turns slow (0.3-1.8 s per call; clients time out at 1 s) for " +
+                  ms(faults_.plan.slow_for));
     }
     if (pickup == faults_.plan.outage_at) {
       faults_.outage_until = now() + faults_.plan.outage_for;
-      tl_.say("email-api", "fault", "FAULT: the email API goes down (every call 503) for " + ms(faults_.plan.outage_for));
+      tl_.say("email-api", "fault",
+              "FAULT: the email API goes down (every call 503) for " + ms(faults_.plan.outage_for));
     }
   }
 
   void step_boundary(const char* what) {
     ++steps_;
     if (opts_.crash_after > 0 && steps_ == opts_.crash_after) {
-      tl_.say(tl_.who, "crash", std::string("CRASH injected after step ") + std::to_string(steps_) + " (" + what +
-                                    "): the worker process dies now");
+      tl_.say(tl_.who, "crash",
+              std::string("CRASH injected after step ") + std::to_string(steps_) + " (" + what +
+                  "): the worker process dies now");
       tl_.flush();
       std::fflush(nullptr);
       _exit(crash_exit_code);
@@ -809,13 +843,17 @@ class app {
   int steps_ = 0;
 };
 
-const char* const kNames[] = {"alice", "bob",   "carol", "dave",  "erin",  "frank",  "grace", "heidi",
-                              "ivan",  "judy",  "ken",   "laura", "mike",  "nina",   "oscar", "peggy",
+const char* const kNames[] = {"alice", "bob",    "carol", "dave",  "erin",   "frank",  "grace", "heidi",
+                              "ivan",  "judy",   "ken",   "laura", "mike",   "nina",   "oscar", "peggy",
                               "quinn", "rupert", "sybil", "trent", "ursula", "victor", "wendy", "xavier"};
 
 std::string ordinal(int n) {
   const int m100 = n % 100, m10 = n % 10;
-  const char* suffix = (m100 >= 11 && m100 <= 13) ? "th" : m10 == 1 ? "st" : m10 == 2 ? "nd" : m10 == 3 ? "rd" : "th";
+  const char* suffix = (m100 >= 11 && m100 <= 13) ? "th"
+                       : m10 == 1                 ? "st"
+                       : m10 == 2                 ? "nd"
+                       : m10 == 3                 ? "rd"
+                                                  : "th";
   return std::to_string(n) + suffix;
 }
 
@@ -834,15 +872,16 @@ void print_check(timeline& tl, const check_report& c) {
     tl.line(buf);
   }
   char buf[200];
-  std::snprintf(buf, sizeof buf, "  => %d completed, %d compensated, %d dead-lettered; %d welcome emails sent",
-                c.completed, c.compensated, c.dead_lettered, c.emails_sent);
+  std::snprintf(buf, sizeof buf,
+                "  => %d completed, %d compensated, %d dead-lettered; %d welcome emails sent", c.completed,
+                c.compensated, c.dead_lettered, c.emails_sent);
   tl.line(buf);
   for (const auto& v : c.violations) tl.line("  INVARIANT VIOLATED: " + v);
 }
 
 void write_json(std::ostream& out, const run_options& o, app& a, const run_summary& s) {
-  out << "{\n  \"seed\": " << o.seed << ",\n  \"users\": " << o.users << ",\n  \"virtual_time\": "
-      << (o.real_time ? "false" : "true") << ",\n  \"events\": [";
+  out << "{\n  \"seed\": " << o.seed << ",\n  \"users\": " << o.users
+      << ",\n  \"virtual_time\": " << (o.real_time ? "false" : "true") << ",\n  \"events\": [";
   bool first = true;
   for (const auto& e : a.tl().events()) {
     char t[32];
@@ -855,22 +894,24 @@ void write_json(std::ostream& out, const run_options& o, app& a, const run_summa
   first = true;
   for (const auto& u : s.final_state.users) {
     out << (first ? "\n" : ",\n") << "    {\"id\": " << u.id << ", \"name\": \"" << json_escape(u.name)
-        << "\", \"path\": \"" << u.path << "\", \"outcome\": \"" << u.outcome << "\", \"role\": "
-        << (u.has_role ? "true" : "false") << ", \"emails\": " << u.emails << ", \"dead_letter\": \""
-        << json_escape(u.dlq_reason) << "\"}";
+        << "\", \"path\": \"" << u.path << "\", \"outcome\": \"" << u.outcome
+        << "\", \"role\": " << (u.has_role ? "true" : "false") << ", \"emails\": " << u.emails
+        << ", \"dead_letter\": \"" << json_escape(u.dlq_reason) << "\"}";
     first = false;
   }
-  out << "\n  ],\n  \"summary\": {\"attempts_role\": " << s.attempts_role << ", \"attempts_email\": "
-      << s.attempts_email << ", \"retries\": " << s.retries << ", \"budget_denials\": " << s.budget_denials
-      << ", \"breaker_opened\": " << s.breaker_opened << ", \"duplicate_deliveries\": " << s.duplicate_deliveries
+  out << "\n  ],\n  \"summary\": {\"attempts_role\": " << s.attempts_role
+      << ", \"attempts_email\": " << s.attempts_email << ", \"retries\": " << s.retries
+      << ", \"budget_denials\": " << s.budget_denials << ", \"breaker_opened\": " << s.breaker_opened
+      << ", \"duplicate_deliveries\": " << s.duplicate_deliveries
       << ", \"cache_replays\": " << s.cache_replays << ", \"provider_dedups\": " << s.provider_dedups
       << ", \"compensations\": " << s.compensations << ", \"undos_failed\": " << s.undos_failed
       << ", \"dead_lettered\": " << s.dead_lettered << ", \"replayed_ok\": " << s.replayed_ok
       << ", \"replay_failed\": " << s.replay_failed << ", \"completed\": " << s.final_state.completed
-      << ", \"compensated\": " << s.final_state.compensated << ", \"still_dead_lettered\": "
-      << s.final_state.dead_lettered << ", \"emails_sent\": " << s.final_state.emails_sent
-      << ", \"invariant_ok\": " << (s.final_state.ok() ? "true" : "false") << ", \"virtual_seconds\": "
-      << s.virtual_seconds << "}\n}\n";
+      << ", \"compensated\": " << s.final_state.compensated
+      << ", \"still_dead_lettered\": " << s.final_state.dead_lettered
+      << ", \"emails_sent\": " << s.final_state.emails_sent
+      << ", \"invariant_ok\": " << (s.final_state.ok() ? "true" : "false")
+      << ", \"virtual_seconds\": " << s.virtual_seconds << "}\n}\n";
 }
 
 }  // namespace
@@ -904,7 +945,8 @@ check_report check_database(sqlite::database& db) {
     u.emails = static_cast<int>(count("SELECT COUNT(*) FROM email_provider WHERE user_id = ?1", u.id));
     c.emails_sent += u.emails;
     const std::int64_t outbox_total = count("SELECT COUNT(*) FROM outbox WHERE user_id = ?1", u.id);
-    const std::int64_t outbox_done = count("SELECT COUNT(*) FROM outbox WHERE user_id = ?1 AND status = 'done'", u.id);
+    const std::int64_t outbox_done =
+        count("SELECT COUNT(*) FROM outbox WHERE user_id = ?1 AND status = 'done'", u.id);
     auto dl = db.prepare(
         "SELECT reason, error_text, step FROM dead_letters WHERE context = ?1 OR context LIKE ?1 || ' %' "
         "ORDER BY id LIMIT 1");
@@ -912,9 +954,11 @@ check_report check_database(sqlite::database& db) {
     if (auto row = dl.step(); row && row.value()) {
       u.dlq_reason = dl.column_text(0) + " (" + dl.column_text(2) + "): " + dl.column_text(1);
     }
-    if (u.emails > 1) c.violations.push_back(u.name + " received " + std::to_string(u.emails) + " welcome emails");
+    if (u.emails > 1)
+      c.violations.push_back(u.name + " received " + std::to_string(u.emails) + " welcome emails");
     if (u.path == "outbox" && outbox_total != 1) {
-      c.violations.push_back(u.name + " has " + std::to_string(outbox_total) + " outbox messages (lost or doubled)");
+      c.violations.push_back(u.name + " has " + std::to_string(outbox_total) +
+                             " outbox messages (lost or doubled)");
     }
     const bool done = u.has_user && u.has_role && u.emails == 1 && (u.path != "outbox" || outbox_done == 1);
     if (done && u.dlq_reason.empty()) {
@@ -956,7 +1000,8 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
   timeline& tl = a.tl();
   const fault_schedule& plan = a.plan();
   char buf[256];
-  std::snprintf(buf, sizeof buf, "sturdy onboarding demo: seed %" PRIu64 ", %d outbox signups + 3 synchronous, %s, db %s",
+  std::snprintf(buf, sizeof buf,
+                "sturdy onboarding demo: seed %" PRIu64 ", %d outbox signups + 3 synchronous, %s, db %s",
                 o.seed, o.users, o.real_time ? "real time" : "virtual time", o.db_path.c_str());
   tl.line(buf);
   tl.line("Flow: create user (SQLite) -> assign role (role service) -> send welcome email (email API)");
@@ -965,9 +1010,11 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
                 plan.transient_rate * 100);
   tl.line(buf);
   if (plan.slow_at >= 0) {
-    tl.line("  - the email API turns slow for " + ms(plan.slow_for) + " from the worker's " + ordinal(plan.slow_at + 1) + " message on");
+    tl.line("  - the email API turns slow for " + ms(plan.slow_for) + " from the worker's " +
+            ordinal(plan.slow_at + 1) + " message on");
   }
-  tl.line("  - the email API goes down for " + ms(plan.outage_for) + " from the worker's " + ordinal(plan.outage_at + 1) + " message on");
+  tl.line("  - the email API goes down for " + ms(plan.outage_for) + " from the worker's " +
+          ordinal(plan.outage_at + 1) + " message on");
   if (plan.duplicate_at >= 0) {
     tl.line("  - the worker's " + ordinal(plan.duplicate_at + 1) + " message is delivered twice");
   }
@@ -987,7 +1034,8 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
                                   {names[1] + "@example.invalid", false},
                                   {names[2] + "@example.invalid", true}};
   for (int i = 0; i < 3; ++i) {
-    (void)a.onboard_sync(names[static_cast<std::size_t>(i)], sync_users[i].email, sync_users[i].break_revokes);
+    (void)a.onboard_sync(names[static_cast<std::size_t>(i)], sync_users[i].email,
+                         sync_users[i].break_revokes);
     a.sleep(1s);
   }
 
@@ -1010,7 +1058,8 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
     const duration wait = std::max(a.faults_end() - a.now(), duration::zero()) + 5s;
     a.sleep(wait);
     a.heal();
-    tl.heading("Act 3: " + ms(wait) + " later the faults are gone; the operator replays the dead-letter queue");
+    tl.heading("Act 3: " + ms(wait) +
+               " later the faults are gone; the operator replays the dead-letter queue");
     tl.who = "operator";
     for (const auto& r : a.dlq().list()) tl.say("operator", "dlq_list", "dlq list: " + r.describe());
     for (int round = 0; round < 3 && !a.dlq().empty(); ++round) (void)a.replay_all();
@@ -1038,23 +1087,33 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
     print_check(tl, s.final_state);
   }
   tl.heading("Summary");
-  std::snprintf(buf, sizeof buf,
-                "  calls: %d role, %d email | retries %d | budget denials %d | breaker opened %d times\n"
-                "  duplicate deliveries %d -> cache replays %d, email API dedups %d | rollbacks %d, failed undos %d\n"
-                "  dead-lettered %d, replayed ok %d | %.1f s of %s time",
-                s.attempts_role, s.attempts_email, s.retries, s.budget_denials, s.breaker_opened,
-                s.duplicate_deliveries, s.cache_replays, s.provider_dedups, s.compensations, s.undos_failed,
-                s.dead_lettered, s.replayed_ok, s.virtual_seconds, o.real_time ? "real" : "virtual");
+  std::snprintf(
+      buf, sizeof buf,
+      "  calls: %d role, %d email | retries %d | budget denials %d | breaker opened %d times\n"
+      "  duplicate deliveries %d -> cache replays %d, email API dedups %d | rollbacks %d, failed undos %d\n"
+      "  dead-lettered %d, replayed ok %d | %.1f s of %s time",
+      s.attempts_role, s.attempts_email, s.retries, s.budget_denials, s.breaker_opened,
+      s.duplicate_deliveries, s.cache_replays, s.provider_dedups, s.compensations, s.undos_failed,
+      s.dead_lettered, s.replayed_ok, s.virtual_seconds, o.real_time ? "real" : "virtual");
   tl.line(buf);
   if (!o.replay && o.db_path != ":memory:") {
-    tl.line("\nYou are the operator now (the simulated faults are over in the next process):\n"
-            "  example_onboarding dlq list --db " + o.db_path + "\n"
-            "  example_onboarding dlq inspect ID --db " + o.db_path + "\n"
-            "  example_onboarding dlq replay ID --db " + o.db_path + "   (or replay-all, discard ID)\n"
-            "  example_onboarding check --db " + o.db_path);
+    tl.line(
+        "\nYou are the operator now (the simulated faults are over in the next process):\n"
+        "  example_onboarding dlq list --db " +
+        o.db_path +
+        "\n"
+        "  example_onboarding dlq inspect ID --db " +
+        o.db_path +
+        "\n"
+        "  example_onboarding dlq replay ID --db " +
+        o.db_path +
+        "   (or replay-all, discard ID)\n"
+        "  example_onboarding check --db " +
+        o.db_path);
   } else if (o.db_path == ":memory:") {
-    tl.line("\nKeep the database to play operator: --db onboarding.db --no-replay, then\n"
-            "  example_onboarding dlq list --db onboarding.db; ... dlq replay ID --db onboarding.db");
+    tl.line(
+        "\nKeep the database to play operator: --db onboarding.db --no-replay, then\n"
+        "  example_onboarding dlq list --db onboarding.db; ... dlq replay ID --db onboarding.db");
   }
   if (o.json) write_json(out, o, a, s);
   return s;
@@ -1101,8 +1160,9 @@ int dlq_command(const run_options& o, const std::string& verb, std::uint64_t id,
     const auto& e = r.value();
     out << "id:              " << e.entry.id << "\nsaga:            " << e.entry.saga
         << "\nstep:            " << e.entry.step << "\ncontext:         " << e.entry.context
-        << "\nreason:          " << e.reason << "\nerror:           " << e.error_text << " [" << e.error_category
-        << ":" << e.error_value << "]\nat:              t=" << seconds(e.entry.at.time_since_epoch())
+        << "\nreason:          " << e.reason << "\nerror:           " << e.error_text << " ["
+        << e.error_category << ":" << e.error_value
+        << "]\nat:              t=" << seconds(e.entry.at.time_since_epoch())
         << " s\nreplay attempts: " << e.entry.replay_attempts << '\n';
     if (!e.last_replay_error.empty()) out << "last replay:     " << e.last_replay_error << '\n';
     return 0;

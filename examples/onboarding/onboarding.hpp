@@ -106,16 +106,16 @@ struct run_summary {
   int breaker_opened = 0;
   int breaker_rejections = 0;
   int duplicate_deliveries = 0;
-  int cache_replays = 0;         // duplicates answered by the idempotency cache
-  int provider_dedups = 0;       // sends the email API recognised by idempotency key
-  int compensations = 0;         // rollbacks
+  int cache_replays = 0;    // duplicates answered by the idempotency cache
+  int provider_dedups = 0;  // sends the email API recognised by idempotency key
+  int compensations = 0;    // rollbacks
   int undos_failed = 0;
-  int dead_lettered = 0;         // entries added to the dead-letter queue
+  int dead_lettered = 0;  // entries added to the dead-letter queue
   int replayed_ok = 0;
   int replay_failed = 0;
-  double virtual_seconds = 0;    // time on the clock at the end
-  check_report before_replay;    // the state after acts 1-2
-  check_report final_state;      // after act 3 (same as before_replay without it)
+  double virtual_seconds = 0;  // time on the clock at the end
+  check_report before_replay;  // the state after acts 1-2
+  check_report final_state;    // after act 3 (same as before_replay without it)
 };
 
 // The whole demo (acts 1-3). Errors: the database could not be opened or is

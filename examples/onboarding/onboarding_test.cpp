@@ -20,9 +20,23 @@
 
 namespace {
 
+std::filesystem::path temp_dir() {
+  return std::filesystem::temp_directory_path() / ("sturdy_onboarding_" + std::to_string(::getpid()));
+}
+
+// Removes this process's database files at the end.
+class temp_dir_cleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(temp_dir(), ec);
+  }
+};
+const auto* const cleanup = ::testing::AddGlobalTestEnvironment(new temp_dir_cleanup);
+
 // A fresh database file under the test's temporary directory.
 std::string temp_db(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("sturdy_onboarding_" + std::to_string(::getpid()));
+  const auto dir = temp_dir();
   std::filesystem::create_directories(dir);
   const auto path = dir / (name + ".db");
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
@@ -47,7 +61,9 @@ int run_program(const std::vector<std::string>& args) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     // Quiet child: its timeline is not part of the test's output.
-    if (std::freopen("/dev/null", "w", stdout) == nullptr || std::freopen("/dev/null", "w", stderr) == nullptr) _exit(127);
+    if (std::freopen("/dev/null", "w", stdout) == nullptr ||
+        std::freopen("/dev/null", "w", stderr) == nullptr)
+      _exit(127);
     std::vector<char*> argv;
     std::string exe = ONBOARDING_EXE;
     argv.push_back(exe.data());
@@ -107,7 +123,8 @@ TEST(OnboardingTest, DuplicateDeliveriesNeverSendASecondEmail) {
 TEST(OnboardingTest, ReplayingTheDeadLetterQueueAfterTheOutageCompletesStuckOnboardings) {
   const std::string path = temp_db("replay");
   std::ostringstream out;
-  auto r = onboarding::run_demo({.seed = 42, .users = 8, .db_path = path, .quiet = true, .replay = false}, out);
+  auto r =
+      onboarding::run_demo({.seed = 42, .users = 8, .db_path = path, .quiet = true, .replay = false}, out);
   ASSERT_TRUE(r.has_value()) << out.str();
   const auto before = check(path);
   ASSERT_TRUE(before.ok()) << violations(before);
@@ -116,7 +133,8 @@ TEST(OnboardingTest, ReplayingTheDeadLetterQueueAfterTheOutageCompletesStuckOnbo
   // A separate process, as an operator would: list, then replay everything.
   EXPECT_EQ(run_program({"dlq", "list", "--db", path}), 0);
   int status = 1;
-  for (int round = 0; round < 3 && status != 0; ++round) status = run_program({"dlq", "replay-all", "--db", path});
+  for (int round = 0; round < 3 && status != 0; ++round)
+    status = run_program({"dlq", "replay-all", "--db", path});
   EXPECT_EQ(status, 0);
 
   const auto after = check(path);
@@ -132,7 +150,8 @@ TEST(OnboardingTest, CrashBetweenStepsThenRestartLosesNothingAndDuplicatesNothin
   for (int crash_after : {1, 2, 3, 5, 8, 11}) {
     SCOPED_TRACE("crash after step " + std::to_string(crash_after));
     const std::string path = temp_db("crash" + std::to_string(crash_after));
-    ASSERT_EQ(run_program({"--seed", "7", "--users", "6", "--db", path, "--crash-after", std::to_string(crash_after)}),
+    ASSERT_EQ(run_program({"--seed", "7", "--users", "6", "--db", path, "--crash-after",
+                           std::to_string(crash_after)}),
               onboarding::crash_exit_code);
     // The restarted worker drains what is pending; its exit status is the
     // invariant check.
@@ -146,7 +165,8 @@ TEST(OnboardingTest, CrashBetweenStepsThenRestartLosesNothingAndDuplicatesNothin
     }
     // And the operator can finish the rest.
     int status = 1;
-    for (int round = 0; round < 3 && status != 0; ++round) status = run_program({"dlq", "replay-all", "--db", path});
+    for (int round = 0; round < 3 && status != 0; ++round)
+      status = run_program({"dlq", "replay-all", "--db", path});
     EXPECT_EQ(status, 0);
     const auto done = check(path);
     EXPECT_TRUE(done.ok()) << violations(done);
@@ -157,7 +177,7 @@ TEST(OnboardingTest, CrashBetweenStepsThenRestartLosesNothingAndDuplicatesNothin
 
 TEST(OnboardingTest, ProgramRejectsMisuse) {
   EXPECT_EQ(run_program({"--users", "0"}), 2);
-  EXPECT_EQ(run_program({"dlq", "replay"}), 2);   // needs --db and an id
+  EXPECT_EQ(run_program({"dlq", "replay"}), 2);  // needs --db and an id
   EXPECT_EQ(run_program({"frobnicate", "--db", "x.db"}), 2);
   const std::string path = temp_db("twice");
   EXPECT_EQ(run_program({"--db", path, "--users", "2"}), 0);
@@ -210,11 +230,13 @@ TEST(SqliteDeadLetterQueueTest, KeepsEntriesAcrossConnectionsAndReplaysOrDiscard
   EXPECT_EQ(kept.value().entry.replay_attempts, 1u);
   EXPECT_FALSE(kept.value().last_replay_error.empty());
   // A throwing handler is a failed replay too, not a crash.
-  EXPECT_FALSE(dlq.replay(rows[0].entry.id, [](const onboarding::dlq_record&) -> int { throw std::runtime_error("x"); }));
+  EXPECT_FALSE(dlq.replay(rows[0].entry.id,
+                          [](const onboarding::dlq_record&) -> int { throw std::runtime_error("x"); }));
   // A succeeding replay removes it.
   EXPECT_TRUE(dlq.replay(rows[0].entry.id, [](const onboarding::dlq_record&) {}).has_value());
   EXPECT_EQ(dlq.inspect(rows[0].entry.id).error(), sturdy::errc::not_found);
-  EXPECT_EQ(dlq.replay(rows[0].entry.id, [](const onboarding::dlq_record&) {}).error(), sturdy::errc::not_found);
+  EXPECT_EQ(dlq.replay(rows[0].entry.id, [](const onboarding::dlq_record&) {}).error(),
+            sturdy::errc::not_found);
   // Discard.
   EXPECT_TRUE(dlq.discard(rows[1].entry.id).has_value());
   EXPECT_EQ(dlq.discard(rows[1].entry.id).error(), sturdy::errc::not_found);
@@ -228,9 +250,10 @@ TEST(SqliteDeadLetterQueueTest, IsTheSinkOfACompensationScope) {
   {
     sturdy::compensation_scope saga(dlq, {.name = "saga"});
     ASSERT_TRUE(saga.add({.name = "undo ok"}, [] {}).has_value());
-    ASSERT_TRUE(saga.add({.name = "undo fails", .context = "id=9"}, []() -> sturdy::result<void> {
-                      return std::make_error_code(std::errc::host_unreachable);
-                    }).has_value());
+    ASSERT_TRUE(
+        saga.add({.name = "undo fails", .context = "id=9"},
+                 []() -> sturdy::result<void> { return std::make_error_code(std::errc::host_unreachable); })
+            .has_value());
   }  // rolled back by the destructor
   auto rows = dlq.list();
   ASSERT_EQ(rows.size(), 1u);

@@ -45,7 +45,8 @@ class statement {
   statement() = default;
   statement(const statement&) = delete;
   statement& operator=(const statement&) = delete;
-  statement(statement&& o) noexcept : db_(std::exchange(o.db_, nullptr)), st_(std::exchange(o.st_, nullptr)) {}
+  statement(statement&& o) noexcept
+      : db_(std::exchange(o.db_, nullptr)), st_(std::exchange(o.st_, nullptr)) {}
   statement& operator=(statement&& o) noexcept {
     if (this != &o) {
       finalize();
@@ -100,7 +101,8 @@ class statement {
   [[nodiscard]] std::string column_text(int i) const {
     const unsigned char* p = sqlite3_column_text(st_, i);
     if (p == nullptr) return {};
-    return std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(st_, i)));
+    return std::string(reinterpret_cast<const char*>(p),
+                       static_cast<std::size_t>(sqlite3_column_bytes(st_, i)));
   }
   [[nodiscard]] bool column_is_null(int i) const { return sqlite3_column_type(st_, i) == SQLITE_NULL; }
 
@@ -128,7 +130,8 @@ class database {
   // transaction survives a crash of the process.
   [[nodiscard]] sturdy::result<void> open(const std::string& path) {
     close();
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
       error_ = db_ ? sqlite3_errmsg(db_) : "out of memory";
       close();
       return std::make_error_code(std::errc::io_error);
@@ -168,7 +171,9 @@ class database {
   }
   [[nodiscard]] std::int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
   [[nodiscard]] int changes() const { return sqlite3_changes(db_); }
-  [[nodiscard]] std::string last_error() const { return db_ && error_.empty() ? sqlite3_errmsg(db_) : error_; }
+  [[nodiscard]] std::string last_error() const {
+    return db_ && error_.empty() ? sqlite3_errmsg(db_) : error_;
+  }
 
   // A single integer from a query (0 when no row).
   [[nodiscard]] std::int64_t scalar(std::string_view sql) {

@@ -137,7 +137,8 @@ class sqlite_dead_letter_queue {
   // sqlite_dead_letter_queue::add()
   //
   // Stores `e` with a reason of the producer's choosing; returns the new id.
-  [[nodiscard]] sturdy::result<std::uint64_t> add(const sturdy::dead_letter_entry& e, std::string_view reason) {
+  [[nodiscard]] sturdy::result<std::uint64_t> add(const sturdy::dead_letter_entry& e,
+                                                  std::string_view reason) {
     if (!ok_) return std::make_error_code(std::errc::io_error);
     auto st = db_.prepare(
         "INSERT INTO dead_letters(saga, step, context, reason, error_category, error_value, error_text, "
@@ -179,7 +180,7 @@ class sqlite_dead_letter_queue {
   // `sturdy::errc::compensation_failed` (as `sturdy::dead_letter_queue`).
   // `errc::not_found` when there is no such row.
   template <class Handler>
-    requires std::invocable<Handler&, const dlq_record&>
+  requires std::invocable<Handler&, const dlq_record&>
   [[nodiscard]] sturdy::result<void> replay(std::uint64_t id, Handler&& handler) {
     BOOST_OUTCOME_TRY(auto rec, inspect(id));
     std::string failure;
@@ -195,7 +196,8 @@ class sqlite_dead_letter_queue {
       failure = sturdy::exception_text_of(std::current_exception());
     }
     auto st = db_.prepare(
-        "UPDATE dead_letters SET replay_attempts = replay_attempts + 1, last_replay_error = ?2 WHERE id = ?1");
+        "UPDATE dead_letters SET replay_attempts = replay_attempts + 1, last_replay_error = ?2 WHERE id = "
+        "?1");
     st.bind(1, static_cast<std::int64_t>(id)).bind(2, failure);
     BOOST_OUTCOME_TRY(st.run());
     return sturdy::errc::compensation_failed;
@@ -204,8 +206,7 @@ class sqlite_dead_letter_queue {
   // `replay` for every row present when called, oldest first; returns how
   // many succeeded (and were deleted).
   template <class Handler>
-    requires std::invocable<Handler&, const dlq_record&>
-  std::size_t replay_all(Handler&& handler) {
+  requires std::invocable<Handler&, const dlq_record&> std::size_t replay_all(Handler&& handler) {
     std::size_t ok = 0;
     for (const auto& r : list()) {
       if (replay(r.entry.id, handler)) ++ok;
