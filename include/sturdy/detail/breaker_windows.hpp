@@ -1,0 +1,201 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/detail/breaker_windows.hpp
+// -----------------------------------------------------------------------------
+//
+// The circuit breaker's sliding windows, as plain single-threaded data
+// structures (the breaker updates them only while it holds its "drain" flag).
+// They are fed in batches: "since the last update, `good` calls went fine,
+// then `failures` failed and `slow` were slow". Within a batch the bad calls
+// are taken to be the most recent ones (a batch recorded by one thread holds
+// exactly one bad call, the last one, so this is exact single-threaded).
+//
+// Functions take `now` explicitly; no clock is read here.
+
+#ifndef STURDY_DETAIL_BREAKER_WINDOWS_HPP_
+#define STURDY_DETAIL_BREAKER_WINDOWS_HPP_
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "sturdy/clock.hpp"
+
+namespace sturdy::detail {
+
+// What a window holds right now.
+struct window_counts {
+  std::uint64_t calls = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t slow = 0;
+};
+
+// Rates compare as `failures >= threshold * calls` in double arithmetic.
+[[nodiscard]] inline bool rate_reached(std::uint64_t part, std::uint64_t calls, double threshold) noexcept {
+  return calls > 0 && static_cast<double>(part) >= threshold * static_cast<double>(calls);
+}
+
+// count_window: the outcomes of the last `size` calls, exactly, as a ring of
+// one byte per call (bit 0 failed, bit 1 slow).
+class count_window {
+ public:
+  explicit count_window(std::uint32_t size) : ring_(size, 0) {}
+
+  void reset() noexcept {
+    std::fill(ring_.begin(), ring_.end(), std::uint8_t{0});
+    pos_ = 0;
+    counts_ = {};
+  }
+
+  // Appends `good` good calls, then max(failures, slow) bad calls of which the
+  // last `failures` failed and the last `slow` were slow.
+  void add(std::uint64_t good, std::uint64_t failures, std::uint64_t slow) noexcept {
+    if (ring_.empty()) return;
+    const std::uint64_t n = ring_.size();
+    const std::uint64_t bad = std::max(failures, slow);
+    const std::uint64_t total = good + bad;
+    std::uint64_t first = 0;  // index within the batch of the first call to write
+    if (total > n) {          // only the last n calls of the batch survive
+      first = total - n;
+      reset_keep_pos();
+      pos_ += first;
+    }
+    for (std::uint64_t i = first; i < total; ++i) {
+      std::uint8_t flags = 0;
+      if (i >= good) {
+        const std::uint64_t b = i - good;  // 0 .. bad-1
+        if (b >= bad - failures) flags |= 1;
+        if (b >= bad - slow) flags |= 2;
+      }
+      push(flags);
+    }
+  }
+
+  [[nodiscard]] window_counts counts() const noexcept { return counts_; }
+  [[nodiscard]] std::uint64_t size() const noexcept { return ring_.size(); }
+
+ private:
+  void reset_keep_pos() noexcept {
+    std::fill(ring_.begin(), ring_.end(), std::uint8_t{0});
+    counts_ = {};
+  }
+  void push(std::uint8_t flags) noexcept {
+    std::uint8_t& cell = ring_[pos_ % ring_.size()];
+    if (pos_ >= ring_.size()) {  // evict the call this one replaces
+      --counts_.calls;
+      counts_.failures -= cell & 1;
+      counts_.slow -= (cell >> 1) & 1;
+    }
+    cell = flags;
+    ++counts_.calls;
+    counts_.failures += flags & 1;
+    counts_.slow += (flags >> 1) & 1;
+    ++pos_;
+  }
+
+  std::vector<std::uint8_t> ring_;
+  std::uint64_t pos_ = 0;  // calls ever added since the last reset
+  window_counts counts_;
+};
+
+// time_window: `buckets` buckets of `span / buckets` each; the window at time
+// t is the bucket holding t plus the buckets - 1 before it. Bad calls are put
+// in the bucket of `now`; good calls, counted without reading the clock, are
+// spread evenly over the time since the previous update (`since`, exclusive,
+// to `now`, inclusive) and the share falling before the window is dropped.
+class time_window {
+ public:
+  time_window(duration span, std::uint32_t buckets)
+      : bucket_ns_(buckets == 0 ? 1 : span.count() / buckets), buckets_(buckets) {
+    if (bucket_ns_ <= 0) bucket_ns_ = 1;
+  }
+
+  void reset() noexcept {
+    for (auto& b : buckets_) b = bucket{};
+  }
+
+  void add(std::uint64_t good, std::uint64_t failures, std::uint64_t slow, time_point since,
+           time_point now) noexcept {
+    if (buckets_.empty()) return;
+    const std::int64_t cur = index_of(now);
+    const std::uint64_t bad = std::max(failures, slow);
+    if (bad > 0) {
+      bucket& b = at(cur);
+      b.counts.calls += bad;
+      b.counts.failures += failures;
+      b.counts.slow += slow;
+    }
+    if (good == 0) return;
+    const std::int64_t t0 = since.time_since_epoch().count();
+    const std::int64_t t1 = now.time_since_epoch().count();
+    if (t1 <= t0) {
+      at(cur).counts.calls += good;
+      return;
+    }
+    const auto total = static_cast<std::uint64_t>(t1 - t0);
+    const std::int64_t oldest = cur - static_cast<std::int64_t>(buckets_.size()) + 1;
+    std::int64_t first = std::max(index_of(since), oldest);
+    std::uint64_t given_before = share(good, elapsed_to(first * bucket_ns_, t0), total);
+    for (std::int64_t i = first; i <= cur; ++i) {
+      const std::int64_t end = (i + 1) * bucket_ns_;
+      const std::uint64_t given_to_end = share(good, elapsed_to(end < t1 ? end : t1, t0), total);
+      at(i).counts.calls += given_to_end - given_before;
+      given_before = given_to_end;
+    }
+  }
+
+  // The counts of the buckets in the window that ends at `now`.
+  [[nodiscard]] window_counts counts(time_point now) const noexcept {
+    window_counts c;
+    if (buckets_.empty()) return c;
+    const std::int64_t cur = index_of(now);
+    const std::int64_t oldest = cur - static_cast<std::int64_t>(buckets_.size()) + 1;
+    for (const auto& b : buckets_) {
+      if (b.index >= oldest && b.index <= cur) {
+        c.calls += b.counts.calls;
+        c.failures += b.counts.failures;
+        c.slow += b.counts.slow;
+      }
+    }
+    return c;
+  }
+
+  [[nodiscard]] duration bucket_width() const noexcept { return duration(bucket_ns_); }
+
+ private:
+  struct bucket {
+    std::int64_t index = INT64_MIN;
+    window_counts counts;
+  };
+
+  [[nodiscard]] std::int64_t index_of(time_point t) const noexcept {
+    const std::int64_t c = t.time_since_epoch().count();
+    std::int64_t q = c / bucket_ns_;
+    if (c % bucket_ns_ < 0) --q;  // floor division
+    return q;
+  }
+  bucket& at(std::int64_t index) noexcept {
+    const auto n = static_cast<std::int64_t>(buckets_.size());
+    std::int64_t slot = index % n;
+    if (slot < 0) slot += n;
+    bucket& b = buckets_[static_cast<std::size_t>(slot)];
+    if (b.index != index) b = bucket{index, {}};
+    return b;
+  }
+  // Time from t0 to t, clamped at 0.
+  [[nodiscard]] static std::uint64_t elapsed_to(std::int64_t t, std::int64_t t0) noexcept {
+    return t > t0 ? static_cast<std::uint64_t>(t - t0) : 0;
+  }
+  // floor(good * part / total) without overflow.
+  [[nodiscard]] static std::uint64_t share(std::uint64_t good, std::uint64_t part, std::uint64_t total) noexcept {
+    __extension__ using u128 = unsigned __int128;
+    return static_cast<std::uint64_t>(static_cast<u128>(good) * part / total);
+  }
+
+  std::int64_t bucket_ns_;
+  std::vector<bucket> buckets_;
+};
+
+}  // namespace sturdy::detail
+
+#endif  // STURDY_DETAIL_BREAKER_WINDOWS_HPP_
