@@ -36,7 +36,7 @@
 //   auto permit = breaker.try_acquire();
 //   if (!permit) return permit.error();   // errc::circuit_open; see retry_after()
 //   auto r = send(request);
-//   breaker.record(*permit, r ? sturdy::call_outcome::success : sturdy::call_outcome::failure);
+//   breaker.record(permit.value(), r ? sturdy::call_outcome::success : sturdy::call_outcome::failure);
 //
 // Thread safety: every member function may be called from any number of
 // threads at once. No member function blocks or takes a lock. The only
@@ -202,7 +202,7 @@ struct circuit_breaker_options {
   std::uint32_t counter_stripes = 0;
   // Decides what a failed call counts as; empty = every error and exception
   // is a failure. Called only on failures (by `execute`). Default empty.
-  std::function<call_outcome(const failure_info&)> failure_classifier;
+  std::function<call_outcome(const failure_info&)> failure_classifier{};
 
   // The first invalid field, as a sentence naming it; empty when valid.
   [[nodiscard]] std::string_view validation_message() const noexcept {

@@ -81,7 +81,7 @@ class count_window {
   }
   void push(std::uint8_t flags) noexcept {
     std::uint8_t& cell = ring_[pos_ % ring_.size()];
-    if (pos_ >= ring_.size()) {  // evict the call this one replaces
+    if (counts_.calls == ring_.size()) {  // full: evict the call this one replaces
       --counts_.calls;
       counts_.failures -= cell & 1;
       counts_.slow -= (cell >> 1) & 1;
