@@ -667,6 +667,10 @@ class circuit_breaker final {
 
   void record_probe(const breaker_permit& p, call_outcome outcome, bool slow,
                     detail::counter_stripe& stripe) noexcept {
+    if (word_.load(std::memory_order_acquire) != p.word_) {  // the round is over
+      stripe.stale.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     std::atomic<std::uint64_t>& slot = slots_[p.slot_];
     std::uint64_t expected = p.lease_;
     if (outcome == call_outcome::ignored) {
