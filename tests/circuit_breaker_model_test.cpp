@@ -279,41 +279,38 @@ class model {
     const std::uint64_t calls = totals_.calls - seen_.calls;
     const std::uint64_t failures = totals_.failures - seen_.failures;
     const std::uint64_t slow = totals_.slow - seen_.slow;
-    const std::uint64_t bad = std::max(failures, slow);
-    const std::uint64_t good = calls - bad;
     seen_ = totals_;
-    // Count window: the good calls, then the bad ones (failures and slow
-    // calls on the most recent positions).
+    // Count window: the batch's failures (and slow calls) spread evenly over
+    // it, the last one at its end.
+    const auto marked = [](std::uint64_t i, std::uint64_t k, std::uint64_t n) {
+      return (i + 1) * k / n > i * k / n;  // small numbers here: no overflow
+    };
     if (o_.count_window_size > 0) {
-      for (std::uint64_t i = 0; i < good; ++i) push({false, false});
-      for (std::uint64_t b = 0; b < bad; ++b) push({b >= bad - failures, b >= bad - slow});
+      for (std::uint64_t i = 0; i < calls; ++i) push({marked(i, failures, calls), marked(i, slow, calls)});
     }
-    // Time window: bad calls at now; good calls spread evenly over
-    // (seen_time_, now].
+    // Time window: every count spread evenly over (seen_time_, now].
     if (o_.time_window > duration::zero()) {
       const std::int64_t width = o_.time_window.count() / o_.time_window_buckets;
       const auto bucket_of = [&](time_point t) {
         return static_cast<std::int64_t>(std::floor(static_cast<long double>(t.time_since_epoch().count()) / width));
       };
       const std::int64_t cur = bucket_of(now);
-      buckets_[cur].calls += bad;
-      buckets_[cur].failures += failures;
-      buckets_[cur].slow += slow;
       const std::int64_t t0 = seen_time_.time_since_epoch().count();
       const std::int64_t t1 = now.time_since_epoch().count();
       if (t1 <= t0) {
-        buckets_[cur].calls += good;
+        buckets_[cur].calls += calls;
+        buckets_[cur].failures += failures;
+        buckets_[cur].slow += slow;
       } else {
-        // Each good call i (1..good) sits at t0 + ceil-ish position; the
-        // share of a bucket is floor(good * elapsed_to_end / total) -
-        // floor(good * elapsed_to_start / total).
         __extension__ using u128 = unsigned __int128;
-        const auto share = [&](std::int64_t t) {
+        const auto share = [&](std::uint64_t x, std::int64_t t) {
           const std::uint64_t e = t > t0 ? static_cast<std::uint64_t>(std::min(t, t1) - t0) : 0;
-          return static_cast<std::uint64_t>(static_cast<u128>(good) * e / static_cast<std::uint64_t>(t1 - t0));
+          return static_cast<std::uint64_t>(static_cast<u128>(x) * e / static_cast<std::uint64_t>(t1 - t0));
         };
         for (std::int64_t i = cur - o_.time_window_buckets + 1; i <= cur; ++i) {
-          buckets_[i].calls += share((i + 1) * width) - share(i * width);
+          buckets_[i].calls += share(calls, (i + 1) * width) - share(calls, i * width);
+          buckets_[i].failures += share(failures, (i + 1) * width) - share(failures, i * width);
+          buckets_[i].slow += share(slow, (i + 1) * width) - share(slow, i * width);
         }
       }
       // Forget buckets that left the window.

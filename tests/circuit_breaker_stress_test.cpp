@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <memory>
 #include <random>
 #include <thread>
@@ -46,9 +47,11 @@ TEST(CircuitBreakerStressTest, ClosedStateLosesNoCounts) {
                                           clock);
   const std::uint64_t per_thread = std::min<std::uint64_t>(sturdy::test::stress_iterations(200'000), 240'000);
   tally t;
+  std::latch start(kThreads);
   std::vector<std::thread> threads;
   for (int id = 0; id < kThreads; ++id) {
     threads.emplace_back([&, id] {
+      start.arrive_and_wait();  // maximise overlap
       std::mt19937_64 gen(1000 + id);
       std::uniform_int_distribution<int> pct(0, 99);
       for (std::uint64_t i = 0; i < per_thread; ++i) {
@@ -114,9 +117,11 @@ void run_transitions(const sturdy::circuit_breaker_options& o, bool manual_chang
   tally t;
   probe_tracker probes;
   std::atomic<std::uint64_t> half_open_admissions{0};
+  std::latch start(kThreads);
   std::vector<std::thread> threads;
   for (int id = 0; id < kThreads; ++id) {
     threads.emplace_back([&, id] {
+      start.arrive_and_wait();
       std::mt19937_64 gen(2000 + id);
       std::uniform_int_distribution<int> pct(0, 99);
       for (std::uint64_t i = 0; i < per_thread; ++i) {

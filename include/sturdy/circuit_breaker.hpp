@@ -813,10 +813,9 @@ class circuit_breaker final {
     const std::uint64_t calls = t.calls > seen_.calls ? t.calls - seen_.calls : 0;
     const std::uint64_t failures = std::min(t.failures > seen_.failures ? t.failures - seen_.failures : 0, calls);
     const std::uint64_t slow = std::min(t.slow > seen_.slow ? t.slow - seen_.slow : 0, calls);
-    const std::uint64_t good = calls - std::max(failures, slow);
     seen_ = {std::max(t.calls, seen_.calls), std::max(t.failures, seen_.failures), std::max(t.slow, seen_.slow)};
-    count_window_.add(good, failures, slow);
-    time_window_.add(good, failures, slow, seen_time_, now);
+    count_window_.add(calls, failures, slow);
+    time_window_.add(calls, failures, slow, seen_time_, now);
     seen_time_ = now;
     const detail::window_counts cw = count_window_.counts();
     const detail::window_counts tw = time_window_.counts(now);

@@ -5,10 +5,14 @@
 //
 // The circuit breaker's sliding windows, as plain single-threaded data
 // structures (the breaker updates them only while it holds its "drain" flag).
-// They are fed in batches: "since the last update, `good` calls went fine,
-// then `failures` failed and `slow` were slow". Within a batch the bad calls
-// are taken to be the most recent ones (a batch recorded by one thread holds
-// exactly one bad call, the last one, so this is exact single-threaded).
+// They are fed in batches: "since the last update, `calls` calls ended, of
+// which `failures` failed and `slow` were slow". Within a batch the failures
+// (and the slow calls) are spread evenly, the last one at the end of the
+// batch: call i of n (0-based) is a failure when floor((i+1)*f/n) >
+// floor(i*f/n). A batch recorded by one thread holds exactly one bad call,
+// its last, so this is exact single-threaded; a batch that piled up while the
+// draining thread was descheduled keeps its failure rate instead of looking
+// like a burst of failures.
 //
 // Functions take `now` explicitly; no clock is read here.
 
@@ -47,32 +51,32 @@ class count_window {
     counts_ = {};
   }
 
-  // Appends `good` good calls, then max(failures, slow) bad calls of which the
-  // last `failures` failed and the last `slow` were slow.
-  void add(std::uint64_t good, std::uint64_t failures, std::uint64_t slow) noexcept {
-    if (ring_.empty()) return;
+  // Appends a batch of `calls` calls (see the file comment for where the
+  // `failures` and `slow` ones go).
+  void add(std::uint64_t calls, std::uint64_t failures, std::uint64_t slow) noexcept {
+    if (ring_.empty() || calls == 0) return;
     const std::uint64_t n = ring_.size();
-    const std::uint64_t bad = std::max(failures, slow);
-    const std::uint64_t total = good + bad;
     std::uint64_t first = 0;  // index within the batch of the first call to write
-    if (total > n) {          // only the last n calls of the batch survive
-      first = total - n;
+    if (calls > n) {          // only the last n calls of the batch survive
+      first = calls - n;
       reset_keep_pos();
-      pos_ += first;
     }
-    for (std::uint64_t i = first; i < total; ++i) {
+    for (std::uint64_t i = first; i < calls; ++i) {
       std::uint8_t flags = 0;
-      if (i >= good) {
-        const std::uint64_t b = i - good;  // 0 .. bad-1
-        if (b >= bad - failures) flags |= 1;
-        if (b >= bad - slow) flags |= 2;
-      }
+      if (nth_is_marked(i, failures, calls)) flags |= 1;
+      if (nth_is_marked(i, slow, calls)) flags |= 2;
       push(flags);
     }
   }
 
   [[nodiscard]] window_counts counts() const noexcept { return counts_; }
   [[nodiscard]] std::uint64_t size() const noexcept { return ring_.size(); }
+
+  // Whether call i of n is one of the `marked` spread evenly over the batch.
+  [[nodiscard]] static bool nth_is_marked(std::uint64_t i, std::uint64_t marked, std::uint64_t n) noexcept {
+    __extension__ using u128 = unsigned __int128;
+    return static_cast<u128>(i + 1) * marked / n > static_cast<u128>(i) * marked / n;
+  }
 
  private:
   void reset_keep_pos() noexcept {
@@ -99,10 +103,13 @@ class count_window {
 };
 
 // time_window: `buckets` buckets of `span / buckets` each; the window at time
-// t is the bucket holding t plus the buckets - 1 before it. Bad calls are put
-// in the bucket of `now`; good calls, counted without reading the clock, are
-// spread evenly over the time since the previous update (`since`, exclusive,
-// to `now`, inclusive) and the share falling before the window is dropped.
+// t is the bucket holding t plus the buckets - 1 before it. Outcomes are
+// counted without reading the clock, so a batch is spread evenly over the time
+// since the previous update (`since`, exclusive, to `now`, inclusive): the
+// bucket [a, b) receives floor(x * (b' - since) / T) - floor(x * (a' - since) /
+// T) of each count x, with a', b' clamped to the interval and T = now - since;
+// the share falling before the window is dropped. The one failure of a
+// single-threaded batch therefore lands in the bucket of `now`.
 class time_window {
  public:
   time_window(duration span, std::uint32_t buckets)
@@ -114,33 +121,31 @@ class time_window {
     for (auto& b : buckets_) b = bucket{};
   }
 
-  void add(std::uint64_t good, std::uint64_t failures, std::uint64_t slow, time_point since,
+  void add(std::uint64_t calls, std::uint64_t failures, std::uint64_t slow, time_point since,
            time_point now) noexcept {
-    if (buckets_.empty()) return;
+    if (buckets_.empty() || calls == 0) return;
     const std::int64_t cur = index_of(now);
-    const std::uint64_t bad = std::max(failures, slow);
-    if (bad > 0) {
-      bucket& b = at(cur);
-      b.counts.calls += bad;
-      b.counts.failures += failures;
-      b.counts.slow += slow;
-    }
-    if (good == 0) return;
     const std::int64_t t0 = since.time_since_epoch().count();
     const std::int64_t t1 = now.time_since_epoch().count();
     if (t1 <= t0) {
-      at(cur).counts.calls += good;
+      bucket& b = at(cur);
+      b.counts.calls += calls;
+      b.counts.failures += failures;
+      b.counts.slow += slow;
       return;
     }
     const auto total = static_cast<std::uint64_t>(t1 - t0);
     const std::int64_t oldest = cur - static_cast<std::int64_t>(buckets_.size()) + 1;
-    std::int64_t first = std::max(index_of(since), oldest);
-    std::uint64_t given_before = share(good, elapsed_to(first * bucket_ns_, t0), total);
+    const std::int64_t first = std::max(index_of(since), oldest);
+    std::uint64_t start = elapsed_to(first * bucket_ns_, t0);
     for (std::int64_t i = first; i <= cur; ++i) {
-      const std::int64_t end = (i + 1) * bucket_ns_;
-      const std::uint64_t given_to_end = share(good, elapsed_to(end < t1 ? end : t1, t0), total);
-      at(i).counts.calls += given_to_end - given_before;
-      given_before = given_to_end;
+      const std::int64_t end_t = (i + 1) * bucket_ns_;
+      const std::uint64_t end = elapsed_to(end_t < t1 ? end_t : t1, t0);
+      window_counts& c = at(i).counts;
+      c.calls += share(calls, end, total) - share(calls, start, total);
+      c.failures += share(failures, end, total) - share(failures, start, total);
+      c.slow += share(slow, end, total) - share(slow, start, total);
+      start = end;
     }
   }
 
