@@ -302,16 +302,25 @@ class model {
         buckets_[cur].failures += failures;
         buckets_[cur].slow += slow;
       } else {
-        __extension__ using u128 = unsigned __int128;
-        const auto share = [&](std::uint64_t x, std::int64_t t) {
-          const std::uint64_t e = t > t0 ? static_cast<std::uint64_t>(std::min(t, t1) - t0) : 0;
-          return static_cast<std::uint64_t>(static_cast<u128>(x) * e / static_cast<std::uint64_t>(t1 - t0));
+        // The k-th of x items (k = 1..x) sits at t0 + k * (t1 - t0) / x; a
+        // bucket [a, b) takes those with a <= time < b. Plain loop: the
+        // numbers in these sequences are small.
+        const auto place = [&](std::uint64_t x, std::uint64_t counts::*field) {
+          __extension__ using i128 = __int128;
+          for (std::uint64_t k = 1; k <= x; ++k) {
+            // Walk back from the bucket of now while the item lies before the
+            // bucket's start: k * (t1 - t0) / x < i * width - t0.
+            std::int64_t i = cur;
+            while (i > cur - static_cast<std::int64_t>(o_.time_window_buckets) &&
+                   static_cast<i128>(k) * (t1 - t0) < static_cast<i128>(x) * (i * width - t0)) {
+              --i;
+            }
+            if (i > cur - static_cast<std::int64_t>(o_.time_window_buckets)) ++(buckets_[i].*field);
+          }
         };
-        for (std::int64_t i = cur - o_.time_window_buckets + 1; i <= cur; ++i) {
-          buckets_[i].calls += share(calls, (i + 1) * width) - share(calls, i * width);
-          buckets_[i].failures += share(failures, (i + 1) * width) - share(failures, i * width);
-          buckets_[i].slow += share(slow, (i + 1) * width) - share(slow, i * width);
-        }
+        place(calls, &counts::calls);
+        place(failures, &counts::failures);
+        place(slow, &counts::slow);
       }
       // Forget buckets that left the window.
       for (auto it = buckets_.begin(); it != buckets_.end();) {

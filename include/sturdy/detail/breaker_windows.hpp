@@ -105,11 +105,10 @@ class count_window {
 // time_window: `buckets` buckets of `span / buckets` each; the window at time
 // t is the bucket holding t plus the buckets - 1 before it. Outcomes are
 // counted without reading the clock, so a batch is spread evenly over the time
-// since the previous update (`since`, exclusive, to `now`, inclusive): the
-// bucket [a, b) receives floor(x * (b' - since) / T) - floor(x * (a' - since) /
-// T) of each count x, with a', b' clamped to the interval and T = now - since;
-// the share falling before the window is dropped. The one failure of a
-// single-threaded batch therefore lands in the bucket of `now`.
+// since the previous update: of a count x, the k-th (k = 1..x) is placed at
+// since + k * (now - since) / x, the last one exactly at `now`; the share that
+// falls before the window is dropped. The one failure of a single-threaded
+// batch therefore lands in the bucket of `now`.
 class time_window {
  public:
   time_window(duration span, std::uint32_t buckets)
@@ -137,15 +136,13 @@ class time_window {
     const auto total = static_cast<std::uint64_t>(t1 - t0);
     const std::int64_t oldest = cur - static_cast<std::int64_t>(buckets_.size()) + 1;
     const std::int64_t first = std::max(index_of(since), oldest);
-    std::uint64_t start = elapsed_to(first * bucket_ns_, t0);
     for (std::int64_t i = first; i <= cur; ++i) {
-      const std::int64_t end_t = (i + 1) * bucket_ns_;
-      const std::uint64_t end = elapsed_to(end_t < t1 ? end_t : t1, t0);
+      const std::uint64_t start = elapsed_to(i * bucket_ns_, t0);
+      const std::uint64_t end = elapsed_to((i + 1) * bucket_ns_, t0);
       window_counts& c = at(i).counts;
-      c.calls += share(calls, end, total) - share(calls, start, total);
-      c.failures += share(failures, end, total) - share(failures, start, total);
-      c.slow += share(slow, end, total) - share(slow, start, total);
-      start = end;
+      c.calls += before(calls, end, total) - before(calls, start, total);
+      c.failures += before(failures, end, total) - before(failures, start, total);
+      c.slow += before(slow, end, total) - before(slow, start, total);
     }
   }
 
@@ -191,10 +188,14 @@ class time_window {
   [[nodiscard]] static std::uint64_t elapsed_to(std::int64_t t, std::int64_t t0) noexcept {
     return t > t0 ? static_cast<std::uint64_t>(t - t0) : 0;
   }
-  // floor(good * part / total) without overflow.
-  [[nodiscard]] static std::uint64_t share(std::uint64_t good, std::uint64_t part, std::uint64_t total) noexcept {
+  // Of `x` items at offsets T/x, 2T/x, ..., T after `since`, how many lie
+  // strictly before offset `e`: the k with k*T < x*e, at most x.
+  [[nodiscard]] static std::uint64_t before(std::uint64_t x, std::uint64_t e, std::uint64_t total) noexcept {
     __extension__ using u128 = unsigned __int128;
-    return static_cast<std::uint64_t>(static_cast<u128>(good) * part / total);
+    const u128 xe = static_cast<u128>(x) * e;
+    if (xe == 0) return 0;
+    const u128 k = (xe - 1) / total;
+    return k >= x ? x : static_cast<std::uint64_t>(k);
   }
 
   std::int64_t bucket_ns_;
