@@ -435,15 +435,15 @@ TEST(CircuitBreakerTest, TimeWindowSpreadsSuccessesOverTheTimeSinceTheLastFailur
   f.fail();  // t = 0: [F]
   for (int i = 0; i < 20; ++i) f.ok();  // counted without a clock read
   f.clock.advance(20s);
-  // The 20 successes are spread over (0 s, 20 s], one per second. The window
-  // at 20 s is the bucket [20 s, 21 s) and the 9 before it, so it holds the
-  // share of [11 s, 20 s]: 9. The failure at 0 s has expired.
+  // The 20 successes are spread over (0 s, 20 s], at 1 s, 2 s, ..., 20 s. The
+  // window at 20 s is the bucket [20 s, 21 s) and the 9 before it, so it
+  // holds those at 11 s ... 20 s: 10. The failure at 0 s has expired.
   auto m = f.b.metrics();
-  EXPECT_EQ(m.time_window.calls, 9u);
+  EXPECT_EQ(m.time_window.calls, 10u);
   EXPECT_EQ(m.time_window.failures, 0u);
   f.fail();
   m = f.b.metrics();
-  EXPECT_EQ(m.time_window.calls, 10u);
+  EXPECT_EQ(m.time_window.calls, 11u);
   EXPECT_EQ(m.time_window.failures, 1u);
   EXPECT_EQ(f.b.state(), breaker_state::closed);
 }
