@@ -354,7 +354,7 @@ class circuit_breaker final {
     using R = execute_result_t<F>;
     auto admitted = try_acquire();
     if (STURDY_UNLIKELY(!admitted)) return make_failure<R>(admitted.assume_error());
-    const breaker_permit permit = admitted.assume_value();
+    const breaker_permit& permit = admitted.assume_value();
     if (!timed_) {
       try {
         R r = invoke_wrapped(std::forward<F>(fn));
