@@ -512,7 +512,7 @@ class circuit_breaker final {
 
   void record_closed_success() noexcept {
     detail::counter_stripe& s = my_stripe();
-    s.calls.fetch_add(1, std::memory_order_relaxed);
+    s.good.fetch_add(1, std::memory_order_relaxed);
     // Written only when non-zero: in a healthy system this line stays shared.
     if (STURDY_UNLIKELY(consecutive_.load(std::memory_order_relaxed) != 0)) {
       consecutive_.store(0, std::memory_order_relaxed);
@@ -523,13 +523,17 @@ class circuit_breaker final {
     detail::counter_totals t;
     for (std::uint32_t i = 0; i <= stripe_mask_; ++i) {
       const auto& s = stripes_[i];
-      t.failures += s.failures.load(std::memory_order_acquire);
-      t.slow += s.slow.load(std::memory_order_acquire);
+      const std::uint64_t good = s.good.load(std::memory_order_relaxed);
+      const std::uint64_t failed = s.failed.load(std::memory_order_relaxed);
+      const std::uint64_t slow_good = s.slow_good.load(std::memory_order_relaxed);
+      const std::uint64_t slow_failed = s.slow_failed.load(std::memory_order_relaxed);
+      t.calls += good + failed + slow_good + slow_failed;
+      t.failures += failed + slow_failed;
+      t.slow += slow_good + slow_failed;
       t.rejections += s.rejections.load(std::memory_order_relaxed);
       t.ignored += s.ignored.load(std::memory_order_relaxed);
       t.stale += s.stale.load(std::memory_order_relaxed);
     }
-    for (std::uint32_t i = 0; i <= stripe_mask_; ++i) t.calls += stripes_[i].calls.load(std::memory_order_relaxed);
     return t;
   }
 
@@ -638,9 +642,7 @@ class circuit_breaker final {
       return;
     }
     const bool failed = outcome == call_outcome::failure;
-    stripe.calls.fetch_add(1, std::memory_order_relaxed);
-    if (failed) stripe.failures.fetch_add(1, std::memory_order_release);
-    if (slow) stripe.slow.fetch_add(1, std::memory_order_release);
+    stripe.count(failed, slow);
     if (!failed) {
       if (consecutive_.load(std::memory_order_relaxed) != 0) consecutive_.store(0, std::memory_order_relaxed);
       if (!slow) return;
@@ -687,9 +689,7 @@ class circuit_breaker final {
       stripe.stale.fetch_add(1, std::memory_order_relaxed);  // lease expired or round over
       return;
     }
-    stripe.calls.fetch_add(1, std::memory_order_relaxed);
-    if (outcome == call_outcome::failure) stripe.failures.fetch_add(1, std::memory_order_release);
-    if (slow) stripe.slow.fetch_add(1, std::memory_order_release);
+    stripe.count(outcome == call_outcome::failure, slow);
     std::uint32_t ok = 0;
     std::uint32_t failed = 0;
     for (std::uint32_t i = 0; i < options_.half_open_probes; ++i) {

@@ -40,16 +40,23 @@ inline constexpr int word_generation_shift = 8;
 [[nodiscard]] constexpr bool word_locked(std::uint64_t w) noexcept { return (w & word_locked_bit) != 0; }
 
 // --- counter stripes --------------------------------------------------------
-// Monotonic counters; written with relaxed increments (calls first, then
-// failures/slow with release, so a reader that loads failures/slow with
-// acquire and then calls never sees more failures than calls).
+// Monotonic counters, written with relaxed increments. Every counted call
+// increments exactly one of the first four, so any snapshot of them is a
+// consistent set of whole calls (no call is ever seen with its failure but
+// without its slowness, or counted as a call before its failure shows).
 struct alignas(cache_line_size) counter_stripe {
-  std::atomic<std::uint64_t> calls{0};       // outcomes counted (success or failure)
-  std::atomic<std::uint64_t> failures{0};    // of which failures
-  std::atomic<std::uint64_t> slow{0};        // of which slower than the threshold
-  std::atomic<std::uint64_t> rejections{0};  // calls rejected (open, forced open, no probe slot)
-  std::atomic<std::uint64_t> ignored{0};     // outcomes recorded as call_outcome::ignored
-  std::atomic<std::uint64_t> stale{0};       // outcomes dropped: permit from an older generation
+  std::atomic<std::uint64_t> good{0};         // successes, not slow
+  std::atomic<std::uint64_t> failed{0};       // failures, not slow
+  std::atomic<std::uint64_t> slow_good{0};    // successes, slow
+  std::atomic<std::uint64_t> slow_failed{0};  // failures, slow
+  std::atomic<std::uint64_t> rejections{0};   // calls rejected (open, forced open, no probe slot)
+  std::atomic<std::uint64_t> ignored{0};      // outcomes recorded as call_outcome::ignored
+  std::atomic<std::uint64_t> stale{0};        // outcomes dropped: permit from an older generation
+
+  void count(bool failure, bool slow) noexcept {
+    auto& c = failure ? (slow ? slow_failed : failed) : (slow ? slow_good : good);
+    c.fetch_add(1, std::memory_order_relaxed);
+  }
 };
 static_assert(sizeof(counter_stripe) == cache_line_size);
 
