@@ -237,10 +237,10 @@ class model {
   }
 
   duration open_duration_for(std::uint32_t k) const {
-    double d = static_cast<double>(o_.open_duration.count());
-    const double cap = static_cast<double>(o_.max_open_duration.count());
-    for (std::uint32_t i = 0; i < k && d < cap; ++i) d *= o_.open_duration_growth;
-    return d >= cap ? o_.max_open_duration : duration(static_cast<std::int64_t>(d));
+    if (k == 0) return o_.open_duration;
+    const double d = static_cast<double>(o_.open_duration.count()) * std::pow(o_.open_duration_growth, k);
+    return d >= static_cast<double>(o_.max_open_duration.count()) ? o_.max_open_duration
+                                                                  : duration(static_cast<std::int64_t>(d));
   }
 
   void transition(breaker_state to, transition_reason reason, time_point now) {

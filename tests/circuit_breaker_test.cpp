@@ -252,6 +252,19 @@ TEST(CircuitBreakerTest, OpenDurationGrowsAcrossConsecutiveOpeningsUpToTheCap) {
   EXPECT_EQ(f.b.retry_after(), 1s);
 }
 
+TEST(CircuitBreakerTest, OpenDurationGrowthNeverOverflows) {
+  fixture f({.consecutive_failure_threshold = 1, .failure_rate_threshold = 0, .count_window_size = 0,
+             .open_duration = 1s, .open_duration_growth = 1e300, .max_open_duration = 24h});
+  f.fail();
+  for (int i = 0; i < 5; ++i) {
+    f.clock.advance(f.b.retry_after());
+    auto probe = f.b.try_acquire();
+    ASSERT_TRUE(probe);
+    f.b.record(probe.value(), call_outcome::failure);
+    EXPECT_EQ(f.b.retry_after(), 24h);
+  }
+}
+
 TEST(CircuitBreakerTest, ProbeLeaseExpiresSoASilentProbeCannotWedgeTheBreaker) {
   fixture f({.consecutive_failure_threshold = 1, .failure_rate_threshold = 0, .count_window_size = 0,
              .probe_lease = 5s});

@@ -704,11 +704,13 @@ class circuit_breaker final {
     }
   }
 
+  // open_duration * growth^openings, capped; never overflows (pow saturates
+  // to infinity, which the cap absorbs).
   duration open_duration_for(std::uint32_t openings) const noexcept {
-    double d = static_cast<double>(options_.open_duration.count());
-    const double cap = static_cast<double>(options_.max_open_duration.count());
-    for (std::uint32_t i = 0; i < openings && d < cap; ++i) d *= options_.open_duration_growth;
-    if (d >= cap) return options_.max_open_duration;
+    if (openings == 0 || options_.open_duration_growth == 1.0) return options_.open_duration;
+    const double d = static_cast<double>(options_.open_duration.count()) *
+                     std::pow(options_.open_duration_growth, static_cast<double>(openings));
+    if (!(d < static_cast<double>(options_.max_open_duration.count()))) return options_.max_open_duration;
     return duration(static_cast<duration::rep>(d));
   }
 
