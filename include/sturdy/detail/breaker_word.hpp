@@ -17,6 +17,7 @@
 #define STURDY_DETAIL_BREAKER_WORD_HPP_
 
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <limits>
 
@@ -69,19 +70,53 @@ struct counter_totals {
   std::uint64_t stale = 0;
 };
 
-// A small per-thread index (1-based; 0 = not yet assigned), shared by every
-// breaker: thread i uses stripe (i - 1) & mask. Constant-initialised, so
-// reading it needs no TLS guard.
-inline std::atomic<std::uint32_t> next_thread_index{0};
-inline thread_local std::uint32_t this_thread_index = 0;
+// A small per-thread index shared by every breaker: thread i uses stripe
+// i & mask. Live threads get distinct indices, the lowest free ones (an index
+// is returned to the pool when its thread exits), so as long as no more
+// threads than stripes record at once, no two share a stripe. The hot path
+// reads one constant-initialised thread_local (no TLS guard); only a thread's
+// first call takes the slow path that claims an index.
+inline constexpr std::uint32_t thread_index_pool_words = 64;  // 4096 recyclable indices
+inline std::atomic<std::uint64_t> thread_index_pool[thread_index_pool_words] = {};
+inline std::atomic<std::uint32_t> thread_index_overflow{thread_index_pool_words * 64};
+inline thread_local std::uint32_t this_thread_index = 0;  // index + 1; 0 = none yet
+
+[[nodiscard]] inline std::uint32_t claim_thread_index() noexcept {
+  for (std::uint32_t w = 0; w < thread_index_pool_words; ++w) {
+    std::uint64_t v = thread_index_pool[w].load(std::memory_order_relaxed);
+    while (~v != 0) {
+      const int bit = std::countr_one(v);
+      if (thread_index_pool[w].compare_exchange_weak(v, v | (std::uint64_t{1} << bit), std::memory_order_relaxed)) {
+        return w * 64 + static_cast<std::uint32_t>(bit);
+      }
+    }
+  }
+  return thread_index_overflow.fetch_add(1, std::memory_order_relaxed);  // > 4096 live threads
+}
+
+inline void release_thread_index(std::uint32_t i) noexcept {
+  if (i < thread_index_pool_words * 64) {
+    thread_index_pool[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_relaxed);
+  }
+}
+
+struct thread_index_holder {
+  std::uint32_t index;
+  thread_index_holder() noexcept : index(claim_thread_index()) {}
+  thread_index_holder(const thread_index_holder&) = delete;
+  thread_index_holder& operator=(const thread_index_holder&) = delete;
+  ~thread_index_holder() { release_thread_index(index); }
+};
+
+inline std::uint32_t assign_thread_index() noexcept {
+  static thread_local const thread_index_holder holder;
+  this_thread_index = holder.index + 1;
+  return holder.index;
+}
 
 [[nodiscard]] inline std::uint32_t thread_index() noexcept {
-  std::uint32_t i = this_thread_index;
-  if (STURDY_UNLIKELY(i == 0)) {
-    i = next_thread_index.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (i == 0) i = next_thread_index.fetch_add(1, std::memory_order_relaxed) + 1;  // wrapped
-    this_thread_index = i;
-  }
+  const std::uint32_t i = this_thread_index;
+  if (STURDY_UNLIKELY(i == 0)) return assign_thread_index();
   return i - 1;
 }
 
