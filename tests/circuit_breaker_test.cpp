@@ -3,6 +3,8 @@
 #include "sturdy/circuit_breaker.hpp"
 
 #include <chrono>
+#include <latch>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -621,6 +623,21 @@ TEST(CircuitBreakerTest, ClassifierDecidesWhatCountsAsAFailure) {
   EXPECT_EQ(m.failures, 0u);
   (void)f.b.execute([] { return sturdy::result<int>(std::make_error_code(std::errc::io_error)); });
   EXPECT_EQ(f.b.state(), breaker_state::open);
+}
+
+// --- internals -------------------------------------------------------------
+
+TEST(CircuitBreakerInternalsTest, LiveThreadsGetDistinctStripeIndicesThatAreRecycled) {
+  std::uint32_t first = 0, second = 0, a = 0, b = 0;
+  std::thread([&] { first = sturdy::detail::thread_index(); }).join();
+  std::thread([&] { second = sturdy::detail::thread_index(); }).join();
+  EXPECT_EQ(first, second);  // the exited thread's index was reused
+  std::latch both(2);
+  std::thread t1([&] { a = sturdy::detail::thread_index(); both.arrive_and_wait(); });
+  std::thread t2([&] { b = sturdy::detail::thread_index(); both.arrive_and_wait(); });
+  t1.join();
+  t2.join();
+  EXPECT_NE(a, b);
 }
 
 // --- allocations -----------------------------------------------------------
