@@ -640,6 +640,35 @@ TEST(CircuitBreakerInternalsTest, LiveThreadsGetDistinctStripeIndicesThatAreRecy
   EXPECT_NE(a, b);
 }
 
+TEST(CircuitBreakerInternalsTest, CountWindowSpreadsABatchsFailuresEvenlyEndingWithTheLast) {
+  // Reference: call i of n is marked when floor((i+1)k/n) > floor(ik/n).
+  for (std::uint64_t size : {1u, 4u, 9u, 50u}) {
+    for (std::uint64_t n = 1; n <= 60; ++n) {
+      for (std::uint64_t f = 0; f <= n; f += (n / 7) + 1) {
+        const std::uint64_t s = n - f / 2;
+        sturdy::detail::count_window w(static_cast<std::uint32_t>(size));
+        w.add(3, 1, 0);  // something to evict first
+        w.add(n, f, s);
+        std::uint64_t want_f = 0, want_s = 0;
+        for (std::uint64_t i = n - std::min(n, size); i < n; ++i) {
+          want_f += (i + 1) * f / n > i * f / n;
+          want_s += (i + 1) * s / n > i * s / n;
+        }
+        std::uint64_t want_calls = std::min(n, size);
+        if (n < size) {  // part of the first batch survives: 3 calls, the last failed
+          const std::uint64_t keep = std::min<std::uint64_t>(3, size - n);
+          want_calls += keep;
+          want_f += keep >= 1 ? 1 : 0;
+        }
+        const auto c = w.counts();
+        ASSERT_EQ(c.calls, want_calls) << size << " " << n << " " << f;
+        ASSERT_EQ(c.failures, want_f) << size << " " << n << " " << f;
+        ASSERT_EQ(c.slow, want_s) << size << " " << n << " " << s;
+      }
+    }
+  }
+}
+
 // --- allocations -----------------------------------------------------------
 
 TEST(CircuitBreakerTest, TheCallPathAllocatesNothing) {

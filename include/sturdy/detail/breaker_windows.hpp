@@ -47,24 +47,36 @@ class count_window {
 
   void reset() noexcept {
     std::fill(ring_.begin(), ring_.end(), std::uint8_t{0});
-    pos_ = 0;
+    head_ = 0;
     counts_ = {};
   }
 
   // Appends a batch of `calls` calls (see the file comment for where the
-  // `failures` and `slow` ones go).
+  // `failures` and `slow` ones go). O(min(calls, size)), no division per call.
   void add(std::uint64_t calls, std::uint64_t failures, std::uint64_t slow) noexcept {
     if (ring_.empty() || calls == 0) return;
     const std::uint64_t n = ring_.size();
     std::uint64_t first = 0;  // index within the batch of the first call to write
     if (calls > n) {          // only the last n calls of the batch survive
       first = calls - n;
-      reset_keep_pos();
+      reset();
     }
+    // Bresenham: call i is marked when acc + k crosses `calls`, where acc
+    // tracks (i * k) mod calls; this equals floor((i+1)k/n) > floor(ik/n).
+    std::uint64_t fail_acc = start_acc(first, failures, calls);
+    std::uint64_t slow_acc = start_acc(first, slow, calls);
     for (std::uint64_t i = first; i < calls; ++i) {
       std::uint8_t flags = 0;
-      if (nth_is_marked(i, failures, calls)) flags |= 1;
-      if (nth_is_marked(i, slow, calls)) flags |= 2;
+      fail_acc += failures;
+      if (fail_acc >= calls) {
+        fail_acc -= calls;
+        flags |= 1;
+      }
+      slow_acc += slow;
+      if (slow_acc >= calls) {
+        slow_acc -= calls;
+        flags |= 2;
+      }
       push(flags);
     }
   }
@@ -72,19 +84,14 @@ class count_window {
   [[nodiscard]] window_counts counts() const noexcept { return counts_; }
   [[nodiscard]] std::uint64_t size() const noexcept { return ring_.size(); }
 
-  // Whether call i of n is one of the `marked` spread evenly over the batch.
-  [[nodiscard]] static bool nth_is_marked(std::uint64_t i, std::uint64_t marked, std::uint64_t n) noexcept {
-    __extension__ using u128 = unsigned __int128;
-    return static_cast<u128>(i + 1) * marked / n > static_cast<u128>(i) * marked / n;
-  }
-
  private:
-  void reset_keep_pos() noexcept {
-    std::fill(ring_.begin(), ring_.end(), std::uint8_t{0});
-    counts_ = {};
+  [[nodiscard]] static std::uint64_t start_acc(std::uint64_t first, std::uint64_t k, std::uint64_t n) noexcept {
+    if (first == 0 || k == 0) return 0;
+    __extension__ using u128 = unsigned __int128;
+    return static_cast<std::uint64_t>(static_cast<u128>(first) * k % n);
   }
   void push(std::uint8_t flags) noexcept {
-    std::uint8_t& cell = ring_[pos_ % ring_.size()];
+    std::uint8_t& cell = ring_[head_];
     if (counts_.calls == ring_.size()) {  // full: evict the call this one replaces
       --counts_.calls;
       counts_.failures -= cell & 1;
@@ -94,11 +101,11 @@ class count_window {
     ++counts_.calls;
     counts_.failures += flags & 1;
     counts_.slow += (flags >> 1) & 1;
-    ++pos_;
+    if (++head_ == ring_.size()) head_ = 0;
   }
 
   std::vector<std::uint8_t> ring_;
-  std::uint64_t pos_ = 0;  // calls ever added since the last reset
+  std::size_t head_ = 0;  // where the next call goes
   window_counts counts_;
 };
 
@@ -191,11 +198,12 @@ class time_window {
   // Of `x` items at offsets T/x, 2T/x, ..., T after `since`, how many lie
   // strictly before offset `e`: the k with k*T < x*e, at most x.
   [[nodiscard]] static std::uint64_t before(std::uint64_t x, std::uint64_t e, std::uint64_t total) noexcept {
+    if (x == 0 || e == 0) return 0;
+    if (e > total) return x;
+    std::uint64_t xe = 0;
+    if (!__builtin_mul_overflow(x, e, &xe)) return (xe - 1) / total;  // 64-bit fast path
     __extension__ using u128 = unsigned __int128;
-    const u128 xe = static_cast<u128>(x) * e;
-    if (xe == 0) return 0;
-    const u128 k = (xe - 1) / total;
-    return k >= x ? x : static_cast<std::uint64_t>(k);
+    return static_cast<std::uint64_t>((static_cast<u128>(x) * e - 1) / total);
   }
 
   std::int64_t bucket_ns_;
