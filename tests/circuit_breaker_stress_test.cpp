@@ -94,6 +94,38 @@ TEST(CircuitBreakerStressTest, ClosedStateLosesNoCounts) {
   EXPECT_EQ(m.time_window.slow_calls, t.slow.load());
 }
 
+// Folding per-thread counters into the windows must not invent bursts: with
+// a steady 1-in-16 failure rate on every thread, a 50 % rate rule must never
+// fire, however the folding thread is descheduled.
+TEST(CircuitBreakerStressTest, FoldingCountersNeverInventsAFailureBurst) {
+  sturdy::circuit_breaker<> b({.consecutive_failure_threshold = 0,
+                               .failure_rate_threshold = 0.5,
+                               .count_window_size = 100,
+                               .minimum_calls = 100});
+  const std::uint64_t per_thread = sturdy::test::stress_iterations(1'000'000);
+  std::latch start(kThreads);
+  std::atomic<std::uint64_t> rejected{0};
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads; ++id) {
+    threads.emplace_back([&] {
+      start.arrive_and_wait();
+      for (std::uint64_t i = 1; i <= per_thread; ++i) {
+        auto p = b.try_acquire();
+        if (!p) {
+          rejected.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        b.record(p.value(), i % 16 == 0 ? call_outcome::failure : call_outcome::success);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(rejected.load(), 0u);
+  EXPECT_EQ(b.state(), breaker_state::closed);
+  const auto m = b.metrics();
+  EXPECT_EQ(m.failures, per_thread / 16 * kThreads);
+}
+
 // Probes in flight per half-open generation, as seen by the test: raised
 // after a probe permit is returned, lowered before it is recorded, so it never
 // exceeds what the breaker itself holds.

@@ -523,10 +523,21 @@ class circuit_breaker final {
     detail::counter_totals t;
     for (std::uint32_t i = 0; i <= stripe_mask_; ++i) {
       const auto& s = stripes_[i];
-      const std::uint64_t good = s.good.load(std::memory_order_relaxed);
-      const std::uint64_t failed = s.failed.load(std::memory_order_relaxed);
-      const std::uint64_t slow_good = s.slow_good.load(std::memory_order_relaxed);
-      const std::uint64_t slow_failed = s.slow_failed.load(std::memory_order_relaxed);
+      // The four counters cannot be read at one instant. If this thread is
+      // descheduled between reading `good` and the failure counters, a fold
+      // would pair the failures of that whole pause with none of its
+      // successes and see a burst of failures that never happened. So read
+      // `good` before and after the others and retry while it moved by more
+      // than a few calls: the skew of a stripe's cut stays under 16 calls.
+      std::uint64_t good = 0, failed = 0, slow_good = 0, slow_failed = 0;
+      for (int attempt = 0;; ++attempt) {
+        good = s.good.load(std::memory_order_acquire);
+        failed = s.failed.load(std::memory_order_acquire);
+        slow_good = s.slow_good.load(std::memory_order_acquire);
+        slow_failed = s.slow_failed.load(std::memory_order_acquire);
+        const std::uint64_t good_after = s.good.load(std::memory_order_acquire);
+        if (good_after - good <= 16 || attempt == 8) break;
+      }
       t.calls += good + failed + slow_good + slow_failed;
       t.failures += failed + slow_failed;
       t.slow += slow_good + slow_failed;
