@@ -280,9 +280,10 @@ class circuit_breaker;
 
 // breaker_permit
 //
-// Admission to make one call; hand it back to `record` exactly once. A permit
-// from an earlier generation (the state changed meanwhile) is ignored by
-// `record`. Trivially copyable.
+// Admission to make one call; hand it back to `record` of the breaker that
+// issued it, exactly once. A permit from an earlier generation (the state
+// changed meanwhile) is ignored by `record` and counted as stale. Trivially
+// copyable.
 class breaker_permit {
  public:
   [[nodiscard]] breaker_state state() const noexcept {
@@ -300,6 +301,8 @@ class breaker_permit {
   std::uint64_t lease_;  // the probe slot's value while leased to this permit
   std::uint32_t slot_;
 };
+
+static_assert(std::is_trivially_copyable_v<breaker_permit>);
 
 // circuit_breaker<Clock, Listener>
 //
@@ -680,7 +683,8 @@ class circuit_breaker final {
 
   void record_probe(const breaker_permit& p, call_outcome outcome, bool slow,
                     detail::counter_stripe& stripe) noexcept {
-    if (word_.load(std::memory_order_acquire) != p.word_) {  // the round is over
+    if (word_.load(std::memory_order_acquire) != p.word_ ||  // the round is over
+        p.slot_ >= options_.half_open_probes) {              // (or another breaker's permit)
       stripe.stale.fetch_add(1, std::memory_order_relaxed);
       return;
     }
