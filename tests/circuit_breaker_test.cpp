@@ -609,7 +609,7 @@ TEST(CircuitBreakerTest, ClassifierDecidesWhatCountsAsAFailure) {
   o.failure_classifier = [](const sturdy::failure_info& fi) {
     if (fi.code == std::errc::operation_canceled) return call_outcome::ignored;
     if (fi.code == std::errc::no_such_file_or_directory) return call_outcome::success;  // a 404 is fine
-    if (fi.exception_as<std::invalid_argument>() != nullptr) return call_outcome::success;
+    if (fi.exception_is<std::invalid_argument>()) return call_outcome::success;
     return call_outcome::failure;
   };
   fixture f(std::move(o));

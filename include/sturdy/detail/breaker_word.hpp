@@ -140,14 +140,6 @@ inline constexpr std::uint64_t slot_bias = std::uint64_t{1} << 63;
   return time_point(duration(static_cast<std::int64_t>(v - slot_bias)));
 }
 
-// Saturating `t + d` for d >= 0.
-[[nodiscard]] constexpr time_point saturating_add(time_point t, duration d) noexcept {
-  const auto max = std::numeric_limits<duration::rep>::max();
-  const auto c = t.time_since_epoch().count();
-  if (d.count() > 0 && c > max - d.count()) return time_point(duration(max));
-  return t + d;
-}
-
 }  // namespace sturdy::detail
 
 #endif  // STURDY_DETAIL_BREAKER_WORD_HPP_
