@@ -148,31 +148,45 @@ BENCHMARK(BM_Redis_Replay)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Redis_FirstExecution)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Redis_BeginAbandon)->Threads(1)->Threads(2)->UseRealTime();
 
-// Commands the server processed (INFO stats), read over `conn`.
-long long commands_processed(raw_conn& conn) {
-  auto* r = static_cast<redisReply*>(redisCommand(conn.c, "INFO stats"));
-  long long n = -1;
-  if (r != nullptr && r->type == REDIS_REPLY_STRING) {
-    const std::string info(r->str, r->len);
-    const auto at = info.find("total_commands_processed:");
-    if (at != std::string::npos) n = std::atoll(info.c_str() + at + 25);
-  }
-  if (r != nullptr) freeReplyObject(r);
-  return n;
+// The server's counters: client round trips (calls of EVALSHA, EVAL and GET
+// from INFO commandstats: scripts' inner commands are not counted there) and
+// all commands processed (INFO stats: counts the scripts' inner commands).
+struct server_counts {
+  long long round_trips = 0;
+  long long commands = 0;
+};
+
+long long stat(const std::string& info, const std::string& field) {
+  const auto at = info.find(field);
+  return at == std::string::npos ? 0 : std::atoll(info.c_str() + at + field.size());
 }
 
-// Measures server commands per operation (= round trips: every store
-// operation is one command on the wire) with the server's own counter; on a
-// shared server other clients' commands inflate it.
+server_counts counts(raw_conn& conn) {
+  server_counts out;
+  auto* r = static_cast<redisReply*>(redisCommand(conn.c, "INFO all"));
+  if (r != nullptr && r->type == REDIS_REPLY_STRING) {
+    const std::string info(r->str, r->len);
+    out.round_trips = stat(info, "cmdstat_evalsha:calls=") + stat(info, "cmdstat_eval:calls=") +
+                      stat(info, "cmdstat_get:calls=");
+    out.commands = stat(info, "total_commands_processed:");
+  }
+  if (r != nullptr) freeReplyObject(r);
+  return out;
+}
+
+// Measures round trips per operation with the server's own counters (on a
+// shared server other clients' commands inflate them).
 void print_round_trips() {
   raw_conn conn;
   constexpr int n = 100;
   auto& c = cache();
   auto measure = [&](const char* what, auto&& op) {
-    const long long before = commands_processed(conn);
+    const server_counts before = counts(conn);
     for (int i = 0; i < n; ++i) op(i);
-    const long long after = commands_processed(conn);
-    std::printf("round trips per %-28s %.2f\n", what, static_cast<double>(after - before - 1) / n);
+    const server_counts after = counts(conn);
+    std::printf("%-30s round trips %.2f, server commands %.2f\n", what,
+                static_cast<double>(after.round_trips - before.round_trips) / n,
+                static_cast<double>(after.commands - before.commands - 1) / n);
   };
   (void)c.execute("rtt-warm", 1, [] { return std::uint64_t(1); });  // opens a pooled connection
   measure("first execution (execute):", [&](int i) {
