@@ -78,7 +78,8 @@ void BM_Raw_Get(benchmark::State& state) {
     benchmark::DoNotOptimize(r);
     freeReplyObject(r);
   }
-  state.counters["calls/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["calls/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["rtt"] = benchmark::Counter(1, benchmark::Counter::kAvgThreads);
 }
 
@@ -86,11 +87,13 @@ void BM_Raw_Set(benchmark::State& state) {
   raw_conn conn;
   const std::string key = bench_options().key_prefix + "raw:" + std::to_string(state.thread_index());
   for (auto _ : state) {
-    auto* r = static_cast<redisReply*>(redisCommand(conn.c, "SET %s %s EX 300", key.c_str(), "0123456789abcdef"));
+    auto* r =
+        static_cast<redisReply*>(redisCommand(conn.c, "SET %s %s EX 300", key.c_str(), "0123456789abcdef"));
     benchmark::DoNotOptimize(r);
     freeReplyObject(r);
   }
-  state.counters["calls/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["calls/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["rtt"] = benchmark::Counter(1, benchmark::Counter::kAvgThreads);
 }
 
@@ -109,7 +112,8 @@ void BM_Redis_Replay(benchmark::State& state) {
     if (!r.replayed) state.SkipWithError("expected a replay");
     benchmark::DoNotOptimize(r);
   }
-  state.counters["calls/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["calls/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["rtt"] = benchmark::Counter(1, benchmark::Counter::kAvgThreads);
 }
 
@@ -123,7 +127,8 @@ void BM_Redis_FirstExecution(benchmark::State& state) {
     if (r.replayed || !r.result.has_value()) state.SkipWithError("expected a first execution");
     benchmark::DoNotOptimize(r);
   }
-  state.counters["calls/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["calls/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["rtt"] = benchmark::Counter(2, benchmark::Counter::kAvgThreads);
 }
 
@@ -138,7 +143,8 @@ void BM_Redis_BeginAbandon(benchmark::State& state) {
     }
     (void)store.abandon(key, b.value().token);
   }
-  state.counters["calls/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["calls/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["rtt"] = benchmark::Counter(2, benchmark::Counter::kAvgThreads);
 }
 
@@ -189,12 +195,10 @@ void print_round_trips() {
                 static_cast<double>(after.commands - before.commands - 1) / n);
   };
   (void)c.execute("rtt-warm", 1, [] { return std::uint64_t(1); });  // opens a pooled connection
-  measure("first execution (execute):", [&](int i) {
-    (void)c.execute("rtt-" + std::to_string(i), 1, [] { return std::uint64_t(1); });
-  });
-  measure("replay (execute):", [&](int i) {
-    (void)c.execute("rtt-" + std::to_string(i), 1, [] { return std::uint64_t(1); });
-  });
+  measure("first execution (execute):",
+          [&](int i) { (void)c.execute("rtt-" + std::to_string(i), 1, [] { return std::uint64_t(1); }); });
+  measure("replay (execute):",
+          [&](int i) { (void)c.execute("rtt-" + std::to_string(i), 1, [] { return std::uint64_t(1); }); });
   measure("begin + abandon (store):", [&](int i) {
     auto b = c.store().begin("rtt-abandon-" + std::to_string(i), 1, std::chrono::seconds(30));
     if (b.has_value()) (void)c.store().abandon("rtt-abandon-" + std::to_string(i), b.value().token);
@@ -209,7 +213,8 @@ int main(int argc, char** argv) {
   {
     sturdy::redis::idempotency_store<int> probe(bench_options());
     if (!probe.ping().has_value()) {
-      std::printf("redis_idempotency_bench: no Redis at %s (set STURDY_REDIS_URL); skipped\n", address().c_str());
+      std::printf("redis_idempotency_bench: no Redis at %s (set STURDY_REDIS_URL); skipped\n",
+                  address().c_str());
       return 0;
     }
   }

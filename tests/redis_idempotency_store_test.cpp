@@ -75,13 +75,18 @@ class raw_client {
       argv.push_back(a.data());
       len.push_back(a.size());
     }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), len.data()));
+    auto* r = static_cast<redisReply*>(
+        redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), len.data()));
     if (r == nullptr) return "ERR:io";
     std::string out;
-    if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
-    else if (r->type == REDIS_REPLY_NIL) out = "NIL";
-    else if (r->type == REDIS_REPLY_ERROR) out = "ERR:" + std::string(r->str, r->len);
-    else if (r->str != nullptr) out = std::string(r->str, r->len);
+    if (r->type == REDIS_REPLY_INTEGER)
+      out = std::to_string(r->integer);
+    else if (r->type == REDIS_REPLY_NIL)
+      out = "NIL";
+    else if (r->type == REDIS_REPLY_ERROR)
+      out = "ERR:" + std::string(r->str, r->len);
+    else if (r->str != nullptr)
+      out = std::string(r->str, r->len);
     freeReplyObject(r);
     return out;
   }
@@ -204,7 +209,7 @@ namespace {
 
 TEST(RedisIdempotencyCacheTest, AUserCodecStoresItsType) {
   static_assert(sturdy::redis::serializable<receipt>);
-  static_assert(!sturdy::redis::serializable<std::vector<int>>);
+  static_assert(!sturdy::redis::serializable<std::vector<int> >);
   static_assert(!sturdy::redis::serializable<int*>);
   sturdy::redis::idempotency_cache<receipt> cache({}, test_options("codec"));
   (void)cache.execute("r", 1, [] { return receipt{"ch_1", 1250}; });
@@ -256,9 +261,9 @@ TEST(RedisIdempotencyCacheTest, ErrorsOfUnlistedCategoriesAndExceptionsAreNotCac
   EXPECT_FALSE(r2.replayed);  // released, so the retry ran
   EXPECT_EQ(runs, 2);
 
-  EXPECT_THROW((void)cache.execute("throws", 1, cache_all,
-                                   [&]() -> int { throw std::runtime_error("boom"); }),
-               std::runtime_error);
+  EXPECT_THROW(
+      (void)cache.execute("throws", 1, cache_all, [&]() -> int { throw std::runtime_error("boom"); }),
+      std::runtime_error);
   auto r3 = cache.execute("throws", 1, cache_all, [&] { return 5; });
   EXPECT_FALSE(r3.replayed);
   EXPECT_EQ(r3.result.value(), 5);
@@ -268,7 +273,8 @@ TEST(RedisIdempotencyCacheTest, ErrorsOfUnlistedCategoriesAndExceptionsAreNotCac
   auto opts = test_options("listed");
   opts.error_categories = {&cat};
   sturdy::redis::idempotency_cache<int> listed({}, opts);
-  (void)listed.execute("priv", 1, cache_all, [&]() -> sturdy::result<int> { return std::error_code(3, cat); });
+  (void)listed.execute("priv", 1, cache_all,
+                       [&]() -> sturdy::result<int> { return std::error_code(3, cat); });
   auto r4 = listed.execute("priv", 1, cache_all, [&]() -> sturdy::result<int> { return 1; });
   ASSERT_TRUE(r4.replayed);
   EXPECT_EQ(r4.result.error(), std::error_code(3, cat));
@@ -278,7 +284,7 @@ TEST(RedisIdempotencyCacheTest, AWaitingDuplicatePollsAndReplaysTheOwnersOutcome
   using sturdy::testing::manual_clock;
   using sturdy::testing::recording_sleeper;
   using cache_t = sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener,
-                                            sturdy::redis::idempotency_store<int>>;
+                                            sturdy::redis::idempotency_store<int> >;
   manual_clock clock;
   recording_sleeper sleeper(clock);
   cache_t cache({.poll_initial = 1ms, .poll_max = 4ms}, test_options("wait"), clock, sleeper);
@@ -337,6 +343,11 @@ TEST(RedisIdempotencyFailureTest, FailOpenRunsTheWorkWithoutIdempotencyAndSaysSo
   ASSERT_EQ(events.size(), 2U);
   EXPECT_TRUE(events[0].failed_open);
   EXPECT_EQ(events[0].operation, "begin");
+  // The null token is only the fail-open run's: a fail-closed store refuses it.
+  sturdy::redis::idempotency_store<int> closed(test_options("null-token"));
+  EXPECT_EQ(closed.complete("k", sturdy::fencing_token{0}, sturdy::outcome<int>(1), 1h).error(),
+            errc::stale_token);
+  EXPECT_EQ(closed.abandon("k", sturdy::fencing_token{0}).error(), errc::stale_token);
 }
 
 TEST(RedisIdempotencyFailureTest, KilledAndRestartedRedisFailsClearlyThenServesAndRunsNoKeyTwice) {
@@ -462,13 +473,17 @@ TEST_F(RedisCorruptDataTest, UnreadableFieldsAreCorruptData) {
 
 TEST_F(RedisCorruptDataTest, UndecodableValuesAreCorruptData) {
   const std::string far = "99999999999999";
-  const std::vector<std::pair<std::string, std::string>> bad = {
+  const std::vector<std::pair<std::string, std::string> > bad = {
       {"garbage", "not ours"},
-      {"short", std::string("S1v\x01\x02", 5)},           // an int needs 4 bytes
+      {"short", std::string("S1v\x01\x02", 5)},  // an int needs 4 bytes
       {"long", std::string("S1v\x01\x02\x03\x04\x05", 8)},
       {"tag", std::string("S1x\x01\x02\x03\x04", 7)},
-      {"category", std::string("S1eno.such.category\0" "5", 21)},
-      {"errvalue", std::string("S1egeneric\0" "x", 12)},
+      {"category", std::string("S1eno.such.category\0"
+                               "5",
+                               21)},
+      {"errvalue", std::string("S1egeneric\0"
+                               "x",
+                               12)},
       {"empty", ""},
   };
   for (const auto& [name, value] : bad) {

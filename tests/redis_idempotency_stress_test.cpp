@@ -65,8 +65,8 @@ class exec_counter {
   exec_counter(const exec_counter&) = delete;
   exec_counter& operator=(const exec_counter&) = delete;
   long long add(const std::string& field, long long by = 1) {
-    auto* r = static_cast<redisReply*>(redisCommand(c_, "HINCRBY %b %b %lld", hash_.data(), hash_.size(),
-                                                    field.data(), field.size(), by));
+    auto* r = static_cast<redisReply*>(
+        redisCommand(c_, "HINCRBY %b %b %lld", hash_.data(), hash_.size(), field.data(), field.size(), by));
     long long v = (r != nullptr && r->type == REDIS_REPLY_INTEGER) ? r->integer : -1;
     if (r != nullptr) freeReplyObject(r);
     return v;
@@ -74,7 +74,8 @@ class exec_counter {
   long long get(const std::string& field) {
     auto* r = static_cast<redisReply*>(
         redisCommand(c_, "HGET %b %b", hash_.data(), hash_.size(), field.data(), field.size()));
-    long long v = (r != nullptr && r->type == REDIS_REPLY_STRING) ? std::stoll(std::string(r->str, r->len)) : 0;
+    long long v =
+        (r != nullptr && r->type == REDIS_REPLY_STRING) ? std::stoll(std::string(r->str, r->len)) : 0;
     if (r != nullptr) freeReplyObject(r);
     return v;
   }
@@ -95,14 +96,17 @@ TEST(RedisChild, DISABLED_Racer) {
   ASSERT_FALSE(prefix.empty());
   const int keys = key_count();
   sturdy::redis::idempotency_cache<std::uint64_t> cache(
-      {.lease = 30s, .policy = {.in_flight = sturdy::in_flight_policy::wait, .wait_timeout = 30s},
-       .poll_initial = 100us, .poll_max = 2ms},
+      {.lease = 30s,
+       .policy = {.in_flight = sturdy::in_flight_policy::wait, .wait_timeout = 30s},
+       .poll_initial = 100us,
+       .poll_max = 2ms},
       options_at(address, prefix));
   // Start together: both processes check in, then go.
   exec_counter barrier(address, prefix + "barrier");
   barrier.add("ready");
   const auto give_up = std::chrono::steady_clock::now() + 20s;
-  while (barrier.get("ready") < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(1ms);
+  while (barrier.get("ready") < 2 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(1ms);
 
   std::vector<std::string> lines[2];
   auto worker = [&](int t) {
@@ -129,7 +133,8 @@ TEST(RedisChild, DISABLED_Racer) {
 // Acquires STURDY_CHILD_KEY with a 30 s lease, prints its token, and
 // "crashes" (exits without completing or abandoning).
 TEST(RedisChild, DISABLED_CrashingOwner) {
-  sturdy::redis::idempotency_store<int> store(options_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX")));
+  sturdy::redis::idempotency_store<int> store(
+      options_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX")));
   auto b = store.begin(env("STURDY_CHILD_KEY"), 1, 30s);
   ASSERT_TRUE(b.has_value());
   ASSERT_EQ(b.value().status, sturdy::begin_status::acquired);
@@ -139,7 +144,8 @@ TEST(RedisChild, DISABLED_CrashingOwner) {
 
 // Presents STURDY_CHILD_TOKEN for STURDY_CHILD_KEY; exits 0 only if refused.
 TEST(RedisChild, DISABLED_StaleOwner) {
-  sturdy::redis::idempotency_store<int> store(options_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX")));
+  sturdy::redis::idempotency_store<int> store(
+      options_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX")));
   const sturdy::fencing_token token{std::stoull(env("STURDY_CHILD_TOKEN"))};
   const std::string key = env("STURDY_CHILD_KEY");
   EXPECT_EQ(store.complete(key, token, sturdy::outcome<int>(-1), 1h).error(), errc::stale_token);
@@ -157,7 +163,8 @@ std::string read_file(const std::string& path) {
 
 std::string temp_path(const std::string& tag) {
   const char* dir = std::getenv("TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + "/sturdy-redis-" + std::to_string(::getpid()) + "-" + tag;
+  return std::string(dir != nullptr ? dir : "/tmp") + "/sturdy-redis-" + std::to_string(::getpid()) + "-" +
+         tag;
 }
 
 TEST(RedisIdempotencyStressTest, ExactlyOnceAcrossTwoProcessesRacingOnTheSameKeys) {
@@ -168,15 +175,15 @@ TEST(RedisIdempotencyStressTest, ExactlyOnceAcrossTwoProcessesRacingOnTheSameKey
   std::vector<std::string> outs;
   for (int id = 1; id <= 2; ++id) {
     outs.push_back(temp_path("racer" + std::to_string(id)));
-    pids.push_back(sturdy::test::spawn_self("RedisChild.DISABLED_Racer",
-                                            {"STURDY_REDIS_URL=" + address, "STURDY_CHILD_PREFIX=" + prefix,
-                                             "STURDY_CHILD_OUT=" + outs.back(),
-                                             "STURDY_CHILD_ID=" + std::to_string(id)}));
+    pids.push_back(sturdy::test::spawn_self(
+        "RedisChild.DISABLED_Racer",
+        {"STURDY_REDIS_URL=" + address, "STURDY_CHILD_PREFIX=" + prefix, "STURDY_CHILD_OUT=" + outs.back(),
+         "STURDY_CHILD_ID=" + std::to_string(id)}));
     ASSERT_NE(pids.back(), 0);
   }
   for (pid_t p : pids) EXPECT_EQ(sturdy::test::wait_exit(p), 0);
 
-  std::map<std::string, std::vector<std::pair<std::string, bool>>> seen;  // key -> (value, replayed)
+  std::map<std::string, std::vector<std::pair<std::string, bool> > > seen;  // key -> (value, replayed)
   for (const auto& path : outs) {
     std::istringstream in(read_file(path));
     std::string key, value, replayed;
@@ -249,8 +256,8 @@ TEST(RedisIdempotencyStressTest, ThreadsOnTwoStoreObjectsRunEachKeyOnce) {
       .poll_max = 2ms};
   sturdy::redis::idempotency_cache<int> a(cache_opts, opts), b(cache_opts, opts);
   const int keys = key_count() / 2;
-  std::vector<std::atomic<int>> runs(static_cast<std::size_t>(keys));
-  std::vector<std::atomic<int>> first_value(static_cast<std::size_t>(keys));
+  std::vector<std::atomic<int> > runs(static_cast<std::size_t>(keys));
+  std::vector<std::atomic<int> > first_value(static_cast<std::size_t>(keys));
   std::atomic<int> disagreements{0}, failures{0};
   auto worker = [&](sturdy::redis::idempotency_cache<int>& cache, int t) {
     for (int k = 0; k < keys; ++k) {

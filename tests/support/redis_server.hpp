@@ -72,9 +72,9 @@ class redis_server {
   bool start() {
     if (pid_ > 0) return true;
     const std::string port = std::to_string(port_);
-    std::vector<std::string> args = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--daemonize", "no",
-                                     "--dir", "/tmp", "--loglevel", "warning"};
+    std::vector<std::string> args = {"redis-server", "--port", port,           "--bind",     "127.0.0.1",
+                                     "--save",       "",       "--appendonly", "no",         "--daemonize",
+                                     "no",           "--dir",  "/tmp",         "--loglevel", "warning"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -144,8 +144,8 @@ inline std::string unique_prefix(const std::string& tag) {
 // Runs this executable again with `--gtest_filter=<test>` (disabled tests
 // included) and `env` added to the environment; returns the pid.
 inline pid_t spawn_self(const std::string& test, const std::vector<std::string>& env) {
-  std::vector<std::string> args = {"/proc/self/exe", "--gtest_filter=" + test, "--gtest_also_run_disabled_tests",
-                                   "--gtest_brief=1"};
+  std::vector<std::string> args = {"/proc/self/exe", "--gtest_filter=" + test,
+                                   "--gtest_also_run_disabled_tests", "--gtest_brief=1"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -158,9 +158,8 @@ struct codec<std::string> {
 };
 
 template <class T>
-  requires(std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
-           !std::is_array_v<T>)
-struct codec<T> {
+requires(std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+         !std::is_array_v<T>) struct codec<T> {
   static void encode(const T& v, std::string& out) {
     char bytes[sizeof(T)];
     std::memcpy(bytes, &v, sizeof(T));
@@ -266,7 +265,8 @@ struct store_options {
 // does not parse.
 [[nodiscard]] inline result<store_options> with_address(store_options options, std::string_view address) {
   const std::size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size()) return errc::invalid_options;
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size())
+    return errc::invalid_options;
   std::string_view host = address.substr(0, colon);
   const std::string_view port = address.substr(colon + 1);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
@@ -442,7 +442,8 @@ template <std::integral I>
 // An error reply means the data is not ours (a key of another type, a
 // counter that is not a number) or that the server cannot serve now.
 [[nodiscard]] inline errc classify_error_reply(std::string_view msg) noexcept {
-  if (msg.find("WRONGTYPE") != std::string_view::npos || msg.find("not an integer") != std::string_view::npos ||
+  if (msg.find("WRONGTYPE") != std::string_view::npos ||
+      msg.find("not an integer") != std::string_view::npos ||
       msg.find("increment or decrement would overflow") != std::string_view::npos)
     return errc::corrupt_data;
   return errc::store_unavailable;
@@ -516,7 +517,8 @@ class pool {
   std::unique_ptr<connection> connect(call_error& err) {
     sigpipe_guard guard;
     auto c = std::make_unique<connection>();
-    c->ctx.reset(redisConnectWithTimeout(options_.host.c_str(), options_.port, to_timeval(options_.connect_timeout)));
+    c->ctx.reset(
+        redisConnectWithTimeout(options_.host.c_str(), options_.port, to_timeval(options_.connect_timeout)));
     if (c->ctx == nullptr) {
       err = {errc::store_unavailable, "cannot allocate a hiredis context"};
       return nullptr;
@@ -641,7 +643,8 @@ class idempotency_store {
   // not wake waiters). Errors: invalid_options, store_unavailable (unless
   // failing open: then `acquired` with the null token 0), corrupt_data.
   [[nodiscard]] result<begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fingerprint,
-                                                        duration lease, idempotency_waiter* waiter = nullptr) {
+                                                        duration lease,
+                                                        idempotency_waiter* waiter = nullptr) {
     (void)waiter;
     if (STURDY_UNLIKELY(!options_ok_ || lease <= duration::zero())) return errc::invalid_options;
     std::array<char, 24> fp_buf, lease_buf, skew_buf;
@@ -675,10 +678,12 @@ class idempotency_store {
   // Stores `value` for `ttl` if `token` is the key's current token
   // (otherwise `errc::stale_token`). An outcome that cannot be stored (an
   // exception, an unlisted error category) releases the key instead. The
-  // null token of a fail-open `begin` succeeds without touching Redis.
-  [[nodiscard]] result<void> complete(std::string_view key, fencing_token token, value_type value, duration ttl) {
+  // null token 0 of a fail-open `begin` succeeds without touching Redis
+  // (a fail-closed store answers `stale_token` to it).
+  [[nodiscard]] result<void> complete(std::string_view key, fencing_token token, value_type value,
+                                      duration ttl) {
     if (STURDY_UNLIKELY(!options_ok_ || ttl <= duration::zero())) return errc::invalid_options;
-    if (token.value == 0) return success();
+    if (STURDY_UNLIKELY(token.value == 0)) return null_token();
     std::string blob;
     if (!encode(value, blob)) {
       emit(listener_, redis_outcome_not_stored{key});
@@ -699,7 +704,7 @@ class idempotency_store {
   // `errc::stale_token`).
   [[nodiscard]] result<void> abandon(std::string_view key, fencing_token token) {
     if (STURDY_UNLIKELY(!options_ok_)) return errc::invalid_options;
-    if (token.value == 0) return success();
+    if (STURDY_UNLIKELY(token.value == 0)) return null_token();
     std::array<char, 24> tok_buf;
     const std::string entry = entry_key(key);
     const std::string_view keys[] = {entry, seq_key_};
@@ -763,6 +768,13 @@ class idempotency_store {
 
  private:
   bool fail_open() const noexcept { return options_.on_unavailable == failure_mode::fail_open; }
+
+  // Token 0 is never issued by Redis: it is the fail-open `begin`'s, whose
+  // outcome is not stored. A fail-closed store refuses it.
+  result<void> null_token() const noexcept {
+    if (fail_open()) return success();
+    return errc::stale_token;
+  }
 
   std::int64_t skew_ms() const noexcept { return skew_ns_.load(std::memory_order_relaxed) / 1'000'000; }
 
@@ -857,7 +869,8 @@ class idempotency_store {
         if (e[2]->integer == 2) counters_.expirations.fetch_add(1, std::memory_order_relaxed);
         return out;
       case 1:  // in progress
-        if (r->elements != 2 || e[1]->type != REDIS_REPLY_INTEGER || e[1]->integer <= 0) return errc::corrupt_data;
+        if (r->elements != 2 || e[1]->type != REDIS_REPLY_INTEGER || e[1]->integer <= 0)
+          return errc::corrupt_data;
         out.status = begin_status::in_progress;
         out.lease_remaining = std::chrono::milliseconds(e[1]->integer);
         return out;
