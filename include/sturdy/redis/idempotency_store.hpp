@@ -1,0 +1,1018 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/redis/idempotency_store.hpp
+// -----------------------------------------------------------------------------
+//
+// `sturdy::redis::idempotency_store<T>` keeps idempotency keys in Redis, so
+// every replica of a service shares them: a client's retry that lands on
+// another replica replays the first replica's outcome. It models
+// `sturdy::idempotency_store`; moving `sturdy::idempotency_cache` from one
+// process to a fleet is a change of its `Store` parameter (or of the alias
+// `sturdy::redis::idempotency_cache<T>`). Optional: needs hiredis (link the
+// CMake target `sturdy::redis`); the core library does not depend on it.
+//
+// Every transition is one Lua script run atomically by the server (EVALSHA,
+// falling back to EVAL when the server answers NOSCRIPT), with the server's
+// clock (`TIME`): begin (absent -> in progress with a lease and a fencing
+// token; lease run out -> taken over with a newer token; completed -> the
+// stored value; other fingerprint -> mismatch), complete (only with the
+// current token; starts the TTL), abandon (only with the current token). A
+// replay, like every other operation, costs one round trip.
+//
+// Example:
+//
+//   #include "sturdy/redis/idempotency_store.hpp"
+//
+//   sturdy::redis::idempotency_cache<Receipt> payments(
+//       {.ttl = std::chrono::hours(24), .lease = std::chrono::seconds(30)},
+//       {.host = "10.0.0.5", .port = 6379, .key_prefix = "payments:idem:"});
+//
+//   sturdy::result<Receipt> Charge(std::string_view key, const Request& req) {
+//     auto r = payments.execute(key, sturdy::stable_fingerprint(req.body),
+//                               [&] { return gateway.Charge(req); });
+//     return std::move(r.result);  // Receipt, a replay, errc::in_progress,
+//                                  // key_mismatch, store_unavailable, ...
+//   }
+//
+// `Receipt` must be serialisable: specialise `sturdy::redis::codec<Receipt>`
+// (`std::string` and trivially-copyable types come with one). Fingerprints
+// must be `sturdy::stable_fingerprint` (the same in every process).
+//
+// When Redis fails (connection refused or lost, a connect or command timeout,
+// a server error such as OOM or LOADING) the operation returns
+// `errc::store_unavailable` within the configured timeouts, never hangs, and
+// the next call reconnects. With `failure_mode::fail_open` a `begin` that
+// cannot reach Redis instead lets the caller run the work without
+// idempotency (and reports `redis_store_failed{.failed_open = true}`). Data
+// under a key that this store cannot read (another program's value, a foreign
+// format) is `errc::corrupt_data`, never a crash.
+//
+// Waiting duplicates (`in_flight_policy::wait`) poll: `wakes_waiters` is
+// false, and `sturdy::idempotency_cache` re-runs `begin` at doubling
+// intervals from `idempotency_options::poll_initial` to `poll_max`, never
+// past the owner's lease or the wait deadline. (No subscriber connection or
+// thread; a lost notification cannot strand a waiter.)
+//
+// Thread safety: every member function may be called from any number of
+// threads. The store owns a pool of at most `pool_size` connections behind a
+// `std::mutex` (held only to take or return a connection, never during I/O);
+// a call uses one connection for its round trip; callers beyond `pool_size`
+// wait for a free connection. A broken connection is closed and replaced on
+// the next call. While a command runs, the calling thread blocks SIGPIPE and
+// consumes one it raised, so a dropped connection cannot kill the process
+// and the process's signal dispositions are left alone.
+//
+// Testing: point the store at a private `redis-server` on loopback.
+// `testing_advance(d)` shifts this store object's view of the server clock
+// forward, so leases and TTLs can be run out without waiting.
+
+#ifndef STURDY_REDIS_IDEMPOTENCY_STORE_HPP_
+#define STURDY_REDIS_IDEMPOTENCY_STORE_HPP_
+
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <future>
+#include <ios>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "sturdy/clock.hpp"
+#include "sturdy/config.hpp"
+#include "sturdy/error.hpp"
+#include "sturdy/idempotency.hpp"
+#include "sturdy/listener.hpp"
+#include "sturdy/outcome.hpp"
+
+namespace sturdy {
+
+// -----------------------------------------------------------------------------
+// Events (see sturdy/listener.hpp). The views are valid only during the call.
+// -----------------------------------------------------------------------------
+
+// A Redis store operation could not reach Redis or was refused by it.
+struct redis_store_failed {
+  std::string_view operation;  // "begin", "complete", "abandon"
+  std::string_view key;        // the caller's key (without the prefix)
+  std::error_code error;       // store_unavailable or corrupt_data
+  std::string_view detail;     // hiredis's or the server's message
+  bool failed_open;            // fail_open: the caller proceeds without idempotency
+};
+
+// An outcome could not be stored (an exception, or an error code of a
+// category not in `store_options::error_categories`): the key was released
+// instead, as if the failure were not cached.
+struct redis_outcome_not_stored {
+  std::string_view key;
+};
+
+namespace redis {
+
+// -----------------------------------------------------------------------------
+// Serialisation of stored values
+// -----------------------------------------------------------------------------
+//
+// codec<T>: how a `T` is written to and read from Redis. Specialise it for
+// your type:
+//
+//   template <> struct sturdy::redis::codec<Receipt> {
+//     static void encode(const Receipt& r, std::string& out) { out += r.ToJson(); }
+//     static std::optional<Receipt> decode(std::string_view in) {
+//       return Receipt::FromJson(in);  // std::nullopt when `in` is not one
+//     }
+//   };
+//
+// `encode` appends to `out`; `decode` returns `std::nullopt` on bytes it
+// cannot read (the store then answers `errc::corrupt_data`) and must not
+// throw. Provided: `std::string` (the bytes as they are) and trivially
+// copyable types other than pointers (their object representation: only
+// between processes of the same build and platform; `decode` checks the
+// size).
+template <class T>
+struct codec;
+
+template <>
+struct codec<std::string> {
+  static void encode(const std::string& v, std::string& out) { out.append(v); }
+  static std::optional<std::string> decode(std::string_view in) { return std::string(in); }
+};
+
+template <class T>
+requires(std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+         !std::is_array_v<T>) struct codec<T> {
+  static void encode(const T& v, std::string& out) {
+    char bytes[sizeof(T)];
+    std::memcpy(bytes, &v, sizeof(T));
+    out.append(bytes, sizeof(T));
+  }
+  static std::optional<T> decode(std::string_view in) noexcept {
+    if (in.size() != sizeof(T)) return std::nullopt;
+    if constexpr (std::is_default_constructible_v<T>) {
+      T v{};
+      std::memcpy(&v, in.data(), sizeof(T));
+      return v;
+    } else {
+      alignas(T) unsigned char raw[sizeof(T)];
+      std::memcpy(raw, in.data(), sizeof(T));
+      return *std::launder(reinterpret_cast<T*>(raw));
+    }
+  }
+};
+
+// serializable<T>: `codec<T>` exists and has the shape above. `void` is
+// always storable (a success carries no bytes).
+template <class T>
+concept serializable = std::is_void_v<T> || requires(const T& v, std::string& out, std::string_view in) {
+  codec<T>::encode(v, out);
+  { codec<T>::decode(in) } -> std::same_as<std::optional<T>>;
+};
+
+// -----------------------------------------------------------------------------
+// Options
+// -----------------------------------------------------------------------------
+
+enum class failure_mode : std::uint8_t {
+  // Redis unreachable: refuse with `errc::store_unavailable` (the work does
+  // not run). The safe default.
+  fail_closed,
+  // Redis unreachable: `begin` lets the caller run the work without
+  // idempotency (a duplicate may then run twice); `complete`/`abandon`
+  // report the failure as an event and succeed. Each such call emits
+  // `redis_store_failed{.failed_open = true}`.
+  fail_open,
+};
+
+// store_options
+//
+// Aggregate; fill with designated initializers. A store built with invalid
+// options answers every call with `errc::invalid_options`.
+struct store_options {
+  // Redis server host name or address. Default "127.0.0.1".
+  std::string host = "127.0.0.1";
+  // TCP port; != 0. Default 6379.
+  std::uint16_t port = 6379;
+  // Prepended to every Redis key this store touches, so several services
+  // (or tests) share one Redis: entries live at `key_prefix + "k:" + key`,
+  // the token counter at `key_prefix + "seq"`. For Redis Cluster put a hash
+  // tag in it (`"{payments}:"`) so a script's keys share a slot. Default
+  // "sturdy:idem:".
+  std::string key_prefix = "sturdy:idem:";
+  // Longest time to establish a connection; > 0. Default 250 ms.
+  duration connect_timeout = std::chrono::milliseconds(250);
+  // Longest time to wait for one reply (socket send/receive timeout); > 0.
+  // A call may take a few of these (connect, script load, NOSCRIPT retry).
+  // Default 250 ms.
+  duration command_timeout = std::chrono::milliseconds(250);
+  // Most connections open at once; in [1, 1024]. Default 4.
+  std::size_t pool_size = 4;
+  // What a call does when Redis is unreachable. Default fail_closed.
+  failure_mode on_unavailable = failure_mode::fail_closed;
+  // Password for `AUTH` after connecting; empty: none. Default empty.
+  std::string password = {};
+  // Database index for `SELECT`; >= 0. Default 0.
+  int database = 0;
+  // Error categories (besides sturdy's, generic, system, iostream and
+  // future) whose codes may be stored and replayed; categories are matched
+  // by `name()`, so every process must list the same ones. An error of any
+  // other category is not cached (the key is released). Default empty.
+  std::vector<const std::error_category*> error_categories = {};
+
+  // Empty when valid, otherwise a sentence naming the bad field.
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    if (host.empty()) return "redis::store_options::host must not be empty";
+    if (host.find('\0') != std::string::npos) return "redis::store_options::host must not contain NUL";
+    if (port == 0) return "redis::store_options::port must be != 0";
+    if (connect_timeout <= duration::zero()) return "redis::store_options::connect_timeout must be > 0";
+    if (command_timeout <= duration::zero()) return "redis::store_options::command_timeout must be > 0";
+    if (pool_size == 0 || pool_size > 1024) return "redis::store_options::pool_size must be in [1, 1024]";
+    if (on_unavailable != failure_mode::fail_closed && on_unavailable != failure_mode::fail_open)
+      return "redis::store_options::on_unavailable is not a valid failure_mode";
+    if (database < 0) return "redis::store_options::database must be >= 0";
+    for (const std::error_category* c : error_categories) {
+      if (c == nullptr) return "redis::store_options::error_categories must not hold null";
+    }
+    return {};
+  }
+  [[nodiscard]] result<void> validate() const noexcept {
+    if (!validation_message().empty()) return errc::invalid_options;
+    return success();
+  }
+};
+
+// with_address(options, "host:port"): `options` with `host` and `port` taken
+// from `address` (e.g. the value of an environment variable); an IPv6
+// address goes in brackets ("[::1]:6379"). `errc::invalid_options` when it
+// does not parse.
+[[nodiscard]] inline result<store_options> with_address(store_options options, std::string_view address) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == address.size())
+    return errc::invalid_options;
+  std::string_view host = address.substr(0, colon);
+  const std::string_view port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535 || host.empty())
+    return errc::invalid_options;
+  options.host = std::string(host);
+  options.port = static_cast<std::uint16_t>(value);
+  return options;
+}
+
+namespace detail {
+
+// The server-side transitions. KEYS[1] = the entry's hash, KEYS[2] = the
+// token counter. Times are milliseconds of the server's clock (TIME) plus
+// ARGV's skew (0 outside tests). Hash fields: s = state ('p' in progress,
+// 'c' completed), f = fingerprint, t = token, d = deadline (lease end or
+// expiry), v = stored value.
+//
+// begin(ARGV: fingerprint, lease_ms, skew_ms) ->
+//   {0, token, 0 | 1 took over | 2 expired}  acquired
+//   {1, remaining_ms}                        in progress
+//   {2, value}                               completed
+//   {3}                                      mismatch
+//   {4}                                      unreadable entry
+inline constexpr std::string_view begin_script = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+local e = redis.call('HMGET', KEYS[1], 's', 'f', 't', 'd', 'v')
+local how = 0
+if e[1] then
+  local d = tonumber(e[4])
+  if not d or not e[2] or not e[3] then return {4} end
+  if e[1] == 'c' then
+    if now < d then
+      if e[2] ~= ARGV[1] then return {3} end
+      if not e[5] then return {4} end
+      return {2, e[5]}
+    end
+    how = 2
+  elseif e[1] == 'p' then
+    if now < d then
+      if e[2] ~= ARGV[1] then return {3} end
+      return {1, d - now}
+    end
+    how = 1
+  else
+    return {4}
+  end
+elseif redis.call('EXISTS', KEYS[1]) == 1 then
+  return {4}
+end
+local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tok = redis.call('INCR', KEYS[2])
+if tok < us then
+  tok = us
+  redis.call('SET', KEYS[2], string.format('%.0f', us))
+end
+local lease = tonumber(ARGV[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[1], 't', string.format('%.0f', tok),
+           'd', string.format('%.0f', now + lease))
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', 2 * lease))
+return {0, tok, how}
+)lua";
+
+// complete(ARGV: token, ttl_ms, skew_ms, value) -> 1 stored, 0 stale token.
+inline constexpr std::string_view complete_script = R"lua(
+local e = redis.call('HMGET', KEYS[1], 's', 't')
+if e[1] ~= 'p' or e[2] ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 's', 'c', 'd', string.format('%.0f', now + ttl), 'v', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+)lua";
+
+// abandon(ARGV: token) -> 1 released, 0 stale token.
+inline constexpr std::string_view abandon_script = R"lua(
+local e = redis.call('HMGET', KEYS[1], 's', 't')
+if e[1] ~= 'p' or e[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+)lua";
+
+enum class script : std::uint8_t { begin, complete, abandon };
+inline constexpr std::array<std::string_view, 3> scripts = {begin_script, complete_script, abandon_script};
+
+struct reply_deleter {
+  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+struct context_deleter {
+  void operator()(redisContext* c) const noexcept { redisFree(c); }
+};
+
+// One connection and the SHA1s of the scripts as loaded on it.
+struct connection {
+  std::unique_ptr<redisContext, context_deleter> ctx;
+  std::array<std::string, 3> sha;
+};
+
+// A failed call: which errc, and the text hiredis or the server gave.
+struct call_error {
+  errc code = errc::store_unavailable;
+  std::string detail;
+};
+
+// Blocks SIGPIPE on this thread for its lifetime and swallows one that the
+// guarded I/O raised (a write to a connection the server closed).
+class sigpipe_guard {
+ public:
+  sigpipe_guard() noexcept {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
+  }
+  ~sigpipe_guard() {
+    if (!blocked_) return;
+    if (!was_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        const timespec zero{0, 0};
+        (void)sigtimedwait(&pipe_, nullptr, &zero);
+      }
+    }
+    (void)pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  sigpipe_guard(const sigpipe_guard&) = delete;
+  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool was_pending_ = false;
+  bool blocked_ = false;
+};
+
+[[nodiscard]] inline timeval to_timeval(duration d) noexcept {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+  const auto clamped = us < 1 ? 1 : us;
+  return timeval{static_cast<time_t>(clamped / 1000000), static_cast<suseconds_t>(clamped % 1000000)};
+}
+
+// Milliseconds, rounded up (a lease of 1 ns still lasts 1 ms).
+[[nodiscard]] inline std::int64_t ceil_ms(duration d) noexcept {
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
+  return ms < 1 ? 1 : static_cast<std::int64_t>(ms);
+}
+
+template <std::integral I>
+[[nodiscard]] inline std::string_view to_chars(I v, std::array<char, 24>& buf) noexcept {
+  const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
+  (void)ec;  // 24 bytes hold every 64-bit integer
+  return {buf.data(), static_cast<std::size_t>(end - buf.data())};
+}
+
+[[nodiscard]] inline bool is_error(const redisReply* r, std::string_view prefix) noexcept {
+  return r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).substr(0, prefix.size()) == prefix;
+}
+
+[[nodiscard]] inline std::string_view text(const redisReply* r) noexcept {
+  return r->str == nullptr ? std::string_view() : std::string_view(r->str, r->len);
+}
+
+// An error reply means the data is not ours (a key of another type, a
+// counter that is not a number) or that the server cannot serve now.
+[[nodiscard]] inline errc classify_error_reply(std::string_view msg) noexcept {
+  if (msg.find("WRONGTYPE") != std::string_view::npos ||
+      msg.find("not an integer") != std::string_view::npos ||
+      msg.find("increment or decrement would overflow") != std::string_view::npos)
+    return errc::corrupt_data;
+  return errc::store_unavailable;
+}
+
+// The connection pool: at most `size` connections, idle ones in a stack.
+class pool {
+ public:
+  explicit pool(const store_options& options) : options_(options) {}
+  pool(const pool&) = delete;
+  pool& operator=(const pool&) = delete;
+
+  // Takes an idle connection, or opens one (outside the lock) when fewer
+  // than `pool_size` are open; otherwise waits for one to be returned.
+  // An idle connection the server has closed meanwhile (a restart, an idle
+  // timeout) is noticed here and replaced, so that call does not fail.
+  [[nodiscard]] std::unique_ptr<connection> acquire(call_error& err) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
+      if (!idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        lock.unlock();
+        if (STURDY_LIKELY(!closed_by_peer(*c))) return c;
+        c.reset();  // replaced below; its slot stays counted
+      } else {
+        ++open_;
+      }
+    }
+    auto c = connect(err);
+    if (c == nullptr) release_slot();
+    return c;
+  }
+
+  // Returns a healthy connection; closes a broken one (the next call opens
+  // a fresh one).
+  void release(std::unique_ptr<connection> c) noexcept {
+    if (c->ctx->err != 0) {
+      c.reset();
+      release_slot();
+      return;
+    }
+    {
+      std::lock_guard lock(mu_);
+      idle_.push_back(std::move(c));
+    }
+    cv_.notify_one();
+  }
+
+  void discard(std::unique_ptr<connection> c) noexcept {
+    c.reset();
+    release_slot();
+  }
+
+ private:
+  void release_slot() noexcept {
+    {
+      std::lock_guard lock(mu_);
+      --open_;
+    }
+    cv_.notify_one();
+  }
+
+  // An idle connection has nothing to read unless the server hung up.
+  static bool closed_by_peer(const connection& c) noexcept {
+    pollfd p{c.ctx->fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) != 0;
+  }
+
+  std::unique_ptr<connection> connect(call_error& err) {
+    sigpipe_guard guard;
+    auto c = std::make_unique<connection>();
+    c->ctx.reset(
+        redisConnectWithTimeout(options_.host.c_str(), options_.port, to_timeval(options_.connect_timeout)));
+    if (c->ctx == nullptr) {
+      err = {errc::store_unavailable, "cannot allocate a hiredis context"};
+      return nullptr;
+    }
+    if (c->ctx->err != 0) {
+      err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
+      return nullptr;
+    }
+    if (redisSetTimeout(c->ctx.get(), to_timeval(options_.command_timeout)) != REDIS_OK) {
+      err = {errc::store_unavailable, "cannot set the command timeout"};
+      return nullptr;
+    }
+    // AUTH, SELECT and the three SCRIPT LOADs in one pipelined round trip.
+    int expected = 0;
+    if (!options_.password.empty()) {
+      const char* argv[] = {"AUTH", options_.password.data()};
+      const std::size_t len[] = {4, options_.password.size()};
+      (void)redisAppendCommandArgv(c->ctx.get(), 2, argv, len);
+      ++expected;
+    }
+    std::array<char, 24> db_buf;
+    if (options_.database != 0) {
+      const std::string_view db = to_chars(options_.database, db_buf);
+      const char* argv[] = {"SELECT", db.data()};
+      const std::size_t len[] = {6, db.size()};
+      (void)redisAppendCommandArgv(c->ctx.get(), 2, argv, len);
+      ++expected;
+    }
+    for (const std::string_view s : scripts) {
+      const char* argv[] = {"SCRIPT", "LOAD", s.data()};
+      const std::size_t len[] = {6, 4, s.size()};
+      (void)redisAppendCommandArgv(c->ctx.get(), 3, argv, len);
+    }
+    for (int i = 0; i < expected + static_cast<int>(scripts.size()); ++i) {
+      void* raw = nullptr;
+      if (redisGetReply(c->ctx.get(), &raw) != REDIS_OK || raw == nullptr) {
+        err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
+        return nullptr;
+      }
+      reply_ptr r(static_cast<redisReply*>(raw));
+      if (r->type == REDIS_REPLY_ERROR) {
+        err = {errc::store_unavailable, std::string("connect: ") + std::string(text(r.get()))};
+        return nullptr;
+      }
+      if (i >= expected) {
+        if (r->type != REDIS_REPLY_STRING) {
+          err = {errc::store_unavailable, "connect: unexpected SCRIPT LOAD reply"};
+          return nullptr;
+        }
+        c->sha[static_cast<std::size_t>(i - expected)] = std::string(text(r.get()));
+      }
+    }
+    return c;
+  }
+
+  const store_options& options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<connection>> idle_;  // guarded by mu_
+  std::size_t open_ = 0;                           // guarded by mu_
+};
+
+// Escapes glob characters for SCAN MATCH.
+[[nodiscard]] inline std::string glob_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char ch : s) {
+    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\') out.push_back('\\');
+    out.push_back(ch);
+  }
+  return out;
+}
+
+}  // namespace detail
+
+// -----------------------------------------------------------------------------
+// idempotency_store<T, Listener>
+// -----------------------------------------------------------------------------
+//
+// Holds `sturdy::outcome<T>`: a success (`T` through `codec<T>`; nothing for
+// `void`) or an error code (its category name and value). Exceptions cannot
+// cross processes: completing with one releases the key instead (as if the
+// failure were not cached) and emits `redis_outcome_not_stored`.
+//
+// Leases and TTLs are whole milliseconds (rounded up), measured by the
+// server's clock. Tokens come from one counter per prefix that never drops
+// below the server's clock in microseconds, so they keep increasing even
+// across a Redis restart that lost the data. Redis's own key expiry removes
+// completed entries at their TTL and abandoned-by-crash in-progress entries
+// at twice their lease; memory is bounded by Redis (`maxmemory`; use
+// `volatile-lru` or `volatile-ttl`, every key here has a TTL).
+//
+// `stats()`: hits, misses, mismatches, takeovers and expirations are counted
+// by this object (this process), `entries` counts the prefix's keys with
+// `SCAN` (O(keys in the database): call it rarely; 0 when Redis is
+// unreachable); `evictions` and `bytes` are not tracked (0).
+//
+// Pinned: not copyable or movable.
+template <class T, class Listener = null_listener>
+class idempotency_store {
+  static_assert(serializable<T>,
+                "sturdy::redis::idempotency_store<T> needs sturdy::redis::codec<T> (encode/decode): "
+                "specialise it for your type; std::string and trivially-copyable types have one.");
+
+ public:
+  using value_type = outcome<T>;
+  using options_type = store_options;
+  static constexpr bool wakes_waiters = false;
+
+  explicit idempotency_store(store_options options = {}, Listener listener = Listener())
+      : options_(std::move(options)),
+        options_ok_(options_.validate().has_value()),
+        listener_(std::move(listener)),
+        pool_(options_),
+        seq_key_(options_.key_prefix + "seq") {}
+  idempotency_store(const idempotency_store&) = delete;
+  idempotency_store& operator=(const idempotency_store&) = delete;
+
+  // idempotency_store::begin()
+  //
+  // See `sturdy::idempotency_store`. `waiter` is ignored (this store does
+  // not wake waiters). Errors: invalid_options, store_unavailable (unless
+  // failing open: then `acquired` with the null token 0), corrupt_data.
+  [[nodiscard]] result<begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fingerprint,
+                                                        duration lease,
+                                                        idempotency_waiter* waiter = nullptr) {
+    (void)waiter;
+    if (STURDY_UNLIKELY(!options_ok_ || lease <= duration::zero())) return errc::invalid_options;
+    std::array<char, 24> fp_buf, lease_buf, skew_buf;
+    const std::string entry = entry_key(key);
+    const std::string_view keys[] = {entry, seq_key_};
+    const std::string_view args[] = {detail::to_chars(fingerprint, fp_buf),
+                                     detail::to_chars(detail::ceil_ms(lease), lease_buf),
+                                     detail::to_chars(skew_ms(), skew_buf)};
+    detail::call_error err;
+    detail::reply_ptr r = call(detail::script::begin, keys, args, err);
+    if (r == nullptr) {
+      if (err.code == errc::store_unavailable && fail_open()) {
+        emit(listener_, redis_store_failed{"begin", key, errc::store_unavailable, err.detail, true});
+        begin_outcome<value_type> out;
+        out.status = begin_status::acquired;
+        out.token = fencing_token{0};
+        return out;
+      }
+      emit(listener_, redis_store_failed{"begin", key, err.code, err.detail, false});
+      return err.code;
+    }
+    auto out = parse_begin(r.get());
+    if (!out.has_value()) {
+      emit(listener_, redis_store_failed{"begin", key, out.error(), "unreadable entry", false});
+    }
+    return out;
+  }
+
+  // idempotency_store::complete()
+  //
+  // Stores `value` for `ttl` if `token` is the key's current token
+  // (otherwise `errc::stale_token`). An outcome that cannot be stored (an
+  // exception, an unlisted error category) releases the key instead. The
+  // null token 0 of a fail-open `begin` succeeds without touching Redis
+  // (a fail-closed store answers `stale_token` to it).
+  [[nodiscard]] result<void> complete(std::string_view key, fencing_token token, value_type value,
+                                      duration ttl) {
+    if (STURDY_UNLIKELY(!options_ok_ || ttl <= duration::zero())) return errc::invalid_options;
+    if (STURDY_UNLIKELY(token.value == 0)) return null_token();
+    std::string blob;
+    if (!encode(value, blob)) {
+      emit(listener_, redis_outcome_not_stored{key});
+      return abandon(key, token);
+    }
+    std::array<char, 24> tok_buf, ttl_buf, skew_buf;
+    const std::string entry = entry_key(key);
+    const std::string_view keys[] = {entry, seq_key_};
+    const std::string_view args[] = {detail::to_chars(token.value, tok_buf),
+                                     detail::to_chars(detail::ceil_ms(ttl), ttl_buf),
+                                     detail::to_chars(skew_ms(), skew_buf), blob};
+    return finish("complete", detail::script::complete, key, keys, args);
+  }
+
+  // idempotency_store::abandon()
+  //
+  // Releases the key if `token` is its current token (otherwise
+  // `errc::stale_token`).
+  [[nodiscard]] result<void> abandon(std::string_view key, fencing_token token) {
+    if (STURDY_UNLIKELY(!options_ok_)) return errc::invalid_options;
+    if (STURDY_UNLIKELY(token.value == 0)) return null_token();
+    std::array<char, 24> tok_buf;
+    const std::string entry = entry_key(key);
+    const std::string_view keys[] = {entry, seq_key_};
+    const std::string_view args[] = {detail::to_chars(token.value, tok_buf)};
+    return finish("abandon", detail::script::abandon, key, keys, args);
+  }
+
+  // idempotency_store::cancel_wait(): nothing to do (waiters poll).
+  void cancel_wait(std::string_view, idempotency_waiter&) noexcept {}
+
+  // idempotency_store::stats()
+  [[nodiscard]] idempotency_store_stats stats() const {
+    idempotency_store_stats out;
+    out.hits = counters_.hits.load(std::memory_order_relaxed);
+    out.misses = counters_.misses.load(std::memory_order_relaxed);
+    out.mismatches = counters_.mismatches.load(std::memory_order_relaxed);
+    out.takeovers = counters_.takeovers.load(std::memory_order_relaxed);
+    out.expirations = counters_.expirations.load(std::memory_order_relaxed);
+    out.entries = count_entries();
+    return out;
+  }
+
+  // idempotency_store::ping()
+  //
+  // One round trip; `errc::store_unavailable` when Redis cannot be reached
+  // (a health check, or to fail fast at start-up).
+  [[nodiscard]] result<void> ping() {
+    if (!options_ok_) return errc::invalid_options;
+    detail::call_error err;
+    auto c = pool_.acquire(err);
+    if (c == nullptr) return errc::store_unavailable;
+    detail::sigpipe_guard guard;
+    const char* argv[] = {"PING"};
+    const std::size_t len[] = {4};
+    detail::reply_ptr r(static_cast<redisReply*>(redisCommandArgv(c->ctx.get(), 1, argv, len)));
+    pool_.release(std::move(c));
+    if (r == nullptr || r->type == REDIS_REPLY_ERROR) return errc::store_unavailable;
+    return success();
+  }
+
+  // idempotency_store::testing_advance()
+  //
+  // For tests: from now on this store object (only) sees the server's clock
+  // `d` later (cumulative; d >= 0, otherwise ignored), so leases and TTLs
+  // run out without waiting. Other processes and store objects are
+  // unaffected.
+  void testing_advance(duration d) noexcept {
+    if (d > duration::zero()) skew_ns_.fetch_add(d.count(), std::memory_order_relaxed);
+  }
+
+  // The Redis key that holds `key`'s entry (for tools and tests).
+  [[nodiscard]] std::string entry_key(std::string_view key) const {
+    std::string out;
+    out.reserve(options_.key_prefix.size() + 2 + key.size());
+    out.append(options_.key_prefix).append("k:").append(key);
+    return out;
+  }
+
+  [[nodiscard]] const store_options& options() const noexcept { return options_; }
+  [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
+
+ private:
+  bool fail_open() const noexcept { return options_.on_unavailable == failure_mode::fail_open; }
+
+  // Token 0 is never issued by Redis: it is the fail-open `begin`'s, whose
+  // outcome is not stored. A fail-closed store refuses it.
+  result<void> null_token() const noexcept {
+    if (fail_open()) return success();
+    return errc::stale_token;
+  }
+
+  std::int64_t skew_ms() const noexcept { return skew_ns_.load(std::memory_order_relaxed) / 1'000'000; }
+
+  // One script call on a pooled connection: EVALSHA, then EVAL if the server
+  // lost its script cache. Returns null (and fills `err`) on any failure,
+  // including an error reply.
+  template <std::size_t NK, std::size_t NA>
+  detail::reply_ptr call(detail::script which, const std::string_view (&keys)[NK],
+                         const std::string_view (&args)[NA], detail::call_error& err) const {
+    auto c = pool_.acquire(err);
+    if (c == nullptr) return nullptr;
+    const auto idx = static_cast<std::size_t>(which);
+    std::array<char, 24> nk_buf;
+    const std::string_view nk = detail::to_chars(NK, nk_buf);
+    std::array<const char*, 3 + NK + NA> argv{};
+    std::array<std::size_t, 3 + NK + NA> len{};
+    argv[0] = "EVALSHA";
+    len[0] = 7;
+    argv[1] = c->sha[idx].data();
+    len[1] = c->sha[idx].size();
+    argv[2] = nk.data();
+    len[2] = nk.size();
+    for (std::size_t i = 0; i < NK; ++i) {
+      argv[3 + i] = keys[i].data();
+      len[3 + i] = keys[i].size();
+    }
+    for (std::size_t i = 0; i < NA; ++i) {
+      argv[3 + NK + i] = args[i].data();
+      len[3 + NK + i] = args[i].size();
+    }
+    detail::reply_ptr r;
+    {
+      detail::sigpipe_guard guard;
+      r.reset(static_cast<redisReply*>(
+          redisCommandArgv(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data())));
+      if (r != nullptr && detail::is_error(r.get(), "NOSCRIPT")) {
+        argv[0] = "EVAL";
+        len[0] = 4;
+        argv[1] = detail::scripts[idx].data();
+        len[1] = detail::scripts[idx].size();
+        r.reset(static_cast<redisReply*>(
+            redisCommandArgv(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data())));
+      }
+    }
+    if (r == nullptr) {
+      err = {errc::store_unavailable, c->ctx->errstr[0] != '\0' ? std::string(c->ctx->errstr) : "no reply"};
+      pool_.discard(std::move(c));
+      return nullptr;
+    }
+    pool_.release(std::move(c));
+    if (r->type == REDIS_REPLY_ERROR) {
+      err = {detail::classify_error_reply(detail::text(r.get())), std::string(detail::text(r.get()))};
+      return nullptr;
+    }
+    return r;
+  }
+
+  template <std::size_t NK, std::size_t NA>
+  result<void> finish(std::string_view op, detail::script which, std::string_view key,
+                      const std::string_view (&keys)[NK], const std::string_view (&args)[NA]) {
+    detail::call_error err;
+    detail::reply_ptr r = call(which, keys, args, err);
+    if (r == nullptr) {
+      const bool open = err.code == errc::store_unavailable && fail_open();
+      emit(listener_, redis_store_failed{op, key, err.code, err.detail, open});
+      if (open) return success();
+      return err.code;
+    }
+    if (r->type != REDIS_REPLY_INTEGER) {
+      emit(listener_, redis_store_failed{op, key, errc::corrupt_data, "unexpected reply", false});
+      return errc::corrupt_data;
+    }
+    if (r->integer != 1) return errc::stale_token;
+    return success();
+  }
+
+  result<begin_outcome<value_type>> parse_begin(const redisReply* r) {
+    begin_outcome<value_type> out;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
+      return errc::corrupt_data;
+    const redisReply* const* e = r->element;
+    switch (e[0]->integer) {
+      case 0:  // acquired
+        if (r->elements != 3 || e[1]->type != REDIS_REPLY_INTEGER || e[2]->type != REDIS_REPLY_INTEGER ||
+            e[1]->integer <= 0)
+          return errc::corrupt_data;
+        out.status = begin_status::acquired;
+        out.token = fencing_token{static_cast<std::uint64_t>(e[1]->integer)};
+        out.took_over = e[2]->integer == 1;
+        counters_.misses.fetch_add(1, std::memory_order_relaxed);
+        if (e[2]->integer == 1) counters_.takeovers.fetch_add(1, std::memory_order_relaxed);
+        if (e[2]->integer == 2) counters_.expirations.fetch_add(1, std::memory_order_relaxed);
+        return out;
+      case 1:  // in progress
+        if (r->elements != 2 || e[1]->type != REDIS_REPLY_INTEGER || e[1]->integer <= 0)
+          return errc::corrupt_data;
+        out.status = begin_status::in_progress;
+        out.lease_remaining = std::chrono::milliseconds(e[1]->integer);
+        return out;
+      case 2: {  // completed
+        if (r->elements != 2 || e[1]->type != REDIS_REPLY_STRING) return errc::corrupt_data;
+        auto v = decode(detail::text(e[1]));
+        if (!v.has_value()) return errc::corrupt_data;
+        out.status = begin_status::completed;
+        out.value.emplace(std::move(*v));
+        counters_.hits.fetch_add(1, std::memory_order_relaxed);
+        return out;
+      }
+      case 3:
+        out.status = begin_status::mismatch;
+        counters_.mismatches.fetch_add(1, std::memory_order_relaxed);
+        return out;
+      default:
+        return errc::corrupt_data;
+    }
+  }
+
+  // Stored form: "S1v" + codec bytes, or "S1e" + category name + '\0' +
+  // decimal value.
+  static constexpr std::string_view magic = "S1";
+
+  const std::error_category* find_category(std::string_view name) const noexcept {
+    const std::error_category* builtin[] = {&sturdy::error_category(), &std::generic_category(),
+                                            &std::system_category(), &std::iostream_category(),
+                                            &std::future_category()};
+    for (const std::error_category* c : builtin) {
+      if (name == c->name()) return c;
+    }
+    for (const std::error_category* c : options_.error_categories) {
+      if (name == c->name()) return c;
+    }
+    return nullptr;
+  }
+
+  bool encode(const value_type& v, std::string& out) const {
+    if (v.has_exception()) return false;
+    out.append(magic);
+    if (v.has_error()) {
+      const std::error_code ec = v.assume_error();
+      if (!ec) return false;
+      const std::string_view name = ec.category().name();
+      if (find_category(name) != &ec.category()) return false;
+      std::array<char, 24> buf;
+      out.push_back('e');
+      out.append(name);
+      out.push_back('\0');
+      out.append(detail::to_chars(ec.value(), buf));
+      return true;
+    }
+    if (!v.has_value()) return false;
+    out.push_back('v');
+    if constexpr (!std::is_void_v<T>) codec<T>::encode(v.assume_value(), out);
+    return true;
+  }
+
+  std::optional<value_type> decode(std::string_view in) const {
+    if (in.size() < magic.size() + 1 || in.substr(0, magic.size()) != magic) return std::nullopt;
+    const char tag = in[magic.size()];
+    in.remove_prefix(magic.size() + 1);
+    if (tag == 'v') {
+      if constexpr (std::is_void_v<T>) {
+        if (!in.empty()) return std::nullopt;
+        return value_type(success());
+      } else {
+        std::optional<T> v = codec<T>::decode(in);
+        if (!v.has_value()) return std::nullopt;
+        return value_type(std::in_place_type<T>, std::move(*v));
+      }
+    }
+    if (tag == 'e') {
+      const std::size_t nul = in.find('\0');
+      if (nul == std::string_view::npos) return std::nullopt;
+      const std::error_category* cat = find_category(in.substr(0, nul));
+      const std::string_view digits = in.substr(nul + 1);
+      int value = 0;
+      const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+      if (cat == nullptr || ec != std::errc() || end != digits.data() + digits.size() || value == 0)
+        return std::nullopt;
+      return value_type(std::in_place_type<std::error_code>, std::error_code(value, *cat));
+    }
+    return std::nullopt;
+  }
+
+  std::size_t count_entries() const {
+    if (!options_ok_) return 0;
+    detail::call_error err;
+    auto c = pool_.acquire(err);
+    if (c == nullptr) return 0;
+    const std::string pattern = detail::glob_escape(options_.key_prefix) + "k:*";
+    std::string cursor = "0";
+    std::size_t n = 0;
+    detail::sigpipe_guard guard;
+    for (;;) {
+      const char* argv[] = {"SCAN", cursor.c_str(), "MATCH", pattern.c_str(), "COUNT", "1000"};
+      const std::size_t len[] = {4, cursor.size(), 5, pattern.size(), 5, 4};
+      detail::reply_ptr r(static_cast<redisReply*>(redisCommandArgv(c->ctx.get(), 6, argv, len)));
+      if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+          r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+        pool_.release(std::move(c));
+        return n;
+      }
+      n += r->element[1]->elements;
+      cursor = std::string(detail::text(r->element[0]));
+      if (cursor == "0") break;
+    }
+    pool_.release(std::move(c));
+    return n;
+  }
+
+  struct alignas(cache_line_size) counters {
+    std::atomic<std::uint64_t> hits{0};
+    std::atomic<std::uint64_t> misses{0};
+    std::atomic<std::uint64_t> mismatches{0};
+    std::atomic<std::uint64_t> takeovers{0};
+    std::atomic<std::uint64_t> expirations{0};
+  };
+
+  store_options options_;
+  bool options_ok_;
+  STURDY_NO_UNIQUE_ADDRESS Listener listener_;
+  mutable detail::pool pool_;
+  std::string seq_key_;
+  std::atomic<std::int64_t> skew_ns_{0};
+  mutable counters counters_;
+};
+
+static_assert(::sturdy::idempotency_store<idempotency_store<int>>);
+static_assert(::sturdy::idempotency_store<idempotency_store<std::string>>);
+static_assert(::sturdy::idempotency_store<idempotency_store<void>>);
+
+// redis::idempotency_cache<T, Listener, Sleeper>: `sturdy::idempotency_cache`
+// over this store; built from `(idempotency_options, store_options)`. The
+// cache and its store each hold their own copy of the listener type.
+template <class T, class Listener = null_listener, sleeper Sleeper = thread_sleeper>
+using idempotency_cache =
+    ::sturdy::idempotency_cache<T, steady_clock_source, Sleeper, Listener, idempotency_store<T, Listener>>;
+
+}  // namespace redis
+}  // namespace sturdy
+
+#endif  // STURDY_REDIS_IDEMPOTENCY_STORE_HPP_
