@@ -1,0 +1,266 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// End-to-end tests of the onboarding example with fixed seeds: the invariant
+// after a run, no double email under duplicate deliveries, replay after the
+// outage, a crash between steps and a restart, and the durable dead-letter
+// queue on its own.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "onboarding.hpp"
+#include "sqlite_dead_letter_queue.hpp"
+#include "sturdy/compensation.hpp"
+
+namespace {
+
+std::filesystem::path temp_dir() {
+  return std::filesystem::temp_directory_path() / ("sturdy_onboarding_" + std::to_string(::getpid()));
+}
+
+// Removes this process's database files at the end.
+class temp_dir_cleanup : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(temp_dir(), ec);
+  }
+};
+const auto* const cleanup = ::testing::AddGlobalTestEnvironment(new temp_dir_cleanup);
+
+// A fresh database file under the test's temporary directory.
+std::string temp_db(const std::string& name) {
+  const auto dir = temp_dir();
+  std::filesystem::create_directories(dir);
+  const auto path = dir / (name + ".db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+  return path.string();
+}
+
+onboarding::check_report check(const std::string& path) {
+  onboarding::sqlite::database db;
+  EXPECT_TRUE(db.open(path).has_value());
+  return onboarding::check_database(db);
+}
+
+std::string violations(const onboarding::check_report& c) {
+  std::string s;
+  for (const auto& v : c.violations) s += v + "\n";
+  return s;
+}
+
+// Runs the example program as a child process; returns its exit status
+// (or -1 when it did not exit normally).
+int run_program(const std::vector<std::string>& args) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Quiet child: its timeline is not part of the test's output.
+    if (std::freopen("/dev/null", "w", stdout) == nullptr ||
+        std::freopen("/dev/null", "w", stderr) == nullptr)
+      _exit(127);
+    std::vector<char*> argv;
+    std::string exe = ONBOARDING_EXE;
+    argv.push_back(exe.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(OnboardingTest, EveryUserIsCompletedCompensatedOrDeadLetteredForSeveralSeeds) {
+  for (std::uint64_t seed : {1u, 2u, 3u, 7u, 42u, 1234u}) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::ostringstream out;
+    auto r = onboarding::run_demo({.seed = seed, .users = 10, .quiet = true}, out);
+    ASSERT_TRUE(r.has_value()) << out.str();
+    const auto& s = r.value();
+    // After acts 1-2: the invariant holds, and the faults left their marks.
+    EXPECT_TRUE(s.before_replay.ok()) << violations(s.before_replay);
+    EXPECT_EQ(s.before_replay.users.size(), 13u);
+    EXPECT_GE(s.before_replay.compensated, 1);  // the bad address, fully undone
+    EXPECT_GE(s.before_replay.dead_lettered, 1);
+    for (const auto& u : s.before_replay.users) {
+      if (u.outcome == "dead-lettered") {
+        EXPECT_FALSE(u.dlq_reason.empty()) << u.name;
+      }
+      EXPECT_LE(u.emails, 1) << u.name;
+    }
+    EXPECT_GE(s.breaker_opened, 1);
+    EXPECT_GE(s.undos_failed, 1);
+    // After act 3: nothing is left half done.
+    EXPECT_TRUE(s.final_state.ok()) << violations(s.final_state);
+    EXPECT_EQ(s.final_state.dead_lettered, 0);
+    EXPECT_EQ(s.final_state.completed + s.final_state.compensated, 13);
+    EXPECT_EQ(s.final_state.emails_sent, s.final_state.completed);
+  }
+}
+
+TEST(OnboardingTest, DuplicateDeliveriesNeverSendASecondEmail) {
+  for (std::uint64_t seed : {5u, 42u, 99u}) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::ostringstream out;
+    auto r = onboarding::run_demo({.seed = seed, .users = 12, .quiet = true}, out);
+    ASSERT_TRUE(r.has_value());
+    const auto& s = r.value();
+    ASSERT_GE(s.duplicate_deliveries, 1);
+    EXPECT_EQ(s.cache_replays, s.duplicate_deliveries);  // answered from the cache, nothing called
+    for (const auto& u : s.final_state.users) EXPECT_LE(u.emails, 1) << u.name;
+    EXPECT_EQ(s.final_state.emails_sent, s.final_state.completed);
+  }
+}
+
+TEST(OnboardingTest, ReplayingTheDeadLetterQueueAfterTheOutageCompletesStuckOnboardings) {
+  const std::string path = temp_db("replay");
+  std::ostringstream out;
+  auto r =
+      onboarding::run_demo({.seed = 42, .users = 8, .db_path = path, .quiet = true, .replay = false}, out);
+  ASSERT_TRUE(r.has_value()) << out.str();
+  const auto before = check(path);
+  ASSERT_TRUE(before.ok()) << violations(before);
+  ASSERT_GE(before.dead_lettered, 2);  // the outage's messages and the failed undo
+
+  // A separate process, as an operator would: list, then replay everything.
+  EXPECT_EQ(run_program({"dlq", "list", "--db", path}), 0);
+  int status = 1;
+  for (int round = 0; round < 3 && status != 0; ++round)
+    status = run_program({"dlq", "replay-all", "--db", path});
+  EXPECT_EQ(status, 0);
+
+  const auto after = check(path);
+  EXPECT_TRUE(after.ok()) << violations(after);
+  EXPECT_EQ(after.dead_lettered, 0);
+  EXPECT_EQ(after.completed, before.completed + before.dead_lettered - 1);  // one was an undo
+  EXPECT_EQ(after.emails_sent, after.completed);
+}
+
+TEST(OnboardingTest, CrashBetweenStepsThenRestartLosesNothingAndDuplicatesNothing) {
+  // Step boundaries of the worker: role assigned, email sent, message done.
+  // Crash at each kind of boundary, early and later in the drain.
+  for (int crash_after : {1, 2, 3, 5, 8, 11}) {
+    SCOPED_TRACE("crash after step " + std::to_string(crash_after));
+    const std::string path = temp_db("crash" + std::to_string(crash_after));
+    ASSERT_EQ(run_program({"--seed", "7", "--users", "6", "--db", path, "--crash-after",
+                           std::to_string(crash_after)}),
+              onboarding::crash_exit_code);
+    // The restarted worker drains what is pending; its exit status is the
+    // invariant check.
+    EXPECT_EQ(run_program({"worker", "--db", path}), 0);
+    const auto c = check(path);
+    EXPECT_TRUE(c.ok()) << violations(c);
+    ASSERT_EQ(c.users.size(), 9u);  // nobody lost
+    for (const auto& u : c.users) {
+      EXPECT_LE(u.emails, 1) << u.name;
+      EXPECT_NE(u.outcome, "INCONSISTENT") << u.name;
+    }
+    // And the operator can finish the rest.
+    int status = 1;
+    for (int round = 0; round < 3 && status != 0; ++round)
+      status = run_program({"dlq", "replay-all", "--db", path});
+    EXPECT_EQ(status, 0);
+    const auto done = check(path);
+    EXPECT_TRUE(done.ok()) << violations(done);
+    EXPECT_EQ(done.completed + done.compensated, 9);
+    EXPECT_EQ(done.emails_sent, done.completed);
+  }
+}
+
+TEST(OnboardingTest, ProgramRejectsMisuse) {
+  EXPECT_EQ(run_program({"--users", "0"}), 2);
+  EXPECT_EQ(run_program({"dlq", "replay"}), 2);  // needs --db and an id
+  EXPECT_EQ(run_program({"frobnicate", "--db", "x.db"}), 2);
+  const std::string path = temp_db("twice");
+  EXPECT_EQ(run_program({"--db", path, "--users", "2"}), 0);
+  EXPECT_EQ(run_program({"--db", path, "--users", "2"}), 1);  // refuses a database that holds a run
+}
+
+// --- the durable dead-letter queue on its own ------------------------------
+
+TEST(SqliteDeadLetterQueueTest, KeepsEntriesAcrossConnectionsAndReplaysOrDiscardsThem) {
+  const std::string path = temp_db("dlq");
+  {
+    onboarding::sqlite::database db;
+    ASSERT_TRUE(db.open(path).has_value());
+    onboarding::sqlite_dead_letter_queue dlq(db);
+    ASSERT_TRUE(dlq.ok());
+    sturdy::dead_letter_entry e;
+    e.saga = "s";
+    e.step = "undo a";
+    e.context = "user=1";
+    e.code = sturdy::errc::store_unavailable;
+    e.exception_text = "boom";
+    e.at = sturdy::time_point(std::chrono::seconds(3));
+    ASSERT_TRUE(dlq.push(std::move(e)).has_value());
+    sturdy::dead_letter_entry f;
+    f.step = "undo b";
+    f.code = std::make_error_code(std::errc::connection_reset);
+    ASSERT_TRUE(dlq.add(f, "delivery_failed").has_value());
+  }
+  onboarding::sqlite::database db;
+  ASSERT_TRUE(db.open(path).has_value());
+  onboarding::sqlite_dead_letter_queue dlq(db);
+  auto rows = dlq.list();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].entry.saga, "s");
+  EXPECT_EQ(rows[0].entry.context, "user=1");
+  EXPECT_EQ(rows[0].reason, "undo_failed");
+  EXPECT_EQ(rows[0].entry.code, sturdy::errc::store_unavailable);  // rebuilt: sturdy's category is known
+  EXPECT_EQ(rows[0].entry.exception_text, "boom");
+  EXPECT_EQ(rows[0].entry.at, sturdy::time_point(std::chrono::seconds(3)));
+  EXPECT_EQ(rows[1].reason, "delivery_failed");
+  EXPECT_EQ(rows[1].entry.code, std::errc::connection_reset);
+
+  // A failing replay keeps the entry and counts the attempt.
+  auto failed = dlq.replay(rows[0].entry.id, [](const onboarding::dlq_record&) -> sturdy::result<void> {
+    return std::make_error_code(std::errc::timed_out);
+  });
+  EXPECT_EQ(failed.error(), sturdy::errc::compensation_failed);
+  auto kept = dlq.inspect(rows[0].entry.id);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept.value().entry.replay_attempts, 1u);
+  EXPECT_FALSE(kept.value().last_replay_error.empty());
+  // A throwing handler is a failed replay too, not a crash.
+  EXPECT_FALSE(dlq.replay(rows[0].entry.id,
+                          [](const onboarding::dlq_record&) -> int { throw std::runtime_error("x"); }));
+  // A succeeding replay removes it.
+  EXPECT_TRUE(dlq.replay(rows[0].entry.id, [](const onboarding::dlq_record&) {}).has_value());
+  EXPECT_EQ(dlq.inspect(rows[0].entry.id).error(), sturdy::errc::not_found);
+  EXPECT_EQ(dlq.replay(rows[0].entry.id, [](const onboarding::dlq_record&) {}).error(),
+            sturdy::errc::not_found);
+  // Discard.
+  EXPECT_TRUE(dlq.discard(rows[1].entry.id).has_value());
+  EXPECT_EQ(dlq.discard(rows[1].entry.id).error(), sturdy::errc::not_found);
+  EXPECT_TRUE(dlq.empty());
+}
+
+TEST(SqliteDeadLetterQueueTest, IsTheSinkOfACompensationScope) {
+  onboarding::sqlite::database db;
+  ASSERT_TRUE(db.open(":memory:").has_value());
+  onboarding::sqlite_dead_letter_queue dlq(db);
+  {
+    sturdy::compensation_scope saga(dlq, {.name = "saga"});
+    ASSERT_TRUE(saga.add({.name = "undo ok"}, [] {}).has_value());
+    ASSERT_TRUE(
+        saga.add({.name = "undo fails", .context = "id=9"},
+                 []() -> sturdy::result<void> { return std::make_error_code(std::errc::host_unreachable); })
+            .has_value());
+  }  // rolled back by the destructor
+  auto rows = dlq.list();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].entry.saga, "saga");
+  EXPECT_EQ(rows[0].entry.step, "undo fails");
+  EXPECT_EQ(rows[0].entry.context, "id=9");
+  EXPECT_EQ(rows[0].entry.code, std::errc::host_unreachable);
+}
+
+}  // namespace
