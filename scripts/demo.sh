@@ -8,7 +8,8 @@ DIR=build/demo
 cmake -S . -B "$DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTURDY_BUILD_TESTS=OFF \
   -DSTURDY_BUILD_BENCH=OFF -DSTURDY_BUILD_EXAMPLES=ON >"$DIR.configure.log" 2>&1 \
   || { cat "$DIR.configure.log"; exit 1; }
-DEMO=${STURDY_DEMO:-example_tour}
+DEMO=${STURDY_DEMO:-example_onboarding}
 cmake --build "$DIR" -j "$(nproc)" --target "$DEMO" >"$DIR.build.log" 2>&1 \
   || { tail -50 "$DIR.build.log"; exit 1; }
-exec "$DIR/examples/$DEMO" "$@"
+BIN=$(find "$DIR/examples" -type f -name "$DEMO" -perm -u+x | head -1)
+exec "$BIN" "$@"
