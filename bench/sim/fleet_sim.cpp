@@ -57,7 +57,7 @@ outage (fleet vs a fixed-capacity service that fails for a window):
                             jitter_ratio_budget, jitter_token_budget,
                             jitter_budget_breaker, sturdy_defaults (= all);
                             extra: jitter_adaptive_throttle,
-                            jitter_ratio_finagle_defaults, naive_unbounded;
+                            jitter_ratio_finagle_defaults;
                             custom: built from the flags below
   --rate X                  requests/s per client (default 1)
   --capacity X              service capacity, requests/s (default 1.4 x demand)
