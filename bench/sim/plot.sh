@@ -16,7 +16,7 @@ mkdir -p "$data" "$img"
 if [[ "${1:-}" != "--plot-only" ]]; then
   sim="${1:?usage: plot.sh path/to/fleet_sim | --plot-only}"
   "$sim" --scenario occ --runs 100 --seed 1 --csv "$data/occ.csv"
-  "$sim" --scenario outage --clients 10000 --seed 1 --config all \
+  "$sim" --scenario outage --clients 10000 --seed 1 --config all,extra \
     --csv "$data/outage.csv" --summary-csv "$data/outage_summary.csv"
 fi
 
