@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "sturdy/testing/counting_allocator.hpp"
 #include "sturdy/testing/manual_clock.hpp"
 #include "sturdy/testing/recording_sleeper.hpp"
 
@@ -108,6 +109,41 @@ TEST(ThreadSleeperTest, SleepsTheWholeDurationWhenNotStopped) {
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(s.sleep_for(2ms, src.get_token()));
   EXPECT_GE(std::chrono::steady_clock::now() - start, 2ms);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(ThreadSleeperTest, HugeDurationsNeitherOverflowNorReturnEarly) {
+  sturdy::thread_sleeper s;
+  std::stop_source src;
+  // duration::max() used to overflow `now + d` and return true at once; now
+  // only the stop request can end it.
+  std::jthread stopper([&] { src.request_stop(); });
+  EXPECT_FALSE(s.sleep_for(sturdy::duration::max(), src.get_token()));
+}
+
+TEST(ThreadSleeperTest, CancellableSleepAllocatesNothing) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "no counting allocator in this build";
+  sturdy::thread_sleeper s;
+  std::stop_source src;
+  const auto token = src.get_token();
+  sturdy::testing::allocation_scope scope;
+  EXPECT_TRUE(s.sleep_for(std::chrono::microseconds(50), token));
+  EXPECT_EQ(scope.allocations(), 0u);
+}
+
+TEST(TimeArithmeticTest, SaturatesInsteadOfOverflowing) {
+  using sturdy::duration;
+  using sturdy::time_point;
+  static_assert(sturdy::detail::saturating_add(duration::max(), duration(1)) == duration::max());
+  static_assert(sturdy::detail::saturating_add(duration(1), duration(2)) == duration(3));
+  static_assert(sturdy::detail::saturating_add(time_point::max() - duration(1), duration(5)) == time_point::max());
+  static_assert(sturdy::detail::saturating_add(time_point{}, duration(5)) == time_point{} + duration(5));
+  static_assert(sturdy::detail::time_between(time_point{} + duration(5), time_point{}) == duration::zero());
+  static_assert(sturdy::detail::time_between(time_point::min(), time_point::max()) == duration::max());
+  SUCCEED();
 }
 
 }  // namespace

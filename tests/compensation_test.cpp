@@ -301,7 +301,7 @@ TEST(CompensationScopeTest, FailingAndThrowingUndosDoNotStopTheOthers) {
   EXPECT_EQ(report[1].name, "d");
   EXPECT_EQ(report[1].status, step_status::failed);
   EXPECT_TRUE(report[1].failure.is_exception());
-  ASSERT_NE(report[1].failure.exception_as<std::runtime_error>(), nullptr);
+  ASSERT_TRUE(report[1].failure.exception_is<std::runtime_error>());
   EXPECT_TRUE(report[1].dead_lettered);
   EXPECT_EQ(report[3].name, "b");
   EXPECT_EQ(report[3].failure.code, errc::store_unavailable);

@@ -376,7 +376,7 @@ TEST(IdempotencyCacheTest, PermanentPredicateSeesTheException) {
   fixture f;
   auto cache = f.make({.policy = {.failures = sturdy::failure_caching::cache_if_permanent,
                                   .is_permanent = [](const sturdy::failure_info& i) {
-                                    return i.exception_as<std::invalid_argument>() != nullptr;
+                                    return i.exception_is<std::invalid_argument>();
                                   }}});
   int runs = 0;
   auto fn = [&]() -> int {

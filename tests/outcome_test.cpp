@@ -78,10 +78,14 @@ TEST(OutcomeTraitsTest, StdOutcomeReportsStoredExceptions) {
   const auto f = sturdy::failure_of(ex);
   ASSERT_TRUE(f.is_exception());
   EXPECT_FALSE(f.code);
-  const auto* re = f.exception_as<std::runtime_error>();
-  ASSERT_NE(re, nullptr);
-  EXPECT_STREQ(re->what(), "boom");
-  EXPECT_EQ(f.exception_as<std::logic_error>(), nullptr);
+  std::string what;
+  EXPECT_TRUE(f.visit_exception<std::runtime_error>([&](const std::runtime_error& e) { what = e.what(); }));
+  EXPECT_EQ(what, "boom");
+  EXPECT_TRUE(f.exception_is<std::exception>());  // base classes match
+  EXPECT_FALSE(f.exception_is<std::logic_error>());
+  EXPECT_FALSE(f.visit_exception<std::logic_error>([&](const std::logic_error&) { what = "wrong"; }));
+  EXPECT_EQ(what, "boom");
+  EXPECT_FALSE(sturdy::failure_info{}.exception_is<std::exception>());
   O err{std::error_code(sturdy::errc::in_progress)};
   EXPECT_EQ(sturdy::failure_of(err).code, sturdy::errc::in_progress);
   EXPECT_TRUE(sturdy::succeeded(O{1}));

@@ -230,7 +230,7 @@ TEST_F(RetryTest, ResultReturningCallablesMayThrowToo) {
 TEST_F(RetryTest, ExceptionPredicateCanMatchOnType) {
   int calls = 0;
   auto p = policy(retry_options{.retry_if = [](const failure_info& f) {
-    return f.exception_as<std::logic_error>() == nullptr;  // logic errors are bugs: do not retry
+    return !f.exception_is<std::logic_error>();  // logic errors are bugs: do not retry
   }});
   EXPECT_THROW((void)p.execute([&] {
     ++calls;

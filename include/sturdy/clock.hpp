@@ -32,6 +32,7 @@
 #define STURDY_CLOCK_HPP_
 
 #include <chrono>
+#include <algorithm>
 #include <concepts>
 #include <condition_variable>
 #include <mutex>
@@ -45,6 +46,34 @@ namespace sturdy {
 // The time types every sturdy primitive uses.
 using duration = std::chrono::nanoseconds;
 using time_point = std::chrono::steady_clock::time_point;
+
+namespace detail {
+
+// Time arithmetic that never overflows (a huge TTL or delay means "never",
+// not a wrap-around into the past).
+
+// a + b for non-negative durations, saturating at duration::max().
+[[nodiscard]] constexpr duration saturating_add(duration a, duration b) noexcept {
+  return a > duration::max() - b ? duration::max() : a + b;
+}
+
+// t + d for a non-negative d, saturating at time_point::max().
+[[nodiscard]] constexpr time_point saturating_add(time_point t, duration d) noexcept {
+  if (d > duration::zero() && t > time_point::max() - d) return time_point::max();
+  return t + d;
+}
+
+// to - from, or zero when `to` is not later, or duration::max() when the
+// difference does not fit (clocks with negative epochs).
+[[nodiscard]] constexpr duration time_between(time_point from, time_point to) noexcept {
+  const duration::rep f = from.time_since_epoch().count();
+  const duration::rep t = to.time_since_epoch().count();
+  if (t <= f) return duration::zero();
+  if (f < 0 && t > duration::max().count() + f) return duration::max();
+  return duration(t - f);
+}
+
+}  // namespace detail
 
 // clock_source<C>
 //
@@ -71,23 +100,37 @@ concept sleeper = requires(S& s, duration d, std::stop_token stop) {
 };
 
 // thread_sleeper: the default sleeper. Blocks the calling thread; a stop
-// request from another thread wakes it at once.
+// request from another thread wakes it at once. Allocates nothing (a
+// std::condition_variable woken by a std::stop_callback, both on the
+// stack). Any duration works, up to duration::max(): long sleeps are taken
+// in chunks of a year so that `now + d` never overflows.
 struct thread_sleeper {
   bool sleep_for(duration d, std::stop_token stop) const {
+    constexpr duration chunk = std::chrono::hours(24 * 365);
     if (stop.stop_requested()) return false;
-    if (d <= duration::zero()) return true;
     if (!stop.stop_possible()) {
-      std::this_thread::sleep_for(d);
+      for (; d > duration::zero(); d -= std::min(d, chunk)) std::this_thread::sleep_for(std::min(d, chunk));
       return true;
     }
     std::mutex m;
-    std::condition_variable_any cv;
+    std::condition_variable cv;
+    bool stopped = false;
+    // Declared after m, cv and stopped so it is destroyed first: its
+    // destructor waits for a callback running on another thread.
+    std::stop_callback wake(stop, [&] {
+      {
+        std::lock_guard lock(m);
+        stopped = true;
+      }
+      cv.notify_all();
+    });
     std::unique_lock lock(m);
-    // wait_for with a stop token returns the predicate's value: false means
-    // the time elapsed, true can only mean a stop request (the predicate
-    // itself is constant false).
-    const bool stopped = cv.wait_for(lock, stop, d, [] { return false; });
-    return !stopped && !stop.stop_requested();
+    for (; d > duration::zero() && !stopped; d -= std::min(d, chunk)) {
+      const auto until = std::chrono::steady_clock::now() + std::min(d, chunk);
+      while (!stopped && cv.wait_until(lock, until) == std::cv_status::no_timeout) {
+      }
+    }
+    return !stopped;
   }
 };
 

@@ -341,13 +341,6 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
   { cs.stats() } -> std::same_as<idempotency_store_stats>;
 };
 
-namespace detail {
-// now + d without overflow (a huge TTL means "never", not a wrap-around).
-[[nodiscard]] inline time_point saturating_add(time_point t, duration d) noexcept {
-  if (d > duration::zero() && t > time_point::max() - d) return time_point::max();
-  return t + d;
-}
-}  // namespace detail
 
 // -----------------------------------------------------------------------------
 // memory_idempotency_store<V, Clock>

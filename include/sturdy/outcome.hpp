@@ -77,19 +77,27 @@ struct failure_info {
 
   [[nodiscard]] bool is_exception() const noexcept { return exception != nullptr; }
 
-  // Rethrows `exception` inside a try block to let predicates match on type:
-  //   if (auto* e = f.exception_as<std::runtime_error>()) ...
-  // Returns null when there is no exception or it is of another type. Costs
-  // a throw; meant for failure paths only.
+  // Whether the stored exception is an `Ex` (or derives from it):
+  //   if (f.exception_is<std::logic_error>()) return false;  // a bug: do not retry
+  // Costs a rethrow; meant for failure paths only.
   template <class Ex>
-  [[nodiscard]] const Ex* exception_as() const noexcept {
-    if (!exception) return nullptr;
+  [[nodiscard]] bool exception_is() const noexcept {
+    return visit_exception<Ex>([](const Ex&) {});
+  }
+
+  // Calls `fn(const Ex&)` with the stored exception when it is an `Ex`;
+  // returns whether it did. The reference is valid only inside `fn` (some
+  // ABIs rethrow a copy), so no pointer to it is ever handed out.
+  template <class Ex, class Fn>
+  bool visit_exception(Fn&& fn) const noexcept(std::is_nothrow_invocable_v<Fn, const Ex&>) {
+    if (!exception) return false;
     try {
       std::rethrow_exception(exception);
     } catch (const Ex& e) {
-      return &e;  // the exception object lives as long as `exception`
+      std::forward<Fn>(fn)(e);
+      return true;
     } catch (...) {
-      return nullptr;
+      return false;
     }
   }
 

@@ -294,21 +294,6 @@ template <class R>
   return {};
 }
 
-// a + b for non-negative durations, saturating at duration::max().
-[[nodiscard]] constexpr duration saturating_add(duration a, duration b) noexcept {
-  return a > duration::max() - b ? duration::max() : a + b;
-}
-
-// to - from, or zero when `to` is not later, or duration::max() when the
-// difference does not fit (clocks with negative epochs).
-[[nodiscard]] constexpr duration time_between(time_point from, time_point to) noexcept {
-  const duration::rep f = from.time_since_epoch().count();
-  const duration::rep t = to.time_since_epoch().count();
-  if (t <= f) return duration::zero();
-  if (f < 0 && t > duration::max().count() + f) return duration::max();
-  return duration(t - f);
-}
-
 }  // namespace detail
 
 // ----------------------------------------------------------------------------

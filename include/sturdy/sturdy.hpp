@@ -11,6 +11,7 @@
 #define STURDY_STURDY_HPP_
 
 #include "sturdy/backoff.hpp"
+#include "sturdy/circuit_breaker.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/compensation.hpp"
 #include "sturdy/config.hpp"
