@@ -295,15 +295,11 @@ outage_policy custom_policy(const args& a) {
     die("unknown --budget '" + budget + "'");
   }
   if (a.has("breaker")) {
-#if STURDY_SIM_HAS_BREAKER
     p.use_breaker = true;
     p.breaker = fleet_breaker();
     p.breaker.consecutive_failure_threshold = static_cast<std::uint32_t>(a.count("breaker-failures", 5));
     p.breaker.open_duration = ms("open-ms", 5000);
     if (p.breaker.max_open_duration < p.breaker.open_duration) p.breaker.max_open_duration = p.breaker.open_duration;
-#else
-    die("this build has no circuit breaker");
-#endif
   }
   return p;
 }

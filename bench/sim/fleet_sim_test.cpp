@@ -276,7 +276,6 @@ TEST(OutageTest, RetriesWithoutBudgetKeepTheServiceOverloadedWhileBudgetsRecover
   EXPECT_LT(by_name["jitter_ratio_budget"].amplification_after, 1.5);
 }
 
-#if STURDY_SIM_HAS_BREAKER
 TEST(OutageTest, BreakerRejectsLocallyDuringTheOutageAndRecovers) {
   outage_params p = small_outage();
   p.run_time = 120 * ns_per_s;
@@ -292,6 +291,5 @@ TEST(OutageTest, BreakerRejectsLocallyDuringTheOutageAndRecovers) {
     EXPECT_EQ(after, 0u) << "the breaker should be closed long after recovery";
   }
 }
-#endif
 
 }  // namespace

@@ -49,12 +49,7 @@
 #include "absl/random/distributions.h"
 #include "engine.hpp"
 #include "sturdy/backoff.hpp"
-#if __has_include("sturdy/circuit_breaker.hpp")
 #include "sturdy/circuit_breaker.hpp"
-#define STURDY_SIM_HAS_BREAKER 1
-#else
-#define STURDY_SIM_HAS_BREAKER 0
-#endif
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
 
@@ -125,20 +120,14 @@ struct outage_policy {
   token_bucket_options token{};
   adaptive_throttle_options adaptive{};
   bool use_breaker = false;
-#if STURDY_SIM_HAS_BREAKER
   circuit_breaker_options breaker{};
-#endif
 
   [[nodiscard]] std::string_view validation_message() const noexcept {
     if (auto m = retry.validation_message(); !m.empty()) return m;
     if (budget == budget_kind::ratio) return ratio.validation_message();
     if (budget == budget_kind::token) return token.validation_message();
     if (budget == budget_kind::adaptive) return adaptive.validation_message();
-#if STURDY_SIM_HAS_BREAKER
     if (use_breaker) return breaker.validation_message();
-#else
-    if (use_breaker) return "this build has no circuit breaker";
-#endif
     return {};
   }
 };
@@ -149,7 +138,6 @@ struct outage_policy {
 [[nodiscard]] inline ratio_budget_options fleet_ratio_budget() {
   return {.ratio = 0.1, .window = std::chrono::seconds(10), .min_retries_per_second = 0.1};
 }
-#if STURDY_SIM_HAS_BREAKER
 [[nodiscard]] inline circuit_breaker_options fleet_breaker() {
   return {.consecutive_failure_threshold = 5,
           .failure_rate_threshold = 0.5,
@@ -159,7 +147,6 @@ struct outage_policy {
           .half_open_probes = 1,
           .counter_stripes = 1};
 }
-#endif
 
 // The named configurations of the comparison. Every retrying one makes at
 // most 3 attempts; the hand-configured ones use the backoff of
@@ -184,14 +171,12 @@ struct outage_policy {
                .retry = {.max_attempts = 3, .backoff = full},
                .budget = budget_kind::token,
                .token = {}});
-#if STURDY_SIM_HAS_BREAKER
   v.push_back({.name = "jitter_budget_breaker",
                .retry = {.max_attempts = 3, .backoff = full},
                .budget = budget_kind::token,
                .token = {},
                .use_breaker = true,
                .breaker = fleet_breaker()});
-#endif
   // sturdy's documented defaults: retry_options{} (3 attempts, exponential
   // 100 ms .. 10 s, full jitter) with a default token_bucket_budget shared
   // per dependency.
@@ -280,9 +265,7 @@ struct request {
   vtime started = 0;
   result_kind outcome = result_kind::success;
   backoff::state backoff_state{};
-#if STURDY_SIM_HAS_BREAKER
   std::optional<breaker_permit> permit;
-#endif
 };
 
 }  // namespace detail_outage
@@ -312,9 +295,7 @@ struct request {
   std::deque<ratio_budget<virtual_clock>> ratio_budgets;
   std::deque<token_bucket_budget> token_budgets;
   std::deque<adaptive_throttle<virtual_clock>> throttles;
-#if STURDY_SIM_HAS_BREAKER
   std::deque<circuit_breaker<virtual_clock>> breakers;
-#endif
   std::vector<retry_budget_ref> budgets(p.clients);
   for (std::uint32_t c = 0; c < p.clients; ++c) {
     switch (policy.budget) {
@@ -323,9 +304,7 @@ struct request {
       case budget_kind::token: budgets[c] = token_budgets.emplace_back(policy.token); break;
       case budget_kind::adaptive: budgets[c] = throttles.emplace_back(policy.adaptive, clock); break;
     }
-#if STURDY_SIM_HAS_BREAKER
     if (policy.use_breaker) breakers.emplace_back(policy.breaker, clock);
-#endif
   }
 
   // The service.
@@ -415,7 +394,6 @@ struct request {
     ++rq.attempt;
     budgets[c].on_attempt(is_retry);
     if (trace && !is_retry) trace({c, q.now(), trace_kind::request});
-#if STURDY_SIM_HAS_BREAKER
     if (policy.use_breaker) {
       result<breaker_permit> permit = breakers[c].try_acquire();
       if (!permit) {
@@ -427,7 +405,6 @@ struct request {
       }
       rq.permit = permit.value();
     }
-#endif
     if (trace) trace({c, q.now(), trace_kind::sent});
     outage_bin& b = bin_of(q.now());
     if (is_retry) {
@@ -447,11 +424,9 @@ struct request {
     request& rq = slots[slot];
     const std::uint32_t c = rq.client;
     const bool ok = rq.outcome == result_kind::success;
-#if STURDY_SIM_HAS_BREAKER
     if (policy.use_breaker && rq.permit) {
       breakers[c].record(*rq.permit, ok ? call_outcome::success : call_outcome::failure);
     }
-#endif
     if (ok) {
       budgets[c].on_outcome(attempt_outcome::success);
       ++res.client_successes[c];
