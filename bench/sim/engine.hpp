@@ -127,9 +127,7 @@ using generator = std::mt19937_64;
 
 // A uniform double in [0, 1) (53 random bits; identical on every standard
 // library, unlike std::uniform_real_distribution).
-[[nodiscard]] inline double uniform01(generator& g) {
-  return static_cast<double>(g() >> 11) * 0x1.0p-53;
-}
+[[nodiscard]] inline double uniform01(generator& g) { return static_cast<double>(g() >> 11) * 0x1.0p-53; }
 
 // |Normal(mean, sd)| by Box-Muller (portable, unlike std::normal_distribution).
 [[nodiscard]] inline double abs_normal(generator& g, double mean, double sd) {

@@ -132,11 +132,39 @@ args parse(int argc, char** argv) {
       a.kv[f] = argv[++i];
     }
   }
-  static const char* const known[] = {
-      "help", "scenario", "seed", "runs", "csv", "summary-csv", "clients", "strategy", "base-ms", "cap-ms",
-      "config", "rate", "capacity", "queue-s", "timeout-ms", "latency-ms", "duration-s", "outage-start-s",
-      "outage-s", "mode", "bin-ms", "max-attempts", "backoff", "budget", "budget-ratio", "budget-floor",
-      "budget-window-s", "max-tokens", "token-ratio", "throttle-k", "breaker", "breaker-failures", "open-ms"};
+  static const char* const known[] = {"help",
+                                      "scenario",
+                                      "seed",
+                                      "runs",
+                                      "csv",
+                                      "summary-csv",
+                                      "clients",
+                                      "strategy",
+                                      "base-ms",
+                                      "cap-ms",
+                                      "config",
+                                      "rate",
+                                      "capacity",
+                                      "queue-s",
+                                      "timeout-ms",
+                                      "latency-ms",
+                                      "duration-s",
+                                      "outage-start-s",
+                                      "outage-s",
+                                      "mode",
+                                      "bin-ms",
+                                      "max-attempts",
+                                      "backoff",
+                                      "budget",
+                                      "budget-ratio",
+                                      "budget-floor",
+                                      "budget-window-s",
+                                      "max-tokens",
+                                      "token-ratio",
+                                      "throttle-k",
+                                      "breaker",
+                                      "breaker-failures",
+                                      "open-ms"};
   for (const auto& [k, v] : a.kv) {
     bool ok = false;
     for (const char* n : known) ok = ok || k == n;
@@ -221,8 +249,9 @@ int run_occ_scenario(const args& a) {
   // The human summary goes to stderr when stdout carries the CSV.
   FILE* report = csv.out == &std::cout ? stderr : stdout;
   if (csv.out) *csv.out << "strategy,clients,runs,mean_calls,sd_calls,mean_completion_ms,sd_completion_ms\n";
-  std::fprintf(report, "# occ: %zu strategies x %zu N x %u runs, seed %llu, base %.3g ms, cap %.4g ms\n", chosen.size(),
-              ns.size(), runs, static_cast<unsigned long long>(seed), a.num("base-ms", 5), a.num("cap-ms", 2000));
+  std::fprintf(report, "# occ: %zu strategies x %zu N x %u runs, seed %llu, base %.3g ms, cap %.4g ms\n",
+               chosen.size(), ns.size(), runs, static_cast<unsigned long long>(seed), a.num("base-ms", 5),
+               a.num("cap-ms", 2000));
   std::fprintf(report, "%-22s %6s %12s %16s\n", "strategy", "N", "mean_calls", "mean_time_ms");
   const auto t0 = std::chrono::steady_clock::now();
   std::uint64_t events = 0;
@@ -232,8 +261,8 @@ int run_occ_scenario(const args& a) {
       p.clients = n;
       const occ_summary r = summarise_occ(p, s, seed, runs);
       events += r.events;
-      std::fprintf(report, "%-22s %6u %12.1f %16.1f%s\n", s.name.c_str(), n, r.mean_calls, r.mean_completion_ms,
-                  r.truncated ? "  (truncated)" : "");
+      std::fprintf(report, "%-22s %6u %12.1f %16.1f%s\n", s.name.c_str(), n, r.mean_calls,
+                   r.mean_completion_ms, r.truncated ? "  (truncated)" : "");
       if (csv.out) {
         *csv.out << s.name << ',' << n << ',' << runs << ',' << r.mean_calls << ',' << r.sd_calls << ','
                  << r.mean_completion_ms << ',' << r.sd_completion_ms << '\n';
@@ -241,8 +270,8 @@ int run_occ_scenario(const args& a) {
     }
   }
   const double wall = wall_seconds(t0);
-  std::fprintf(report, "# %llu events in %.2f s wall (%.2f M events/s)\n", static_cast<unsigned long long>(events), wall,
-              static_cast<double>(events) / wall / 1e6);
+  std::fprintf(report, "# %llu events in %.2f s wall (%.2f M events/s)\n",
+               static_cast<unsigned long long>(events), wall, static_cast<double>(events) / wall / 1e6);
   return 0;
 }
 
@@ -299,7 +328,8 @@ outage_policy custom_policy(const args& a) {
     p.breaker = fleet_breaker();
     p.breaker.consecutive_failure_threshold = static_cast<std::uint32_t>(a.count("breaker-failures", 5));
     p.breaker.open_duration = ms("open-ms", 5000);
-    if (p.breaker.max_open_duration < p.breaker.open_duration) p.breaker.max_open_duration = p.breaker.open_duration;
+    if (p.breaker.max_open_duration < p.breaker.open_duration)
+      p.breaker.max_open_duration = p.breaker.open_duration;
   }
   return p;
 }
@@ -368,13 +398,14 @@ int run_outage_scenario(const args& a) {
     *summary_csv.out << "config,clients,amplification_outage,amplification_after,success_rate,"
                         "success_rate_after,recovery_s,recovered,peak_load,events,wall_s\n";
   }
-  std::fprintf(report, "# outage: %u clients x %.3g req/s = %.0f req/s demand; capacity %.0f req/s; queue %.3g s; "
-              "timeout %.0f ms; outage %s [%.0f s, %.0f s) of %.0f s; seed %llu; %u run(s)\n",
-              p.clients, p.rate_per_client, p.demand_per_s(), p.capacity(), p.queue_limit_s, to_ms(p.timeout),
-              mode.c_str(), to_s(p.outage_start), to_s(p.outage_end), to_s(p.run_time),
-              static_cast<unsigned long long>(seed), runs);
-  std::fprintf(report, "%-30s %8s %8s %8s %8s %10s %9s %6s %10s %8s\n", "config", "amp_out", "amp_aft", "success",
-              "succ_aft", "recovery_s", "recovered", "peak", "events/s", "wall_s");
+  std::fprintf(report,
+               "# outage: %u clients x %.3g req/s = %.0f req/s demand; capacity %.0f req/s; queue %.3g s; "
+               "timeout %.0f ms; outage %s [%.0f s, %.0f s) of %.0f s; seed %llu; %u run(s)\n",
+               p.clients, p.rate_per_client, p.demand_per_s(), p.capacity(), p.queue_limit_s,
+               to_ms(p.timeout), mode.c_str(), to_s(p.outage_start), to_s(p.outage_end), to_s(p.run_time),
+               static_cast<unsigned long long>(seed), runs);
+  std::fprintf(report, "%-30s %8s %8s %8s %8s %10s %9s %6s %10s %8s\n", "config", "amp_out", "amp_aft",
+               "success", "succ_aft", "recovery_s", "recovered", "peak", "events/s", "wall_s");
   const double bin_s = to_s(p.bin);
   for (const auto& pol : chosen) {
     outage_result mean;
@@ -404,13 +435,13 @@ int run_outage_scenario(const args& a) {
     const double rec_mean = rec_n > 0 ? rec / rec_n : -1;
     char rec_text[32] = "never";
     if (rec_n > 0) std::snprintf(rec_text, sizeof rec_text, "%.1f", rec_mean);
-    std::fprintf(report, "%-30s %8.2f %8.2f %7.1f%% %7.1f%% %10s %6u/%-2u %6.2f %9.2fM %8.2f\n", pol.name.c_str(),
-                amp_o / n, amp_a / n, 100 * sr / n, 100 * sra / n, rec_text, recovered, runs, peak / n,
-                static_cast<double>(events) / wall / 1e6, wall / n);
+    std::fprintf(report, "%-30s %8.2f %8.2f %7.1f%% %7.1f%% %10s %6u/%-2u %6.2f %9.2fM %8.2f\n",
+                 pol.name.c_str(), amp_o / n, amp_a / n, 100 * sr / n, 100 * sra / n, rec_text, recovered,
+                 runs, peak / n, static_cast<double>(events) / wall / 1e6, wall / n);
     if (summary_csv.out) {
-      *summary_csv.out << pol.name << ',' << p.clients << ',' << amp_o / n << ',' << amp_a / n << ',' << sr / n
-                       << ',' << sra / n << ',' << rec_mean << ',' << recovered << ',' << peak / n << ','
-                       << events / runs << ',' << wall / n << '\n';
+      *summary_csv.out << pol.name << ',' << p.clients << ',' << amp_o / n << ',' << amp_a / n << ','
+                       << sr / n << ',' << sra / n << ',' << rec_mean << ',' << recovered << ',' << peak / n
+                       << ',' << events / runs << ',' << wall / n << '\n';
     }
     if (csv.out) {
       const auto b_end = static_cast<std::size_t>(p.run_time / p.bin);
@@ -425,9 +456,11 @@ int run_outage_scenario(const args& a) {
       }
     }
   }
-  std::fprintf(report, "# amp = attempts sent / requests (outage window; 60 s after); success = succeeded / finished;\n"
-              "# recovery = s from the end of the outage until goodput >= 95%% of demand (5 s average);\n"
-              "# recovered = also >= 95%% over the last 30 s; peak = max arrivals per bin / capacity.\n");
+  std::fprintf(
+      report,
+      "# amp = attempts sent / requests (outage window; 60 s after); success = succeeded / finished;\n"
+      "# recovery = s from the end of the outage until goodput >= 95%% of demand (5 s average);\n"
+      "# recovered = also >= 95%% over the last 30 s; peak = max arrivals per bin / capacity.\n");
   return 0;
 }
 

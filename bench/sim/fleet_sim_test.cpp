@@ -117,10 +117,11 @@ TEST(OccTest, FirstRetryCeilingIsTwiceBaseAsInTheBlog) {
   p.clients = 2;
   p.latency_sd_ms = 0.0;
   generator gen = make_generator(1, 0);
-  const occ_result exp = run_occ(p, sturdy::backoff::exponential(std::chrono::milliseconds(5),
-                                                                  std::chrono::milliseconds(2000),
-                                                                  sturdy::jitter::none),
-                                 gen);
+  const occ_result exp =
+      run_occ(p,
+              sturdy::backoff::exponential(std::chrono::milliseconds(5), std::chrono::milliseconds(2000),
+                                           sturdy::jitter::none),
+              gen);
   EXPECT_EQ(exp.calls, 3u);
   EXPECT_EQ(exp.completion, 90 * ns_per_ms);
   const occ_result none = run_occ(p, sturdy::backoff::constant(sturdy::duration::zero()), gen);

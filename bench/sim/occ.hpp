@@ -64,8 +64,8 @@ struct occ_strategy {
 };
 
 // The blog's four strategies plus sturdy's others, base 5 ms, cap 2000 ms.
-[[nodiscard]] inline std::vector<occ_strategy> occ_strategies(duration base = std::chrono::milliseconds(5),
-                                                              duration cap = std::chrono::milliseconds(2000)) {
+[[nodiscard]] inline std::vector<occ_strategy> occ_strategies(
+    duration base = std::chrono::milliseconds(5), duration cap = std::chrono::milliseconds(2000)) {
   return {
       {"no_backoff", backoff::constant(duration::zero())},
       {"exponential", backoff::exponential(base, cap, jitter::none)},
@@ -82,10 +82,10 @@ struct occ_result {
   std::uint64_t calls = 0;          // write calls (the blog's work)
   std::uint64_t failed_writes = 0;  // conflicts
   std::uint64_t reads = 0;
-  vtime completion = 0;             // when the last client received its success
+  vtime completion = 0;                  // when the last client received its success
   std::vector<std::uint32_t> successes;  // per client (each must be exactly 1)
   std::uint64_t events = 0;
-  bool truncated = false;           // stopped by max_calls
+  bool truncated = false;  // stopped by max_calls
 };
 
 // One run of the scenario with `strategy`, drawing from `gen`.

@@ -102,10 +102,14 @@ enum class budget_kind : std::uint8_t { none, ratio, token, adaptive };
 
 [[nodiscard]] constexpr std::string_view to_string(budget_kind b) noexcept {
   switch (b) {
-    case budget_kind::none: return "none";
-    case budget_kind::ratio: return "ratio";
-    case budget_kind::token: return "token";
-    case budget_kind::adaptive: return "adaptive";
+    case budget_kind::none:
+      return "none";
+    case budget_kind::ratio:
+      return "ratio";
+    case budget_kind::token:
+      return "token";
+    case budget_kind::adaptive:
+      return "adaptive";
   }
   return "unknown";
 }
@@ -158,7 +162,8 @@ struct outage_policy {
   const backoff full = backoff::exponential(milliseconds(50), seconds(2), jitter::full);
   std::vector<outage_policy> v;
   v.push_back({.name = "no_retry", .retry = {.max_attempts = 1}});
-  v.push_back({.name = "naive_immediate", .retry = {.max_attempts = 3, .backoff = backoff::constant(duration::zero())}});
+  v.push_back({.name = "naive_immediate",
+               .retry = {.max_attempts = 3, .backoff = backoff::constant(duration::zero())}});
   v.push_back({.name = "exponential",
                .retry = {.max_attempts = 3,
                          .backoff = backoff::exponential(milliseconds(50), seconds(2), jitter::none)}});
@@ -205,17 +210,17 @@ struct outage_policy {
 
 // Per-bin counters (bins of `outage_params::bin`).
 struct outage_bin {
-  std::uint64_t requests = 0;         // new requests (first attempts wanted)
-  std::uint64_t first_attempts = 0;   // first attempts sent to the service
-  std::uint64_t retries = 0;          // retries sent to the service
-  std::uint64_t arrivals = 0;         // attempts arriving at the service
-  std::uint64_t rejected = 0;         // arrivals rejected because the queue was full
-  std::uint64_t served = 0;           // requests the service completed (useful or not)
-  std::uint64_t wasted = 0;           // completed after the client had given up
-  std::uint64_t succeeded = 0;        // requests that succeeded (goodput), by completion time
-  std::uint64_t failed = 0;           // requests that finally failed
-  std::uint64_t budget_denied = 0;    // retries denied by the budget
-  std::uint64_t breaker_rejected = 0; // attempts rejected by the breaker
+  std::uint64_t requests = 0;          // new requests (first attempts wanted)
+  std::uint64_t first_attempts = 0;    // first attempts sent to the service
+  std::uint64_t retries = 0;           // retries sent to the service
+  std::uint64_t arrivals = 0;          // attempts arriving at the service
+  std::uint64_t rejected = 0;          // arrivals rejected because the queue was full
+  std::uint64_t served = 0;            // requests the service completed (useful or not)
+  std::uint64_t wasted = 0;            // completed after the client had given up
+  std::uint64_t succeeded = 0;         // requests that succeeded (goodput), by completion time
+  std::uint64_t failed = 0;            // requests that finally failed
+  std::uint64_t budget_denied = 0;     // retries denied by the budget
+  std::uint64_t breaker_rejected = 0;  // attempts rejected by the breaker
 };
 
 // What a test may observe: a client's budget-relevant moments.
@@ -239,13 +244,13 @@ struct outage_result {
   std::uint64_t budget_denied = 0, breaker_rejected = 0;
   std::vector<std::uint64_t> client_successes;  // attempt successes per client (for budget checks)
   std::vector<std::uint64_t> client_retries;    // retries sent per client
-  double amplification_outage = 0;  // attempts sent / requests, in the outage window
-  double amplification_after = 0;   // the same over the 60 s after the outage
-  double success_rate = 0;          // succeeded / (succeeded + failed)
-  double success_rate_after = 0;    // of requests started after the outage
-  double recovery_s = -1;           // end of outage -> goodput >= 95 % of demand; -1 = never
-  bool recovered = false;           // recovered and still at >= 95 % at the end
-  double peak_load = 0;             // max attempts arriving per second / capacity
+  double amplification_outage = 0;              // attempts sent / requests, in the outage window
+  double amplification_after = 0;               // the same over the 60 s after the outage
+  double success_rate = 0;                      // succeeded / (succeeded + failed)
+  double success_rate_after = 0;                // of requests started after the outage
+  double recovery_s = -1;                       // end of outage -> goodput >= 95 % of demand; -1 = never
+  bool recovered = false;                       // recovered and still at >= 95 % at the end
+  double peak_load = 0;                         // max attempts arriving per second / capacity
   std::uint64_t events = 0;
   double wall_s = 0;
 };
@@ -274,7 +279,8 @@ struct request {
 //
 // One run of `policy` under `p`, drawing from `gen`. `trace`, when set, sees
 // every attempt (for tests).
-[[nodiscard]] inline outage_result run_outage(const outage_params& p, const outage_policy& policy, generator& gen,
+[[nodiscard]] inline outage_result run_outage(const outage_params& p, const outage_policy& policy,
+                                              generator& gen,
                                               const std::function<void(const attempt_trace&)>& trace = {}) {
   using namespace detail_outage;
   outage_result res;
@@ -299,10 +305,17 @@ struct request {
   std::vector<retry_budget_ref> budgets(p.clients);
   for (std::uint32_t c = 0; c < p.clients; ++c) {
     switch (policy.budget) {
-      case budget_kind::none: break;
-      case budget_kind::ratio: budgets[c] = ratio_budgets.emplace_back(policy.ratio, clock); break;
-      case budget_kind::token: budgets[c] = token_budgets.emplace_back(policy.token); break;
-      case budget_kind::adaptive: budgets[c] = throttles.emplace_back(policy.adaptive, clock); break;
+      case budget_kind::none:
+        break;
+      case budget_kind::ratio:
+        budgets[c] = ratio_budgets.emplace_back(policy.ratio, clock);
+        break;
+      case budget_kind::token:
+        budgets[c] = token_budgets.emplace_back(policy.token);
+        break;
+      case budget_kind::adaptive:
+        budgets[c] = throttles.emplace_back(policy.adaptive, clock);
+        break;
     }
     if (policy.use_breaker) breakers.emplace_back(policy.breaker, clock);
   }
@@ -468,8 +481,12 @@ struct request {
         q.schedule_after(next_gap(), {e.id, kind::new_request});
         break;
       }
-      case kind::attempt_done: attempt_done(e.id); break;
-      case kind::retry: start_attempt(e.id); break;
+      case kind::attempt_done:
+        attempt_done(e.id);
+        break;
+      case kind::retry:
+        start_attempt(e.id);
+        break;
     }
   }
   res.events = q.processed();
@@ -485,7 +502,8 @@ inline void summarise_outage(const outage_params& p, outage_result& r) {
   const auto b_end = std::min<std::int64_t>(b_of(p.run_time), nb);  // bins fully inside the run
   const auto sum = [&](std::int64_t from, std::int64_t to, auto field) {
     std::uint64_t s = 0;
-    for (std::int64_t b = std::max<std::int64_t>(from, 0); b < std::min(to, b_end); ++b) s += r.bins[b].*field;
+    for (std::int64_t b = std::max<std::int64_t>(from, 0); b < std::min(to, b_end); ++b)
+      s += r.bins[b].*field;
     return static_cast<double>(s);
   };
   const std::int64_t o0 = b_of(p.outage_start), o1 = b_of(p.outage_end);
@@ -514,9 +532,10 @@ inline void summarise_outage(const outage_params& p, outage_result& r) {
       break;
     }
   }
-  const std::int64_t tail = std::max<std::int64_t>(
-      o1, b_end - std::max<std::int64_t>(1, static_cast<std::int64_t>(30.0 / bin_s)));
-  const double tail_rate = b_end > tail ? sum(tail, b_end, &outage_bin::succeeded) / static_cast<double>(b_end - tail) : 0;
+  const std::int64_t tail =
+      std::max<std::int64_t>(o1, b_end - std::max<std::int64_t>(1, static_cast<std::int64_t>(30.0 / bin_s)));
+  const double tail_rate =
+      b_end > tail ? sum(tail, b_end, &outage_bin::succeeded) / static_cast<double>(b_end - tail) : 0;
   r.recovered = r.recovery_s >= 0 && tail_rate >= target;
   double peak = 0;
   for (std::int64_t b = 0; b < b_end; ++b) peak = std::max(peak, static_cast<double>(r.bins[b].arrivals));
