@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/deps.sh
 DIR=build/demo
+mkdir -p build
 cmake -S . -B "$DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTURDY_BUILD_TESTS=OFF \
   -DSTURDY_BUILD_BENCH=OFF -DSTURDY_BUILD_EXAMPLES=ON >"$DIR.configure.log" 2>&1 \
   || { cat "$DIR.configure.log"; exit 1; }
