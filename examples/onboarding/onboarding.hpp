@@ -72,7 +72,7 @@ struct run_options {
   // Redis (keys under "onboarding:<database id>:"), shared by every worker
   // process on the same database. Empty (default): an in-process cache.
   // Needs a build with hiredis (`redis_supported()`).
-  std::string redis;
+  std::string redis = {};
   // Worker only: after every N-th message this worker claims, the relay also
   // delivers to it the message another worker claimed last (a duplicate
   // delivery across processes). 0 (default): never.
