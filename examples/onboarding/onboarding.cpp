@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -483,8 +483,9 @@ class app {
     }
     return sturdy::success();
 #else
-    error_ = "--redis: this build has no Redis support (hiredis was not found when it was configured; "
-             "on Debian: apt install libhiredis-dev, then configure again)";
+    error_ =
+        "--redis: this build has no Redis support (hiredis was not found when it was configured; "
+        "on Debian: apt install libhiredis-dev, then configure again)";
     return sturdy::errc::invalid_options;
 #endif
   }
@@ -710,7 +711,8 @@ class app {
     for (std::int64_t pid : holders) {
       if (process_alive(pid)) continue;
       auto up = db_.prepare(
-          "UPDATE outbox SET claimed_by = NULL, lease_until_ns = 0 WHERE status = 'pending' AND claimed_by = ?1");
+          "UPDATE outbox SET claimed_by = NULL, lease_until_ns = 0 WHERE status = 'pending' AND claimed_by = "
+          "?1");
       up.bind(1, pid);
       (void)up.run();
     }
@@ -719,7 +721,8 @@ class app {
   // Pending messages that other live workers hold.
   int held_elsewhere() {
     auto st = db_.prepare(
-        "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND claimed_by IS NOT NULL AND claimed_by != ?1 "
+        "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND claimed_by IS NOT NULL AND claimed_by != "
+        "?1 "
         "AND lease_until_ns >= ?2");
     st.bind(1, worker_id()).bind(2, wall_ns());
     auto row = st.step();
@@ -780,38 +783,39 @@ class app {
   sturdy::result<std::string> process(const message& m) {
     const std::string key = "msg-" + std::to_string(m.id);
     auto work = [&]() -> sturdy::result<std::string> {
-          // The durable layer: a message already done (a
-          // redelivery after a restart) is not redone.
-          auto st = db_.prepare("SELECT status, receipt FROM outbox WHERE id = ?1");
-          st.bind(1, m.id);
-          auto row = st.step();
-          const bool done_before = row && row.value() && st.column_text(0) == "done";
-          std::string receipt = done_before ? st.column_text(1) : std::string();
-          st.reset();  // no read left open while this connection writes
-          if (done_before) return receipt;
-          if (auto a = role_retry_.execute([&] { return assign_role(m.user_id); }); !a) {
-            failed_step_ = "assign role";
-            return a.error();
-          }
-          tl_.say(tl_.who, "step", "role '" + std::string(kRole) + "' assigned");
-          step_boundary("role assigned");
-          auto mail = email_pipeline().execute([&] { return send_email(key, m.user_id, m.email); });
-          if (!mail) {
-            failed_step_ = "send welcome email";
-            return mail.error();
-          }
-          tl_.say(tl_.who, "step", "welcome email sent (" + mail.value() + ")");
-          step_boundary("email sent");
-          auto done = db_.prepare("UPDATE outbox SET status = 'done', receipt = ?2 WHERE id = ?1");
-          done.bind(1, m.id).bind(2, mail.value());
-          BOOST_OUTCOME_TRY(done.run());
-          tl_.say(tl_.who, "done", "message #" + std::to_string(m.id) + " done");
-          step_boundary("message done");
-          return mail.value();
-        };
+      // The durable layer: a message already done (a
+      // redelivery after a restart) is not redone.
+      auto st = db_.prepare("SELECT status, receipt FROM outbox WHERE id = ?1");
+      st.bind(1, m.id);
+      auto row = st.step();
+      const bool done_before = row && row.value() && st.column_text(0) == "done";
+      std::string receipt = done_before ? st.column_text(1) : std::string();
+      st.reset();  // no read left open while this connection writes
+      if (done_before) return receipt;
+      if (auto a = role_retry_.execute([&] { return assign_role(m.user_id); }); !a) {
+        failed_step_ = "assign role";
+        return a.error();
+      }
+      tl_.say(tl_.who, "step", "role '" + std::string(kRole) + "' assigned");
+      step_boundary("role assigned");
+      auto mail = email_pipeline().execute([&] { return send_email(key, m.user_id, m.email); });
+      if (!mail) {
+        failed_step_ = "send welcome email";
+        return mail.error();
+      }
+      tl_.say(tl_.who, "step", "welcome email sent (" + mail.value() + ")");
+      step_boundary("email sent");
+      auto done = db_.prepare("UPDATE outbox SET status = 'done', receipt = ?2 WHERE id = ?1");
+      done.bind(1, m.id).bind(2, mail.value());
+      BOOST_OUTCOME_TRY(done.run());
+      tl_.say(tl_.who, "done", "message #" + std::to_string(m.id) + " done");
+      step_boundary("message done");
+      return mail.value();
+    };
     const std::uint64_t fingerprint = sturdy::stable_fingerprint({std::to_string(m.user_id), m.email});
 #ifdef ONBOARDING_HAVE_REDIS
-    auto r = redis_cache_ ? redis_cache_->execute(key, fingerprint, work) : cache_.execute(key, fingerprint, work);
+    auto r =
+        redis_cache_ ? redis_cache_->execute(key, fingerprint, work) : cache_.execute(key, fingerprint, work);
 #else
     auto r = cache_.execute(key, fingerprint, work);
 #endif

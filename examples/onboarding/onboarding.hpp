@@ -118,12 +118,12 @@ struct run_summary {
   int breaker_opened = 0;
   int breaker_rejections = 0;
   int duplicate_deliveries = 0;
-  int cache_replays = 0;    // duplicates answered by the idempotency cache
+  int cache_replays = 0;      // duplicates answered by the idempotency cache
   int cache_in_progress = 0;  // duplicates refused: another worker holds the key
   int deliveries = 0;         // messages this process claimed from the outbox
   int emails_sent = 0;        // welcome emails the email API sent for this process
-  int provider_dedups = 0;  // sends the email API recognised by idempotency key
-  int compensations = 0;    // rollbacks
+  int provider_dedups = 0;    // sends the email API recognised by idempotency key
+  int compensations = 0;      // rollbacks
   int undos_failed = 0;
   int dead_lettered = 0;  // entries added to the dead-letter queue
   int replayed_ok = 0;
@@ -144,9 +144,9 @@ struct run_summary {
 
 // What one worker process did (`resume_worker`).
 struct worker_report {
-  run_summary summary;       // this process's counters
-  int held_elsewhere = 0;    // pending messages other live workers still hold
-  check_report state;        // the invariant check when it finished
+  run_summary summary;     // this process's counters
+  int held_elsewhere = 0;  // pending messages other live workers still hold
+  check_report state;      // the invariant check when it finished
 };
 
 // Starts a worker on an existing database: claims and drains what is pending

@@ -84,14 +84,12 @@ int run_program(const std::vector<std::string>& args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// Starts the example program as a child process writing its stdout to
-// `out_path`; returns its pid (wait with wait_status).
+// Starts the example program as a child process writing its stdout and
+// stderr to `out_path`; returns its pid (wait with wait_status).
 pid_t spawn_program(const std::vector<std::string>& args, const std::string& out_path) {
   const pid_t pid = ::fork();
   if (pid == 0) {
-    if (std::freopen(out_path.c_str(), "w", stdout) == nullptr ||
-        std::freopen("/dev/null", "w", stderr) == nullptr)
-      _exit(127);
+    if (std::freopen(out_path.c_str(), "w", stdout) == nullptr || ::dup2(1, 2) < 0) _exit(127);
     std::vector<char*> argv;
     std::string exe = ONBOARDING_EXE;
     argv.push_back(exe.data());
@@ -255,8 +253,8 @@ TEST(OnboardingRedisTest, TwoWorkerProcessesWithDuplicateDeliveriesSendEachWelco
   // Both at once, in real time (each message takes ~80 ms of simulated
   // service latency, so the two overlap), each getting every 2nd message's
   // duplicate from the other.
-  const std::vector<std::string> args = {"worker",    "--db", path, "--redis", redis, "--duplicate-every",
-                                         "2",         "--real-time"};
+  const std::vector<std::string> args = {"worker", "--db",       path, "--redis", redis, "--duplicate-every",
+                                         "2",      "--real-time"};
   const std::string out1 = path + ".w1.txt", out2 = path + ".w2.txt";
   const pid_t p1 = spawn_program(args, out1);
   const pid_t p2 = spawn_program(args, out2);
@@ -299,7 +297,9 @@ TEST(OnboardingRedisTest, AnUnreachableRedisIsAClearStartupError) {
 }
 #else
 TEST(OnboardingRedisTest, WithoutHiredisTheRedisFlagIsAClearError) {
-  EXPECT_EQ(run_program({"--redis", "127.0.0.1:6379"}), 2);
+  const std::string out = temp_db("no_hiredis") + ".txt";
+  EXPECT_EQ(wait_status(spawn_program({"--redis", "127.0.0.1:6379"}, out)), 2);
+  EXPECT_NE(read_file(out).find("has no Redis support"), std::string::npos) << read_file(out);
 }
 #endif
 
