@@ -3,8 +3,10 @@
 // example_onboarding: the onboarding flow end to end (see docs/onboarding.md).
 //
 //   example_onboarding [--seed S] [--users N] [--db PATH] [--json] [--real-time]
-//                      [--no-replay] [--crash-after N]
-//   example_onboarding worker --db PATH          restart the worker on a database
+//                      [--no-replay] [--crash-after N] [--redis HOST:PORT]
+//   example_onboarding signup --db PATH --users N   only the outbox signups
+//   example_onboarding worker --db PATH [--redis HOST:PORT] [--duplicate-every N]
+//                                                (re)start a worker; several may run at once
 //   example_onboarding dlq list|inspect ID|replay ID|replay-all|discard ID --db PATH
 //   example_onboarding check --db PATH           verify the onboarding invariant
 // -----------------------------------------------------------------------------
@@ -22,7 +24,9 @@ namespace {
 
 constexpr std::string_view kUsage = R"(usage:
   example_onboarding [options]            run the demo (acts 1-3) and print its timeline
-  example_onboarding worker  --db PATH    restart the outbox worker on an existing database
+  example_onboarding worker  --db PATH    (re)start an outbox worker on an existing database;
+                                          several may run at once on one file (see --redis)
+  example_onboarding signup  --db PATH    only write --users signups to the outbox (for workers)
   example_onboarding dlq list|inspect ID|replay ID|replay-all|discard ID --db PATH
   example_onboarding check   --db PATH    check: every user completed, compensated or dead-lettered
 
@@ -34,6 +38,10 @@ options:
   --real-time       really sleep (default: virtual time, finishes at once)
   --no-replay       stop after act 2, leaving the dead-letter queue for `dlq` commands
   --crash-after N   the worker dies (exit 86) at its N-th step boundary; restart with `worker`
+  --redis HOST:PORT the worker's idempotency cache lives in that Redis, shared by every worker
+                    process on the same database (e.g. --redis "$STURDY_REDIS_URL")
+  --duplicate-every N  worker: after every N-th message, the relay also delivers the message
+                    another worker claimed last to this one (duplicate delivery across processes)
 )";
 
 bool parse_u64(const char* s, std::uint64_t& out) {
@@ -70,6 +78,12 @@ int main(int argc, char** argv) {
     } else if (a == "--users" && parse_u64(next, v) && v >= 1 && v <= 1000) {
       o.users = static_cast<int>(v);
       ++i;
+    } else if (a == "--redis" && next) {
+      o.redis = next;
+      ++i;
+    } else if (a == "--duplicate-every" && parse_u64(next, v) && v <= 1'000'000) {
+      o.duplicate_every = static_cast<int>(v);
+      ++i;
     } else if (a == "--crash-after" && parse_u64(next, v) && v <= 1'000'000) {
       o.crash_after = static_cast<int>(v);
       ++i;
@@ -81,12 +95,19 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (!o.redis.empty() && !onboarding::redis_supported()) {
+    std::cerr << "--redis: this build of example_onboarding has no Redis support: hiredis was not found\n"
+                 "when it was configured (Debian: apt install libhiredis-dev, then configure again)\n";
+    return 2;
+  }
+
   if (words.empty()) {
     auto r = onboarding::run_demo(o, std::cout);
     if (!r) return 1;
     return r.value().final_state.ok() ? 0 : 1;
   }
-  const bool needs_file = words[0] == "worker" || words[0] == "dlq" || words[0] == "check";
+  const bool needs_file =
+      words[0] == "worker" || words[0] == "dlq" || words[0] == "check" || words[0] == "signup";
   if (needs_file && o.db_path == ":memory:") {
     std::cerr << words[0] << " needs --db PATH (a database written by an earlier run)\n";
     return 2;
@@ -94,9 +115,15 @@ int main(int argc, char** argv) {
   if (words[0] == "worker" && words.size() == 1) {
     auto r = onboarding::resume_worker(o, std::cout);
     if (!r) return 1;
-    std::cout << "\nAfter the restart:\n";
+    if (const int n = r.value().held_elsewhere; n > 0) {
+      // Their messages are half done until they finish: check afterwards.
+      std::cout << "\n" << n << " message(s) still held by other workers: run `check` when they are done\n";
+      return 0;
+    }
+    std::cout << "\nAfter the worker:\n";
     return onboarding::check_command(o, std::cout);
   }
+  if (words[0] == "signup" && words.size() == 1) return onboarding::signup_only(o, std::cout) ? 0 : 1;
   if (words[0] == "check" && words.size() == 1) return onboarding::check_command(o, std::cout);
   if (words[0] == "dlq" && words.size() >= 2 && words.size() <= 3) {
     std::uint64_t id = 0;

@@ -3,9 +3,11 @@
 
 #include "onboarding.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -28,6 +30,10 @@
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
 #include "sturdy/testing/manual_clock.hpp"
+
+#ifdef ONBOARDING_HAVE_REDIS
+#include "sturdy/redis/idempotency_store.hpp"
+#endif
 
 namespace onboarding {
 
@@ -60,6 +66,14 @@ const std::error_category& service_category() noexcept {
   return instance;
 }
 std::error_code make_error_code(service_errc e) noexcept { return {static_cast<int>(e), service_category()}; }
+
+bool redis_supported() noexcept {
+#ifdef ONBOARDING_HAVE_REDIS
+  return true;
+#else
+  return false;
+#endif
+}
 
 namespace {
 
@@ -307,7 +321,8 @@ constexpr const char* kSchema = R"sql(
                                     kind TEXT NOT NULL, email TEXT NOT NULL,
                                     status TEXT NOT NULL DEFAULT 'pending',
                                     deliveries INTEGER NOT NULL DEFAULT 0,
-                                    not_before_ns INTEGER NOT NULL DEFAULT 0, receipt TEXT);
+                                    not_before_ns INTEGER NOT NULL DEFAULT 0, receipt TEXT,
+                                    claimed_by INTEGER, lease_until_ns INTEGER NOT NULL DEFAULT 0);
   -- the role service's own storage (another service: no foreign key)
   CREATE TABLE IF NOT EXISTS user_roles(user_id INTEGER NOT NULL, role TEXT NOT NULL,
                                         PRIMARY KEY(user_id, role));
@@ -318,12 +333,38 @@ constexpr const char* kSchema = R"sql(
 )sql";
 
 constexpr int kMaxDeliveries = 2;
+// How long a worker's claim on an outbox message lasts (wall clock) before
+// another worker may take the message over.
+constexpr duration kClaimLease = 60s;
+
+// Claims are compared across processes, so they use the wall clock (the
+// demo's virtual clock is per process).
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A worker's identity in `outbox.claimed_by`: its process id.
+std::int64_t worker_id() { return static_cast<std::int64_t>(::getpid()); }
+
+// False only when the process is known to be gone (same host). A worker on
+// another host is never "gone" by this test; its lease covers that case.
+bool process_alive(std::int64_t pid) {
+  if (pid <= 0) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
+}
 const char* const kRole = "member";
 
 using backoff_t = sturdy::backoff;
 using retry_t = sturdy::retry_policy<backoff_t, demo_clock, demo_sleeper, retry_listener, shared_random>;
 using breaker_t = sturdy::circuit_breaker<demo_clock, breaker_listener>;
 using cache_t = sturdy::idempotency_cache<std::string, demo_clock, demo_sleeper>;
+#ifdef ONBOARDING_HAVE_REDIS
+// The fleet-wide cache: same value type, same key, same fingerprint; the
+// entries live in Redis (real time: leases are the server's clock).
+using redis_cache_t = sturdy::redis::idempotency_cache<std::string>;
+#endif
 using saga_t =
     sturdy::compensation_scope<sqlite_dead_letter_queue, retry_t, demo_clock, compensation_listener>;
 
@@ -390,6 +431,27 @@ class app {
       error_ = "cannot create the schema: " + db_.last_error();
       return r.error();
     }
+    // A database from before the outbox had claims: add the columns (another
+    // worker may be adding them at the same moment: errors are ignored).
+    if (db_.scalar("SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'claimed_by'") == 0) {
+      (void)db_.exec("ALTER TABLE outbox ADD COLUMN claimed_by INTEGER");
+      (void)db_.exec("ALTER TABLE outbox ADD COLUMN lease_until_ns INTEGER NOT NULL DEFAULT 0");
+    }
+    // The database's identity: the Redis keys of its messages live under it,
+    // so two databases never share (or replay) each other's "msg-1".
+    {
+      std::random_device rd;
+      char id[24];
+      std::snprintf(id, sizeof id, "%08x%08x", rd(), rd());
+      auto st = db_.prepare("INSERT OR IGNORE INTO meta(key, value) VALUES ('db_id', ?1)");
+      st.bind(1, id);
+      (void)st.run();
+      auto q = db_.prepare("SELECT value FROM meta WHERE key = 'db_id'");
+      if (auto row = q.step(); row && row.value()) db_id_ = q.column_text(0);
+    }
+    if (!opts_.redis.empty()) {
+      BOOST_OUTCOME_TRY(connect_redis());
+    }
     if (must_be_empty && db_.scalar("SELECT COUNT(*) FROM signups") > 0) {
       error_ =
           opts_.db_path + " already holds a run: use `worker`, `dlq ...` or `check` on it, or another --db";
@@ -403,6 +465,37 @@ class app {
     return sturdy::success();
   }
   const std::string& error() const { return error_; }
+
+  // The idempotency cache for messages in Redis at `opts_.redis`; checks
+  // that Redis answers, so a wrong address fails at start, not per message.
+  sturdy::result<void> connect_redis() {
+#ifdef ONBOARDING_HAVE_REDIS
+    auto so = sturdy::redis::with_address({.key_prefix = "onboarding:" + db_id_ + ":"}, opts_.redis);
+    if (!so) {
+      error_ = "--redis " + opts_.redis + ": not HOST:PORT";
+      return so.error();
+    }
+    redis_cache_.emplace(sturdy::idempotency_options{.ttl = 24h, .lease = 60s}, std::move(so).value());
+    if (auto r = redis_cache_->store().ping(); !r) {
+      error_ = "cannot reach Redis at " + opts_.redis + " (" + r.error().message() + ")";
+      redis_cache_.reset();
+      return r.error();
+    }
+    return sturdy::success();
+#else
+    error_ =
+        "--redis: this build has no Redis support (hiredis was not found when it was configured; "
+        "on Debian: apt install libhiredis-dev, then configure again)";
+    return sturdy::errc::invalid_options;
+#endif
+  }
+  bool uses_redis() const {
+#ifdef ONBOARDING_HAVE_REDIS
+    return redis_cache_.has_value();
+#else
+    return false;
+#endif
+  }
 
   // ----- the simulated services -------------------------------------------
 
@@ -450,11 +543,16 @@ class app {
     const bool timed_out = latency > 1s;
     sleep(timed_out ? duration(1s) : latency);
     // The provider processes the request whether or not the client waited.
+    // Its check-and-send is atomic (several workers may call it at once).
+    sqlite::transaction tx(db_);
+    if (!tx.began()) return std::make_error_code(std::errc::io_error);
     auto find = db_.prepare("SELECT receipt FROM email_provider WHERE idempotency_key = ?1");
     find.bind(1, key);
     std::string receipt;
-    if (auto row = find.step(); row && row.value()) {
-      receipt = find.column_text(0);
+    auto found = find.step();
+    if (found && found.value()) receipt = find.column_text(0);
+    find.reset();
+    if (!receipt.empty()) {
       if (!timed_out) {
         ++tl_.summary.provider_dedups;
         tl_.say(tl_.who, "provider_dedup",
@@ -468,7 +566,9 @@ class app {
       ins.bind(1, key).bind(2, user).bind(3, to).bind(4, receipt);
       ins.bind(5, static_cast<std::int64_t>(now().time_since_epoch().count()));
       BOOST_OUTCOME_TRY(ins.run());
+      ++tl_.summary.emails_sent;
     }
+    BOOST_OUTCOME_TRY(tx.commit());
     if (timed_out) return service_errc::timeout;
     return receipt;
   }
@@ -544,8 +644,10 @@ class app {
     return msg;
   }
 
-  // Drains the outbox until nothing is pending.
+  // Drains the outbox until nothing this worker may claim is pending (other
+  // live workers' claims are theirs to finish).
   void run_worker() {
+    int own = 0;
     for (;;) {
       // Back-pressure: while the email API's breaker is open, no message can
       // succeed; wait instead of burning deliveries on rejections.
@@ -554,27 +656,84 @@ class app {
         sleep(wait);
         continue;
       }
+      release_dead_claims();
       auto next = next_message();
       if (!next) {
-        const std::int64_t earliest =
-            db_.scalar("SELECT COALESCE(MIN(not_before_ns), -1) FROM outbox WHERE status = 'pending'");
+        auto st = db_.prepare(
+            "SELECT COALESCE(MIN(not_before_ns), -1) FROM outbox WHERE status = 'pending' AND "
+            "(claimed_by IS NULL OR claimed_by = ?1 OR lease_until_ns < ?2)");
+        st.bind(1, worker_id()).bind(2, wall_ns());
+        auto row = st.step();
+        const std::int64_t earliest = row && row.value() ? st.column_int(0) : -1;
+        st.reset();
         if (earliest < 0) break;
         const duration wait = time_point(duration(earliest)) - now();
         sleep(wait > duration::zero() ? wait : duration(1ms));
         continue;
       }
       deliver(*next, pickups_++);
+      if (opts_.duplicate_every > 0 && ++own % opts_.duplicate_every == 0) deliver_duplicate_from_elsewhere();
     }
+  }
+
+  // The relay's at-least-once delivery across processes: the message another
+  // worker claimed last is delivered here too (it may still be running
+  // there). Only the idempotency cache stands between it and a second run.
+  void deliver_duplicate_from_elsewhere() {
+    auto st = db_.prepare(
+        "SELECT id, user_id, email, status, deliveries, claimed_by FROM outbox "
+        "WHERE claimed_by IS NOT NULL AND claimed_by != ?1 ORDER BY lease_until_ns DESC LIMIT 1");
+    st.bind(1, worker_id());
+    auto m = read_message(st);
+    const std::int64_t owner = m ? st.column_int(5) : 0;
+    st.reset();
+    if (!m) return;
+    const std::string who = user_name(m->user_id);
+    tl_.who = who;
+    ++tl_.summary.duplicate_deliveries;
+    tl_.say(who, "fault",
+            "FAULT: the relay also delivers message #" + std::to_string(m->id) + " (claimed by worker " +
+                std::to_string(owner) + ") to this worker (at-least-once)");
+    (void)process(*m);
+  }
+
+  // Same host: a claim whose process is gone is released at once (a
+  // restarted worker need not wait for the lease).
+  void release_dead_claims() {
+    std::vector<std::int64_t> holders;
+    {
+      auto st = db_.prepare(
+          "SELECT DISTINCT claimed_by FROM outbox WHERE status = 'pending' AND claimed_by IS NOT NULL AND "
+          "claimed_by != ?1");
+      st.bind(1, worker_id());
+      for (auto row = st.step(); row && row.value(); row = st.step()) holders.push_back(st.column_int(0));
+    }
+    for (std::int64_t pid : holders) {
+      if (process_alive(pid)) continue;
+      auto up = db_.prepare(
+          "UPDATE outbox SET claimed_by = NULL, lease_until_ns = 0 WHERE status = 'pending' AND claimed_by = "
+          "?1");
+      up.bind(1, pid);
+      (void)up.run();
+    }
+  }
+
+  // Pending messages that other live workers hold.
+  int held_elsewhere() {
+    auto st = db_.prepare(
+        "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND claimed_by IS NOT NULL AND claimed_by != "
+        "?1 "
+        "AND lease_until_ns >= ?2");
+    st.bind(1, worker_id()).bind(2, wall_ns());
+    auto row = st.step();
+    return row && row.value() ? static_cast<int>(st.column_int(0)) : 0;
   }
 
   void deliver(message m, int pickup) {
     const std::string who = user_name(m.user_id);
     tl_.who = who;
     if (faults_.plan.scripted) trigger_faults(pickup);
-    auto inc = db_.prepare("UPDATE outbox SET deliveries = deliveries + 1 WHERE id = ?1");
-    inc.bind(1, m.id);
-    (void)inc.run();
-    ++m.deliveries;
+    ++tl_.summary.deliveries;  // the claim counted it in the outbox
     tl_.say(
         who, "deliver",
         "worker takes message #" + std::to_string(m.id) + " (delivery " + std::to_string(m.deliveries) + ")");
@@ -587,6 +746,16 @@ class app {
       (void)process(m);
     }
     if (r) return;
+    if (r.error() == sturdy::errc::in_progress) {
+      // Another worker runs this message right now (a duplicate delivered
+      // there holds its key): look again shortly; this delivery does not count.
+      auto st = db_.prepare(
+          "UPDATE outbox SET not_before_ns = ?2, claimed_by = NULL, lease_until_ns = 0, "
+          "deliveries = deliveries - 1 WHERE id = ?1");
+      st.bind(1, m.id).bind(2, static_cast<std::int64_t>((now() + 100ms).time_since_epoch().count()));
+      (void)st.run();
+      return;
+    }
     // A verdict of sturdy's own (budget denied, breaker open) says why the
     // retries stopped; the dependency's last error says what went wrong.
     std::error_code ec = r.error();
@@ -600,7 +769,8 @@ class app {
       return;
     }
     const duration wait = breaker_.retry_after() > duration::zero() ? breaker_.retry_after() : duration(2s);
-    auto st = db_.prepare("UPDATE outbox SET not_before_ns = ?2 WHERE id = ?1");
+    auto st = db_.prepare(
+        "UPDATE outbox SET not_before_ns = ?2, claimed_by = NULL, lease_until_ns = 0 WHERE id = ?1");
     st.bind(1, m.id).bind(2, static_cast<std::int64_t>((now() + wait).time_since_epoch().count()));
     (void)st.run();
     tl_.say(
@@ -612,36 +782,48 @@ class app {
   // worker and by replays of the dead-letter queue.
   sturdy::result<std::string> process(const message& m) {
     const std::string key = "msg-" + std::to_string(m.id);
-    auto r = cache_.execute(
-        key, sturdy::stable_fingerprint({std::to_string(m.user_id), m.email}),
-        [&]() -> sturdy::result<std::string> {
-          // The durable layer: a message already done (a
-          // redelivery after a restart) is not redone.
-          auto st = db_.prepare("SELECT status, receipt FROM outbox WHERE id = ?1");
-          st.bind(1, m.id);
-          if (auto row = st.step(); row && row.value() && st.column_text(0) == "done") {
-            return st.column_text(1);
-          }
-          if (auto a = role_retry_.execute([&] { return assign_role(m.user_id); }); !a) {
-            failed_step_ = "assign role";
-            return a.error();
-          }
-          tl_.say(tl_.who, "step", "role '" + std::string(kRole) + "' assigned");
-          step_boundary("role assigned");
-          auto mail = email_pipeline().execute([&] { return send_email(key, m.user_id, m.email); });
-          if (!mail) {
-            failed_step_ = "send welcome email";
-            return mail.error();
-          }
-          tl_.say(tl_.who, "step", "welcome email sent (" + mail.value() + ")");
-          step_boundary("email sent");
-          auto done = db_.prepare("UPDATE outbox SET status = 'done', receipt = ?2 WHERE id = ?1");
-          done.bind(1, m.id).bind(2, mail.value());
-          BOOST_OUTCOME_TRY(done.run());
-          tl_.say(tl_.who, "done", "message #" + std::to_string(m.id) + " done");
-          step_boundary("message done");
-          return mail.value();
-        });
+    auto work = [&]() -> sturdy::result<std::string> {
+      // The durable layer: a message already done (a
+      // redelivery after a restart) is not redone.
+      auto st = db_.prepare("SELECT status, receipt FROM outbox WHERE id = ?1");
+      st.bind(1, m.id);
+      auto row = st.step();
+      const bool done_before = row && row.value() && st.column_text(0) == "done";
+      std::string receipt = done_before ? st.column_text(1) : std::string();
+      st.reset();  // no read left open while this connection writes
+      if (done_before) return receipt;
+      if (auto a = role_retry_.execute([&] { return assign_role(m.user_id); }); !a) {
+        failed_step_ = "assign role";
+        return a.error();
+      }
+      tl_.say(tl_.who, "step", "role '" + std::string(kRole) + "' assigned");
+      step_boundary("role assigned");
+      auto mail = email_pipeline().execute([&] { return send_email(key, m.user_id, m.email); });
+      if (!mail) {
+        failed_step_ = "send welcome email";
+        return mail.error();
+      }
+      tl_.say(tl_.who, "step", "welcome email sent (" + mail.value() + ")");
+      step_boundary("email sent");
+      auto done = db_.prepare("UPDATE outbox SET status = 'done', receipt = ?2 WHERE id = ?1");
+      done.bind(1, m.id).bind(2, mail.value());
+      BOOST_OUTCOME_TRY(done.run());
+      tl_.say(tl_.who, "done", "message #" + std::to_string(m.id) + " done");
+      step_boundary("message done");
+      return mail.value();
+    };
+    const std::uint64_t fingerprint = sturdy::stable_fingerprint({std::to_string(m.user_id), m.email});
+#ifdef ONBOARDING_HAVE_REDIS
+    auto r =
+        redis_cache_ ? redis_cache_->execute(key, fingerprint, work) : cache_.execute(key, fingerprint, work);
+#else
+    auto r = cache_.execute(key, fingerprint, work);
+#endif
+    if (!r.replayed && !r.result && r.result.error() == sturdy::errc::in_progress) {
+      ++tl_.summary.cache_in_progress;
+      tl_.say(tl_.who, "cache_in_progress",
+              "idempotency cache: " + key + " is in progress at another worker: this delivery calls nothing");
+    }
     if (r.replayed && r.result) {
       ++tl_.summary.cache_replays;
       tl_.say(tl_.who, "cache_replay",
@@ -768,13 +950,23 @@ class app {
     return st.run();
   }
 
+  // Claims the next due message atomically: one UPDATE ... RETURNING (one
+  // write transaction), so two workers never claim the same message. A
+  // claim whose lease ran out (its worker died elsewhere) is taken over.
   std::optional<message> next_message() {
+    const std::int64_t wall = wall_ns();
     auto st = db_.prepare(
-        "SELECT id, user_id, email, status, deliveries FROM outbox WHERE status = 'pending' AND "
-        "not_before_ns <= ?1 "
-        "ORDER BY not_before_ns, id LIMIT 1");
+        "UPDATE outbox SET claimed_by = ?2, lease_until_ns = ?3, deliveries = deliveries + 1 "
+        "WHERE id = (SELECT id FROM outbox WHERE status = 'pending' AND not_before_ns <= ?1 AND "
+        "(claimed_by IS NULL OR claimed_by = ?2 OR lease_until_ns < ?4) ORDER BY not_before_ns, id LIMIT 1) "
+        "RETURNING id, user_id, email, status, deliveries");
     st.bind(1, static_cast<std::int64_t>(now().time_since_epoch().count()));
-    return read_message(st);
+    st.bind(2, worker_id());
+    st.bind(3, wall + std::chrono::duration_cast<std::chrono::nanoseconds>(kClaimLease).count());
+    st.bind(4, wall);
+    auto m = read_message(st);
+    st.reset();  // completes the UPDATE's transaction
+    return m;
   }
   std::optional<message> load_message(std::int64_t id) {
     auto st = db_.prepare("SELECT id, user_id, email, status, deliveries FROM outbox WHERE id = ?1");
@@ -836,6 +1028,10 @@ class app {
   retry_t undo_retry_;
   breaker_t breaker_;
   cache_t cache_;
+#ifdef ONBOARDING_HAVE_REDIS
+  std::optional<redis_cache_t> redis_cache_;  // with --redis
+#endif
+  std::string db_id_;
   std::optional<sqlite_dead_letter_queue> dlq_;  // once the database is open
   std::string error_;
   std::string failed_step_ = "send welcome email";
@@ -1119,7 +1315,31 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
   return s;
 }
 
-sturdy::result<check_report> resume_worker(const run_options& o, std::ostream& out) {
+sturdy::result<void> signup_only(const run_options& o, std::ostream& out) {
+  if (o.users < 1 || o.users > 1000) return sturdy::errc::invalid_options;
+  app a(o, out, /*scripted=*/false);
+  if (auto r = a.open(/*must_be_empty=*/true); !r) {
+    out << "error: " << a.error() << '\n';
+    return r.error();
+  }
+  {
+    auto st = a.db().prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('seed', ?1)");
+    st.bind(1, std::to_string(o.seed));
+    (void)st.run();
+  }
+  std::mt19937_64 g(o.seed);
+  std::vector<std::string> names;
+  for (int i = 0; i < o.users; ++i) names.push_back(name_of(i));
+  std::shuffle(names.begin(), names.end(), g);
+  for (const auto& n : names) {
+    BOOST_OUTCOME_TRY(a.signup_outbox(n, n + "@example.com"));
+  }
+  a.tl().line(std::to_string(o.users) + " signups wait in the outbox of " + o.db_path +
+              ": start workers with `example_onboarding worker --db " + o.db_path + "`");
+  return sturdy::success();
+}
+
+sturdy::result<worker_report> resume_worker(const run_options& o, std::ostream& out) {
   run_options ro = o;
   {
     sqlite::database probe;
@@ -1133,9 +1353,24 @@ sturdy::result<check_report> resume_worker(const run_options& o, std::ostream& o
     out << "error: " << a.error() << '\n';
     return r.error();
   }
-  a.tl().line("worker restarted on " + o.db_path + ": draining what is pending in the outbox");
+  a.tl().line("worker " + std::to_string(worker_id()) + " started on " + o.db_path +
+              ": draining what is pending in the outbox; idempotency cache: " +
+              (a.uses_redis() ? "Redis at " + o.redis + " (shared by every worker on this database)"
+                              : std::string("in this process")));
   a.run_worker();
-  return check_database(a.db());
+  worker_report w;
+  w.summary = a.tl().summary;
+  w.held_elsewhere = a.held_elsewhere();
+  w.state = check_database(a.db());
+  const run_summary& s = w.summary;
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "worker summary: pid %lld, %d deliveries, %d duplicate deliveries -> %d cache replays, "
+                "%d in progress elsewhere; %d emails sent, %d email API dedups",
+                static_cast<long long>(worker_id()), s.deliveries, s.duplicate_deliveries, s.cache_replays,
+                s.cache_in_progress, s.emails_sent, s.provider_dedups);
+  out << buf << std::endl;
+  return w;
 }
 
 int dlq_command(const run_options& o, const std::string& verb, std::uint64_t id, std::ostream& out) {

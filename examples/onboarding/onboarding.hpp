@@ -68,7 +68,19 @@ struct run_options {
   // 0: never. N > 0: the worker process dies (`_exit(crash_exit_code)`) at
   // its N-th step boundary (role assigned | email sent | message done).
   int crash_after = 0;
+  // "HOST:PORT": the worker's idempotency cache for messages lives in that
+  // Redis (keys under "onboarding:<database id>:"), shared by every worker
+  // process on the same database. Empty (default): an in-process cache.
+  // Needs a build with hiredis (`redis_supported()`).
+  std::string redis = {};
+  // Worker only: after every N-th message this worker claims, the relay also
+  // delivers to it the message another worker claimed last (a duplicate
+  // delivery across processes). 0 (default): never.
+  int duplicate_every = 0;
 };
+
+// True when this build has the Redis-backed cache (hiredis was found).
+[[nodiscard]] bool redis_supported() noexcept;
 
 // How one signed-up user ended.
 struct user_state {
@@ -106,9 +118,12 @@ struct run_summary {
   int breaker_opened = 0;
   int breaker_rejections = 0;
   int duplicate_deliveries = 0;
-  int cache_replays = 0;    // duplicates answered by the idempotency cache
-  int provider_dedups = 0;  // sends the email API recognised by idempotency key
-  int compensations = 0;    // rollbacks
+  int cache_replays = 0;      // duplicates answered by the idempotency cache
+  int cache_in_progress = 0;  // duplicates refused: another worker holds the key
+  int deliveries = 0;         // messages this process claimed from the outbox
+  int emails_sent = 0;        // welcome emails the email API sent for this process
+  int provider_dedups = 0;    // sends the email API recognised by idempotency key
+  int compensations = 0;      // rollbacks
   int undos_failed = 0;
   int dead_lettered = 0;  // entries added to the dead-letter queue
   int replayed_ok = 0;
@@ -122,10 +137,23 @@ struct run_summary {
 // not empty (std::errc::file_exists), invalid options (errc::invalid_options).
 [[nodiscard]] sturdy::result<run_summary> run_demo(const run_options& options, std::ostream& out);
 
-// Restarts the worker on an existing database: drains what is pending in the
-// outbox (the services are healthy apart from transient errors). Returns the
-// invariant check afterwards.
-[[nodiscard]] sturdy::result<check_report> resume_worker(const run_options& options, std::ostream& out);
+// Only the signups through the outbox (no act 1, no worker): `options.users`
+// users and their pending messages, for workers started afterwards. Errors
+// as run_demo.
+[[nodiscard]] sturdy::result<void> signup_only(const run_options& options, std::ostream& out);
+
+// What one worker process did (`resume_worker`).
+struct worker_report {
+  run_summary summary;     // this process's counters
+  int held_elsewhere = 0;  // pending messages other live workers still hold
+  check_report state;      // the invariant check when it finished
+};
+
+// Starts a worker on an existing database: claims and drains what is pending
+// in the outbox (the services are healthy apart from transient errors).
+// Several may run at once on one database file; each claims messages
+// atomically. Prints one line starting "worker summary:" at the end.
+[[nodiscard]] sturdy::result<worker_report> resume_worker(const run_options& options, std::ostream& out);
 
 // Operator commands on the dead-letter queue of `options.db_path`:
 // "list", "inspect", "replay", "replay-all", "discard". `id` for the ones

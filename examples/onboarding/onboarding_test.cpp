@@ -2,7 +2,8 @@
 // End-to-end tests of the onboarding example with fixed seeds: the invariant
 // after a run, no double email under duplicate deliveries, replay after the
 // outage, a crash between steps and a restart, and the durable dead-letter
-// queue on its own.
+// queue on its own; two worker processes sharing one database and one Redis
+// (with hiredis).
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -10,6 +11,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,6 +19,10 @@
 #include "onboarding.hpp"
 #include "sqlite_dead_letter_queue.hpp"
 #include "sturdy/compensation.hpp"
+
+#ifdef ONBOARDING_HAVE_REDIS
+#include "../../tests/support/redis_server.hpp"
+#endif
 
 namespace {
 
@@ -76,6 +82,37 @@ int run_program(const std::vector<std::string>& args) {
   int status = 0;
   if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Starts the example program as a child process writing its stdout and
+// stderr to `out_path`; returns its pid (wait with wait_status).
+pid_t spawn_program(const std::vector<std::string>& args, const std::string& out_path) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (std::freopen(out_path.c_str(), "w", stdout) == nullptr || ::dup2(1, 2) < 0) _exit(127);
+    std::vector<char*> argv;
+    std::string exe = ONBOARDING_EXE;
+    argv.push_back(exe.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_status(pid_t pid) {
+  int status = 0;
+  if (pid <= 0 || ::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 TEST(OnboardingTest, EveryUserIsCompletedCompensatedOrDeadLetteredForSeveralSeeds) {
@@ -183,6 +220,88 @@ TEST(OnboardingTest, ProgramRejectsMisuse) {
   EXPECT_EQ(run_program({"--db", path, "--users", "2"}), 0);
   EXPECT_EQ(run_program({"--db", path, "--users", "2"}), 1);  // refuses a database that holds a run
 }
+
+// --- two worker processes, one database, one Redis --------------------------
+
+#ifdef ONBOARDING_HAVE_REDIS
+// What a worker prints last (see resume_worker).
+struct worker_summary {
+  long long pid = 0;
+  int deliveries = -1, duplicates = -1, replays = -1, in_progress = -1, emails = -1, provider_dedups = -1;
+};
+worker_summary parse_summary(const std::string& output) {
+  worker_summary w;
+  const auto at = output.find("worker summary:");
+  if (at == std::string::npos) return w;
+  (void)std::sscanf(output.c_str() + at,
+                    "worker summary: pid %lld, %d deliveries, %d duplicate deliveries -> %d cache replays, "
+                    "%d in progress elsewhere; %d emails sent, %d email API dedups",
+                    &w.pid, &w.deliveries, &w.duplicates, &w.replays, &w.in_progress, &w.emails,
+                    &w.provider_dedups);
+  return w;
+}
+
+TEST(OnboardingRedisTest, TwoWorkerProcessesWithDuplicateDeliveriesSendEachWelcomeEmailOnce) {
+  // STURDY_REDIS_URL (scripts/test.sh starts one), else a private
+  // redis-server on a free loopback port; neither: a failure, not a skip.
+  const std::string redis = sturdy::test::redis_address();
+  ASSERT_FALSE(redis.empty()) << "no Redis: set STURDY_REDIS_URL or put redis-server on PATH";
+  constexpr int kUsers = 16;
+  const std::string path = temp_db("two_workers");
+  ASSERT_EQ(run_program({"signup", "--db", path, "--users", std::to_string(kUsers)}), 0);
+
+  // Both at once, in real time (each message takes ~80 ms of simulated
+  // service latency, so the two overlap), each getting every 2nd message's
+  // duplicate from the other.
+  const std::vector<std::string> args = {"worker", "--db",       path, "--redis", redis, "--duplicate-every",
+                                         "2",      "--real-time"};
+  const std::string out1 = path + ".w1.txt", out2 = path + ".w2.txt";
+  const pid_t p1 = spawn_program(args, out1);
+  const pid_t p2 = spawn_program(args, out2);
+  EXPECT_EQ(wait_status(p1), 0) << read_file(out1);
+  EXPECT_EQ(wait_status(p2), 0) << read_file(out2);
+  const worker_summary w1 = parse_summary(read_file(out1));
+  const worker_summary w2 = parse_summary(read_file(out2));
+  ASSERT_GE(w1.deliveries, 1) << read_file(out1);  // both took part
+  ASSERT_GE(w2.deliveries, 1) << read_file(out2);
+
+  // Duplicates crossed between the processes, and the shared cache answered
+  // them: the email API never saw a message id twice (with per-process caches
+  // it does, and only its own Idempotency-Key keeps the second email away).
+  EXPECT_GE(w1.duplicates + w2.duplicates, 2);
+  EXPECT_GE(w1.replays + w1.in_progress + w2.replays + w2.in_progress, 1);
+  EXPECT_EQ(w1.provider_dedups, 0);
+  EXPECT_EQ(w2.provider_dedups, 0);
+  EXPECT_EQ(w1.emails + w2.emails, kUsers);
+
+  // Nothing lost, nothing doubled: every user completed with one email.
+  const auto c = check(path);
+  EXPECT_TRUE(c.ok()) << violations(c);
+  ASSERT_EQ(c.users.size(), static_cast<std::size_t>(kUsers));
+  EXPECT_EQ(c.completed, kUsers);
+  EXPECT_EQ(c.emails_sent, kUsers);
+  for (const auto& u : c.users) EXPECT_EQ(u.emails, 1) << u.name;
+  EXPECT_EQ(run_program({"check", "--db", path}), 0);
+}
+
+TEST(OnboardingRedisTest, AnUnreachableRedisIsAClearStartupError) {
+  const std::string path = temp_db("no_redis");
+  ASSERT_EQ(run_program({"signup", "--db", path, "--users", "2"}), 0);
+  const std::string out = path + ".txt";
+  const auto port = std::to_string(sturdy::test::free_loopback_port());
+  EXPECT_EQ(wait_status(spawn_program({"worker", "--db", path, "--redis", "127.0.0.1:" + port}, out)), 1);
+  EXPECT_NE(read_file(out).find("cannot reach Redis at 127.0.0.1:" + port), std::string::npos)
+      << read_file(out);
+  EXPECT_EQ(run_program({"worker", "--db", path, "--redis", "no-port"}), 1);
+  EXPECT_EQ(check(path).completed, 0);  // nothing ran without its cache
+}
+#else
+TEST(OnboardingRedisTest, WithoutHiredisTheRedisFlagIsAClearError) {
+  const std::string out = temp_db("no_hiredis") + ".txt";
+  EXPECT_EQ(wait_status(spawn_program({"--redis", "127.0.0.1:6379"}, out)), 2);
+  EXPECT_NE(read_file(out).find("has no Redis support"), std::string::npos) << read_file(out);
+}
+#endif
 
 // --- the durable dead-letter queue on its own ------------------------------
 
