@@ -583,6 +583,8 @@ class app {
     // The user row and its signup record commit together.
     BOOST_OUTCOME_TRY(auto id, [&]() -> sturdy::result<std::int64_t> {
       sqlite::transaction tx(db_);
+      // Without BEGIN the statements would autocommit one by one: refuse.
+      if (!tx.began()) return std::make_error_code(std::errc::device_or_resource_busy);
       BOOST_OUTCOME_TRY(auto created, create_user(name, email, "sync"));
       BOOST_OUTCOME_TRY(tx.commit());
       return created;
@@ -632,6 +634,8 @@ class app {
   // The user row and the "send welcome email" message in one transaction.
   sturdy::result<std::int64_t> signup_outbox(const std::string& name, const std::string& email) {
     sqlite::transaction tx(db_);
+    // Without BEGIN the user could commit without its outbox row: refuse.
+    if (!tx.began()) return std::make_error_code(std::errc::device_or_resource_busy);
     BOOST_OUTCOME_TRY(auto id, create_user(name, email, "outbox"));
     auto st = db_.prepare("INSERT INTO outbox(user_id, kind, email) VALUES (?1, 'welcome_email', ?2)");
     st.bind(1, id).bind(2, email);
@@ -782,6 +786,7 @@ class app {
   // worker and by replays of the dead-letter queue.
   sturdy::result<std::string> process(const message& m) {
     const std::string key = "msg-" + std::to_string(m.id);
+    failed_step_ = "send welcome email";  // not the previous message's step
     auto work = [&]() -> sturdy::result<std::string> {
       // The durable layer: a message already done (a
       // redelivery after a restart) is not redone.
@@ -837,6 +842,9 @@ class app {
   sturdy::result<std::uint64_t> dead_letter_message(const message& m, std::error_code ec,
                                                     const std::string& why) {
     sqlite::transaction tx(db_);
+    // Without BEGIN the message could be marked dead without its dead-letter
+    // row, and be lost: refuse, so the caller requeues it.
+    if (!tx.began()) return std::make_error_code(std::errc::device_or_resource_busy);
     auto st = db_.prepare("UPDATE outbox SET status = 'dead' WHERE id = ?1");
     st.bind(1, m.id);
     BOOST_OUTCOME_TRY(st.run());
