@@ -22,6 +22,7 @@ TEST(RedisIdempotencyStoreTest, NeedsHiredis) { GTEST_SKIP() << "built without h
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -526,6 +527,92 @@ TEST(RedisIdempotencyFailureTest, AFlushedScriptCacheFallsBackToEval) {
   auto r = store.begin("k", 1, 30s).value();
   ASSERT_EQ(r.status, sturdy::begin_status::completed);
   EXPECT_EQ(r.value->value(), 9);
+}
+
+// --- Misconfiguration is not an outage ------------------------------------------
+//
+// A wrong or missing password, or a database index the server does not have,
+// is errc::invalid_options, even with fail_open: classified as
+// store_unavailable, a password typo would silently turn idempotency off.
+
+TEST(RedisMisconfigurationTest, AWrongOrMissingPasswordIsInvalidOptionsAndNeverFailsOpen) {
+  sturdy::test::redis_server server({"--requirepass", "s3cret"});
+  ASSERT_TRUE(server.start());
+  for (const std::string password : {"typo", ""}) {
+    SCOPED_TRACE("password '" + password + "'");
+    auto opts = options_for(server.address(), "auth");
+    opts.password = password;
+    opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
+    sturdy::redis::idempotency_cache<int, recording_listener> cache({}, opts);
+    int runs = 0;
+    auto r = cache.execute("k", 1, [&] { return ++runs; });
+    ASSERT_FALSE(r.result.has_value());
+    EXPECT_EQ(r.result.error(), errc::invalid_options);
+    EXPECT_EQ(runs, 0);  // not failed open
+    auto& store = cache.store();
+    EXPECT_EQ(store.begin("k", 1, 30s).error(), errc::invalid_options);
+    EXPECT_EQ(store.complete("k", sturdy::fencing_token{5}, sturdy::outcome<int>(1), 1h).error(),
+              errc::invalid_options);
+    EXPECT_EQ(store.abandon("k", sturdy::fencing_token{5}).error(), errc::invalid_options);
+    EXPECT_EQ(store.ping().error(), errc::invalid_options);
+    const auto events = store.listener().of<sturdy::redis_store_failed>();
+    ASSERT_FALSE(events.empty());
+    for (const auto& e : events) {
+      EXPECT_EQ(e.error, errc::invalid_options);
+      EXPECT_FALSE(e.failed_open);
+    }
+  }
+  // The right password works.
+  auto opts = options_for(server.address(), "auth-ok");
+  opts.password = "s3cret";
+  sturdy::redis::idempotency_cache<int> cache({}, opts);
+  ASSERT_TRUE(cache.store().ping().has_value());
+  auto r = cache.execute("k", 1, [] { return 7; });
+  ASSERT_TRUE(r.result.has_value()) << r.result.error().message();
+  EXPECT_EQ(r.result.value(), 7);
+}
+
+TEST(RedisMisconfigurationTest, APasswordForAServerWithoutOneIsInvalidOptions) {
+  auto opts = test_options("needless-auth");
+  if (std::getenv("STURDY_REDIS_URL") != nullptr) GTEST_SKIP() << "the shared server may have a password";
+  opts.password = "unexpected";
+  opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
+  sturdy::redis::idempotency_store<int> store(opts);
+  EXPECT_EQ(store.begin("k", 1, 30s).error(), errc::invalid_options);
+}
+
+TEST(RedisMisconfigurationTest, ADatabaseIndexTheServerLacksIsInvalidOptions) {
+  auto opts = test_options("bad-db");
+  opts.database = 100000;  // valid as an option; redis-server has 16 by default
+  opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
+  sturdy::redis::idempotency_store<int, recording_listener> store(opts);
+  EXPECT_EQ(store.begin("k", 1, 30s).error(), errc::invalid_options);
+  EXPECT_EQ(store.ping().error(), errc::invalid_options);
+  const auto events = store.listener().of<sturdy::redis_store_failed>();
+  ASSERT_EQ(events.size(), 1U);
+  EXPECT_EQ(events[0].error, errc::invalid_options);
+  EXPECT_FALSE(events[0].failed_open);
+}
+
+TEST(RedisMisconfigurationTest, ServerRepliesAreClassified) {
+  using sturdy::redis::detail::classify_error_reply;
+  using sturdy::redis::detail::classify_setup_error;
+  EXPECT_EQ(classify_error_reply("NOAUTH Authentication required."), errc::invalid_options);
+  EXPECT_EQ(classify_error_reply("WRONGPASS invalid username-password pair or user is disabled."),
+            errc::invalid_options);
+  EXPECT_EQ(classify_error_reply("NOPERM this user has no permissions to run the 'evalsha' command"),
+            errc::invalid_options);
+  EXPECT_EQ(classify_error_reply("LOADING Redis is loading the dataset in memory"), errc::store_unavailable);
+  EXPECT_EQ(classify_error_reply("OOM command not allowed when used memory > 'maxmemory'."),
+            errc::store_unavailable);
+  EXPECT_EQ(classify_error_reply("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            errc::corrupt_data);
+  EXPECT_EQ(classify_setup_error("ERR DB index is out of range"), errc::invalid_options);
+  EXPECT_EQ(classify_setup_error("ERR AUTH <password> called without any password configured for the default "
+                                 "user. Are you sure your configuration is correct?"),
+            errc::invalid_options);
+  EXPECT_EQ(classify_setup_error("LOADING Redis is loading the dataset in memory"), errc::store_unavailable);
+  EXPECT_EQ(classify_setup_error("BUSY Redis is busy running a script."), errc::store_unavailable);
 }
 
 // --- Bad stored data ---------------------------------------------------------------

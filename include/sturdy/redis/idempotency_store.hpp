@@ -41,17 +41,22 @@
 // When Redis fails (connection refused or lost, a connect or command timeout,
 // no free pooled connection in time, a server error such as OOM or LOADING)
 // the operation returns `errc::store_unavailable` and the next call
-// reconnects. A call is bounded by the timeouts: at most `pool_wait_timeout`
-// waiting for a connection, then (only when it must open one)
-// `connect_timeout` for the TCP connection plus one `command_timeout` for the
-// handshake, then one `command_timeout` per round trip (one; two when the
-// server lost its script cache). With the defaults: at most 1.25 s, 0.5 s on
-// a pooled connection. Not bounded: resolving a host name (getaddrinfo has
-// no timeout; give a numeric address). With `failure_mode::fail_open` a `begin` that
-// cannot reach Redis instead lets the caller run the work without
-// idempotency (and reports `redis_store_failed{.failed_open = true}`). Data
-// under a key that this store cannot read (another program's value, a foreign
-// format) is `errc::corrupt_data`, never a crash.
+// reconnects. With `failure_mode::fail_open` a `begin` that cannot reach
+// Redis instead lets the caller run the work without idempotency (and
+// reports `redis_store_failed{.failed_open = true}`). A server that refuses
+// the password (WRONGPASS, NOAUTH), the database index or an ACL permission
+// answers `errc::invalid_options` instead, never failed open: a
+// misconfiguration is not an outage. Data under a key that this store cannot
+// read (another program's value, a foreign format) is `errc::corrupt_data`,
+// never a crash.
+//
+// A call is bounded by the timeouts: at most `pool_wait_timeout` waiting for
+// a connection, then (only when it must open one) `connect_timeout` for the
+// TCP connection plus one `command_timeout` for the handshake, then one
+// `command_timeout` per round trip (one; two when the server lost its script
+// cache). With the defaults: at most 1.25 s, 0.5 s on a pooled connection.
+// Not bounded: resolving a host name (getaddrinfo has no timeout; give a
+// numeric address).
 //
 // Waiting duplicates (`in_flight_policy::wait`) poll: `wakes_waiters` is
 // false, and `sturdy::idempotency_cache` re-runs `begin` at doubling
@@ -124,7 +129,9 @@ namespace sturdy {
 struct redis_store_failed {
   std::string_view operation;  // "begin", "complete", "abandon"
   std::string_view key;        // the caller's key (without the prefix)
-  std::error_code error;       // store_unavailable or corrupt_data
+  std::error_code error;       // store_unavailable, invalid_options (the server
+                               // refused the password, database or an ACL
+                               // permission) or corrupt_data
   std::string_view detail;     // hiredis's or the server's message
   bool failed_open;            // fail_open: the caller proceeds without idempotency
 };
@@ -510,14 +517,44 @@ template <std::integral I>
   return r->str == nullptr ? std::string_view() : std::string_view(r->str, r->len);
 }
 
+[[nodiscard]] inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// Refusals that mean the options do not fit the server: a password missing
+// (NOAUTH) or wrong (WRONGPASS), an ACL user without a needed permission
+// (NOPERM). Retrying cannot help, so they are `errc::invalid_options`, which
+// is never failed open: a password typo must not silently turn idempotency
+// off as if Redis were down.
+[[nodiscard]] inline bool is_auth_error(std::string_view msg) noexcept {
+  return starts_with(msg, "NOAUTH") || starts_with(msg, "WRONGPASS") || starts_with(msg, "NOPERM");
+}
+
+// Server states that pass (loading a dataset, a busy script, a replica
+// without its master, a cluster resharding, out of memory).
+[[nodiscard]] inline bool is_transient_error(std::string_view msg) noexcept {
+  return starts_with(msg, "LOADING") || starts_with(msg, "BUSY") || starts_with(msg, "MASTERDOWN") ||
+         starts_with(msg, "TRYAGAIN") || starts_with(msg, "OOM");
+}
+
 // An error reply means the data is not ours (a key of another type, a
-// counter that is not a number) or that the server cannot serve now.
+// counter that is not a number), that the options do not fit the server
+// (see is_auth_error), or that the server cannot serve now.
 [[nodiscard]] inline errc classify_error_reply(std::string_view msg) noexcept {
   if (msg.find("WRONGTYPE") != std::string_view::npos ||
       msg.find("not an integer") != std::string_view::npos ||
       msg.find("increment or decrement would overflow") != std::string_view::npos)
     return errc::corrupt_data;
+  if (is_auth_error(msg)) return errc::invalid_options;
   return errc::store_unavailable;
+}
+
+// An error reply to the connection's own AUTH or SELECT: the password or
+// the database index is wrong ("WRONGPASS ...", "ERR AUTH <password> called
+// without any password configured ...", "ERR DB index is out of range"),
+// unless the server is only passing through a transient state.
+[[nodiscard]] inline errc classify_setup_error(std::string_view msg) noexcept {
+  return is_transient_error(msg) ? errc::store_unavailable : errc::invalid_options;
 }
 
 // The connection pool: at most `size` connections, idle ones in a stack.
@@ -644,7 +681,12 @@ class pool {
         return nullptr;
       }
       if (r->type == REDIS_REPLY_ERROR) {
-        err = {errc::store_unavailable, std::string("connect: ") + std::string(text(r.get()))};
+        // The AUTH and SELECT replies come first; see classify_setup_error.
+        const std::string_view msg = text(r.get());
+        const bool setup = i < expected;
+        const bool auth = setup && i == 0 && !options_.password.empty();
+        err = {setup ? classify_setup_error(msg) : classify_error_reply(msg),
+               std::string(auth ? "AUTH: " : setup ? "SELECT: " : "connect: ").append(msg)};
         return nullptr;
       }
       if (i >= expected) {
@@ -724,8 +766,10 @@ class idempotency_store {
   // idempotency_store::begin()
   //
   // See `sturdy::idempotency_store`. `waiter` is ignored (this store does
-  // not wake waiters). Errors: invalid_options, store_unavailable (unless
-  // failing open: then `acquired` with the null token 0), corrupt_data.
+  // not wake waiters). Errors: invalid_options (also when the server
+  // refuses the password, database or an ACL permission; never failed open),
+  // store_unavailable (unless failing open: then `acquired` with the null
+  // token 0), corrupt_data.
   [[nodiscard]] result<begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fingerprint,
                                                         duration lease,
                                                         idempotency_waiter* waiter = nullptr) {
@@ -813,19 +857,21 @@ class idempotency_store {
 
   // idempotency_store::ping()
   //
-  // One round trip; `errc::store_unavailable` when Redis cannot be reached
-  // (a health check, or to fail fast at start-up).
+  // One round trip; `errc::store_unavailable` when Redis cannot be reached,
+  // `errc::invalid_options` when it refuses the password, database or an
+  // ACL permission (a health check, or to fail fast at start-up).
   [[nodiscard]] result<void> ping() {
     if (!options_ok_) return errc::invalid_options;
     detail::call_error err;
     auto c = pool_.acquire(err);
-    if (c == nullptr) return errc::store_unavailable;
+    if (c == nullptr) return err.code;
     detail::sigpipe_guard guard;
     const char* argv[] = {"PING"};
     const std::size_t len[] = {4};
     detail::reply_ptr r(detail::run_command(c->ctx.get(), 1, argv, len, options_.command_timeout));
     pool_.release(std::move(c));
-    if (r == nullptr || r->type == REDIS_REPLY_ERROR) return errc::store_unavailable;
+    if (r == nullptr) return errc::store_unavailable;
+    if (r->type == REDIS_REPLY_ERROR) return detail::classify_error_reply(detail::text(r.get()));
     return success();
   }
 
