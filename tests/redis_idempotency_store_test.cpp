@@ -682,6 +682,17 @@ TEST_F(RedisCorruptDataTest, UndecodableValuesAreCorruptData) {
   EXPECT_EQ(runs, 0);
 }
 
+// The counter has no TTL, so an allkeys-* policy may evict it: harmless.
+TEST_F(RedisCorruptDataTest, ALostTokenCounterIsHarmlessTokensStillIncrease) {
+  const std::string seq = store_.options().key_prefix + "seq";
+  auto before = store_.begin("a", 1, 30s).value();
+  EXPECT_EQ(raw_.run({"PTTL", seq}), "-1");  // no TTL (and the docs say so)
+  ASSERT_EQ(raw_.run({"DEL", seq}), "1");  // as an eviction would
+  auto after = store_.begin("b", 1, 30s).value();
+  EXPECT_GT(after.token, before.token);
+  EXPECT_TRUE(store_.complete("a", before.token, sturdy::outcome<int>(1), 1h).has_value());
+}
+
 TEST_F(RedisCorruptDataTest, ATokenCounterThatIsNotANumberIsCorruptData) {
   ASSERT_EQ(raw_.run({"SET", store_.options().key_prefix + "seq", "abc"}), "OK");
   expect_corrupt("fresh");

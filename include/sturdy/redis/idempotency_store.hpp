@@ -735,7 +735,10 @@ class pool {
 // across a Redis restart that lost the data. Redis's own key expiry removes
 // completed entries at their TTL and abandoned-by-crash in-progress entries
 // at twice their lease; memory is bounded by Redis (`maxmemory`; use
-// `volatile-lru` or `volatile-ttl`, every key here has a TTL).
+// `volatile-lru` or `volatile-ttl`: every entry has a TTL). The token
+// counter (`key_prefix + "seq"`, one small string per prefix) has none, on
+// purpose: losing it (an `allkeys-*` eviction, a restart) is harmless, since
+// `begin` raises it to the server's clock, so tokens still increase.
 //
 // `stats()`: hits, misses, mismatches, takeovers and expirations are counted
 // by this object (this process), `entries` counts the prefix's keys with
