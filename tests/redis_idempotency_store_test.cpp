@@ -459,7 +459,8 @@ TEST(RedisIdempotencyFailureTest, AFrozenServerFailsEveryCallWithinTheTimeoutsHo
   for (int i = 0; i < threads; ++i) {
     EXPECT_EQ(errors[i], errc::store_unavailable) << i;
     EXPECT_LT(took[i], bound) << i << " took "
-                              << std::chrono::duration_cast<std::chrono::milliseconds>(took[i]).count() << " ms";
+                              << std::chrono::duration_cast<std::chrono::milliseconds>(took[i]).count()
+                              << " ms";
   }
   // Thawed, the same store serves again.
   auto b = store.begin("after", 1, 30s);
@@ -687,7 +688,7 @@ TEST_F(RedisCorruptDataTest, ALostTokenCounterIsHarmlessTokensStillIncrease) {
   const std::string seq = store_.options().key_prefix + "seq";
   auto before = store_.begin("a", 1, 30s).value();
   EXPECT_EQ(raw_.run({"PTTL", seq}), "-1");  // no TTL (and the docs say so)
-  ASSERT_EQ(raw_.run({"DEL", seq}), "1");  // as an eviction would
+  ASSERT_EQ(raw_.run({"DEL", seq}), "1");    // as an eviction would
   auto after = store_.begin("b", 1, 30s).value();
   EXPECT_GT(after.token, before.token);
   EXPECT_TRUE(store_.complete("a", before.token, sturdy::outcome<int>(1), 1h).has_value());

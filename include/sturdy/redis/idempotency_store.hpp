@@ -89,10 +89,10 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <climits>
-#include <cerrno>
 #include <concepts>
 #include <condition_variable>
 #include <cstddef>
@@ -451,7 +451,8 @@ inline void set_io_error(redisContext* c, const char* why) noexcept {
 // the next read/write reports); false when `deadline` passes first.
 [[nodiscard]] inline bool wait_ready(int fd, short events, time_point deadline) noexcept {
   for (;;) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd, events, 0};
     const int n = ::poll(&p, 1, left.count() > INT_MAX ? INT_MAX : static_cast<int>(left.count()));
@@ -484,8 +485,8 @@ inline void set_io_error(redisContext* c, const char* why) noexcept {
 }
 
 // One command, one reply, within `timeout`.
-[[nodiscard]] inline redisReply* run_command(redisContext* c, int argc, const char** argv, const std::size_t* len,
-                                             duration timeout) noexcept {
+[[nodiscard]] inline redisReply* run_command(redisContext* c, int argc, const char** argv,
+                                             const std::size_t* len, duration timeout) noexcept {
   if (redisAppendCommandArgv(c, argc, argv, len) != REDIS_OK) return nullptr;
   return send_and_read(c, std::chrono::steady_clock::now() + timeout);
 }
@@ -685,8 +686,8 @@ class pool {
         const std::string_view msg = text(r.get());
         const bool setup = i < expected;
         const bool auth = setup && i == 0 && !options_.password.empty();
-        err = {setup ? classify_setup_error(msg) : classify_error_reply(msg),
-               std::string(auth ? "AUTH: " : setup ? "SELECT: " : "connect: ").append(msg)};
+        const char* what = auth ? "AUTH: " : (setup ? "SELECT: " : "connect: ");
+        err = {setup ? classify_setup_error(msg) : classify_error_reply(msg), std::string(what).append(msg)};
         return nullptr;
       }
       if (i >= expected) {
