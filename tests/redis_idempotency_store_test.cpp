@@ -15,13 +15,19 @@ TEST(RedisIdempotencyStoreTest, NeedsHiredis) { GTEST_SKIP() << "built without h
 
 #include "sturdy/redis/idempotency_store.hpp"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -418,6 +424,99 @@ TEST(RedisIdempotencyFailureTest, AFrozenServerTimesOutInsteadOfHanging) {
   EXPECT_EQ(other.value().status, sturdy::begin_status::acquired);
 }
 
+// The deliberate timing test: a frozen server with many more callers than
+// connections. Before the pool wait was bounded, callers queued for a
+// connection while every holder timed out in turn: the 64th caller of a
+// 2-connection pool waited ~32 command timeouts (3.2 s here). Now every call
+// fails within pool_wait + connect + 2 x command timeout (0.4 s here); the
+// assertion allows 1 s more for a loaded machine and sanitizers.
+TEST(RedisIdempotencyFailureTest, AFrozenServerFailsEveryCallWithinTheTimeoutsHoweverManyThreadsQueue) {
+  sturdy::test::redis_server server;
+  ASSERT_TRUE(server.start());
+  auto opts = options_for(server.address(), "frozen-queue");
+  opts.connect_timeout = 100ms;
+  opts.command_timeout = 100ms;
+  opts.pool_wait_timeout = 100ms;
+  opts.pool_size = 2;
+  sturdy::redis::idempotency_store<int> store(opts);
+  ASSERT_TRUE(store.ping().has_value());
+  server.pause();
+  constexpr int threads = 64;
+  std::vector<std::error_code> errors(threads);
+  std::vector<std::chrono::steady_clock::duration> took(threads);
+  std::vector<std::thread> pool;
+  for (int i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      const auto start = std::chrono::steady_clock::now();
+      auto b = store.begin("k" + std::to_string(i), 1, 30s);
+      took[i] = std::chrono::steady_clock::now() - start;
+      errors[i] = b.has_value() ? std::error_code() : b.error();
+    });
+  }
+  for (auto& t : pool) t.join();
+  server.resume();
+  const auto bound = opts.pool_wait_timeout + opts.connect_timeout + 2 * opts.command_timeout + 1s;
+  for (int i = 0; i < threads; ++i) {
+    EXPECT_EQ(errors[i], errc::store_unavailable) << i;
+    EXPECT_LT(took[i], bound) << i << " took "
+                              << std::chrono::duration_cast<std::chrono::milliseconds>(took[i]).count()
+                              << " ms";
+  }
+  // Thawed, the same store serves again.
+  auto b = store.begin("after", 1, 30s);
+  ASSERT_TRUE(b.has_value()) << b.error().message();
+}
+
+// A fake server that answers the handshake at once, then sends its reply to
+// the next command one byte every 30 ms. A socket receive timeout of
+// command_timeout (50 ms) per recv() would accept that reply after ~200 ms;
+// command_timeout bounds the whole reply, so the call fails.
+TEST(RedisIdempotencyFailureTest, CommandTimeoutBoundsAWholeReplyNotEachRecv) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t addr_len = sizeof(addr);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &addr_len), 0);
+  std::thread fake([listener] {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    auto read_until = [fd](std::string_view needle, int count) {
+      std::string in;
+      char buf[4096];
+      for (;;) {
+        std::size_t seen = 0;
+        for (std::size_t at = in.find(needle); at != std::string::npos; at = in.find(needle, at + 1)) ++seen;
+        if (seen >= static_cast<std::size_t>(count)) return true;
+        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) return false;
+        in.append(buf, static_cast<std::size_t>(n));
+      }
+    };
+    if (read_until("LOAD", 3)) {  // the three SCRIPT LOADs: three "SHA1s"
+      const std::string sha = "$40\r\n" + std::string(40, 'a') + "\r\n";
+      const std::string replies = sha + sha + sha;
+      (void)::send(fd, replies.data(), replies.size(), MSG_NOSIGNAL);
+      if (read_until("PING", 1)) {
+        for (const char ch : std::string_view("+PONG\r\n")) {
+          std::this_thread::sleep_for(30ms);
+          if (::send(fd, &ch, 1, MSG_NOSIGNAL) != 1) break;
+        }
+      }
+    }
+    ::close(fd);
+  });
+  auto opts = options_for("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "trickle");
+  opts.command_timeout = 50ms;
+  sturdy::redis::idempotency_store<int> store(opts);
+  EXPECT_EQ(store.ping().error(), errc::store_unavailable);
+  fake.join();
+  ::close(listener);
+}
+
 TEST(RedisIdempotencyFailureTest, AFlushedScriptCacheFallsBackToEval) {
   sturdy::test::redis_server server;
   ASSERT_TRUE(server.start());
@@ -429,6 +528,92 @@ TEST(RedisIdempotencyFailureTest, AFlushedScriptCacheFallsBackToEval) {
   auto r = store.begin("k", 1, 30s).value();
   ASSERT_EQ(r.status, sturdy::begin_status::completed);
   EXPECT_EQ(r.value->value(), 9);
+}
+
+// --- Misconfiguration is not an outage ------------------------------------------
+//
+// A wrong or missing password, or a database index the server does not have,
+// is errc::invalid_options, even with fail_open: classified as
+// store_unavailable, a password typo would silently turn idempotency off.
+
+TEST(RedisMisconfigurationTest, AWrongOrMissingPasswordIsInvalidOptionsAndNeverFailsOpen) {
+  sturdy::test::redis_server server({"--requirepass", "s3cret"});
+  ASSERT_TRUE(server.start());
+  for (const std::string password : {"typo", ""}) {
+    SCOPED_TRACE("password '" + password + "'");
+    auto opts = options_for(server.address(), "auth");
+    opts.password = password;
+    opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
+    sturdy::redis::idempotency_cache<int, recording_listener> cache({}, opts);
+    int runs = 0;
+    auto r = cache.execute("k", 1, [&] { return ++runs; });
+    ASSERT_FALSE(r.result.has_value());
+    EXPECT_EQ(r.result.error(), errc::invalid_options);
+    EXPECT_EQ(runs, 0);  // not failed open
+    auto& store = cache.store();
+    EXPECT_EQ(store.begin("k", 1, 30s).error(), errc::invalid_options);
+    EXPECT_EQ(store.complete("k", sturdy::fencing_token{5}, sturdy::outcome<int>(1), 1h).error(),
+              errc::invalid_options);
+    EXPECT_EQ(store.abandon("k", sturdy::fencing_token{5}).error(), errc::invalid_options);
+    EXPECT_EQ(store.ping().error(), errc::invalid_options);
+    const auto events = store.listener().of<sturdy::redis_store_failed>();
+    ASSERT_FALSE(events.empty());
+    for (const auto& e : events) {
+      EXPECT_EQ(e.error, errc::invalid_options);
+      EXPECT_FALSE(e.failed_open);
+    }
+  }
+  // The right password works.
+  auto opts = options_for(server.address(), "auth-ok");
+  opts.password = "s3cret";
+  sturdy::redis::idempotency_cache<int> cache({}, opts);
+  ASSERT_TRUE(cache.store().ping().has_value());
+  auto r = cache.execute("k", 1, [] { return 7; });
+  ASSERT_TRUE(r.result.has_value()) << r.result.error().message();
+  EXPECT_EQ(r.result.value(), 7);
+}
+
+TEST(RedisMisconfigurationTest, APasswordForAServerWithoutOneIsInvalidOptions) {
+  auto opts = test_options("needless-auth");
+  if (std::getenv("STURDY_REDIS_URL") != nullptr) GTEST_SKIP() << "the shared server may have a password";
+  opts.password = "unexpected";
+  opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
+  sturdy::redis::idempotency_store<int> store(opts);
+  EXPECT_EQ(store.begin("k", 1, 30s).error(), errc::invalid_options);
+}
+
+TEST(RedisMisconfigurationTest, ADatabaseIndexTheServerLacksIsInvalidOptions) {
+  auto opts = test_options("bad-db");
+  opts.database = 100000;  // valid as an option; redis-server has 16 by default
+  opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
+  sturdy::redis::idempotency_store<int, recording_listener> store(opts);
+  EXPECT_EQ(store.begin("k", 1, 30s).error(), errc::invalid_options);
+  EXPECT_EQ(store.ping().error(), errc::invalid_options);
+  const auto events = store.listener().of<sturdy::redis_store_failed>();
+  ASSERT_EQ(events.size(), 1U);
+  EXPECT_EQ(events[0].error, errc::invalid_options);
+  EXPECT_FALSE(events[0].failed_open);
+}
+
+TEST(RedisMisconfigurationTest, ServerRepliesAreClassified) {
+  using sturdy::redis::detail::classify_error_reply;
+  using sturdy::redis::detail::classify_setup_error;
+  EXPECT_EQ(classify_error_reply("NOAUTH Authentication required."), errc::invalid_options);
+  EXPECT_EQ(classify_error_reply("WRONGPASS invalid username-password pair or user is disabled."),
+            errc::invalid_options);
+  EXPECT_EQ(classify_error_reply("NOPERM this user has no permissions to run the 'evalsha' command"),
+            errc::invalid_options);
+  EXPECT_EQ(classify_error_reply("LOADING Redis is loading the dataset in memory"), errc::store_unavailable);
+  EXPECT_EQ(classify_error_reply("OOM command not allowed when used memory > 'maxmemory'."),
+            errc::store_unavailable);
+  EXPECT_EQ(classify_error_reply("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            errc::corrupt_data);
+  EXPECT_EQ(classify_setup_error("ERR DB index is out of range"), errc::invalid_options);
+  EXPECT_EQ(classify_setup_error("ERR AUTH <password> called without any password configured for the default "
+                                 "user. Are you sure your configuration is correct?"),
+            errc::invalid_options);
+  EXPECT_EQ(classify_setup_error("LOADING Redis is loading the dataset in memory"), errc::store_unavailable);
+  EXPECT_EQ(classify_setup_error("BUSY Redis is busy running a script."), errc::store_unavailable);
 }
 
 // --- Bad stored data ---------------------------------------------------------------
@@ -498,6 +683,17 @@ TEST_F(RedisCorruptDataTest, UndecodableValuesAreCorruptData) {
   EXPECT_EQ(runs, 0);
 }
 
+// The counter has no TTL, so an allkeys-* policy may evict it: harmless.
+TEST_F(RedisCorruptDataTest, ALostTokenCounterIsHarmlessTokensStillIncrease) {
+  const std::string seq = store_.options().key_prefix + "seq";
+  auto before = store_.begin("a", 1, 30s).value();
+  EXPECT_EQ(raw_.run({"PTTL", seq}), "-1");  // no TTL (and the docs say so)
+  ASSERT_EQ(raw_.run({"DEL", seq}), "1");    // as an eviction would
+  auto after = store_.begin("b", 1, 30s).value();
+  EXPECT_GT(after.token, before.token);
+  EXPECT_TRUE(store_.complete("a", before.token, sturdy::outcome<int>(1), 1h).has_value());
+}
+
 TEST_F(RedisCorruptDataTest, ATokenCounterThatIsNotANumberIsCorruptData) {
   ASSERT_EQ(raw_.run({"SET", store_.options().key_prefix + "seq", "abc"}), "OK");
   expect_corrupt("fresh");
@@ -515,6 +711,7 @@ TEST(RedisStoreOptionsTest, EveryBadFieldIsNamedAndRefused) {
       {.command_timeout = -1ms},
       {.pool_size = 0},
       {.pool_size = 2000},
+      {.pool_wait_timeout = -1ms},
       {.on_unavailable = static_cast<sturdy::redis::failure_mode>(7)},
       {.database = -1},
       {.error_categories = {nullptr}},

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,24 +46,31 @@ inline int free_loopback_port() {
   return port;
 }
 
-// True when a PING to 127.0.0.1:port answers within ~100 ms.
+// True when a PING to host:port gets a reply within ~100 ms (an error reply
+// such as NOAUTH counts: the server is up).
 inline bool redis_answers(const std::string& host, int port) {
   redisContext* c = redisConnectWithTimeout(host.c_str(), port, timeval{0, 100000});
   bool ok = false;
   if (c != nullptr && c->err == 0) {
     (void)redisSetTimeout(c, timeval{0, 200000});
     auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-    ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+    ok = r != nullptr && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR);
     if (r != nullptr) freeReplyObject(r);
   }
   if (c != nullptr) redisFree(c);
   return ok;
 }
 
-// A redis-server child process (never daemonized), on loopback only.
+// A redis-server child process (never daemonized), on loopback only, its
+// output discarded. Killed (SIGCONT, SIGKILL) by kill() and the destructor,
+// and by the kernel when the thread that started it exits (PR_SET_PDEATHSIG):
+// start it from the main thread.
 class redis_server {
  public:
   explicit redis_server(int port = free_loopback_port()) : port_(port) {}
+  // Extra redis-server arguments, e.g. {"--requirepass", "secret"}.
+  explicit redis_server(std::vector<std::string> extra_args, int port = free_loopback_port())
+      : port_(port), extra_args_(std::move(extra_args)) {}
   redis_server(const redis_server&) = delete;
   redis_server& operator=(const redis_server&) = delete;
   ~redis_server() { kill(); }
@@ -75,15 +83,33 @@ class redis_server {
     std::vector<std::string> args = {"redis-server", "--port", port,           "--bind",     "127.0.0.1",
                                      "--save",       "",       "--appendonly", "no",         "--daemonize",
                                      "no",           "--dir",  "/tmp",         "--loglevel", "warning"};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    const int rc = posix_spawnp(&pid_, "redis-server", &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
+    // fork + exec rather than posix_spawn, to set up the child before exec
+    // with only async-signal-safe calls (the test process has threads):
+    // - stdin/stdout/stderr on /dev/null: an orphaned server (the test
+    //   crashed) must not hold ctest's output pipe open, or ctest waits for
+    //   it until its own timeout;
+    // - PR_SET_PDEATHSIG(SIGKILL): the server dies with the thread that
+    //   started it (the main thread, for the tests here), even when the test
+    //   process crashes and no destructor runs; SIGKILL also ends a server
+    //   left stopped by pause().
+    const pid_t parent = ::getpid();
+    const int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) return false;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(127);
+      (void)::dup2(devnull, 0);
+      (void)::dup2(devnull, 1);
+      (void)::dup2(devnull, 2);
+      ::execvp("redis-server", argv.data());
+      ::_exit(127);
+    }
+    ::close(devnull);
+    if (pid_ < 0) {
       pid_ = 0;
       return false;
     }
@@ -118,6 +144,7 @@ class redis_server {
 
  private:
   int port_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = 0;
 };
 

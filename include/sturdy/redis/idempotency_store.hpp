@@ -39,13 +39,24 @@
 // must be `sturdy::stable_fingerprint` (the same in every process).
 //
 // When Redis fails (connection refused or lost, a connect or command timeout,
-// a server error such as OOM or LOADING) the operation returns
-// `errc::store_unavailable` within the configured timeouts, never hangs, and
-// the next call reconnects. With `failure_mode::fail_open` a `begin` that
-// cannot reach Redis instead lets the caller run the work without
-// idempotency (and reports `redis_store_failed{.failed_open = true}`). Data
-// under a key that this store cannot read (another program's value, a foreign
-// format) is `errc::corrupt_data`, never a crash.
+// no free pooled connection in time, a server error such as OOM or LOADING)
+// the operation returns `errc::store_unavailable` and the next call
+// reconnects. With `failure_mode::fail_open` a `begin` that cannot reach
+// Redis instead lets the caller run the work without idempotency (and
+// reports `redis_store_failed{.failed_open = true}`). A server that refuses
+// the password (WRONGPASS, NOAUTH), the database index or an ACL permission
+// answers `errc::invalid_options` instead, never failed open: a
+// misconfiguration is not an outage. Data under a key that this store cannot
+// read (another program's value, a foreign format) is `errc::corrupt_data`,
+// never a crash.
+//
+// A call is bounded by the timeouts: at most `pool_wait_timeout` waiting for
+// a connection, then (only when it must open one) `connect_timeout` for the
+// TCP connection plus one `command_timeout` for the handshake, then one
+// `command_timeout` per round trip (one; two when the server lost its script
+// cache). With the defaults: at most 1.25 s, 0.5 s on a pooled connection.
+// Not bounded: resolving a host name (getaddrinfo has no timeout; give a
+// numeric address).
 //
 // Waiting duplicates (`in_flight_policy::wait`) poll: `wakes_waiters` is
 // false, and `sturdy::idempotency_cache` re-runs `begin` at doubling
@@ -57,7 +68,7 @@
 // threads. The store owns a pool of at most `pool_size` connections behind a
 // `std::mutex` (held only to take or return a connection, never during I/O);
 // a call uses one connection for its round trip; callers beyond `pool_size`
-// wait for a free connection. A broken connection is closed and replaced on
+// wait for a free connection, at most `pool_wait_timeout`. A broken connection is closed and replaced on
 // the next call. While a command runs, the calling thread blocks SIGPIPE and
 // consumes one it raised, so a dropped connection cannot kill the process
 // and the process's signal dispositions are left alone.
@@ -69,6 +80,7 @@
 #ifndef STURDY_REDIS_IDEMPOTENCY_STORE_HPP_
 #define STURDY_REDIS_IDEMPOTENCY_STORE_HPP_
 
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
@@ -77,12 +89,15 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <climits>
 #include <concepts>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <ios>
@@ -114,7 +129,9 @@ namespace sturdy {
 struct redis_store_failed {
   std::string_view operation;  // "begin", "complete", "abandon"
   std::string_view key;        // the caller's key (without the prefix)
-  std::error_code error;       // store_unavailable or corrupt_data
+  std::error_code error;       // store_unavailable, invalid_options (the server
+                               // refused the password, database or an ACL
+                               // permission) or corrupt_data
   std::string_view detail;     // hiredis's or the server's message
   bool failed_open;            // fail_open: the caller proceeds without idempotency
 };
@@ -217,14 +234,19 @@ struct store_options {
   // tag in it (`"{payments}:"`) so a script's keys share a slot. Default
   // "sturdy:idem:".
   std::string key_prefix = "sturdy:idem:";
-  // Longest time to establish a connection; > 0. Default 250 ms.
+  // Longest time to establish a TCP connection; > 0. Resolving `host`
+  // (getaddrinfo) is not bounded: prefer a numeric address. Default 250 ms.
   duration connect_timeout = std::chrono::milliseconds(250);
-  // Longest time to wait for one reply (socket send/receive timeout); > 0.
-  // A call may take a few of these (connect, script load, NOSCRIPT retry).
-  // Default 250 ms.
+  // Longest time for one round trip, sending the command and receiving its
+  // whole reply (a deadline on the round trip, not a per-recv socket
+  // timeout); > 0. Default 250 ms.
   duration command_timeout = std::chrono::milliseconds(250);
   // Most connections open at once; in [1, 1024]. Default 4.
   std::size_t pool_size = 4;
+  // Longest time a call waits for a free connection when all `pool_size`
+  // are busy (then `errc::store_unavailable`); >= 0 (0: do not wait).
+  // Default 250 ms.
+  duration pool_wait_timeout = std::chrono::milliseconds(250);
   // What a call does when Redis is unreachable. Default fail_closed.
   failure_mode on_unavailable = failure_mode::fail_closed;
   // Password for `AUTH` after connecting; empty: none. Default empty.
@@ -245,6 +267,7 @@ struct store_options {
     if (connect_timeout <= duration::zero()) return "redis::store_options::connect_timeout must be > 0";
     if (command_timeout <= duration::zero()) return "redis::store_options::command_timeout must be > 0";
     if (pool_size == 0 || pool_size > 1024) return "redis::store_options::pool_size must be in [1, 1024]";
+    if (pool_wait_timeout < duration::zero()) return "redis::store_options::pool_wait_timeout must be >= 0";
     if (on_unavailable != failure_mode::fail_closed && on_unavailable != failure_mode::fail_open)
       return "redis::store_options::on_unavailable is not a valid failure_mode";
     if (database < 0) return "redis::store_options::database must be >= 0";
@@ -412,6 +435,62 @@ class sigpipe_guard {
   bool blocked_ = false;
 };
 
+// Deadline-bounded I/O. After connecting, a connection's socket is made
+// non-blocking and hiredis's blocking flag is cleared, so hiredis never
+// waits in the kernel: these functions wait in poll() until a deadline.
+// (A socket timeout, SO_RCVTIMEO, bounds one recv(), not a reply: a server
+// that trickles its reply could stretch a call without limit.)
+
+// Marks `c` failed (so the pool closes it) with `why`.
+inline void set_io_error(redisContext* c, const char* why) noexcept {
+  c->err = REDIS_ERR_IO;
+  std::snprintf(c->errstr, sizeof(c->errstr), "%s", why);
+}
+
+// Waits until `fd` is ready for `events` (or has an error or hang-up, which
+// the next read/write reports); false when `deadline` passes first.
+[[nodiscard]] inline bool wait_ready(int fd, short events, time_point deadline) noexcept {
+  for (;;) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int n = ::poll(&p, 1, left.count() > INT_MAX ? INT_MAX : static_cast<int>(left.count()));
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return false;
+  }
+}
+
+// Sends the commands appended to `c`, then reads one reply, all before
+// `deadline`. Null on failure, with `c->err`/`c->errstr` set.
+[[nodiscard]] inline redisReply* send_and_read(redisContext* c, time_point deadline) noexcept {
+  for (int done = 0;;) {
+    if (redisBufferWrite(c, &done) != REDIS_OK) return nullptr;
+    if (done != 0) break;
+    if (!wait_ready(c->fd, POLLOUT, deadline)) {
+      set_io_error(c, "timed out sending (command_timeout)");
+      return nullptr;
+    }
+  }
+  for (;;) {
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return nullptr;
+    if (raw != nullptr) return static_cast<redisReply*>(raw);
+    if (!wait_ready(c->fd, POLLIN, deadline)) {
+      set_io_error(c, "timed out waiting for the reply (command_timeout)");
+      return nullptr;
+    }
+    if (redisBufferRead(c) != REDIS_OK) return nullptr;
+  }
+}
+
+// One command, one reply, within `timeout`.
+[[nodiscard]] inline redisReply* run_command(redisContext* c, int argc, const char** argv,
+                                             const std::size_t* len, duration timeout) noexcept {
+  if (redisAppendCommandArgv(c, argc, argv, len) != REDIS_OK) return nullptr;
+  return send_and_read(c, std::chrono::steady_clock::now() + timeout);
+}
+
 [[nodiscard]] inline timeval to_timeval(duration d) noexcept {
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
   const auto clamped = us < 1 ? 1 : us;
@@ -439,14 +518,44 @@ template <std::integral I>
   return r->str == nullptr ? std::string_view() : std::string_view(r->str, r->len);
 }
 
+[[nodiscard]] inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// Refusals that mean the options do not fit the server: a password missing
+// (NOAUTH) or wrong (WRONGPASS), an ACL user without a needed permission
+// (NOPERM). Retrying cannot help, so they are `errc::invalid_options`, which
+// is never failed open: a password typo must not silently turn idempotency
+// off as if Redis were down.
+[[nodiscard]] inline bool is_auth_error(std::string_view msg) noexcept {
+  return starts_with(msg, "NOAUTH") || starts_with(msg, "WRONGPASS") || starts_with(msg, "NOPERM");
+}
+
+// Server states that pass (loading a dataset, a busy script, a replica
+// without its master, a cluster resharding, out of memory).
+[[nodiscard]] inline bool is_transient_error(std::string_view msg) noexcept {
+  return starts_with(msg, "LOADING") || starts_with(msg, "BUSY") || starts_with(msg, "MASTERDOWN") ||
+         starts_with(msg, "TRYAGAIN") || starts_with(msg, "OOM");
+}
+
 // An error reply means the data is not ours (a key of another type, a
-// counter that is not a number) or that the server cannot serve now.
+// counter that is not a number), that the options do not fit the server
+// (see is_auth_error), or that the server cannot serve now.
 [[nodiscard]] inline errc classify_error_reply(std::string_view msg) noexcept {
   if (msg.find("WRONGTYPE") != std::string_view::npos ||
       msg.find("not an integer") != std::string_view::npos ||
       msg.find("increment or decrement would overflow") != std::string_view::npos)
     return errc::corrupt_data;
+  if (is_auth_error(msg)) return errc::invalid_options;
   return errc::store_unavailable;
+}
+
+// An error reply to the connection's own AUTH or SELECT: the password or
+// the database index is wrong ("WRONGPASS ...", "ERR AUTH <password> called
+// without any password configured ...", "ERR DB index is out of range"),
+// unless the server is only passing through a transient state.
+[[nodiscard]] inline errc classify_setup_error(std::string_view msg) noexcept {
+  return is_transient_error(msg) ? errc::store_unavailable : errc::invalid_options;
 }
 
 // The connection pool: at most `size` connections, idle ones in a stack.
@@ -457,13 +566,21 @@ class pool {
   pool& operator=(const pool&) = delete;
 
   // Takes an idle connection, or opens one (outside the lock) when fewer
-  // than `pool_size` are open; otherwise waits for one to be returned.
+  // than `pool_size` are open; otherwise waits for one to be returned, at
+  // most `pool_wait_timeout` (then null, `store_unavailable`: with a frozen
+  // Redis every holder times out in turn, and an unbounded wait would make
+  // the N-th caller wait N/pool_size command timeouts).
   // An idle connection the server has closed meanwhile (a restart, an idle
   // timeout) is noticed here and replaced, so that call does not fail.
   [[nodiscard]] std::unique_ptr<connection> acquire(call_error& err) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return !idle_.empty() || open_ < options_.pool_size; });
+      const auto ready = [&] { return !idle_.empty() || open_ < options_.pool_size; };
+      if (!ready() &&
+          !cv_.wait_until(lock, std::chrono::steady_clock::now() + options_.pool_wait_timeout, ready)) {
+        err = {errc::store_unavailable, "no free connection within pool_wait_timeout"};
+        return nullptr;
+      }
       if (!idle_.empty()) {
         auto c = std::move(idle_.back());
         idle_.pop_back();
@@ -527,11 +644,16 @@ class pool {
       err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
       return nullptr;
     }
-    if (redisSetTimeout(c->ctx.get(), to_timeval(options_.command_timeout)) != REDIS_OK) {
-      err = {errc::store_unavailable, "cannot set the command timeout"};
+    // From here on hiredis does not block: send_and_read() waits, with a
+    // deadline (see there).
+    const int fl = ::fcntl(c->ctx->fd, F_GETFL);
+    if (fl == -1 || ::fcntl(c->ctx->fd, F_SETFL, fl | O_NONBLOCK) == -1) {
+      err = {errc::store_unavailable, "connect: cannot make the socket non-blocking"};
       return nullptr;
     }
-    // AUTH, SELECT and the three SCRIPT LOADs in one pipelined round trip.
+    c->ctx->flags &= ~REDIS_BLOCK;
+    // AUTH, SELECT and the three SCRIPT LOADs in one pipelined round trip,
+    // within one command_timeout.
     int expected = 0;
     if (!options_.password.empty()) {
       const char* argv[] = {"AUTH", options_.password.data()};
@@ -552,15 +674,20 @@ class pool {
       const std::size_t len[] = {6, 4, s.size()};
       (void)redisAppendCommandArgv(c->ctx.get(), 3, argv, len);
     }
+    const time_point deadline = std::chrono::steady_clock::now() + options_.command_timeout;
     for (int i = 0; i < expected + static_cast<int>(scripts.size()); ++i) {
-      void* raw = nullptr;
-      if (redisGetReply(c->ctx.get(), &raw) != REDIS_OK || raw == nullptr) {
+      reply_ptr r(send_and_read(c->ctx.get(), deadline));
+      if (r == nullptr) {
         err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
         return nullptr;
       }
-      reply_ptr r(static_cast<redisReply*>(raw));
       if (r->type == REDIS_REPLY_ERROR) {
-        err = {errc::store_unavailable, std::string("connect: ") + std::string(text(r.get()))};
+        // The AUTH and SELECT replies come first; see classify_setup_error.
+        const std::string_view msg = text(r.get());
+        const bool setup = i < expected;
+        const bool auth = setup && i == 0 && !options_.password.empty();
+        const char* what = auth ? "AUTH: " : (setup ? "SELECT: " : "connect: ");
+        err = {setup ? classify_setup_error(msg) : classify_error_reply(msg), std::string(what).append(msg)};
         return nullptr;
       }
       if (i >= expected) {
@@ -609,7 +736,10 @@ class pool {
 // across a Redis restart that lost the data. Redis's own key expiry removes
 // completed entries at their TTL and abandoned-by-crash in-progress entries
 // at twice their lease; memory is bounded by Redis (`maxmemory`; use
-// `volatile-lru` or `volatile-ttl`, every key here has a TTL).
+// `volatile-lru` or `volatile-ttl`: every entry has a TTL). The token
+// counter (`key_prefix + "seq"`, one small string per prefix) has none, on
+// purpose: losing it (an `allkeys-*` eviction, a restart) is harmless, since
+// `begin` raises it to the server's clock, so tokens still increase.
 //
 // `stats()`: hits, misses, mismatches, takeovers and expirations are counted
 // by this object (this process), `entries` counts the prefix's keys with
@@ -640,8 +770,10 @@ class idempotency_store {
   // idempotency_store::begin()
   //
   // See `sturdy::idempotency_store`. `waiter` is ignored (this store does
-  // not wake waiters). Errors: invalid_options, store_unavailable (unless
-  // failing open: then `acquired` with the null token 0), corrupt_data.
+  // not wake waiters). Errors: invalid_options (also when the server
+  // refuses the password, database or an ACL permission; never failed open),
+  // store_unavailable (unless failing open: then `acquired` with the null
+  // token 0), corrupt_data.
   [[nodiscard]] result<begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fingerprint,
                                                         duration lease,
                                                         idempotency_waiter* waiter = nullptr) {
@@ -729,19 +861,21 @@ class idempotency_store {
 
   // idempotency_store::ping()
   //
-  // One round trip; `errc::store_unavailable` when Redis cannot be reached
-  // (a health check, or to fail fast at start-up).
+  // One round trip; `errc::store_unavailable` when Redis cannot be reached,
+  // `errc::invalid_options` when it refuses the password, database or an
+  // ACL permission (a health check, or to fail fast at start-up).
   [[nodiscard]] result<void> ping() {
     if (!options_ok_) return errc::invalid_options;
     detail::call_error err;
     auto c = pool_.acquire(err);
-    if (c == nullptr) return errc::store_unavailable;
+    if (c == nullptr) return err.code;
     detail::sigpipe_guard guard;
     const char* argv[] = {"PING"};
     const std::size_t len[] = {4};
-    detail::reply_ptr r(static_cast<redisReply*>(redisCommandArgv(c->ctx.get(), 1, argv, len)));
+    detail::reply_ptr r(detail::run_command(c->ctx.get(), 1, argv, len, options_.command_timeout));
     pool_.release(std::move(c));
-    if (r == nullptr || r->type == REDIS_REPLY_ERROR) return errc::store_unavailable;
+    if (r == nullptr) return errc::store_unavailable;
+    if (r->type == REDIS_REPLY_ERROR) return detail::classify_error_reply(detail::text(r.get()));
     return success();
   }
 
@@ -808,15 +942,15 @@ class idempotency_store {
     detail::reply_ptr r;
     {
       detail::sigpipe_guard guard;
-      r.reset(static_cast<redisReply*>(
-          redisCommandArgv(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data())));
+      r.reset(detail::run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
+                                  options_.command_timeout));
       if (r != nullptr && detail::is_error(r.get(), "NOSCRIPT")) {
         argv[0] = "EVAL";
         len[0] = 4;
         argv[1] = detail::scripts[idx].data();
         len[1] = detail::scripts[idx].size();
-        r.reset(static_cast<redisReply*>(
-            redisCommandArgv(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data())));
+        r.reset(detail::run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
+                                    options_.command_timeout));
       }
     }
     if (r == nullptr) {
@@ -970,7 +1104,7 @@ class idempotency_store {
     for (;;) {
       const char* argv[] = {"SCAN", cursor.c_str(), "MATCH", pattern.c_str(), "COUNT", "1000"};
       const std::size_t len[] = {4, cursor.size(), 5, pattern.size(), 5, 4};
-      detail::reply_ptr r(static_cast<redisReply*>(redisCommandArgv(c->ctx.get(), 6, argv, len)));
+      detail::reply_ptr r(detail::run_command(c->ctx.get(), 6, argv, len, options_.command_timeout));
       if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
           r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
         pool_.release(std::move(c));
