@@ -124,6 +124,21 @@ TEST(IdempotencyCacheTest, FingerprintMismatchNeverRunsFn) {
   EXPECT_EQ(cache->stats().mismatches, 1U);
 }
 
+TEST(IdempotencyCacheTest, AnotherPayloadCannotTakeOverACrashedOwnersKey) {
+  fixture f;
+  auto cache = f.make({.lease = 5s});
+  auto crashed = cache->store().begin("k", 1, 5s).value();  // A (fp 1) crashes mid-work
+  f.clock.advance(6s);
+  int runs = 0;
+  auto other = cache->execute("k", 2, [&] { return ++runs; });  // B reuses the key: 422
+  EXPECT_EQ(other.result.error(), errc::key_mismatch);
+  EXPECT_EQ(runs, 0);
+  auto retry = cache->execute("k", 1, [&] { return ++runs; });  // A's retry takes over
+  EXPECT_EQ(retry.result.value(), 1);
+  EXPECT_EQ(cache->stats().takeovers, 1U);
+  (void)crashed;
+}
+
 TEST(IdempotencyCacheTest, RejectPolicyReturnsInProgressWhileTheFirstCallRuns) {
   fixture f;
   auto cache = f.make();

@@ -319,10 +319,12 @@ struct idempotency_store_stats {
 //   S::wakes_waiters                        true when begin links waiters and
 //                                           wakes them; false: the cache polls
 //   s.begin(key, fingerprint, lease, w)     -> result<begin_outcome<value_type>>
-//       absent/expired -> acquired (new token, lease); lease run out ->
-//       acquired with took_over; live lease -> in_progress (links `w` if not
-//       null); completed -> completed(copy); another fingerprint ->
-//       mismatch. Errors: capacity_exceeded, store_unavailable, ...
+//       absent, or completed past its TTL -> acquired (new token, lease),
+//       whatever the fingerprint (an expired entry is gone); otherwise another
+//       fingerprint -> mismatch, in progress or completed, lease live or run
+//       out; same fingerprint: lease run out -> acquired with took_over; live
+//       lease -> in_progress (links `w` if not null); completed ->
+//       completed(copy). Errors: capacity_exceeded, store_unavailable, ...
 //   s.complete(key, token, value, ttl)      -> result<void>; stale_token
 //       unless `token` is the key's current in-progress token
 //   s.abandon(key, token)                   -> result<void>; releases the key
@@ -420,12 +422,15 @@ class memory_idempotency_store {
         acquire(s, e, fingerprint, now, lease, out);
         return out;
       }
+      // In progress, lease live or not: the key stays bound to the payload it
+      // was begun with, so another payload is refused even after the lease ran
+      // out (it must not take over and run: IETF 422).
+      if (e.fingerprint != fingerprint) {
+        ++s.mismatches;
+        out.status = begin_status::mismatch;
+        return out;
+      }
       if (now < e.deadline) {
-        if (e.fingerprint != fingerprint) {
-          ++s.mismatches;
-          out.status = begin_status::mismatch;
-          return out;
-        }
         if (waiter != nullptr) s.link(e, *waiter);
         out.status = begin_status::in_progress;
         out.lease_remaining = e.deadline - now;
