@@ -294,6 +294,58 @@ TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingInterv
   EXPECT_EQ(sleeper.delays(), expected);
 }
 
+// A waking store that records which waiter nodes it has linked and which the
+// cache has unlinked again: a node left linked when execute returns (or
+// unwinds) would be written through after its stack frame is gone.
+class tracking_store {
+ public:
+  using value_type = sturdy::outcome<int>;
+  using options_type = sturdy::memory_store_options;
+  static constexpr bool wakes_waiters = true;
+  tracking_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
+                                                          sturdy::duration lease,
+                                                          sturdy::idempotency_waiter* w) {
+    auto r = inner_.begin(key, fp, lease, w);
+    if (w != nullptr && r.has_value() && r.value().status == sturdy::begin_status::in_progress) ++linked;
+    return r;
+  }
+  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
+                                sturdy::duration ttl) {
+    return inner_.complete(key, t, std::move(v), ttl);
+  }
+  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
+    return inner_.abandon(key, t);
+  }
+  void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept {
+    inner_.cancel_wait(key, w);
+    ++cancelled;
+  }
+  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
+  sturdy::memory_idempotency_store<value_type, manual_clock>& inner() { return inner_; }
+
+  int linked = 0;
+  int cancelled = 0;
+
+ private:
+  sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
+};
+static_assert(sturdy::idempotency_store<tracking_store>);
+
+TEST(IdempotencyCacheTest, ASleeperThatThrowsLeavesNoWaiterLinkedToTheStore) {
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, tracking_store> cache(
+      {}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
+  sleeper.on_sleep([](sturdy::duration) { throw std::runtime_error("sleeper failed"); });
+  EXPECT_THROW((void)cache.execute("k", 1, waiting(), [] { return 0; }), std::runtime_error);
+  EXPECT_EQ(cache.store().linked, 1);
+  EXPECT_EQ(cache.store().cancelled, 1);  // unlinked while unwinding
+  // The owner completes: the store must not touch the dead waiter (ASan).
+  EXPECT_TRUE(cache.store().complete("k", owner.token, sturdy::outcome<int>(3), 1h).has_value());
+}
+
 // --- Failures ----------------------------------------------------------------
 
 TEST(IdempotencyCacheTest, FailuresAreNotCachedByDefault) {

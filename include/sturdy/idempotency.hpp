@@ -328,7 +328,9 @@ struct idempotency_store_stats {
 //   s.complete(key, token, value, ttl)      -> result<void>; stale_token
 //       unless `token` is the key's current in-progress token
 //   s.abandon(key, token)                   -> result<void>; releases the key
-//   s.cancel_wait(key, w)                   unlinks `w` if still linked
+//   s.cancel_wait(key, w)                   unlinks `w` if still linked; must
+//                                           not throw (the cache calls it
+//                                           while unwinding)
 //   s.stats()                               -> idempotency_store_stats
 template <class S>
 concept idempotency_store = std::copy_constructible<typename S::value_type> &&
@@ -763,6 +765,10 @@ class idempotency_cache {
     const bool park = policy.in_flight == in_flight_policy::wait;
     idempotency_waiter waiter;
     idempotency_waiter* const waiter_ptr = (park && Store::wakes_waiters) ? &waiter : nullptr;
+    // Armed while the store may hold a pointer to `waiter` (a begin answered
+    // in_progress): unlinks it before this frame dies, even if the sleeper,
+    // the clock or the listener throws.
+    linked_waiter_guard linked{store_, key, waiter};
     bool waiting = false;
     time_point deadline{};
     duration poll = options_.poll_initial;
@@ -783,6 +789,7 @@ class idempotency_cache {
         case begin_status::in_progress:
           break;
       }
+      linked.armed = waiter_ptr != nullptr;
       if (!park) {
         counters_.rejections.fetch_add(1, std::memory_order_relaxed);
         return reject<R>(key, errc::in_progress);
@@ -795,7 +802,7 @@ class idempotency_cache {
         emit(listener_, idempotency_waiting{key, policy.wait_timeout});
       }
       if (now >= deadline) {
-        if (waiter_ptr != nullptr) store_.cancel_wait(key, waiter);
+        linked.release();
         counters_.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
         return reject<R>(key, errc::wait_timeout);
       }
@@ -804,7 +811,7 @@ class idempotency_cache {
       duration d = std::min(deadline - now, b.lease_remaining);
       if constexpr (Store::wakes_waiters) {
         (void)sleeper_.sleep_for(d, waiter.wake.get_token());
-        store_.cancel_wait(key, waiter);
+        linked.release();
         waiter.wake = std::stop_source(std::nostopstate);
       } else {
         d = std::min(d, poll);
@@ -813,6 +820,22 @@ class idempotency_cache {
       }
     }
   }
+
+  // Unlinks a waiter node from the store when armed: on the normal path
+  // (`release`) and while unwinding (the destructor).
+  struct linked_waiter_guard {
+    Store& store;
+    std::string_view key;
+    idempotency_waiter& waiter;
+    bool armed = false;
+    void release() noexcept {
+      if (armed) {
+        armed = false;
+        store.cancel_wait(key, waiter);
+      }
+    }
+    ~linked_waiter_guard() { release(); }
+  };
 
   template <class R, class F>
   idempotency_result<R> run(std::string_view key, fencing_token token, const idempotency_policy& policy,
