@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -344,6 +345,38 @@ TEST(IdempotencyCacheTest, ASleeperThatThrowsLeavesNoWaiterLinkedToTheStore) {
   EXPECT_EQ(cache.store().cancelled, 1);  // unlinked while unwinding
   // The owner completes: the store must not touch the dead waiter (ASan).
   EXPECT_TRUE(cache.store().complete("k", owner.token, sturdy::outcome<int>(3), 1h).has_value());
+}
+
+// A sleeper that wakes early (after half the delay) without a stop request,
+// as a real sleeper may: the waiting duplicate loops and re-parks.
+struct early_waking_sleeper {
+  manual_clock clock;
+  std::shared_ptr<std::function<void(int)>> hook = std::make_shared<std::function<void(int)>>();
+  std::shared_ptr<int> sleeps = std::make_shared<int>(0);
+  bool sleep_for(sturdy::duration d, std::stop_token stop) {
+    if (*hook) (*hook)(++*sleeps);
+    if (stop.stop_requested()) return false;
+    clock.advance(d / 2);
+    return true;
+  }
+};
+
+TEST(IdempotencyCacheTest, AWaitReusesOneStopSourceAcrossEarlyWakeups) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  manual_clock clock;
+  early_waking_sleeper sleeper{clock};
+  sturdy::idempotency_cache<int, manual_clock, early_waking_sleeper> cache({}, {.shards = 1, .max_entries = 16},
+                                                                           clock, sleeper);
+  auto owner = cache.store().begin("k", 1, 30s).value();
+  *sleeper.hook = [&](int n) {
+    if (n == 5) (void)cache.store().complete("k", owner.token, sturdy::outcome<int>(4), 1h);
+  };
+  sturdy::testing::allocation_scope scope;
+  auto r = cache.execute("k", 1, waiting(), [] { return 0; });
+  const auto allocations = scope.allocations();
+  EXPECT_EQ(r.result.value(), 4);
+  EXPECT_EQ(*sleeper.sleeps, 5);
+  EXPECT_EQ(allocations, 1U);  // the one stop_source, not one per re-park
 }
 
 // --- Failures ----------------------------------------------------------------

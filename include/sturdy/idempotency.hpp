@@ -272,7 +272,11 @@ struct fencing_token {
 // `begin`; a store that wakes waiters links it to the entry and requests stop
 // on `wake` when the key completes, is abandoned, taken away or evicted. The
 // front sleeps on `wake.get_token()`. Must stay alive, and be passed to
-// `cancel_wait`, until `linked` is false.
+// `cancel_wait`, until `linked` is false. The memory store creates `wake`
+// (one small heap allocation: the stop state) when it first links the node,
+// under the shard lock; the cache reuses it across re-parks and replaces it
+// only after a wake-up, so a waiting call allocates once per wake-up it
+// survives, and a call that never waits allocates nothing.
 struct idempotency_waiter {
   std::stop_source wake{std::nostopstate};  // created by the store when linked
   idempotency_waiter* next = nullptr;       // store's list; guarded by the store
@@ -812,7 +816,12 @@ class idempotency_cache {
       if constexpr (Store::wakes_waiters) {
         (void)sleeper_.sleep_for(d, waiter.wake.get_token());
         linked.release();
-        waiter.wake = std::stop_source(std::nostopstate);
+        // A woken node needs a fresh source before it can be parked again (a
+        // stop request cannot be undone); the store makes it lazily, only if
+        // the key is still in progress. A sleep that ended without a wake
+        // (timeout, early return) keeps its source: one allocation per wait,
+        // not per iteration.
+        if (waiter.wake.stop_requested()) waiter.wake = std::stop_source(std::nostopstate);
       } else {
         d = std::min(d, poll);
         poll = std::min(poll * 2, options_.poll_max);
