@@ -600,6 +600,36 @@ TEST(IdempotencyCacheTest, ByteBoundCountsKeysAndValues) {
   EXPECT_GT(cache.stats().evictions, 150U);
 }
 
+TEST(IdempotencyCacheTest, AKeyLargerThanItsShardIsRefusedWithoutEvictingAnything) {
+  manual_clock clock;
+  memory_store store({.shards = 1, .max_entries = 64, .max_bytes = 4 * memory_store::min_shard_bytes}, clock);
+  ASSERT_TRUE(store.validation_message().empty()) << store.validation_message();
+  for (const char* k : {"a", "b", "c"}) {
+    auto b = store.begin(k, 1, 10s).value();
+    ASSERT_TRUE(store.complete(k, b.token, sturdy::outcome<int>(1), 1h).has_value());
+  }
+  const std::string huge(8 * memory_store::min_shard_bytes, 'k');
+  EXPECT_EQ(store.begin(huge, 1, 10s).error(), errc::capacity_exceeded);
+  EXPECT_EQ(store.stats().evictions, 0U);
+  EXPECT_EQ(store.stats().entries, 3U);
+  for (const char* k : {"a", "b", "c"}) EXPECT_EQ(store.begin(k, 1, 10s).value().status, sturdy::begin_status::completed);
+}
+
+TEST(IdempotencyCacheTest, AByteBoundTooSmallForOneEntryPerShardIsInvalid) {
+  const sturdy::memory_store_options tiny{.shards = 64, .max_entries = 1 << 10, .max_bytes = 4096};
+  EXPECT_TRUE(tiny.validation_message().empty());  // V-independent checks pass
+  const std::string_view why = memory_store::validation_message(tiny);
+  EXPECT_NE(why.find("max_bytes"), std::string_view::npos) << why;
+  manual_clock clock;
+  memory_store store(tiny, clock);
+  EXPECT_EQ(store.validation_message(), why);
+  EXPECT_EQ(store.begin("k", 1, 10s).error(), errc::invalid_options);
+  const sturdy::memory_store_options enough{.shards = 64,
+                                            .max_entries = 1 << 10,
+                                            .max_bytes = 64 * memory_store::min_shard_bytes};
+  EXPECT_TRUE(memory_store::validation_message(enough).empty());
+}
+
 // --- Options, values, fingerprints ----------------------------------------------
 
 TEST(IdempotencyCacheTest, InvalidOptionsRefuseEveryCallAndNameTheField) {

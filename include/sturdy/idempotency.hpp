@@ -236,8 +236,13 @@ struct memory_store_options {
   std::size_t max_entries = std::size_t{1} << 20;
   // Most bytes charged (key, value heap bytes and a fixed per-entry
   // overhead, see `memory_idempotency_store::entry_overhead`); 0 = no byte
-  // bound, otherwise >= shards. Values are charged when stored; the bound is
-  // restored (by eviction) when the shard next admits a key. Default 0.
+  // bound, otherwise `max_bytes / shards` must be at least
+  // `memory_idempotency_store<V>::min_shard_bytes` (checked by the store,
+  // whose entry size depends on V; see its `validation_message`). A key whose
+  // entry alone exceeds `max_bytes / shards` is refused with
+  // `capacity_exceeded` without evicting anything. Values are charged when
+  // stored; the bound is restored (by eviction) when the shard next admits a
+  // key. Default 0.
   std::size_t max_bytes = 0;
 
   [[nodiscard]] std::string_view validation_message() const noexcept {
@@ -378,9 +383,27 @@ class memory_idempotency_store {
   // Bytes charged per entry besides its key (if longer than 15 bytes) and the
   // value's heap bytes.
   static constexpr std::size_t entry_overhead = shard_type::entry_overhead;
+  // The least byte bound per shard (`max_bytes / shards`): one entry with a
+  // 255-byte key (the default `idempotency_options::max_key_length`).
+  static constexpr std::size_t min_shard_bytes = entry_overhead + shard_type::key_charge_of(255);
+
+  // Empty when this store accepts `options`, otherwise a sentence naming the
+  // bad field: `options.validation_message()`, plus the byte floor, which
+  // depends on `V` (a shard must hold at least one maximal entry, or every
+  // new key would evict the whole shard and still not fit).
+  [[nodiscard]] static std::string_view validation_message(const memory_store_options& options) noexcept {
+    const std::string_view m = options.validation_message();
+    if (!m.empty()) return m;
+    if (options.max_bytes != 0 && options.max_bytes / options.shards < min_shard_bytes)
+      return "memory_store_options::max_bytes / shards must be 0 or >= "
+             "memory_idempotency_store::min_shard_bytes (one entry with a 255-byte key)";
+    return {};
+  }
+  // Why this store refuses every call (errc::invalid_options); empty when valid.
+  [[nodiscard]] std::string_view validation_message() const noexcept { return validation_message(options_); }
 
   explicit memory_idempotency_store(memory_store_options options = {}, Clock clock = Clock())
-      : clock_(std::move(clock)), options_(options), options_ok_(options.validate().has_value()) {
+      : clock_(std::move(clock)), options_(options), options_ok_(validation_message(options).empty()) {
     const std::size_t n = options_ok_ ? options_.shards : 1;
     shards_ = std::make_unique<shard_type[]>(n);
     mask_ = n - 1;
@@ -450,6 +473,9 @@ class memory_idempotency_store {
       return out;
     }
     const std::size_t charge = entry_overhead + shard_type::key_charge(key);
+    // An entry larger than the whole shard can never fit: refuse it before
+    // evicting anything (a key longer than the store was sized for).
+    if (STURDY_UNLIKELY(shard_bytes_ != 0 && charge > shard_bytes_)) return errc::capacity_exceeded;
     while (s.map.size() >= shard_entries_ || (shard_bytes_ != 0 && s.bytes + charge > shard_bytes_)) {
       if (!s.evict_one(now)) return errc::capacity_exceeded;
       ++out.evicted;

@@ -142,9 +142,12 @@ struct alignas(cache_line_size) idem_shard {
   // the table slot and its control byte.
   static constexpr std::size_t entry_overhead = sizeof(typename map_type::value_type) + 1;
 
-  [[nodiscard]] static std::size_t key_charge(std::string_view key) noexcept {
+  [[nodiscard]] static constexpr std::size_t key_charge_of(std::size_t key_size) noexcept {
     // std::string keeps short keys inline (SSO, 15 bytes in libstdc++).
-    return key.size() > 15 ? key.size() + 1 : 0;
+    return key_size > 15 ? key_size + 1 : 0;
+  }
+  [[nodiscard]] static std::size_t key_charge(std::string_view key) noexcept {
+    return key_charge_of(key.size());
   }
 
   // Wakes and unlinks every waiter parked on `e`. The waiters' nodes stay
