@@ -615,6 +615,44 @@ TEST(IdempotencyCacheTest, AKeyLargerThanItsShardIsRefusedWithoutEvictingAnythin
   for (const char* k : {"a", "b", "c"}) EXPECT_EQ(store.begin(k, 1, 10s).value().status, sturdy::begin_status::completed);
 }
 
+TEST(IdempotencyCacheTest, LiveLeasesFillingTheByteBoundRefuseANewKeyWithoutEvicting) {
+  manual_clock clock;
+  const std::size_t long_charge = memory_store::entry_overhead + 101;  // a 100-byte key
+  memory_store store({.shards = 1, .max_entries = 64, .max_bytes = 4 * long_charge - 1}, clock);
+  ASSERT_TRUE(store.validation_message().empty()) << store.validation_message();
+  auto c = store.begin("c", 1, 10s).value();
+  ASSERT_TRUE(store.complete("c", c.token, sturdy::outcome<int>(1), 1h).has_value());
+  for (char k : {'1', '2', '3'}) {
+    ASSERT_EQ(store.begin(std::string(100, k), 1, 10s).value().status, sturdy::begin_status::acquired);
+  }
+  // Three live leases hold 3 * long_charge: a fourth cannot fit even if "c"
+  // goes, so "c" must stay.
+  EXPECT_EQ(store.begin(std::string(100, '4'), 1, 10s).error(), errc::capacity_exceeded);
+  EXPECT_EQ(store.stats().evictions, 0U);
+  EXPECT_EQ(store.begin("c", 1, 10s).value().status, sturdy::begin_status::completed);
+  // Once the leases run out they are evictable and the key is admitted.
+  clock.advance(10s);
+  EXPECT_EQ(store.begin(std::string(100, '4'), 1, 10s).value().status, sturdy::begin_status::acquired);
+}
+
+TEST(IdempotencyCacheTest, AShardOfLiveLeasesFailsFastYetFindsTheFirstExpiredLease) {
+  manual_clock clock;
+  memory_store store({.shards = 1, .max_entries = 2}, clock);
+  auto a = store.begin("a", 1, 10s).value();
+  (void)store.begin("b", 1, 20s).value();
+  EXPECT_EQ(store.begin("x", 1, 30s).error(), errc::capacity_exceeded);  // both live
+  ASSERT_TRUE(store.complete("a", a.token, sturdy::outcome<int>(1), 1h).has_value());
+  ASSERT_EQ(store.begin("c", 1, 30s).value().status, sturdy::begin_status::acquired);  // evicts "a"
+  clock.advance(11s);  // past a's old lease, not b's or c's
+  EXPECT_EQ(store.begin("d", 1, 30s).error(), errc::capacity_exceeded);
+  clock.advance(1s);
+  EXPECT_EQ(store.begin("d", 1, 30s).error(), errc::capacity_exceeded);
+  clock.advance(8s);  // b's lease runs out
+  EXPECT_EQ(store.begin("d", 1, 30s).value().status, sturdy::begin_status::acquired);
+  EXPECT_EQ(store.stats().evictions, 2U);
+  EXPECT_EQ(store.stats().entries, 2U);
+}
+
 TEST(IdempotencyCacheTest, AByteBoundTooSmallForOneEntryPerShardIsInvalid) {
   const sturdy::memory_store_options tiny{.shards = 64, .max_entries = 1 << 10, .max_bytes = 4096};
   EXPECT_TRUE(tiny.validation_message().empty());  // V-independent checks pass

@@ -448,7 +448,7 @@ class memory_idempotency_store {
         e.charge -= value_bytes;
         s.bytes -= value_bytes;
         e.value.reset();
-        acquire(s, e, fingerprint, now, lease, out);
+        acquire(s, e, fingerprint, now, lease, false, out);
         return out;
       }
       // In progress, lease live or not: the key stays bound to the payload it
@@ -468,7 +468,7 @@ class memory_idempotency_store {
       // The owner's lease ran out: take over with a newer token. Parked
       // waiters stay parked; the new owner's completion wakes them.
       ++s.takeovers;
-      acquire(s, e, fingerprint, now, lease, out);
+      acquire(s, e, fingerprint, now, lease, true, out);
       out.took_over = true;
       return out;
     }
@@ -476,10 +476,7 @@ class memory_idempotency_store {
     // An entry larger than the whole shard can never fit: refuse it before
     // evicting anything (a key longer than the store was sized for).
     if (STURDY_UNLIKELY(shard_bytes_ != 0 && charge > shard_bytes_)) return errc::capacity_exceeded;
-    while (s.map.size() >= shard_entries_ || (shard_bytes_ != 0 && s.bytes + charge > shard_bytes_)) {
-      if (!s.evict_one(now)) return errc::capacity_exceeded;
-      ++out.evicted;
-    }
+    if (!s.make_room(now, shard_entries_, shard_bytes_, charge, out.evicted)) return errc::capacity_exceeded;
     auto& e = s.map
                   .lazy_emplace(detail::idem_lookup{key, hash},
                                 [&](const auto& ctor) {
@@ -490,7 +487,7 @@ class memory_idempotency_store {
     e.charge = charge;
     s.bytes += charge;
     ++s.misses;
-    acquire(s, e, fingerprint, now, lease, out);
+    acquire(s, e, fingerprint, now, lease, false, out);
     return out;
   }
 
@@ -510,10 +507,10 @@ class memory_idempotency_store {
     }
     auto& e = it->second;
     e.value.emplace(std::move(value));
+    s.unpin(e);
     const std::size_t value_bytes = detail::heap_bytes(*e.value);
     e.charge += value_bytes;
     s.bytes += value_bytes;
-    e.state = detail::idem_state::completed;
     e.deadline = detail::saturating_add(now, ttl);
     e.referenced = false;
     shard_type::wake_all(e);
@@ -591,11 +588,10 @@ class memory_idempotency_store {
   }
 
   static void acquire(shard_type& s, typename shard_type::entry& e, std::uint64_t fingerprint, time_point now,
-                      duration lease, begin_outcome<V>& out) noexcept {
-    e.state = detail::idem_state::in_progress;
+                      duration lease, bool takeover, begin_outcome<V>& out) noexcept {
+    s.pin(e, detail::saturating_add(now, lease), takeover);
     e.token = ++s.next_token;
     e.fingerprint = fingerprint;
-    e.deadline = detail::saturating_add(now, lease);
     e.referenced = false;
     out.status = begin_status::acquired;
     out.token = fencing_token{e.token};
