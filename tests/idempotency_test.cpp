@@ -233,6 +233,42 @@ TEST(IdempotencyCacheTest, StaleOwnersLateCompletionIsRefusedAndTheNewerResultKe
   EXPECT_EQ(f.events.count<sturdy::idempotency_completion_refused>(), 1U);
 }
 
+TEST(IdempotencyCacheTest, LateOwnerWhoseEvictedEntryNobodyTookStoresItsResult) {
+  fixture f;
+  auto cache = f.make({.lease = 5s}, {.shards = 1, .max_entries = 1});
+  int runs = 0;
+  auto late = cache->execute("a", 1, [&] {
+    ++runs;
+    f.clock.advance(6s);  // outlives its lease...
+    EXPECT_EQ(cache->execute("b", 1, [] { return 2; }).result.value(), 2);  // ...and "a" is evicted
+    return 1;
+  });
+  ASSERT_TRUE(late.result.has_value()) << late.result.error().message();
+  EXPECT_EQ(late.result.value(), 1);  // nobody took "a" over: its result stands and is stored
+  EXPECT_FALSE(late.replayed);
+  auto retry = cache->execute("a", 1, [&] { return ++runs; });
+  EXPECT_TRUE(retry.replayed);
+  EXPECT_EQ(retry.result.value(), 1);
+  EXPECT_EQ(runs, 1);  // the retry did not run the work again
+  EXPECT_EQ(cache->stats().stale_completions, 0U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_completion_refused>(), 0U);
+}
+
+TEST(IdempotencyCacheTest, LateOwnerStoresItsResultWhenTheNewerOwnerAbandoned) {
+  fixture f;
+  auto cache = f.make({.lease = 5s});
+  auto late = cache->execute("k", 1, [&]() -> sturdy::result<int> {
+    f.clock.advance(6s);
+    auto newer = cache->execute("k", 1, [&]() -> sturdy::result<int> {  // takes over, fails, releases
+      return std::make_error_code(std::errc::io_error);
+    });
+    EXPECT_EQ(newer.result.error(), std::errc::io_error);
+    return 1;
+  });
+  EXPECT_EQ(late.result.value(), 1);
+  EXPECT_EQ(cache->execute("k", 1, [] { return 3; }).result.value(), 1);
+}
+
 TEST(IdempotencyCacheTest, CompletedEntriesExpireAfterTheTtl) {
   fixture f;
   auto cache = f.make({.ttl = 1h});

@@ -14,9 +14,9 @@
 //
 //   absent --begin--> in_progress(lease, token) --complete(token)--> completed(value, TTL)
 //     ^                 |  |                                            |
-//     |    abandon(token) /  lease runs out: the next begin takes        |
-//     +-----------------+    over with a new token (takeover)           |
-//     +---------------------- TTL runs out (expired) / evicted ----------+
+//     |    abandon(token) /  lease runs out: the next begin with the     |
+//     +-----------------+    same fingerprint takes over (new token)    |
+//     +------- lease ran out and evicted / TTL runs out / evicted -------+
 //
 // Example:
 //
@@ -363,12 +363,18 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
 // `flat_hash_map<std::string, entry>` behind a `std::mutex`. Keys are looked
 // up by `std::string_view` with a precomputed hash: no allocation, one hash
 // per call. Bounded by `max_entries` (and `max_bytes`): admitting a key into
-// a full shard evicts with CLOCK (a replay sets the entry's reference bit; the
-// hand clears it and evicts the first completed entry without it; expired
-// entries and in-progress entries whose lease ran out go first). Live
-// in-progress entries are never evicted; a shard full of them refuses new
-// keys with `errc::capacity_exceeded`. TTLs are lazy: an expired entry is
-// dropped when it is next looked up or reached by the hand.
+// a full shard evicts with CLOCK. Evictable are completed entries and
+// in-progress entries whose lease ran out (a crashed owner's); a replay sets
+// a completed entry's reference bit. The hand walks on from where it stopped
+// and evicts the first evictable entry whose bit is clear, clearing set bits
+// as it passes (a second chance); an entry past its TTL or lease gets no
+// second chance, but the hand does not search for expired entries first.
+// Live in-progress entries are never evicted; when they alone fill the shard
+// new keys get `errc::capacity_exceeded` at once, without evicting. TTLs are
+// lazy: an expired entry is dropped when it is next looked up or reached by
+// the hand. An owner whose lease-expired entry was evicted gets
+// `stale_token` from `complete`; the cache then re-acquires the key (see
+// `idempotency_completion_refused`).
 //
 // Pinned: not copyable or movable. Thread safety: every member function may be
 // called concurrently.
@@ -635,8 +641,15 @@ struct idempotency_waiting {
   std::string_view key;
   duration timeout;
 };
-// The work ran but its outcome could not be stored: another owner took the
-// key over (`stale_token`) or the store failed. The caller gets `error`.
+// The work ran but its outcome could not be stored, and the caller gets
+// `error` instead of it: `stale_token` when another run holds the key (took
+// it over after this run's lease ran out, and is running or has completed:
+// a retry waits for or replays that run's outcome) or another payload does,
+// or a store error. Not emitted when the store refused the token only
+// because the key no longer exists (this run's lease ran out and its entry
+// was evicted, or the run that took over abandoned it): then nobody holds
+// the key, so the cache acquires it again and stores this run's outcome (the
+// store counts one more miss), and the caller gets its result.
 struct idempotency_completion_refused {
   std::string_view key;
   fencing_token token;
@@ -811,7 +824,7 @@ class idempotency_cache {
           return reject<R>(key, errc::key_mismatch);
         case begin_status::acquired:
           emit(listener_, idempotency_executed{key, b.token, b.took_over});
-          return run<R>(key, b.token, policy, std::forward<F>(fn));
+          return run<R>(key, fingerprint, b.token, policy, std::forward<F>(fn));
         case begin_status::in_progress:
           break;
       }
@@ -869,16 +882,17 @@ class idempotency_cache {
   };
 
   template <class R, class F>
-  idempotency_result<R> run(std::string_view key, fencing_token token, const idempotency_policy& policy,
-                            F&& fn) {
+  idempotency_result<R> run(std::string_view key, std::uint64_t fingerprint, fencing_token token,
+                            const idempotency_policy& policy, F&& fn) {
     R r = [&]() -> R {
       try {
         return invoke_wrapped(std::forward<F>(fn));
       } catch (...) {
         const failure_info f{.code = {}, .exception = std::current_exception()};
         if (cache_failure(policy, f)) {
-          (void)store_.complete(key, token, outcome<T>(std::in_place_type<std::exception_ptr>, f.exception),
-                                options_.ttl);
+          (void)store_outcome(key, fingerprint, token, [&] {
+            return outcome<T>(std::in_place_type<std::exception_ptr>, f.exception);
+          });
         } else {
           (void)store_.abandon(key, token);
         }
@@ -886,20 +900,42 @@ class idempotency_cache {
       }
     }();
     if (STURDY_LIKELY(succeeded(r))) {
-      auto done = store_.complete(key, token, stored_success(r), options_.ttl);
+      auto done = store_outcome(key, fingerprint, token, [&] { return stored_success(r); });
       if (STURDY_UNLIKELY(!done.has_value())) return refused<R>(key, token, done.error());
       return {std::move(r), false};
     }
     const failure_info f = failure_of(r);
     if ((f.code || f.exception) && cache_failure(policy, f)) {
-      auto stored = f.exception ? outcome<T>(std::in_place_type<std::exception_ptr>, f.exception)
-                                : outcome<T>(std::in_place_type<std::error_code>, f.code);
-      auto done = store_.complete(key, token, std::move(stored), options_.ttl);
+      auto done = store_outcome(key, fingerprint, token, [&] {
+        return f.exception ? outcome<T>(std::in_place_type<std::exception_ptr>, f.exception)
+                           : outcome<T>(std::in_place_type<std::error_code>, f.code);
+      });
       if (!done.has_value()) return refused<R>(key, token, done.error());
     } else {
       (void)store_.abandon(key, token);  // stale: someone else owns it; nothing to undo
     }
     return {std::move(r), false};
+  }
+
+  // Stores the outcome `make()` builds for the key that `token` owned. If the
+  // store refuses the token (`stale_token`) the key is begun again, without
+  // a waiter: when that acquires it, nobody holds the key any more (this
+  // owner's lease ran out and its entry was evicted, or a newer owner
+  // abandoned it or crashed in turn), so no newer outcome exists and this one
+  // is stored under the new token. When the key is in progress under another
+  // owner, completed by one, or bound to another payload, the refusal
+  // stands.
+  template <class Make>
+  result<void> store_outcome(std::string_view key, std::uint64_t fingerprint, fencing_token token,
+                             Make&& make) {
+    auto done = store_.complete(key, token, make(), options_.ttl);
+    if (STURDY_LIKELY(done.has_value()) || done.error() != errc::stale_token) return done;
+    auto again = store_.begin(key, fingerprint, options_.lease, nullptr);
+    if (!again.has_value() || again.assume_value().status != begin_status::acquired) return done;
+    const fencing_token fresh = again.assume_value().token;
+    auto stored = store_.complete(key, fresh, make(), options_.ttl);
+    if (!stored.has_value()) (void)store_.abandon(key, fresh);
+    return stored;
   }
 
   template <class R>
