@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "sturdy/adapters/absl_status.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
 #include "sturdy/testing/manual_clock.hpp"
 #include "sturdy/testing/recording_listener.hpp"
@@ -506,6 +507,61 @@ TEST(IdempotencyCacheTest, CachedExceptionIsRethrownToEveryReplay) {
   }
   EXPECT_EQ(runs, 1);
   EXPECT_EQ(f.events.count<sturdy::idempotency_replayed>(), 2U);
+}
+
+TEST(IdempotencyCacheTest, AnExceptionReturnedInsideAnOutcomeIsReplayedInsideItNotThrown) {
+  fixture f;
+  auto cache = f.make({.policy = {.failures = sturdy::failure_caching::cache}});
+  int runs = 0;
+  auto fn = [&]() -> sturdy::outcome<int> {
+    ++runs;
+    return sturdy::outcome<int>(std::in_place_type<std::exception_ptr>,
+                                std::make_exception_ptr(std::invalid_argument("in the outcome")));
+  };
+  auto first = cache->execute("k", 1, fn);
+  ASSERT_TRUE(first.result.has_exception());
+  EXPECT_FALSE(first.result.has_error());
+  for (int i = 0; i < 2; ++i) {
+    sturdy::idempotency_result<sturdy::outcome<int>> again{sturdy::outcome<int>(0)};
+    ASSERT_NO_THROW(again = cache->execute("k", 1, fn));
+    EXPECT_TRUE(again.replayed);
+    ASSERT_TRUE(again.result.has_exception());
+    EXPECT_FALSE(again.result.has_error());
+    EXPECT_THROW(std::rethrow_exception(again.result.exception()), std::invalid_argument);
+  }
+  // An error and an exception together come back together.
+  auto both = [&]() -> sturdy::outcome<int> {
+    ++runs;
+    return BOOST_OUTCOME_V2_NAMESPACE::failure(std::make_error_code(std::errc::io_error),
+                                               std::make_exception_ptr(std::runtime_error("io")));
+  };
+  (void)cache->execute("b", 1, both);
+  auto r = cache->execute("b", 1, both);
+  EXPECT_TRUE(r.replayed);
+  EXPECT_EQ(r.result.error(), std::errc::io_error);
+  EXPECT_TRUE(r.result.has_exception());
+  EXPECT_EQ(runs, 2);
+  // A thrown exception is still thrown to replays whose outcome could hold it.
+  auto thrower = [&]() -> sturdy::outcome<int> { throw std::logic_error("thrown"); };
+  EXPECT_THROW((void)cache->execute("t", 1, thrower), std::logic_error);
+  EXPECT_THROW((void)cache->execute("t", 1, thrower), std::logic_error);
+}
+
+TEST(IdempotencyCacheTest, AReplayedStatusKeepsItsCodeButNotItsMessage) {
+  // Pins the documented limit: a replay rebuilds the error from its
+  // std::error_code; the first caller gets the full status.
+  fixture f;
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper> cache(
+      {.policy = {.failures = sturdy::failure_caching::cache}}, {.shards = 1, .max_entries = 16}, f.clock,
+      f.sleeper);
+  auto fn = []() -> absl::StatusOr<int> { return absl::NotFoundError("no such account"); };
+  auto first = cache.execute("k", 1, fn);
+  EXPECT_EQ(first.result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(first.result.status().message(), "no such account");
+  auto again = cache.execute("k", 1, fn);
+  ASSERT_TRUE(again.replayed);
+  EXPECT_EQ(again.result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(again.result.status().message(), "no such account");
 }
 
 TEST(IdempotencyCacheTest, PermanentPredicateSeesTheException) {

@@ -40,6 +40,21 @@
 // the callable is rethrown to its caller after the store has been updated;
 // when failures are cached it is stored and rethrown to every replay.
 //
+// What a replay looks like (the store keeps a `sturdy::outcome<T>`: a T, a
+// `std::error_code` or an `exception_ptr`):
+//   - a value: `R` rebuilt from the stored T, equal to the first caller's;
+//   - an exception the callable threw: thrown again;
+//   - an exception returned inside an Outcome `basic_outcome` (alone or with
+//     an error): returned inside `R` again, as the first caller got it (if
+//     the replaying callable's `R` cannot hold one, it is thrown);
+//   - an error: rebuilt from its `std::error_code` with `make_failure<R>`, so
+//     only what the error code carries survives. `std::error_code`, error
+//     enums and sturdy's errc come back exactly; `absl::Status(Or)` keeps its
+//     code (and a sturdy errc) but loses its message and payloads; any other
+//     `E` is rebuilt by `from_error_code<E>` and loses whatever else it held.
+//     The first caller gets the full error. To replay a rich error verbatim,
+//     make it part of the value (`T` = a response that carries the status).
+//
 // Thread safety: `execute`, `stats` and every store operation may be called
 // from any number of threads at once. The memory store is sharded: each
 // shard is an Abseil `flat_hash_map` behind a `std::mutex`; a lookup hashes
@@ -689,6 +704,16 @@ struct idempotency_stats {
   std::size_t bytes = 0;
 };
 
+namespace detail {
+// Whether the callable's outcome type can hold an exception_ptr (an Outcome
+// basic_outcome), so a replay can return a stored exception inside it.
+template <class R>
+inline constexpr bool carries_exception = false;
+template <class V, class EC, class EP, class P>
+inline constexpr bool carries_exception<BOOST_OUTCOME_V2_NAMESPACE::basic_outcome<V, EC, EP, P>> =
+    std::is_constructible_v<EP, std::exception_ptr> && can_make_error<EC>;
+}  // namespace detail
+
 // idempotency_cache<T, Clock, Sleeper, Listener, Store>
 //
 // `T` is the success type of the work (`void` allowed); the store keeps
@@ -906,8 +931,12 @@ class idempotency_cache {
     }
     const failure_info f = failure_of(r);
     if ((f.code || f.exception) && cache_failure(policy, f)) {
+      // An exception returned inside the callable's outcome is stored with an
+      // error code next to it (empty if it had none): the mark that tells a
+      // replay to return it inside R, as the first caller got it, rather than
+      // throw it as it does for an exception the callable threw.
       auto done = store_outcome(key, fingerprint, token, [&] {
-        return f.exception ? outcome<T>(std::in_place_type<std::exception_ptr>, f.exception)
+        return f.exception ? outcome<T>(BOOST_OUTCOME_V2_NAMESPACE::failure(f.code, f.exception))
                            : outcome<T>(std::in_place_type<std::error_code>, f.code);
       });
       if (!done.has_value()) return refused<R>(key, token, done.error());
@@ -974,7 +1003,18 @@ class idempotency_cache {
 
   template <class R>
   static R replay(outcome<T>&& o) {
-    if (STURDY_UNLIKELY(o.has_exception())) std::rethrow_exception(o.assume_exception());
+    if (STURDY_UNLIKELY(o.has_exception())) {
+      if constexpr (detail::carries_exception<R>) {
+        if (o.has_error()) {  // returned inside the callable's outcome: return it so
+          using EC = typename R::error_type;
+          using EP = typename R::exception_type;
+          if (!o.assume_error()) return R(std::in_place_type<EP>, EP(o.assume_exception()));
+          return R(BOOST_OUTCOME_V2_NAMESPACE::failure(from_error_code<EC>(o.assume_error()),
+                                                       EP(o.assume_exception())));
+        }
+      }
+      std::rethrow_exception(o.assume_exception());  // thrown by the callable: throw it
+    }
     if (STURDY_UNLIKELY(o.has_error())) return make_failure<R>(o.assume_error());
     if constexpr (std::is_void_v<T>) {
       if constexpr (std::is_constructible_v<R, BOOST_OUTCOME_V2_NAMESPACE::success_type<void>>) {
