@@ -745,6 +745,30 @@ TEST(IdempotencyCacheTest, AShardOfLiveLeasesFailsFastYetFindsTheFirstExpiredLea
   EXPECT_EQ(store.stats().entries, 2U);
 }
 
+TEST(IdempotencyCacheTest, FailFastCountsInProgressEntriesThroughEveryTransition) {
+  // A miscount of in-progress entries would refuse "d" below although "c"
+  // is completed and evictable.
+  manual_clock clock;
+  memory_store store({.shards = 1, .max_entries = 2}, clock);
+  const auto ok = [](const auto& r) { return r.has_value() && r.value().status == sturdy::begin_status::acquired; };
+  ASSERT_TRUE(ok(store.begin("a", 1, 10s)));
+  clock.advance(10s);
+  auto a = store.begin("a", 1, 1000s);  // takeover: still one in progress
+  ASSERT_TRUE(ok(a) && a.value().took_over);
+  ASSERT_TRUE(store.complete("a", a.value().token, sturdy::outcome<int>(1), 5s).has_value());
+  ASSERT_TRUE(ok(store.begin("b", 1, 1000s)));
+  clock.advance(5s);
+  auto a2 = store.begin("a", 1, 1000s);  // "a" expired: reacquired in place
+  ASSERT_TRUE(ok(a2));
+  EXPECT_EQ(store.begin("c", 1, 1000s).error(), errc::capacity_exceeded);  // a and b live
+  ASSERT_TRUE(store.abandon("a", a2.value().token).has_value());
+  auto c = store.begin("c", 1, 1000s);
+  ASSERT_TRUE(ok(c));
+  ASSERT_TRUE(store.complete("c", c.value().token, sturdy::outcome<int>(3), 1h).has_value());
+  EXPECT_TRUE(ok(store.begin("d", 1, 1000s)));  // evicts "c"
+  EXPECT_EQ(store.stats().evictions, 1U);
+}
+
 TEST(IdempotencyCacheTest, AByteBoundTooSmallForOneEntryPerShardIsInvalid) {
   const sturdy::memory_store_options tiny{.shards = 64, .max_entries = 1 << 10, .max_bytes = 4096};
   EXPECT_TRUE(tiny.validation_message().empty());  // V-independent checks pass
