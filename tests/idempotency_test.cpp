@@ -240,7 +240,7 @@ TEST(IdempotencyCacheTest, LateOwnerWhoseEvictedEntryNobodyTookStoresItsResult) 
   int runs = 0;
   auto late = cache->execute("a", 1, [&] {
     ++runs;
-    f.clock.advance(6s);  // outlives its lease...
+    f.clock.advance(6s);                                                    // outlives its lease...
     EXPECT_EQ(cache->execute("b", 1, [] { return 2; }).result.value(), 2);  // ...and "a" is evicted
     return 1;
   });
@@ -373,8 +373,8 @@ static_assert(sturdy::idempotency_store<tracking_store>);
 TEST(IdempotencyCacheTest, ASleeperThatThrowsLeavesNoWaiterLinkedToTheStore) {
   manual_clock clock;
   recording_sleeper sleeper(clock);
-  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, tracking_store> cache(
-      {}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, tracking_store>
+      cache({}, {.shards = 1, .max_entries = 16}, clock, sleeper);
   auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
   sleeper.on_sleep([](sturdy::duration) { throw std::runtime_error("sleeper failed"); });
   EXPECT_THROW((void)cache.execute("k", 1, waiting(), [] { return 0; }), std::runtime_error);
@@ -402,8 +402,8 @@ TEST(IdempotencyCacheTest, AWaitReusesOneStopSourceAcrossEarlyWakeups) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
   manual_clock clock;
   early_waking_sleeper sleeper{clock};
-  sturdy::idempotency_cache<int, manual_clock, early_waking_sleeper> cache({}, {.shards = 1, .max_entries = 16},
-                                                                           clock, sleeper);
+  sturdy::idempotency_cache<int, manual_clock, early_waking_sleeper> cache(
+      {}, {.shards = 1, .max_entries = 16}, clock, sleeper);
   auto owner = cache.store().begin("k", 1, 30s).value();
   *sleeper.hook = [&](int n) {
     if (n == 5) (void)cache.store().complete("k", owner.token, sturdy::outcome<int>(4), 1h);
@@ -704,7 +704,8 @@ TEST(IdempotencyCacheTest, AKeyLargerThanItsShardIsRefusedWithoutEvictingAnythin
   EXPECT_EQ(store.begin(huge, 1, 10s).error(), errc::capacity_exceeded);
   EXPECT_EQ(store.stats().evictions, 0U);
   EXPECT_EQ(store.stats().entries, 3U);
-  for (const char* k : {"a", "b", "c"}) EXPECT_EQ(store.begin(k, 1, 10s).value().status, sturdy::begin_status::completed);
+  for (const char* k : {"a", "b", "c"})
+    EXPECT_EQ(store.begin(k, 1, 10s).value().status, sturdy::begin_status::completed);
 }
 
 TEST(IdempotencyCacheTest, LiveLeasesFillingTheByteBoundRefuseANewKeyWithoutEvicting) {
@@ -750,7 +751,9 @@ TEST(IdempotencyCacheTest, FailFastCountsInProgressEntriesThroughEveryTransition
   // is completed and evictable.
   manual_clock clock;
   memory_store store({.shards = 1, .max_entries = 2}, clock);
-  const auto ok = [](const auto& r) { return r.has_value() && r.value().status == sturdy::begin_status::acquired; };
+  const auto ok = [](const auto& r) {
+    return r.has_value() && r.value().status == sturdy::begin_status::acquired;
+  };
   ASSERT_TRUE(ok(store.begin("a", 1, 10s)));
   clock.advance(10s);
   auto a = store.begin("a", 1, 1000s);  // takeover: still one in progress
@@ -778,9 +781,8 @@ TEST(IdempotencyCacheTest, AByteBoundTooSmallForOneEntryPerShardIsInvalid) {
   memory_store store(tiny, clock);
   EXPECT_EQ(store.validation_message(), why);
   EXPECT_EQ(store.begin("k", 1, 10s).error(), errc::invalid_options);
-  const sturdy::memory_store_options enough{.shards = 64,
-                                            .max_entries = 1 << 10,
-                                            .max_bytes = 64 * memory_store::min_shard_bytes};
+  const sturdy::memory_store_options enough{
+      .shards = 64, .max_entries = 1 << 10, .max_bytes = 64 * memory_store::min_shard_bytes};
   EXPECT_TRUE(memory_store::validation_message(enough).empty());
 }
 

@@ -369,7 +369,6 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
   { cs.stats() } -> std::same_as<idempotency_store_stats>;
 };
 
-
 // -----------------------------------------------------------------------------
 // memory_idempotency_store<V, Clock>
 // -----------------------------------------------------------------------------
@@ -711,7 +710,7 @@ template <class R>
 inline constexpr bool carries_exception = false;
 template <class V, class EC, class EP, class P>
 inline constexpr bool carries_exception<BOOST_OUTCOME_V2_NAMESPACE::basic_outcome<V, EC, EP, P>> =
-    std::is_constructible_v<EP, std::exception_ptr> && can_make_error<EC>;
+    std::conjunction_v<std::is_constructible<EP, std::exception_ptr>, std::bool_constant<can_make_error<EC>>>;
 }  // namespace detail
 
 // idempotency_cache<T, Clock, Sleeper, Listener, Store>

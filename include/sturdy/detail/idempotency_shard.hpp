@@ -241,7 +241,9 @@ struct alignas(cache_line_size) idem_shard {
   // evictable (then `min_lease_deadline` becomes exact).
   bool make_room(time_point now, std::size_t max_entries, std::size_t max_bytes, std::size_t charge,
                  std::uint32_t& evicted) {
-    const auto full = [&] { return map.size() >= max_entries || (max_bytes != 0 && bytes + charge > max_bytes); };
+    const auto full = [&] {
+      return map.size() >= max_entries || (max_bytes != 0 && bytes + charge > max_bytes);
+    };
     if (!full()) return true;
     if (now < min_lease_deadline &&
         (in_progress >= max_entries || (max_bytes != 0 && pinned_bytes + charge > max_bytes))) {
