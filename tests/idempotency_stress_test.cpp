@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "sturdy/idempotency.hpp"
+#include "sturdy/testing/counting_allocator.hpp"
 #include "support/stress.hpp"
 
 namespace {
@@ -130,6 +131,46 @@ TEST(IdempotencyStressTest, MixedKeysWithEvictionAndBothPoliciesStayConsistent) 
   EXPECT_LE(s.entries, 64U);
   EXPECT_GT(s.evictions, 0U);
   EXPECT_GT(s.hits, 0U);
+}
+
+TEST(IdempotencyStressTest, LeasesRunningOutUnderEvictionKeepEveryValueConsistent) {
+  // A lease far shorter than the work: owners are taken over, their entries
+  // evicted, and late completions re-acquire keys, while a tiny bound keeps
+  // the fail-fast bookkeeping of in-progress entries busy.
+  const auto ops = sturdy::test::stress_iterations(40'000);
+  sturdy::idempotency_cache<std::uint64_t> cache({.lease = 1us, .policy = kWait},
+                                                 {.shards = 2, .max_entries = 8});
+  std::atomic<std::uint64_t> bad{0};
+  std::atomic<std::uint64_t> stored{0};
+  auto worker = [&](std::uint64_t seed) {
+    std::mt19937_64 gen(seed);
+    for (std::uint64_t i = 0; i < ops / 4; ++i) {
+      const std::uint64_t k = gen() % 32;
+      const std::string key = "lk-" + std::to_string(k);
+      auto r = cache.execute(key, 1, [k] {
+        std::uint64_t x = k;
+        for (int j = 0; j < 200; ++j) x = x * 6364136223846793005ULL + 1;  // outlive the lease
+        sturdy::testing::escape(&x);
+        return k * 31;
+      });
+      if (r.result.has_value()) {
+        if (r.result.value() != k * 31) bad.fetch_add(1);
+        stored.fetch_add(1, std::memory_order_relaxed);
+      } else if (r.result.error() != sturdy::errc::stale_token &&
+                 r.result.error() != sturdy::errc::capacity_exceeded &&
+                 r.result.error() != sturdy::errc::wait_timeout) {
+        ADD_FAILURE() << r.result.error().message();
+        bad.fetch_add(1);
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (std::uint64_t t = 0; t < 4; ++t) threads.emplace_back(worker, 7 + t);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0U);
+  EXPECT_GT(stored.load(), 0U);
+  const auto st = cache.stats();
+  EXPECT_LE(st.entries, 8U);
 }
 
 TEST(IdempotencyStressTest, ExpiredLeasesAreTakenOverOnceUnderContention) {

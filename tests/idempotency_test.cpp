@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "sturdy/adapters/absl_status.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
 #include "sturdy/testing/manual_clock.hpp"
 #include "sturdy/testing/recording_listener.hpp"
@@ -124,6 +126,21 @@ TEST(IdempotencyCacheTest, FingerprintMismatchNeverRunsFn) {
   EXPECT_EQ(cache->stats().mismatches, 1U);
 }
 
+TEST(IdempotencyCacheTest, AnotherPayloadCannotTakeOverACrashedOwnersKey) {
+  fixture f;
+  auto cache = f.make({.lease = 5s});
+  auto crashed = cache->store().begin("k", 1, 5s).value();  // A (fp 1) crashes mid-work
+  f.clock.advance(6s);
+  int runs = 0;
+  auto other = cache->execute("k", 2, [&] { return ++runs; });  // B reuses the key: 422
+  EXPECT_EQ(other.result.error(), errc::key_mismatch);
+  EXPECT_EQ(runs, 0);
+  auto retry = cache->execute("k", 1, [&] { return ++runs; });  // A's retry takes over
+  EXPECT_EQ(retry.result.value(), 1);
+  EXPECT_EQ(cache->stats().takeovers, 1U);
+  (void)crashed;
+}
+
 TEST(IdempotencyCacheTest, RejectPolicyReturnsInProgressWhileTheFirstCallRuns) {
   fixture f;
   auto cache = f.make();
@@ -217,6 +234,42 @@ TEST(IdempotencyCacheTest, StaleOwnersLateCompletionIsRefusedAndTheNewerResultKe
   EXPECT_EQ(f.events.count<sturdy::idempotency_completion_refused>(), 1U);
 }
 
+TEST(IdempotencyCacheTest, LateOwnerWhoseEvictedEntryNobodyTookStoresItsResult) {
+  fixture f;
+  auto cache = f.make({.lease = 5s}, {.shards = 1, .max_entries = 1});
+  int runs = 0;
+  auto late = cache->execute("a", 1, [&] {
+    ++runs;
+    f.clock.advance(6s);                                                    // outlives its lease...
+    EXPECT_EQ(cache->execute("b", 1, [] { return 2; }).result.value(), 2);  // ...and "a" is evicted
+    return 1;
+  });
+  ASSERT_TRUE(late.result.has_value()) << late.result.error().message();
+  EXPECT_EQ(late.result.value(), 1);  // nobody took "a" over: its result stands and is stored
+  EXPECT_FALSE(late.replayed);
+  auto retry = cache->execute("a", 1, [&] { return ++runs; });
+  EXPECT_TRUE(retry.replayed);
+  EXPECT_EQ(retry.result.value(), 1);
+  EXPECT_EQ(runs, 1);  // the retry did not run the work again
+  EXPECT_EQ(cache->stats().stale_completions, 0U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_completion_refused>(), 0U);
+}
+
+TEST(IdempotencyCacheTest, LateOwnerStoresItsResultWhenTheNewerOwnerAbandoned) {
+  fixture f;
+  auto cache = f.make({.lease = 5s});
+  auto late = cache->execute("k", 1, [&]() -> sturdy::result<int> {
+    f.clock.advance(6s);
+    auto newer = cache->execute("k", 1, [&]() -> sturdy::result<int> {  // takes over, fails, releases
+      return std::make_error_code(std::errc::io_error);
+    });
+    EXPECT_EQ(newer.result.error(), std::errc::io_error);
+    return 1;
+  });
+  EXPECT_EQ(late.result.value(), 1);
+  EXPECT_EQ(cache->execute("k", 1, [] { return 3; }).result.value(), 1);
+}
+
 TEST(IdempotencyCacheTest, CompletedEntriesExpireAfterTheTtl) {
   fixture f;
   auto cache = f.make({.ttl = 1h});
@@ -277,6 +330,90 @@ TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingInterv
   EXPECT_TRUE(r.replayed);
   const std::vector<sturdy::duration> expected{1ms, 2ms, 4ms, 4ms, 4ms};
   EXPECT_EQ(sleeper.delays(), expected);
+}
+
+// A waking store that records which waiter nodes it has linked and which the
+// cache has unlinked again: a node left linked when execute returns (or
+// unwinds) would be written through after its stack frame is gone.
+class tracking_store {
+ public:
+  using value_type = sturdy::outcome<int>;
+  using options_type = sturdy::memory_store_options;
+  static constexpr bool wakes_waiters = true;
+  tracking_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
+                                                          sturdy::duration lease,
+                                                          sturdy::idempotency_waiter* w) {
+    auto r = inner_.begin(key, fp, lease, w);
+    if (w != nullptr && r.has_value() && r.value().status == sturdy::begin_status::in_progress) ++linked;
+    return r;
+  }
+  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
+                                sturdy::duration ttl) {
+    return inner_.complete(key, t, std::move(v), ttl);
+  }
+  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
+    return inner_.abandon(key, t);
+  }
+  void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept {
+    inner_.cancel_wait(key, w);
+    ++cancelled;
+  }
+  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
+  sturdy::memory_idempotency_store<value_type, manual_clock>& inner() { return inner_; }
+
+  int linked = 0;
+  int cancelled = 0;
+
+ private:
+  sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
+};
+static_assert(sturdy::idempotency_store<tracking_store>);
+
+TEST(IdempotencyCacheTest, ASleeperThatThrowsLeavesNoWaiterLinkedToTheStore) {
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, tracking_store>
+      cache({}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
+  sleeper.on_sleep([](sturdy::duration) { throw std::runtime_error("sleeper failed"); });
+  EXPECT_THROW((void)cache.execute("k", 1, waiting(), [] { return 0; }), std::runtime_error);
+  EXPECT_EQ(cache.store().linked, 1);
+  EXPECT_EQ(cache.store().cancelled, 1);  // unlinked while unwinding
+  // The owner completes: the store must not touch the dead waiter (ASan).
+  EXPECT_TRUE(cache.store().complete("k", owner.token, sturdy::outcome<int>(3), 1h).has_value());
+}
+
+// A sleeper that wakes early (after half the delay) without a stop request,
+// as a real sleeper may: the waiting duplicate loops and re-parks.
+struct early_waking_sleeper {
+  manual_clock clock;
+  std::shared_ptr<std::function<void(int)>> hook = std::make_shared<std::function<void(int)>>();
+  std::shared_ptr<int> sleeps = std::make_shared<int>(0);
+  bool sleep_for(sturdy::duration d, std::stop_token stop) {
+    if (*hook) (*hook)(++*sleeps);
+    if (stop.stop_requested()) return false;
+    clock.advance(d / 2);
+    return true;
+  }
+};
+
+TEST(IdempotencyCacheTest, AWaitReusesOneStopSourceAcrossEarlyWakeups) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  manual_clock clock;
+  early_waking_sleeper sleeper{clock};
+  sturdy::idempotency_cache<int, manual_clock, early_waking_sleeper> cache(
+      {}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  auto owner = cache.store().begin("k", 1, 30s).value();
+  *sleeper.hook = [&](int n) {
+    if (n == 5) (void)cache.store().complete("k", owner.token, sturdy::outcome<int>(4), 1h);
+  };
+  sturdy::testing::allocation_scope scope;
+  auto r = cache.execute("k", 1, waiting(), [] { return 0; });
+  const auto allocations = scope.allocations();
+  EXPECT_EQ(r.result.value(), 4);
+  EXPECT_EQ(*sleeper.sleeps, 5);
+  EXPECT_EQ(allocations, 1U);  // the one stop_source, not one per re-park
 }
 
 // --- Failures ----------------------------------------------------------------
@@ -370,6 +507,61 @@ TEST(IdempotencyCacheTest, CachedExceptionIsRethrownToEveryReplay) {
   }
   EXPECT_EQ(runs, 1);
   EXPECT_EQ(f.events.count<sturdy::idempotency_replayed>(), 2U);
+}
+
+TEST(IdempotencyCacheTest, AnExceptionReturnedInsideAnOutcomeIsReplayedInsideItNotThrown) {
+  fixture f;
+  auto cache = f.make({.policy = {.failures = sturdy::failure_caching::cache}});
+  int runs = 0;
+  auto fn = [&]() -> sturdy::outcome<int> {
+    ++runs;
+    return sturdy::outcome<int>(std::in_place_type<std::exception_ptr>,
+                                std::make_exception_ptr(std::invalid_argument("in the outcome")));
+  };
+  auto first = cache->execute("k", 1, fn);
+  ASSERT_TRUE(first.result.has_exception());
+  EXPECT_FALSE(first.result.has_error());
+  for (int i = 0; i < 2; ++i) {
+    sturdy::idempotency_result<sturdy::outcome<int>> again{sturdy::outcome<int>(0)};
+    ASSERT_NO_THROW(again = cache->execute("k", 1, fn));
+    EXPECT_TRUE(again.replayed);
+    ASSERT_TRUE(again.result.has_exception());
+    EXPECT_FALSE(again.result.has_error());
+    EXPECT_THROW(std::rethrow_exception(again.result.exception()), std::invalid_argument);
+  }
+  // An error and an exception together come back together.
+  auto both = [&]() -> sturdy::outcome<int> {
+    ++runs;
+    return BOOST_OUTCOME_V2_NAMESPACE::failure(std::make_error_code(std::errc::io_error),
+                                               std::make_exception_ptr(std::runtime_error("io")));
+  };
+  (void)cache->execute("b", 1, both);
+  auto r = cache->execute("b", 1, both);
+  EXPECT_TRUE(r.replayed);
+  EXPECT_EQ(r.result.error(), std::errc::io_error);
+  EXPECT_TRUE(r.result.has_exception());
+  EXPECT_EQ(runs, 2);
+  // A thrown exception is still thrown to replays whose outcome could hold it.
+  auto thrower = [&]() -> sturdy::outcome<int> { throw std::logic_error("thrown"); };
+  EXPECT_THROW((void)cache->execute("t", 1, thrower), std::logic_error);
+  EXPECT_THROW((void)cache->execute("t", 1, thrower), std::logic_error);
+}
+
+TEST(IdempotencyCacheTest, AReplayedStatusKeepsItsCodeButNotItsMessage) {
+  // Pins the documented limit: a replay rebuilds the error from its
+  // std::error_code; the first caller gets the full status.
+  fixture f;
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper> cache(
+      {.policy = {.failures = sturdy::failure_caching::cache}}, {.shards = 1, .max_entries = 16}, f.clock,
+      f.sleeper);
+  auto fn = []() -> absl::StatusOr<int> { return absl::NotFoundError("no such account"); };
+  auto first = cache.execute("k", 1, fn);
+  EXPECT_EQ(first.result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(first.result.status().message(), "no such account");
+  auto again = cache.execute("k", 1, fn);
+  ASSERT_TRUE(again.replayed);
+  EXPECT_EQ(again.result.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(again.result.status().message(), "no such account");
 }
 
 TEST(IdempotencyCacheTest, PermanentPredicateSeesTheException) {
@@ -498,6 +690,100 @@ TEST(IdempotencyCacheTest, ByteBoundCountsKeysAndValues) {
     ASSERT_LE(cache.stats().bytes, limit + 1100);
   }
   EXPECT_GT(cache.stats().evictions, 150U);
+}
+
+TEST(IdempotencyCacheTest, AKeyLargerThanItsShardIsRefusedWithoutEvictingAnything) {
+  manual_clock clock;
+  memory_store store({.shards = 1, .max_entries = 64, .max_bytes = 4 * memory_store::min_shard_bytes}, clock);
+  ASSERT_TRUE(store.validation_message().empty()) << store.validation_message();
+  for (const char* k : {"a", "b", "c"}) {
+    auto b = store.begin(k, 1, 10s).value();
+    ASSERT_TRUE(store.complete(k, b.token, sturdy::outcome<int>(1), 1h).has_value());
+  }
+  const std::string huge(8 * memory_store::min_shard_bytes, 'k');
+  EXPECT_EQ(store.begin(huge, 1, 10s).error(), errc::capacity_exceeded);
+  EXPECT_EQ(store.stats().evictions, 0U);
+  EXPECT_EQ(store.stats().entries, 3U);
+  for (const char* k : {"a", "b", "c"})
+    EXPECT_EQ(store.begin(k, 1, 10s).value().status, sturdy::begin_status::completed);
+}
+
+TEST(IdempotencyCacheTest, LiveLeasesFillingTheByteBoundRefuseANewKeyWithoutEvicting) {
+  manual_clock clock;
+  const std::size_t long_charge = memory_store::entry_overhead + 101;  // a 100-byte key
+  memory_store store({.shards = 1, .max_entries = 64, .max_bytes = 4 * long_charge - 1}, clock);
+  ASSERT_TRUE(store.validation_message().empty()) << store.validation_message();
+  auto c = store.begin("c", 1, 10s).value();
+  ASSERT_TRUE(store.complete("c", c.token, sturdy::outcome<int>(1), 1h).has_value());
+  for (char k : {'1', '2', '3'}) {
+    ASSERT_EQ(store.begin(std::string(100, k), 1, 10s).value().status, sturdy::begin_status::acquired);
+  }
+  // Three live leases hold 3 * long_charge: a fourth cannot fit even if "c"
+  // goes, so "c" must stay.
+  EXPECT_EQ(store.begin(std::string(100, '4'), 1, 10s).error(), errc::capacity_exceeded);
+  EXPECT_EQ(store.stats().evictions, 0U);
+  EXPECT_EQ(store.begin("c", 1, 10s).value().status, sturdy::begin_status::completed);
+  // Once the leases run out they are evictable and the key is admitted.
+  clock.advance(10s);
+  EXPECT_EQ(store.begin(std::string(100, '4'), 1, 10s).value().status, sturdy::begin_status::acquired);
+}
+
+TEST(IdempotencyCacheTest, AShardOfLiveLeasesFailsFastYetFindsTheFirstExpiredLease) {
+  manual_clock clock;
+  memory_store store({.shards = 1, .max_entries = 2}, clock);
+  auto a = store.begin("a", 1, 10s).value();
+  (void)store.begin("b", 1, 20s).value();
+  EXPECT_EQ(store.begin("x", 1, 30s).error(), errc::capacity_exceeded);  // both live
+  ASSERT_TRUE(store.complete("a", a.token, sturdy::outcome<int>(1), 1h).has_value());
+  ASSERT_EQ(store.begin("c", 1, 30s).value().status, sturdy::begin_status::acquired);  // evicts "a"
+  clock.advance(11s);  // past a's old lease, not b's or c's
+  EXPECT_EQ(store.begin("d", 1, 30s).error(), errc::capacity_exceeded);
+  clock.advance(1s);
+  EXPECT_EQ(store.begin("d", 1, 30s).error(), errc::capacity_exceeded);
+  clock.advance(8s);  // b's lease runs out
+  EXPECT_EQ(store.begin("d", 1, 30s).value().status, sturdy::begin_status::acquired);
+  EXPECT_EQ(store.stats().evictions, 2U);
+  EXPECT_EQ(store.stats().entries, 2U);
+}
+
+TEST(IdempotencyCacheTest, FailFastCountsInProgressEntriesThroughEveryTransition) {
+  // A miscount of in-progress entries would refuse "d" below although "c"
+  // is completed and evictable.
+  manual_clock clock;
+  memory_store store({.shards = 1, .max_entries = 2}, clock);
+  const auto ok = [](const auto& r) {
+    return r.has_value() && r.value().status == sturdy::begin_status::acquired;
+  };
+  ASSERT_TRUE(ok(store.begin("a", 1, 10s)));
+  clock.advance(10s);
+  auto a = store.begin("a", 1, 1000s);  // takeover: still one in progress
+  ASSERT_TRUE(ok(a) && a.value().took_over);
+  ASSERT_TRUE(store.complete("a", a.value().token, sturdy::outcome<int>(1), 5s).has_value());
+  ASSERT_TRUE(ok(store.begin("b", 1, 1000s)));
+  clock.advance(5s);
+  auto a2 = store.begin("a", 1, 1000s);  // "a" expired: reacquired in place
+  ASSERT_TRUE(ok(a2));
+  EXPECT_EQ(store.begin("c", 1, 1000s).error(), errc::capacity_exceeded);  // a and b live
+  ASSERT_TRUE(store.abandon("a", a2.value().token).has_value());
+  auto c = store.begin("c", 1, 1000s);
+  ASSERT_TRUE(ok(c));
+  ASSERT_TRUE(store.complete("c", c.value().token, sturdy::outcome<int>(3), 1h).has_value());
+  EXPECT_TRUE(ok(store.begin("d", 1, 1000s)));  // evicts "c"
+  EXPECT_EQ(store.stats().evictions, 1U);
+}
+
+TEST(IdempotencyCacheTest, AByteBoundTooSmallForOneEntryPerShardIsInvalid) {
+  const sturdy::memory_store_options tiny{.shards = 64, .max_entries = 1 << 10, .max_bytes = 4096};
+  EXPECT_TRUE(tiny.validation_message().empty());  // V-independent checks pass
+  const std::string_view why = memory_store::validation_message(tiny);
+  EXPECT_NE(why.find("max_bytes"), std::string_view::npos) << why;
+  manual_clock clock;
+  memory_store store(tiny, clock);
+  EXPECT_EQ(store.validation_message(), why);
+  EXPECT_EQ(store.begin("k", 1, 10s).error(), errc::invalid_options);
+  const sturdy::memory_store_options enough{
+      .shards = 64, .max_entries = 1 << 10, .max_bytes = 64 * memory_store::min_shard_bytes};
+  EXPECT_TRUE(memory_store::validation_message(enough).empty());
 }
 
 // --- Options, values, fingerprints ----------------------------------------------

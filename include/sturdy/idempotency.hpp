@@ -14,9 +14,9 @@
 //
 //   absent --begin--> in_progress(lease, token) --complete(token)--> completed(value, TTL)
 //     ^                 |  |                                            |
-//     |    abandon(token) /  lease runs out: the next begin takes        |
-//     +-----------------+    over with a new token (takeover)           |
-//     +---------------------- TTL runs out (expired) / evicted ----------+
+//     |    abandon(token) /  lease runs out: the next begin with the     |
+//     +-----------------+    same fingerprint takes over (new token)    |
+//     +------- lease ran out and evicted / TTL runs out / evicted -------+
 //
 // Example:
 //
@@ -39,6 +39,21 @@
 // store's `store_unavailable`) are returned inside `R`. An exception thrown by
 // the callable is rethrown to its caller after the store has been updated;
 // when failures are cached it is stored and rethrown to every replay.
+//
+// What a replay looks like (the store keeps a `sturdy::outcome<T>`: a T, a
+// `std::error_code` or an `exception_ptr`):
+//   - a value: `R` rebuilt from the stored T, equal to the first caller's;
+//   - an exception the callable threw: thrown again;
+//   - an exception returned inside an Outcome `basic_outcome` (alone or with
+//     an error): returned inside `R` again, as the first caller got it (if
+//     the replaying callable's `R` cannot hold one, it is thrown);
+//   - an error: rebuilt from its `std::error_code` with `make_failure<R>`, so
+//     only what the error code carries survives. `std::error_code`, error
+//     enums and sturdy's errc come back exactly; `absl::Status(Or)` keeps its
+//     code (and a sturdy errc) but loses its message and payloads; any other
+//     `E` is rebuilt by `from_error_code<E>` and loses whatever else it held.
+//     The first caller gets the full error. To replay a rich error verbatim,
+//     make it part of the value (`T` = a response that carries the status).
 //
 // Thread safety: `execute`, `stats` and every store operation may be called
 // from any number of threads at once. The memory store is sharded: each
@@ -236,8 +251,13 @@ struct memory_store_options {
   std::size_t max_entries = std::size_t{1} << 20;
   // Most bytes charged (key, value heap bytes and a fixed per-entry
   // overhead, see `memory_idempotency_store::entry_overhead`); 0 = no byte
-  // bound, otherwise >= shards. Values are charged when stored; the bound is
-  // restored (by eviction) when the shard next admits a key. Default 0.
+  // bound, otherwise `max_bytes / shards` must be at least
+  // `memory_idempotency_store<V>::min_shard_bytes` (checked by the store,
+  // whose entry size depends on V; see its `validation_message`). A key whose
+  // entry alone exceeds `max_bytes / shards` is refused with
+  // `capacity_exceeded` without evicting anything. Values are charged when
+  // stored; the bound is restored (by eviction) when the shard next admits a
+  // key. Default 0.
   std::size_t max_bytes = 0;
 
   [[nodiscard]] std::string_view validation_message() const noexcept {
@@ -272,7 +292,11 @@ struct fencing_token {
 // `begin`; a store that wakes waiters links it to the entry and requests stop
 // on `wake` when the key completes, is abandoned, taken away or evicted. The
 // front sleeps on `wake.get_token()`. Must stay alive, and be passed to
-// `cancel_wait`, until `linked` is false.
+// `cancel_wait`, until `linked` is false. The memory store creates `wake`
+// (one small heap allocation: the stop state) when it first links the node,
+// under the shard lock; the cache reuses it across re-parks and replaces it
+// only after a wake-up, so a waiting call allocates once per wake-up it
+// survives, and a call that never waits allocates nothing.
 struct idempotency_waiter {
   std::stop_source wake{std::nostopstate};  // created by the store when linked
   idempotency_waiter* next = nullptr;       // store's list; guarded by the store
@@ -319,14 +343,18 @@ struct idempotency_store_stats {
 //   S::wakes_waiters                        true when begin links waiters and
 //                                           wakes them; false: the cache polls
 //   s.begin(key, fingerprint, lease, w)     -> result<begin_outcome<value_type>>
-//       absent/expired -> acquired (new token, lease); lease run out ->
-//       acquired with took_over; live lease -> in_progress (links `w` if not
-//       null); completed -> completed(copy); another fingerprint ->
-//       mismatch. Errors: capacity_exceeded, store_unavailable, ...
+//       absent, or completed past its TTL -> acquired (new token, lease),
+//       whatever the fingerprint (an expired entry is gone); otherwise another
+//       fingerprint -> mismatch, in progress or completed, lease live or run
+//       out; same fingerprint: lease run out -> acquired with took_over; live
+//       lease -> in_progress (links `w` if not null); completed ->
+//       completed(copy). Errors: capacity_exceeded, store_unavailable, ...
 //   s.complete(key, token, value, ttl)      -> result<void>; stale_token
 //       unless `token` is the key's current in-progress token
 //   s.abandon(key, token)                   -> result<void>; releases the key
-//   s.cancel_wait(key, w)                   unlinks `w` if still linked
+//   s.cancel_wait(key, w)                   unlinks `w` if still linked; must
+//                                           not throw (the cache calls it
+//                                           while unwinding)
 //   s.stats()                               -> idempotency_store_stats
 template <class S>
 concept idempotency_store = std::copy_constructible<typename S::value_type> &&
@@ -341,7 +369,6 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
   { cs.stats() } -> std::same_as<idempotency_store_stats>;
 };
 
-
 // -----------------------------------------------------------------------------
 // memory_idempotency_store<V, Clock>
 // -----------------------------------------------------------------------------
@@ -350,12 +377,18 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
 // `flat_hash_map<std::string, entry>` behind a `std::mutex`. Keys are looked
 // up by `std::string_view` with a precomputed hash: no allocation, one hash
 // per call. Bounded by `max_entries` (and `max_bytes`): admitting a key into
-// a full shard evicts with CLOCK (a replay sets the entry's reference bit; the
-// hand clears it and evicts the first completed entry without it; expired
-// entries and in-progress entries whose lease ran out go first). Live
-// in-progress entries are never evicted; a shard full of them refuses new
-// keys with `errc::capacity_exceeded`. TTLs are lazy: an expired entry is
-// dropped when it is next looked up or reached by the hand.
+// a full shard evicts with CLOCK. Evictable are completed entries and
+// in-progress entries whose lease ran out (a crashed owner's); a replay sets
+// a completed entry's reference bit. The hand walks on from where it stopped
+// and evicts the first evictable entry whose bit is clear, clearing set bits
+// as it passes (a second chance); an entry past its TTL or lease gets no
+// second chance, but the hand does not search for expired entries first.
+// Live in-progress entries are never evicted; when they alone fill the shard
+// new keys get `errc::capacity_exceeded` at once, without evicting. TTLs are
+// lazy: an expired entry is dropped when it is next looked up or reached by
+// the hand. An owner whose lease-expired entry was evicted gets
+// `stale_token` from `complete`; the cache then re-acquires the key (see
+// `idempotency_completion_refused`).
 //
 // Pinned: not copyable or movable. Thread safety: every member function may be
 // called concurrently.
@@ -370,9 +403,27 @@ class memory_idempotency_store {
   // Bytes charged per entry besides its key (if longer than 15 bytes) and the
   // value's heap bytes.
   static constexpr std::size_t entry_overhead = shard_type::entry_overhead;
+  // The least byte bound per shard (`max_bytes / shards`): one entry with a
+  // 255-byte key (the default `idempotency_options::max_key_length`).
+  static constexpr std::size_t min_shard_bytes = entry_overhead + shard_type::key_charge_of(255);
+
+  // Empty when this store accepts `options`, otherwise a sentence naming the
+  // bad field: `options.validation_message()`, plus the byte floor, which
+  // depends on `V` (a shard must hold at least one maximal entry, or every
+  // new key would evict the whole shard and still not fit).
+  [[nodiscard]] static std::string_view validation_message(const memory_store_options& options) noexcept {
+    const std::string_view m = options.validation_message();
+    if (!m.empty()) return m;
+    if (options.max_bytes != 0 && options.max_bytes / options.shards < min_shard_bytes)
+      return "memory_store_options::max_bytes / shards must be 0 or >= "
+             "memory_idempotency_store::min_shard_bytes (one entry with a 255-byte key)";
+    return {};
+  }
+  // Why this store refuses every call (errc::invalid_options); empty when valid.
+  [[nodiscard]] std::string_view validation_message() const noexcept { return validation_message(options_); }
 
   explicit memory_idempotency_store(memory_store_options options = {}, Clock clock = Clock())
-      : clock_(std::move(clock)), options_(options), options_ok_(options.validate().has_value()) {
+      : clock_(std::move(clock)), options_(options), options_ok_(validation_message(options).empty()) {
     const std::size_t n = options_ok_ ? options_.shards : 1;
     shards_ = std::make_unique<shard_type[]>(n);
     mask_ = n - 1;
@@ -417,15 +468,18 @@ class memory_idempotency_store {
         e.charge -= value_bytes;
         s.bytes -= value_bytes;
         e.value.reset();
-        acquire(s, e, fingerprint, now, lease, out);
+        acquire(s, e, fingerprint, now, lease, false, out);
+        return out;
+      }
+      // In progress, lease live or not: the key stays bound to the payload it
+      // was begun with, so another payload is refused even after the lease ran
+      // out (it must not take over and run: IETF 422).
+      if (e.fingerprint != fingerprint) {
+        ++s.mismatches;
+        out.status = begin_status::mismatch;
         return out;
       }
       if (now < e.deadline) {
-        if (e.fingerprint != fingerprint) {
-          ++s.mismatches;
-          out.status = begin_status::mismatch;
-          return out;
-        }
         if (waiter != nullptr) s.link(e, *waiter);
         out.status = begin_status::in_progress;
         out.lease_remaining = e.deadline - now;
@@ -434,15 +488,15 @@ class memory_idempotency_store {
       // The owner's lease ran out: take over with a newer token. Parked
       // waiters stay parked; the new owner's completion wakes them.
       ++s.takeovers;
-      acquire(s, e, fingerprint, now, lease, out);
+      acquire(s, e, fingerprint, now, lease, true, out);
       out.took_over = true;
       return out;
     }
     const std::size_t charge = entry_overhead + shard_type::key_charge(key);
-    while (s.map.size() >= shard_entries_ || (shard_bytes_ != 0 && s.bytes + charge > shard_bytes_)) {
-      if (!s.evict_one(now)) return errc::capacity_exceeded;
-      ++out.evicted;
-    }
+    // An entry larger than the whole shard can never fit: refuse it before
+    // evicting anything (a key longer than the store was sized for).
+    if (STURDY_UNLIKELY(shard_bytes_ != 0 && charge > shard_bytes_)) return errc::capacity_exceeded;
+    if (!s.make_room(now, shard_entries_, shard_bytes_, charge, out.evicted)) return errc::capacity_exceeded;
     auto& e = s.map
                   .lazy_emplace(detail::idem_lookup{key, hash},
                                 [&](const auto& ctor) {
@@ -453,7 +507,7 @@ class memory_idempotency_store {
     e.charge = charge;
     s.bytes += charge;
     ++s.misses;
-    acquire(s, e, fingerprint, now, lease, out);
+    acquire(s, e, fingerprint, now, lease, false, out);
     return out;
   }
 
@@ -473,10 +527,10 @@ class memory_idempotency_store {
     }
     auto& e = it->second;
     e.value.emplace(std::move(value));
+    s.unpin(e);
     const std::size_t value_bytes = detail::heap_bytes(*e.value);
     e.charge += value_bytes;
     s.bytes += value_bytes;
-    e.state = detail::idem_state::completed;
     e.deadline = detail::saturating_add(now, ttl);
     e.referenced = false;
     shard_type::wake_all(e);
@@ -554,11 +608,10 @@ class memory_idempotency_store {
   }
 
   static void acquire(shard_type& s, typename shard_type::entry& e, std::uint64_t fingerprint, time_point now,
-                      duration lease, begin_outcome<V>& out) noexcept {
-    e.state = detail::idem_state::in_progress;
+                      duration lease, bool takeover, begin_outcome<V>& out) noexcept {
+    s.pin(e, detail::saturating_add(now, lease), takeover);
     e.token = ++s.next_token;
     e.fingerprint = fingerprint;
-    e.deadline = detail::saturating_add(now, lease);
     e.referenced = false;
     out.status = begin_status::acquired;
     out.token = fencing_token{e.token};
@@ -602,8 +655,15 @@ struct idempotency_waiting {
   std::string_view key;
   duration timeout;
 };
-// The work ran but its outcome could not be stored: another owner took the
-// key over (`stale_token`) or the store failed. The caller gets `error`.
+// The work ran but its outcome could not be stored, and the caller gets
+// `error` instead of it: `stale_token` when another run holds the key (took
+// it over after this run's lease ran out, and is running or has completed:
+// a retry waits for or replays that run's outcome) or another payload does,
+// or a store error. Not emitted when the store refused the token only
+// because the key no longer exists (this run's lease ran out and its entry
+// was evicted, or the run that took over abandoned it): then nobody holds
+// the key, so the cache acquires it again and stores this run's outcome (the
+// store counts one more miss), and the caller gets its result.
 struct idempotency_completion_refused {
   std::string_view key;
   fencing_token token;
@@ -642,6 +702,16 @@ struct idempotency_stats {
   std::size_t entries = 0;
   std::size_t bytes = 0;
 };
+
+namespace detail {
+// Whether the callable's outcome type can hold an exception_ptr (an Outcome
+// basic_outcome), so a replay can return a stored exception inside it.
+template <class R>
+inline constexpr bool carries_exception = false;
+template <class V, class EC, class EP, class P>
+inline constexpr bool carries_exception<BOOST_OUTCOME_V2_NAMESPACE::basic_outcome<V, EC, EP, P>> =
+    std::conjunction_v<std::is_constructible<EP, std::exception_ptr>, std::bool_constant<can_make_error<EC>>>;
+}  // namespace detail
 
 // idempotency_cache<T, Clock, Sleeper, Listener, Store>
 //
@@ -758,6 +828,10 @@ class idempotency_cache {
     const bool park = policy.in_flight == in_flight_policy::wait;
     idempotency_waiter waiter;
     idempotency_waiter* const waiter_ptr = (park && Store::wakes_waiters) ? &waiter : nullptr;
+    // Armed while the store may hold a pointer to `waiter` (a begin answered
+    // in_progress): unlinks it before this frame dies, even if the sleeper,
+    // the clock or the listener throws.
+    linked_waiter_guard linked{store_, key, waiter};
     bool waiting = false;
     time_point deadline{};
     duration poll = options_.poll_initial;
@@ -774,10 +848,11 @@ class idempotency_cache {
           return reject<R>(key, errc::key_mismatch);
         case begin_status::acquired:
           emit(listener_, idempotency_executed{key, b.token, b.took_over});
-          return run<R>(key, b.token, policy, std::forward<F>(fn));
+          return run<R>(key, fingerprint, b.token, policy, std::forward<F>(fn));
         case begin_status::in_progress:
           break;
       }
+      linked.armed = waiter_ptr != nullptr;
       if (!park) {
         counters_.rejections.fetch_add(1, std::memory_order_relaxed);
         return reject<R>(key, errc::in_progress);
@@ -790,7 +865,7 @@ class idempotency_cache {
         emit(listener_, idempotency_waiting{key, policy.wait_timeout});
       }
       if (now >= deadline) {
-        if (waiter_ptr != nullptr) store_.cancel_wait(key, waiter);
+        linked.release();
         counters_.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
         return reject<R>(key, errc::wait_timeout);
       }
@@ -799,8 +874,13 @@ class idempotency_cache {
       duration d = std::min(deadline - now, b.lease_remaining);
       if constexpr (Store::wakes_waiters) {
         (void)sleeper_.sleep_for(d, waiter.wake.get_token());
-        store_.cancel_wait(key, waiter);
-        waiter.wake = std::stop_source(std::nostopstate);
+        linked.release();
+        // A woken node needs a fresh source before it can be parked again (a
+        // stop request cannot be undone); the store makes it lazily, only if
+        // the key is still in progress. A sleep that ended without a wake
+        // (timeout, early return) keeps its source: one allocation per wait,
+        // not per iteration.
+        if (waiter.wake.stop_requested()) waiter.wake = std::stop_source(std::nostopstate);
       } else {
         d = std::min(d, poll);
         poll = std::min(poll * 2, options_.poll_max);
@@ -809,17 +889,34 @@ class idempotency_cache {
     }
   }
 
+  // Unlinks a waiter node from the store when armed: on the normal path
+  // (`release`) and while unwinding (the destructor).
+  struct linked_waiter_guard {
+    Store& store;
+    std::string_view key;
+    idempotency_waiter& waiter;
+    bool armed = false;
+    void release() noexcept {
+      if (armed) {
+        armed = false;
+        store.cancel_wait(key, waiter);
+      }
+    }
+    ~linked_waiter_guard() { release(); }
+  };
+
   template <class R, class F>
-  idempotency_result<R> run(std::string_view key, fencing_token token, const idempotency_policy& policy,
-                            F&& fn) {
+  idempotency_result<R> run(std::string_view key, std::uint64_t fingerprint, fencing_token token,
+                            const idempotency_policy& policy, F&& fn) {
     R r = [&]() -> R {
       try {
         return invoke_wrapped(std::forward<F>(fn));
       } catch (...) {
         const failure_info f{.code = {}, .exception = std::current_exception()};
         if (cache_failure(policy, f)) {
-          (void)store_.complete(key, token, outcome<T>(std::in_place_type<std::exception_ptr>, f.exception),
-                                options_.ttl);
+          (void)store_outcome(key, fingerprint, token, [&] {
+            return outcome<T>(std::in_place_type<std::exception_ptr>, f.exception);
+          });
         } else {
           (void)store_.abandon(key, token);
         }
@@ -827,20 +924,46 @@ class idempotency_cache {
       }
     }();
     if (STURDY_LIKELY(succeeded(r))) {
-      auto done = store_.complete(key, token, stored_success(r), options_.ttl);
+      auto done = store_outcome(key, fingerprint, token, [&] { return stored_success(r); });
       if (STURDY_UNLIKELY(!done.has_value())) return refused<R>(key, token, done.error());
       return {std::move(r), false};
     }
     const failure_info f = failure_of(r);
     if ((f.code || f.exception) && cache_failure(policy, f)) {
-      auto stored = f.exception ? outcome<T>(std::in_place_type<std::exception_ptr>, f.exception)
-                                : outcome<T>(std::in_place_type<std::error_code>, f.code);
-      auto done = store_.complete(key, token, std::move(stored), options_.ttl);
+      // An exception returned inside the callable's outcome is stored with an
+      // error code next to it (empty if it had none): the mark that tells a
+      // replay to return it inside R, as the first caller got it, rather than
+      // throw it as it does for an exception the callable threw.
+      auto done = store_outcome(key, fingerprint, token, [&] {
+        return f.exception ? outcome<T>(BOOST_OUTCOME_V2_NAMESPACE::failure(f.code, f.exception))
+                           : outcome<T>(std::in_place_type<std::error_code>, f.code);
+      });
       if (!done.has_value()) return refused<R>(key, token, done.error());
     } else {
       (void)store_.abandon(key, token);  // stale: someone else owns it; nothing to undo
     }
     return {std::move(r), false};
+  }
+
+  // Stores the outcome `make()` builds for the key that `token` owned. If the
+  // store refuses the token (`stale_token`) the key is begun again, without
+  // a waiter: when that acquires it, nobody holds the key any more (this
+  // owner's lease ran out and its entry was evicted, or a newer owner
+  // abandoned it or crashed in turn), so no newer outcome exists and this one
+  // is stored under the new token. When the key is in progress under another
+  // owner, completed by one, or bound to another payload, the refusal
+  // stands.
+  template <class Make>
+  result<void> store_outcome(std::string_view key, std::uint64_t fingerprint, fencing_token token,
+                             Make&& make) {
+    auto done = store_.complete(key, token, make(), options_.ttl);
+    if (STURDY_LIKELY(done.has_value()) || done.error() != errc::stale_token) return done;
+    auto again = store_.begin(key, fingerprint, options_.lease, nullptr);
+    if (!again.has_value() || again.assume_value().status != begin_status::acquired) return done;
+    const fencing_token fresh = again.assume_value().token;
+    auto stored = store_.complete(key, fresh, make(), options_.ttl);
+    if (!stored.has_value()) (void)store_.abandon(key, fresh);
+    return stored;
   }
 
   template <class R>
@@ -879,7 +1002,18 @@ class idempotency_cache {
 
   template <class R>
   static R replay(outcome<T>&& o) {
-    if (STURDY_UNLIKELY(o.has_exception())) std::rethrow_exception(o.assume_exception());
+    if (STURDY_UNLIKELY(o.has_exception())) {
+      if constexpr (detail::carries_exception<R>) {
+        if (o.has_error()) {  // returned inside the callable's outcome: return it so
+          using EC = typename R::error_type;
+          using EP = typename R::exception_type;
+          if (!o.assume_error()) return R(std::in_place_type<EP>, EP(o.assume_exception()));
+          return R(BOOST_OUTCOME_V2_NAMESPACE::failure(from_error_code<EC>(o.assume_error()),
+                                                       EP(o.assume_exception())));
+        }
+      }
+      std::rethrow_exception(o.assume_exception());  // thrown by the callable: throw it
+    }
     if (STURDY_UNLIKELY(o.has_error())) return make_failure<R>(o.assume_error());
     if constexpr (std::is_void_v<T>) {
       if constexpr (std::is_constructible_v<R, BOOST_OUTCOME_V2_NAMESPACE::success_type<void>>) {

@@ -122,10 +122,16 @@ TYPED_TEST_P(IdempotencyStoreTest, ExpiredLeaseIsTakenOverAndTheStaleOwnerIsRefu
   EXPECT_EQ(this->store().stats().takeovers, 1U);
 }
 
-TYPED_TEST_P(IdempotencyStoreTest, TakeoverMayUseANewFingerprint) {
-  (void)this->begin("k", 1, 10s);
+// An in-progress key stays bound to its fingerprint after its lease ran out:
+// only a retry of the same payload may take it over (IETF 422 otherwise).
+TYPED_TEST_P(IdempotencyStoreTest, ExpiredLeaseIsTakenOverOnlyWithTheSameFingerprint) {
+  auto crashed = this->begin("k", 1, 10s);
   this->h_.advance(10s);
-  EXPECT_EQ(this->begin("k", 2, 10s).status, begin_status::acquired);
+  EXPECT_EQ(this->begin("k", 2, 10s).status, begin_status::mismatch);
+  auto retry = this->begin("k", 1, 10s);
+  ASSERT_EQ(retry.status, begin_status::acquired);
+  EXPECT_TRUE(retry.took_over);
+  EXPECT_GT(retry.token, crashed.token);
 }
 
 TYPED_TEST_P(IdempotencyStoreTest, CompletedEntryExpiresAfterItsTtl) {
@@ -221,7 +227,8 @@ REGISTER_TYPED_TEST_SUITE_P(IdempotencyStoreTest, AbsentKeyIsAcquiredWithANonZer
                             SecondBeginSeesInProgressWithTheRemainingLease, CompletedKeyReplaysItsValue,
                             AnotherFingerprintIsAMismatchWhetherInProgressOrCompleted,
                             AbandonReleasesTheKeyForANewOwnerWithANewerToken,
-                            ExpiredLeaseIsTakenOverAndTheStaleOwnerIsRefused, TakeoverMayUseANewFingerprint,
+                            ExpiredLeaseIsTakenOverAndTheStaleOwnerIsRefused,
+                            ExpiredLeaseIsTakenOverOnlyWithTheSameFingerprint,
                             CompletedEntryExpiresAfterItsTtl, CompletingTwiceOrWithAForeignTokenIsRefused,
                             KeysAreIndependentAndCompareByBytes, ParkedWaiterIsWokenByCompletionAndByAbandon,
                             CancelledWaiterIsNotWoken, StatsCountHitsMissesMismatchesAndEntries);

@@ -127,9 +127,18 @@ struct alignas(cache_line_size) idem_shard {
 
   std::mutex mu;
   map_type map;
-  std::string hand;  // CLOCK hand: key of the entry the next sweep starts at
+  std::string hand;           // CLOCK hand: key of the entry the next sweep starts at
+  std::size_t hand_hash = 0;  // its hash, so finding it again does not rehash
   std::uint64_t next_token = 0;
   std::size_t bytes = 0;
+  // The in-progress entries (live or lease-expired) and the bytes they are
+  // charged (no value yet: overhead + key). A live one cannot be evicted.
+  std::size_t in_progress = 0;
+  std::size_t pinned_bytes = 0;
+  // A lower bound of the lease deadlines of the in-progress entries: while
+  // `now` is below it, no in-progress entry is evictable. Lowered when a
+  // lease starts; raised to the exact minimum by a sweep that found nothing.
+  time_point min_lease_deadline = time_point::max();
   // Counters, written under `mu` (so the hot path shares no extra line).
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
@@ -142,9 +151,12 @@ struct alignas(cache_line_size) idem_shard {
   // the table slot and its control byte.
   static constexpr std::size_t entry_overhead = sizeof(typename map_type::value_type) + 1;
 
-  [[nodiscard]] static std::size_t key_charge(std::string_view key) noexcept {
+  [[nodiscard]] static constexpr std::size_t key_charge_of(std::size_t key_size) noexcept {
     // std::string keeps short keys inline (SSO, 15 bytes in libstdc++).
-    return key.size() > 15 ? key.size() + 1 : 0;
+    return key_size > 15 ? key_size + 1 : 0;
+  }
+  [[nodiscard]] static std::size_t key_charge(std::string_view key) noexcept {
+    return key_charge_of(key.size());
   }
 
   // Wakes and unlinks every waiter parked on `e`. The waiters' nodes stay
@@ -183,28 +195,88 @@ struct alignas(cache_line_size) idem_shard {
     w.linked = false;
   }
 
+  // `e` (new, or completed and expired with its value released, or in
+  // progress when `takeover`) is in progress with a lease until `deadline`;
+  // its charge stays fixed until it completes.
+  void pin(entry& e, time_point deadline, bool takeover) noexcept {
+    if (!takeover) {
+      e.state = idem_state::in_progress;
+      ++in_progress;
+      pinned_bytes += e.charge;
+    }
+    e.deadline = deadline;
+    if (deadline < min_lease_deadline) min_lease_deadline = deadline;
+  }
+  // `e` (in progress) is about to complete: call before charging its value.
+  void unpin(entry& e) noexcept {
+    e.state = idem_state::completed;
+    --in_progress;
+    pinned_bytes -= e.charge;
+  }
+
   void erase(iterator it) noexcept {
     wake_all(it->second);
+    if (it->second.state == idem_state::in_progress) {
+      --in_progress;
+      pinned_bytes -= it->second.charge;
+    }
     bytes -= it->second.charge;
     map.erase(it);
   }
 
-  // Whether the hand may evict `e` at `now`: completed entries (expired ones
-  // first, regardless of their CLOCK bit) and in-progress entries whose
-  // lease has run out (abandoned by a crashed owner). Live in-progress
-  // entries are never evicted.
+  // Whether the hand may evict `e` at `now`: completed entries and
+  // in-progress entries whose lease has run out (abandoned by a crashed
+  // owner). Live in-progress entries are never evicted. The hand does not
+  // search for expired entries; it evicts the first evictable entry it
+  // reaches whose CLOCK bit is clear, and an expired entry gets no second
+  // chance (its bit is ignored).
   [[nodiscard]] static bool evictable(const entry& e, time_point now) noexcept {
     return e.state == idem_state::completed || now >= e.deadline;
   }
 
-  // One CLOCK step sequence: sweeps from the hand, giving each referenced
-  // completed entry a second chance, and evicts the first evictable entry
-  // without one. Returns false when a full sweep (two passes) finds nothing.
-  bool evict_one(time_point now) {
-    if (map.empty()) return false;
-    auto it = hand.empty() ? map.end() : map.find(std::string_view(hand));
+  // Evicts with CLOCK until one more entry of `charge` bytes fits under
+  // `max_entries` and `max_bytes` (0: no byte bound); adds the evictions to
+  // `evicted`. Returns false, evicting nothing, when the live in-progress
+  // entries alone leave no room; false also when a full sweep finds nothing
+  // evictable (then `min_lease_deadline` becomes exact).
+  bool make_room(time_point now, std::size_t max_entries, std::size_t max_bytes, std::size_t charge,
+                 std::uint32_t& evicted) {
+    const auto full = [&] {
+      return map.size() >= max_entries || (max_bytes != 0 && bytes + charge > max_bytes);
+    };
+    if (!full()) return true;
+    if (now < min_lease_deadline &&
+        (in_progress >= max_entries || (max_bytes != 0 && pinned_bytes + charge > max_bytes))) {
+      return false;  // evicting every completed entry would not make room
+    }
+    // One lookup of the hand per admission; absl's erase leaves the other
+    // iterators valid, so `it` walks on across evictions.
+    auto it = hand.empty() ? map.end() : map.find(idem_lookup{hand, hand_hash});
     if (it == map.end()) it = map.begin();
-    const std::size_t limit = 2 * map.size() + 1;
+    bool ok = true;
+    while (ok && full()) {
+      ok = evict_one(it, now);
+      if (ok) ++evicted;
+    }
+    if (it != map.end()) {
+      hand.assign(it->first);
+      hand_hash = idem_hash_key(hand);
+    } else {
+      hand.clear();
+    }
+    return ok;
+  }
+
+ private:
+  // One CLOCK sweep from `it`, giving each referenced completed entry a
+  // second chance, evicting the first evictable entry without one; `it` ends
+  // on the entry after the victim. A sweep is two passes (every bit cleared
+  // once), one pass when every entry is in progress (they have no bit).
+  bool evict_one(iterator& it, time_point now) {
+    if (map.empty()) return false;
+    const bool all_in_progress = in_progress == map.size();
+    const std::size_t limit = all_in_progress ? map.size() : 2 * map.size() + 1;
+    time_point min_live = time_point::max();
     for (std::size_t step = 0; step < limit; ++step) {
       entry& e = it->second;
       if (evictable(e, now)) {
@@ -214,18 +286,19 @@ struct alignas(cache_line_size) idem_shard {
         } else {
           auto victim = it++;
           if (it == map.end()) it = map.begin();
-          if (it != victim) {
-            hand.assign(it->first);
-          } else {
-            hand.clear();
-          }
           erase(victim);
+          if (map.empty()) it = map.end();
           ++evictions;
           return true;
         }
+      } else if (e.deadline < min_live) {
+        min_live = e.deadline;  // a live lease
       }
       if (++it == map.end()) it = map.begin();
     }
+    // Completed entries are always evictable within two passes, so a failed
+    // sweep saw only live leases, each of them at least once.
+    min_lease_deadline = min_live;
     return false;
   }
 };
