@@ -278,6 +278,12 @@ struct breaker_metrics {
 template <clock_source Clock, class Listener>
 class circuit_breaker;
 
+namespace detail {
+// Declared only; a test may define it to reach a breaker's internals (to
+// build states that only weak-memory hardware can produce). Not for users.
+struct breaker_test_access;
+}  // namespace detail
+
 // breaker_permit
 //
 // Admission to make one call; hand it back to `record` of the breaker that
@@ -337,6 +343,7 @@ class circuit_breaker final {
   }
   circuit_breaker(const circuit_breaker&) = delete;
   circuit_breaker& operator=(const circuit_breaker&) = delete;
+  friend struct detail::breaker_test_access;
 
   // circuit_breaker::options_status()
   //
@@ -617,11 +624,15 @@ class circuit_breaker final {
   }
 
   // Claims a free probe slot, or one whose lease expired. Sets `retry` when
-  // the state changed under us.
+  // the state changed under us (or this call changed it).
   result<breaker_permit> acquire_probe(std::uint64_t w, time_point now, bool& retry) noexcept {
     const std::uint64_t lease = detail::encode_expiry(detail::saturating_add(now, options_.probe_lease));
+    std::uint32_t ok = 0;
+    std::uint32_t failed = 0;
     for (std::uint32_t i = 0; i < options_.half_open_probes; ++i) {
       std::uint64_t v = slots_[i].load(std::memory_order_acquire);
+      ok += v == detail::slot_succeeded ? 1 : 0;
+      failed += v == detail::slot_failed ? 1 : 0;
       const bool expired = detail::slot_leased(v) && detail::decode_expiry(v) <= now;
       if (v != detail::slot_free && !expired) continue;
       if (!slots_[i].compare_exchange_strong(v, lease, std::memory_order_acq_rel)) continue;
@@ -636,7 +647,27 @@ class circuit_breaker final {
       if (expired) emit(listener_, breaker_probe_lease_expired{detail::word_generation(w), i});
       return breaker_permit(w, i, lease);
     }
+    // No slot to claim. The report that completed the round normally decided
+    // it (record_probe); should the reports ever have missed each other, the
+    // slots say what they decided and this call makes the transition, so a
+    // round whose slots are all reported can never reject forever.
+    const breaker_state verdict = probe_verdict(ok, failed);
+    if (verdict != breaker_state::half_open) {
+      transition(w, verdict, verdict_reason(verdict), now);
+      retry = true;  // whoever won, look again
+    }
     return make_error_code(errc::circuit_open);
+  }
+
+  // What the reported probes decide: closed once `probes_needed_` succeeded,
+  // open once that can no longer happen, half_open while undecided.
+  breaker_state probe_verdict(std::uint32_t ok, std::uint32_t failed) const noexcept {
+    if (ok >= probes_needed_) return breaker_state::closed;
+    if (failed > options_.half_open_probes - probes_needed_) return breaker_state::open;
+    return breaker_state::half_open;
+  }
+  static transition_reason verdict_reason(breaker_state verdict) noexcept {
+    return verdict == breaker_state::closed ? transition_reason::probes_succeeded : transition_reason::probes_failed;
   }
 
   void record_slow(const breaker_permit& p, call_outcome outcome, bool slow) noexcept {
@@ -699,8 +730,14 @@ class circuit_breaker final {
       return;
     }
     const bool bad = outcome == call_outcome::failure || slow;
+    // Write our slot, then read every slot. Two probes reporting at once are
+    // the store-buffering pattern: with acq_rel/acquire, C++ (and POWER, or
+    // AArch64 with LDAPR) lets each miss the other's write, so neither would
+    // see the round complete. seq_cst on the write and the reads forbids that:
+    // whichever write is later in the single total order sees the other.
+    // (acquire_probe also decides a complete round, as a safety net.)
     if (!slot.compare_exchange_strong(expected, bad ? detail::slot_failed : detail::slot_succeeded,
-                                      std::memory_order_acq_rel)) {
+                                      std::memory_order_seq_cst)) {
       stripe.stale.fetch_add(1, std::memory_order_relaxed);  // lease expired or round over
       return;
     }
@@ -708,15 +745,12 @@ class circuit_breaker final {
     std::uint32_t ok = 0;
     std::uint32_t failed = 0;
     for (std::uint32_t i = 0; i < options_.half_open_probes; ++i) {
-      const std::uint64_t v = slots_[i].load(std::memory_order_acquire);
+      const std::uint64_t v = slots_[i].load(std::memory_order_seq_cst);
       ok += v == detail::slot_succeeded ? 1 : 0;
       failed += v == detail::slot_failed ? 1 : 0;
     }
-    if (ok >= probes_needed_) {
-      transition(p.word_, breaker_state::closed, transition_reason::probes_succeeded, clock_.now());
-    } else if (failed > options_.half_open_probes - probes_needed_) {
-      transition(p.word_, breaker_state::open, transition_reason::probes_failed, clock_.now());
-    }
+    const breaker_state verdict = probe_verdict(ok, failed);
+    if (verdict != breaker_state::half_open) transition(p.word_, verdict, verdict_reason(verdict), clock_.now());
   }
 
   // open_duration * growth^openings, capped; never overflows (pow saturates
