@@ -24,6 +24,16 @@ struct breaker_test_access {
   static void report_silently(Breaker& b, std::uint32_t slot, std::uint64_t value) {
     b.slots_[slot].store(value);
   }
+  // Takes the state word's locked bit as transition() does for `to`, and
+  // publishes the new word as it does: what other threads can see meanwhile.
+  template <class Breaker>
+  static void begin_transition(Breaker& b, sturdy::breaker_state to) {
+    b.word_.store(make_locked_word(b.word_.load(), static_cast<std::uint64_t>(to)));
+  }
+  template <class Breaker>
+  static void finish_transition(Breaker& b) {
+    b.word_.store(word_after_transition(b.word_.load()));
+  }
 };
 }  // namespace sturdy::detail
 
@@ -410,6 +420,58 @@ TEST(CircuitBreakerTest, OutcomesFromAnOlderGenerationAreIgnored) {
   f.b.record(old3.value(), call_outcome::success);
   EXPECT_EQ(f.b.metrics().stale, 3u);
   EXPECT_EQ(f.b.metrics().calls, 2u);
+}
+
+// While another thread publishes a transition, a call sees the state being
+// entered: admitted (with a permit of the new generation) when that state
+// admits every call, rejected otherwise. An operator's reset()/disable() on a
+// busy breaker must not itself produce a burst of circuit_open errors.
+TEST(CircuitBreakerTest, CallsArrivingWhileATransitionIsPublishedSeeTheStateBeingEntered) {
+  using access = sturdy::detail::breaker_test_access;
+  for (const breaker_state to : {breaker_state::closed, breaker_state::disabled, breaker_state::metrics_only,
+                                 breaker_state::open, breaker_state::forced_open, breaker_state::half_open}) {
+    SCOPED_TRACE(std::string(to_string(to)));
+    fixture f(consecutive_only(3));
+    access::begin_transition(f.b, to);
+    auto p = f.b.try_acquire();
+    const bool admits =
+        to == breaker_state::closed || to == breaker_state::disabled || to == breaker_state::metrics_only;
+    if (!admits) {
+      ASSERT_FALSE(p);
+      EXPECT_EQ(p.error(), errc::circuit_open);
+      access::finish_transition(f.b);
+      EXPECT_EQ(f.b.metrics().rejections, 1u);
+      continue;
+    }
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p.value().state(), to);
+    EXPECT_EQ(p.value().generation(), 1u);  // the generation being published
+    EXPECT_FALSE(p.value().is_probe());
+    access::finish_transition(f.b);
+    ASSERT_EQ(f.b.state(), to);
+    f.b.record(p.value(), call_outcome::failure);  // counts in the new period
+    const auto m = f.b.metrics();
+    EXPECT_EQ(m.calls, 1u);
+    EXPECT_EQ(m.failures, 1u);
+    EXPECT_EQ(m.stale, 0u);
+    EXPECT_EQ(m.rejections, 0u);
+  }
+}
+
+// Reported before the transition finished publishing, such a permit is not
+// yet of the current generation: it is counted as stale, never lost.
+TEST(CircuitBreakerTest, PermitAdmittedDuringATransitionReportedBeforeItEndsIsStale) {
+  using access = sturdy::detail::breaker_test_access;
+  fixture f(consecutive_only(1));
+  access::begin_transition(f.b, breaker_state::disabled);
+  auto p = f.b.try_acquire();
+  ASSERT_TRUE(p);
+  f.b.record(p.value(), call_outcome::failure);
+  access::finish_transition(f.b);
+  const auto m = f.b.metrics();
+  EXPECT_EQ(m.stale, 1u);
+  EXPECT_EQ(m.calls, 0u);
+  EXPECT_EQ(f.b.state(), breaker_state::disabled);
 }
 
 // --- count window ----------------------------------------------------------

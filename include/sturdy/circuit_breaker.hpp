@@ -5,9 +5,9 @@
 //
 // `sturdy::circuit_breaker` stops calling a failing dependency for a cool-down
 // period, then admits a few probe calls to learn whether it has recovered.
-// It is lock-free, and in the closed state a successful call costs one load
-// of a read-mostly word and one increment of a per-thread counter: no shared
-// cache line is written and no clock is read.
+// Its call path is lock-free, and in the closed state a successful call costs
+// one load of a read-mostly word and one increment of a per-thread counter:
+// no shared cache line is written and no clock is read.
 //
 //   closed    --(a trip rule fires on a failure/slow call)-----> open
 //   open      --(open duration elapsed, seen by an acquire)----> half_open
@@ -39,9 +39,15 @@
 //   breaker.record(permit.value(), r ? sturdy::call_outcome::success : sturdy::call_outcome::failure);
 //
 // Thread safety: every member function may be called from any number of
-// threads at once. No member function blocks or takes a lock. The only
-// approximations (documented in docs/circuit_breaker.md) concern the order of
-// calls that overlap in time on different threads.
+// threads at once. Calls (try_acquire, record, execute) and metrics() never
+// block, wait for another thread, or take a lock. State transitions are
+// serialised by a "transition in progress" bit in the state word, held for a
+// few stores: meanwhile calls see the state being entered (admitted if it
+// admits every call, else rejected), an automatic transition that finds the
+// bit set gives way, and a manual one (force_open, disable, metrics_only,
+// reset) yields until the bit is released. The only approximations
+// (documented in docs/circuit_breaker.md) concern the order of calls that
+// overlap in time on different threads.
 //
 // Testing: instantiate with `sturdy::testing::manual_clock` and advance it;
 // observe transitions with `sturdy::testing::recording_listener`.
@@ -505,6 +511,10 @@ class circuit_breaker final {
     return n;
   }
 
+  static constexpr bool admits_every_call(breaker_state s) noexcept {
+    return s == breaker_state::closed || s == breaker_state::disabled || s == breaker_state::metrics_only;
+  }
+
   [[nodiscard]] bool has_window() const noexcept {
     return options_.count_window_size > 0 || options_.time_window > duration::zero();
   }
@@ -592,7 +602,13 @@ class circuit_breaker final {
     for (;;) {
       const std::uint64_t w = word_.load(std::memory_order_acquire);
       if (detail::word_locked(w)) {
-        // A transition is being published (nanoseconds); treat as open.
+        // A transition is being published (a few stores). A call is admitted
+        // when the state being entered admits calls, with a permit of the
+        // generation being published: its outcome counts in the new period
+        // (or as stale in the rare case it is reported before publication
+        // ends). Otherwise it is rejected as the new state would reject it.
+        const auto to = static_cast<breaker_state>(detail::word_target(w));
+        if (admits_every_call(to)) return breaker_permit(detail::word_after_transition(w));
         return reject(static_cast<breaker_state>(detail::word_state(w)), duration::zero());
       }
       const auto s = static_cast<breaker_state>(detail::word_state(w));
@@ -766,12 +782,19 @@ class circuit_breaker final {
   // Moves from exactly `from` to `to`; false when another thread changed the
   // word first. The locked bit makes the writer of the transition data
   // unique; the final release store publishes it with the new generation.
+  // Between the two, only a few stores happen (O(half_open_probes) when
+  // entering half_open): the counter totals a new period starts from are
+  // summed before taking the bit, and the listener is called after.
   bool transition(std::uint64_t from, breaker_state to, transition_reason reason, time_point now) noexcept {
+    if (detail::word_locked(from) || word_.load(std::memory_order_relaxed) != from) return false;
+    // Outcomes recorded between this sum and the lock below belong to the
+    // old period but are counted in the new one (see docs, "Outcomes racing
+    // a transition"); that is the price of not summing up to 1024 stripes
+    // while calls wait.
+    const detail::counter_totals t = admits_every_call(to) ? totals() : detail::counter_totals{};
     std::uint64_t expected = from;
-    if (detail::word_locked(from) ||
-        !word_.compare_exchange_strong(expected, from | detail::word_locked_bit, std::memory_order_acq_rel)) {
-      return false;
-    }
+    const std::uint64_t locked = detail::make_locked_word(from, state_bits(to));
+    if (!word_.compare_exchange_strong(expected, locked, std::memory_order_acq_rel)) return false;
     const auto from_state = static_cast<breaker_state>(detail::word_state(from));
     const std::uint64_t generation = detail::word_generation(from) + 1;
     state_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
@@ -794,7 +817,6 @@ class circuit_breaker final {
       case breaker_state::metrics_only: {
         if (to == breaker_state::closed) consecutive_openings_.store(0, std::memory_order_relaxed);
         consecutive_.store(0, std::memory_order_relaxed);
-        const detail::counter_totals t = totals();
         baseline_[0].store(t.calls, std::memory_order_relaxed);
         baseline_[1].store(t.failures, std::memory_order_relaxed);
         baseline_[2].store(t.slow, std::memory_order_relaxed);
@@ -804,18 +826,21 @@ class circuit_breaker final {
       case breaker_state::forced_open:
         break;
     }
-    word_.store(detail::make_word(state_bits(to), generation), std::memory_order_release);
+    word_.store(detail::word_after_transition(locked), std::memory_order_release);
     emit(listener_, breaker_state_changed{from_state, to, reason, generation, now});
     return true;
   }
 
+  // A manual change must happen, so when another thread is publishing a
+  // transition (holding the locked bit for a few stores) this waits for it,
+  // yielding; it is the only place that waits for another thread.
   void manual_transition(breaker_state to) noexcept {
     if (invalid_) return;
     const time_point now = clock_.now();
     for (;;) {
       const std::uint64_t w = word_.load(std::memory_order_acquire);
       if (detail::word_locked(w)) {
-        std::this_thread::yield();  // another transition is publishing
+        std::this_thread::yield();
         continue;
       }
       if (transition(w, to, transition_reason::manual, now)) return;

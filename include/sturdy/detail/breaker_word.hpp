@@ -6,8 +6,9 @@
 // Internals of `sturdy::circuit_breaker`; no stability promise.
 //
 //   - the state word: one 64-bit atomic holding the state (3 bits), a
-//     "transition in progress" bit and a 56-bit generation. The hot path only
-//     ever loads it; it changes once per state transition.
+//     "transition in progress" bit, the state being entered (3 bits, only
+//     while that bit is set) and a 56-bit generation. The hot path only ever
+//     loads it; it changes twice per state transition (locked, published).
 //   - counter stripes: cache-line-sized blocks of monotonic counters. Each
 //     thread writes the stripe picked by its thread index, so two threads
 //     recording successes at the same time write different cache lines.
@@ -39,6 +40,20 @@ inline constexpr int word_generation_shift = 8;
   return w >> word_generation_shift;
 }
 [[nodiscard]] constexpr bool word_locked(std::uint64_t w) noexcept { return (w & word_locked_bit) != 0; }
+
+// While a transition is being published the word is `from | locked | target
+// << 4`; the word it will publish is known in advance, so a call admitted
+// meanwhile can be given a permit of the new generation.
+inline constexpr int word_target_shift = 4;
+[[nodiscard]] constexpr std::uint64_t make_locked_word(std::uint64_t from, std::uint64_t target) noexcept {
+  return from | word_locked_bit | ((target & word_state_mask) << word_target_shift);
+}
+[[nodiscard]] constexpr std::uint64_t word_target(std::uint64_t locked) noexcept {
+  return (locked >> word_target_shift) & word_state_mask;
+}
+[[nodiscard]] constexpr std::uint64_t word_after_transition(std::uint64_t locked) noexcept {
+  return make_word(word_target(locked), word_generation(locked) + 1);
+}
 
 // --- counter stripes --------------------------------------------------------
 // Monotonic counters, written with relaxed increments. Every counted call
