@@ -202,9 +202,10 @@ struct circuit_breaker_options {
   // A probe that does not report within this lease loses its slot, which is
   // then given to the next caller; no background thread. > 0. Default 60 s.
   duration probe_lease = std::chrono::seconds(60);
-  // Counter stripes (cache lines) that spread success counting over threads:
+  // Counter stripes (128 bytes each: two cache lines, see
+  // detail::counter_stripe_size) that spread success counting over threads:
   // 0 = one per hardware thread, rounded up to a power of two, at most 64;
-  // otherwise a power of two <= 1024. Default 0.
+  // otherwise a power of two <= 1024 (128 KiB). Default 0.
   std::uint32_t counter_stripes = 0;
   // Decides what a failed call counts as; empty = every error and exception
   // is a failure. Called only on failures (by `execute`). Default empty.

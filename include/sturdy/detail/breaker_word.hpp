@@ -9,7 +9,7 @@
 //     "transition in progress" bit, the state being entered (3 bits, only
 //     while that bit is set) and a 56-bit generation. The hot path only ever
 //     loads it; it changes twice per state transition (locked, published).
-//   - counter stripes: cache-line-sized blocks of monotonic counters. Each
+//   - counter stripes: 128-byte blocks of monotonic counters. Each
 //     thread writes the stripe picked by its thread index, so two threads
 //     recording successes at the same time write different cache lines.
 //   - probe slot values for the half-open state.
@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 
@@ -56,11 +57,16 @@ inline constexpr int word_target_shift = 4;
 }
 
 // --- counter stripes --------------------------------------------------------
+// Each stripe spans two cache lines: Intel's spatial (adjacent-line)
+// prefetcher fetches 64-byte lines in aligned 128-byte pairs, so two threads
+// writing neighbouring 64-byte stripes would still trade the pair.
+inline constexpr std::size_t counter_stripe_size = 2 * cache_line_size;
+
 // Monotonic counters, written with relaxed increments. Every counted call
 // increments exactly one of the first four, so any snapshot of them is a
 // consistent set of whole calls (no call is ever seen with its failure but
 // without its slowness, or counted as a call before its failure shows).
-struct alignas(cache_line_size) counter_stripe {
+struct alignas(counter_stripe_size) counter_stripe {
   std::atomic<std::uint64_t> good{0};         // successes, not slow
   std::atomic<std::uint64_t> failed{0};       // failures, not slow
   std::atomic<std::uint64_t> slow_good{0};    // successes, slow
@@ -74,7 +80,7 @@ struct alignas(cache_line_size) counter_stripe {
     c.fetch_add(1, std::memory_order_relaxed);
   }
 };
-static_assert(sizeof(counter_stripe) == cache_line_size);
+static_assert(sizeof(counter_stripe) == counter_stripe_size);
 
 struct counter_totals {
   std::uint64_t calls = 0;
