@@ -7,7 +7,9 @@
 // period, then admits a few probe calls to learn whether it has recovered.
 // Its call path is lock-free, and in the closed state a successful call costs
 // one load of a read-mostly word and one increment of a per-thread counter:
-// no shared cache line is written and no clock is read.
+// no shared cache line is written and the breaker reads no clock. (With
+// `slow_call_duration > 0`, `execute` reads the clock twice per call to time
+// it; `try_acquire` + `record` never read it on that path.)
 //
 //   closed    --(a trip rule fires on a failure/slow call)-----> open
 //   open      --(open duration elapsed, seen by an acquire)----> half_open
