@@ -126,6 +126,57 @@ TEST(CircuitBreakerStressTest, FoldingCountersNeverInventsAFailureBurst) {
   EXPECT_EQ(m.failures, per_thread / 16 * kThreads);
 }
 
+// An operator resetting, disabling or switching a busy closed breaker to
+// metrics_only must not make the switch itself reject calls: every state
+// involved admits every call, so no call may ever see circuit_open. Many
+// stripes make each transition's counter sum long.
+TEST(CircuitBreakerStressTest, ManualSwitchesBetweenAdmittingStatesNeverRejectACall) {
+  sturdy::circuit_breaker<> b({.consecutive_failure_threshold = 0,
+                               .failure_rate_threshold = 0.5,
+                               .count_window_size = 100,
+                               .minimum_calls = 1'000'000,
+                               .counter_stripes = 1024});
+  const std::uint64_t per_thread = sturdy::test::stress_iterations(300'000);
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> rejected{0}, recorded{0}, switches{0};
+  std::latch start(kThreads);
+  std::vector<std::thread> threads;
+  for (int id = 0; id < kThreads - 1; ++id) {
+    threads.emplace_back([&, id] {
+      start.arrive_and_wait();
+      std::mt19937_64 gen(3000 + id);
+      for (std::uint64_t i = 0; i < per_thread; ++i) {
+        auto p = b.try_acquire();
+        if (!p) {
+          rejected.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        b.record(p.value(), gen() % 8 == 0 ? call_outcome::failure : call_outcome::success);
+        recorded.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    start.arrive_and_wait();
+    for (std::uint64_t i = 0; !done.load(std::memory_order_relaxed); ++i) {
+      switch (i % 3) {
+        case 0: b.reset(); break;
+        case 1: b.disable(); break;
+        default: b.metrics_only(); break;
+      }
+      switches.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  for (int id = 0; id < kThreads - 1; ++id) threads[static_cast<std::size_t>(id)].join();
+  done.store(true);
+  threads.back().join();
+  const auto m = b.metrics();
+  EXPECT_GT(switches.load(), 0u);
+  EXPECT_EQ(rejected.load(), 0u);
+  EXPECT_EQ(m.rejections, 0u);
+  EXPECT_EQ(m.calls + m.stale, recorded.load());
+}
+
 // Probes in flight per half-open generation, as seen by the test: raised
 // after a probe permit is returned, lowered before it is recorded, so it never
 // exceeds what the breaker itself holds.

@@ -15,6 +15,28 @@
 #include "sturdy/testing/manual_clock.hpp"
 #include "sturdy/testing/recording_listener.hpp"
 
+// Reaches the internals to build states the public API cannot produce on x86
+// (see HalfOpenRoundWhoseReportsMissedEachOtherIsDecidedByTheNextAcquire).
+namespace sturdy::detail {
+struct breaker_test_access {
+  // Writes a probe slot the way record() does, without the scan that follows.
+  template <class Breaker>
+  static void report_silently(Breaker& b, std::uint32_t slot, std::uint64_t value) {
+    b.slots_[slot].store(value);
+  }
+  // Takes the state word's locked bit as transition() does for `to`, and
+  // publishes the new word as it does: what other threads can see meanwhile.
+  template <class Breaker>
+  static void begin_transition(Breaker& b, sturdy::breaker_state to) {
+    b.word_.store(make_locked_word(b.word_.load(), static_cast<std::uint64_t>(to)));
+  }
+  template <class Breaker>
+  static void finish_transition(Breaker& b) {
+    b.word_.store(word_after_transition(b.word_.load()));
+  }
+};
+}  // namespace sturdy::detail
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -232,6 +254,66 @@ TEST(CircuitBreakerTest, HalfOpenPartialReopensWhenTheRatioCanNoLongerBeMet) {
   EXPECT_EQ(f.b.state(), breaker_state::open);
 }
 
+// On weak-memory hardware two probes reporting at once could, before the
+// seq_cst fix, each miss the other's report, so nobody decided the round and
+// every later acquire found no free slot: the breaker rejected forever. The
+// acquire that finds no slot now decides a round its slots have decided.
+// Built here by writing the slots without the reporters' decision.
+TEST(CircuitBreakerTest, HalfOpenRoundWhoseReportsMissedEachOtherIsDecidedByTheNextAcquire) {
+  using access = sturdy::detail::breaker_test_access;
+  for (const bool succeeded : {true, false}) {
+    SCOPED_TRACE(succeeded ? "both succeeded" : "both failed");
+    fixture f({.consecutive_failure_threshold = 1, .failure_rate_threshold = 0, .count_window_size = 0,
+               .half_open_probes = 2});
+    open_then_half_open(f);
+    auto p1 = f.b.try_acquire();
+    auto p2 = f.b.try_acquire();
+    ASSERT_TRUE(p1 && p2);
+    const std::uint64_t report = succeeded ? sturdy::detail::slot_succeeded : sturdy::detail::slot_failed;
+    access::report_silently(f.b, 0, report);
+    access::report_silently(f.b, 1, report);
+    ASSERT_EQ(f.b.state(), breaker_state::half_open);  // nobody decided
+    EXPECT_EQ(f.b.retry_after(), 0ns);                 // "deciding now", so callers come back
+    const std::size_t changes_before = f.changes().size();
+    auto next = f.b.try_acquire();
+    ASSERT_EQ(f.changes().size(), changes_before + 1);
+    if (succeeded) {
+      ASSERT_TRUE(next) << next.error().message();
+      EXPECT_EQ(next.value().state(), breaker_state::closed);
+      EXPECT_EQ(f.b.state(), breaker_state::closed);
+      EXPECT_EQ(f.changes().back().reason, transition_reason::probes_succeeded);
+    } else {
+      ASSERT_FALSE(next);
+      EXPECT_EQ(next.error(), errc::circuit_open);
+      EXPECT_EQ(f.b.state(), breaker_state::open);
+      EXPECT_EQ(f.changes().back().reason, transition_reason::probes_failed);
+      EXPECT_EQ(f.b.retry_after(), f.b.options().open_duration);
+    }
+    // The probes' own reports arrive after the round ended: stale.
+    f.b.record(p1.value(), call_outcome::success);
+    f.b.record(p2.value(), call_outcome::success);
+    EXPECT_EQ(f.b.metrics().stale, 2u);
+  }
+}
+
+// The same safety net decides a partial-ratio round as soon as the reported
+// slots decide it, even while another probe still holds its lease.
+TEST(CircuitBreakerTest, HalfOpenRoundDecidedByItsSlotsClosesWhileAProbeIsStillOut) {
+  using access = sturdy::detail::breaker_test_access;
+  fixture f({.consecutive_failure_threshold = 1, .failure_rate_threshold = 0, .count_window_size = 0,
+             .half_open_probes = 3, .half_open_success_ratio = 0.6});  // needs 2 of 3
+  open_then_half_open(f);
+  std::vector<sturdy::breaker_permit> p;
+  for (int i = 0; i < 3; ++i) p.push_back(f.b.try_acquire().value());
+  access::report_silently(f.b, 0, sturdy::detail::slot_succeeded);
+  access::report_silently(f.b, 1, sturdy::detail::slot_succeeded);
+  ASSERT_EQ(f.b.state(), breaker_state::half_open);
+  auto next = f.b.try_acquire();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(f.b.state(), breaker_state::closed);
+  EXPECT_EQ(f.changes().back().reason, transition_reason::probes_succeeded);
+}
+
 TEST(CircuitBreakerTest, OpenDurationGrowsAcrossConsecutiveOpeningsUpToTheCap) {
   fixture f({.consecutive_failure_threshold = 1, .failure_rate_threshold = 0, .count_window_size = 0,
              .open_duration = 1s, .open_duration_growth = 2.0, .max_open_duration = 5s});
@@ -338,6 +420,58 @@ TEST(CircuitBreakerTest, OutcomesFromAnOlderGenerationAreIgnored) {
   f.b.record(old3.value(), call_outcome::success);
   EXPECT_EQ(f.b.metrics().stale, 3u);
   EXPECT_EQ(f.b.metrics().calls, 2u);
+}
+
+// While another thread publishes a transition, a call sees the state being
+// entered: admitted (with a permit of the new generation) when that state
+// admits every call, rejected otherwise. An operator's reset()/disable() on a
+// busy breaker must not itself produce a burst of circuit_open errors.
+TEST(CircuitBreakerTest, CallsArrivingWhileATransitionIsPublishedSeeTheStateBeingEntered) {
+  using access = sturdy::detail::breaker_test_access;
+  for (const breaker_state to : {breaker_state::closed, breaker_state::disabled, breaker_state::metrics_only,
+                                 breaker_state::open, breaker_state::forced_open, breaker_state::half_open}) {
+    SCOPED_TRACE(std::string(to_string(to)));
+    fixture f(consecutive_only(3));
+    access::begin_transition(f.b, to);
+    auto p = f.b.try_acquire();
+    const bool admits =
+        to == breaker_state::closed || to == breaker_state::disabled || to == breaker_state::metrics_only;
+    if (!admits) {
+      ASSERT_FALSE(p);
+      EXPECT_EQ(p.error(), errc::circuit_open);
+      access::finish_transition(f.b);
+      EXPECT_EQ(f.b.metrics().rejections, 1u);
+      continue;
+    }
+    ASSERT_TRUE(p) << p.error().message();
+    EXPECT_EQ(p.value().state(), to);
+    EXPECT_EQ(p.value().generation(), 1u);  // the generation being published
+    EXPECT_FALSE(p.value().is_probe());
+    access::finish_transition(f.b);
+    ASSERT_EQ(f.b.state(), to);
+    f.b.record(p.value(), call_outcome::failure);  // counts in the new period
+    const auto m = f.b.metrics();
+    EXPECT_EQ(m.calls, 1u);
+    EXPECT_EQ(m.failures, 1u);
+    EXPECT_EQ(m.stale, 0u);
+    EXPECT_EQ(m.rejections, 0u);
+  }
+}
+
+// Reported before the transition finished publishing, such a permit is not
+// yet of the current generation: it is counted as stale, never lost.
+TEST(CircuitBreakerTest, PermitAdmittedDuringATransitionReportedBeforeItEndsIsStale) {
+  using access = sturdy::detail::breaker_test_access;
+  fixture f(consecutive_only(1));
+  access::begin_transition(f.b, breaker_state::disabled);
+  auto p = f.b.try_acquire();
+  ASSERT_TRUE(p);
+  f.b.record(p.value(), call_outcome::failure);
+  access::finish_transition(f.b);
+  const auto m = f.b.metrics();
+  EXPECT_EQ(m.stale, 1u);
+  EXPECT_EQ(m.calls, 0u);
+  EXPECT_EQ(f.b.state(), breaker_state::disabled);
 }
 
 // --- count window ----------------------------------------------------------

@@ -5,9 +5,11 @@
 //
 // `sturdy::circuit_breaker` stops calling a failing dependency for a cool-down
 // period, then admits a few probe calls to learn whether it has recovered.
-// It is lock-free, and in the closed state a successful call costs one load
-// of a read-mostly word and one increment of a per-thread counter: no shared
-// cache line is written and no clock is read.
+// Its call path is lock-free, and in the closed state a successful call costs
+// one load of a read-mostly word and one increment of a per-thread counter:
+// no shared cache line is written and the breaker reads no clock. (With
+// `slow_call_duration > 0`, `execute` reads the clock twice per call to time
+// it; `try_acquire` + `record` never read it on that path.)
 //
 //   closed    --(a trip rule fires on a failure/slow call)-----> open
 //   open      --(open duration elapsed, seen by an acquire)----> half_open
@@ -39,9 +41,15 @@
 //   breaker.record(permit.value(), r ? sturdy::call_outcome::success : sturdy::call_outcome::failure);
 //
 // Thread safety: every member function may be called from any number of
-// threads at once. No member function blocks or takes a lock. The only
-// approximations (documented in docs/circuit_breaker.md) concern the order of
-// calls that overlap in time on different threads.
+// threads at once. Calls (try_acquire, record, execute) and metrics() never
+// block, wait for another thread, or take a lock. State transitions are
+// serialised by a "transition in progress" bit in the state word, held for a
+// few stores: meanwhile calls see the state being entered (admitted if it
+// admits every call, else rejected), an automatic transition that finds the
+// bit set gives way, and a manual one (force_open, disable, metrics_only,
+// reset) yields until the bit is released. The only approximations
+// (documented in docs/circuit_breaker.md) concern the order of calls that
+// overlap in time on different threads.
 //
 // Testing: instantiate with `sturdy::testing::manual_clock` and advance it;
 // observe transitions with `sturdy::testing::recording_listener`.
@@ -196,9 +204,10 @@ struct circuit_breaker_options {
   // A probe that does not report within this lease loses its slot, which is
   // then given to the next caller; no background thread. > 0. Default 60 s.
   duration probe_lease = std::chrono::seconds(60);
-  // Counter stripes (cache lines) that spread success counting over threads:
+  // Counter stripes (128 bytes each: two cache lines, see
+  // detail::counter_stripe_size) that spread success counting over threads:
   // 0 = one per hardware thread, rounded up to a power of two, at most 64;
-  // otherwise a power of two <= 1024. Default 0.
+  // otherwise a power of two <= 1024 (128 KiB). Default 0.
   std::uint32_t counter_stripes = 0;
   // Decides what a failed call counts as; empty = every error and exception
   // is a failure. Called only on failures (by `execute`). Default empty.
@@ -278,6 +287,12 @@ struct breaker_metrics {
 template <clock_source Clock, class Listener>
 class circuit_breaker;
 
+namespace detail {
+// Declared only; a test may define it to reach a breaker's internals (to
+// build states that only weak-memory hardware can produce). Not for users.
+struct breaker_test_access;
+}  // namespace detail
+
 // breaker_permit
 //
 // Admission to make one call; hand it back to `record` of the breaker that
@@ -337,6 +352,7 @@ class circuit_breaker final {
   }
   circuit_breaker(const circuit_breaker&) = delete;
   circuit_breaker& operator=(const circuit_breaker&) = delete;
+  friend struct detail::breaker_test_access;
 
   // circuit_breaker::options_status()
   //
@@ -498,6 +514,10 @@ class circuit_breaker final {
     return n;
   }
 
+  static constexpr bool admits_every_call(breaker_state s) noexcept {
+    return s == breaker_state::closed || s == breaker_state::disabled || s == breaker_state::metrics_only;
+  }
+
   [[nodiscard]] bool has_window() const noexcept {
     return options_.count_window_size > 0 || options_.time_window > duration::zero();
   }
@@ -585,7 +605,13 @@ class circuit_breaker final {
     for (;;) {
       const std::uint64_t w = word_.load(std::memory_order_acquire);
       if (detail::word_locked(w)) {
-        // A transition is being published (nanoseconds); treat as open.
+        // A transition is being published (a few stores). A call is admitted
+        // when the state being entered admits calls, with a permit of the
+        // generation being published: its outcome counts in the new period
+        // (or as stale in the rare case it is reported before publication
+        // ends). Otherwise it is rejected as the new state would reject it.
+        const auto to = static_cast<breaker_state>(detail::word_target(w));
+        if (admits_every_call(to)) return breaker_permit(detail::word_after_transition(w));
         return reject(static_cast<breaker_state>(detail::word_state(w)), duration::zero());
       }
       const auto s = static_cast<breaker_state>(detail::word_state(w));
@@ -617,11 +643,15 @@ class circuit_breaker final {
   }
 
   // Claims a free probe slot, or one whose lease expired. Sets `retry` when
-  // the state changed under us.
+  // the state changed under us (or this call changed it).
   result<breaker_permit> acquire_probe(std::uint64_t w, time_point now, bool& retry) noexcept {
     const std::uint64_t lease = detail::encode_expiry(detail::saturating_add(now, options_.probe_lease));
+    std::uint32_t ok = 0;
+    std::uint32_t failed = 0;
     for (std::uint32_t i = 0; i < options_.half_open_probes; ++i) {
       std::uint64_t v = slots_[i].load(std::memory_order_acquire);
+      ok += v == detail::slot_succeeded ? 1 : 0;
+      failed += v == detail::slot_failed ? 1 : 0;
       const bool expired = detail::slot_leased(v) && detail::decode_expiry(v) <= now;
       if (v != detail::slot_free && !expired) continue;
       if (!slots_[i].compare_exchange_strong(v, lease, std::memory_order_acq_rel)) continue;
@@ -636,7 +666,27 @@ class circuit_breaker final {
       if (expired) emit(listener_, breaker_probe_lease_expired{detail::word_generation(w), i});
       return breaker_permit(w, i, lease);
     }
+    // No slot to claim. The report that completed the round normally decided
+    // it (record_probe); should the reports ever have missed each other, the
+    // slots say what they decided and this call makes the transition, so a
+    // round whose slots are all reported can never reject forever.
+    const breaker_state verdict = probe_verdict(ok, failed);
+    if (verdict != breaker_state::half_open) {
+      transition(w, verdict, verdict_reason(verdict), now);
+      retry = true;  // whoever won, look again
+    }
     return make_error_code(errc::circuit_open);
+  }
+
+  // What the reported probes decide: closed once `probes_needed_` succeeded,
+  // open once that can no longer happen, half_open while undecided.
+  breaker_state probe_verdict(std::uint32_t ok, std::uint32_t failed) const noexcept {
+    if (ok >= probes_needed_) return breaker_state::closed;
+    if (failed > options_.half_open_probes - probes_needed_) return breaker_state::open;
+    return breaker_state::half_open;
+  }
+  static transition_reason verdict_reason(breaker_state verdict) noexcept {
+    return verdict == breaker_state::closed ? transition_reason::probes_succeeded : transition_reason::probes_failed;
   }
 
   void record_slow(const breaker_permit& p, call_outcome outcome, bool slow) noexcept {
@@ -699,8 +749,14 @@ class circuit_breaker final {
       return;
     }
     const bool bad = outcome == call_outcome::failure || slow;
+    // Write our slot, then read every slot. Two probes reporting at once are
+    // the store-buffering pattern: with acq_rel/acquire, C++ (and POWER, or
+    // AArch64 with LDAPR) lets each miss the other's write, so neither would
+    // see the round complete. seq_cst on the write and the reads forbids that:
+    // whichever write is later in the single total order sees the other.
+    // (acquire_probe also decides a complete round, as a safety net.)
     if (!slot.compare_exchange_strong(expected, bad ? detail::slot_failed : detail::slot_succeeded,
-                                      std::memory_order_acq_rel)) {
+                                      std::memory_order_seq_cst)) {
       stripe.stale.fetch_add(1, std::memory_order_relaxed);  // lease expired or round over
       return;
     }
@@ -708,15 +764,12 @@ class circuit_breaker final {
     std::uint32_t ok = 0;
     std::uint32_t failed = 0;
     for (std::uint32_t i = 0; i < options_.half_open_probes; ++i) {
-      const std::uint64_t v = slots_[i].load(std::memory_order_acquire);
+      const std::uint64_t v = slots_[i].load(std::memory_order_seq_cst);
       ok += v == detail::slot_succeeded ? 1 : 0;
       failed += v == detail::slot_failed ? 1 : 0;
     }
-    if (ok >= probes_needed_) {
-      transition(p.word_, breaker_state::closed, transition_reason::probes_succeeded, clock_.now());
-    } else if (failed > options_.half_open_probes - probes_needed_) {
-      transition(p.word_, breaker_state::open, transition_reason::probes_failed, clock_.now());
-    }
+    const breaker_state verdict = probe_verdict(ok, failed);
+    if (verdict != breaker_state::half_open) transition(p.word_, verdict, verdict_reason(verdict), clock_.now());
   }
 
   // open_duration * growth^openings, capped; never overflows (pow saturates
@@ -732,12 +785,19 @@ class circuit_breaker final {
   // Moves from exactly `from` to `to`; false when another thread changed the
   // word first. The locked bit makes the writer of the transition data
   // unique; the final release store publishes it with the new generation.
+  // Between the two, only a few stores happen (O(half_open_probes) when
+  // entering half_open): the counter totals a new period starts from are
+  // summed before taking the bit, and the listener is called after.
   bool transition(std::uint64_t from, breaker_state to, transition_reason reason, time_point now) noexcept {
+    if (detail::word_locked(from) || word_.load(std::memory_order_relaxed) != from) return false;
+    // Outcomes recorded between this sum and the lock below belong to the
+    // old period but are counted in the new one (see docs, "Outcomes racing
+    // a transition"); that is the price of not summing up to 1024 stripes
+    // while calls wait.
+    const detail::counter_totals t = admits_every_call(to) ? totals() : detail::counter_totals{};
     std::uint64_t expected = from;
-    if (detail::word_locked(from) ||
-        !word_.compare_exchange_strong(expected, from | detail::word_locked_bit, std::memory_order_acq_rel)) {
-      return false;
-    }
+    const std::uint64_t locked = detail::make_locked_word(from, state_bits(to));
+    if (!word_.compare_exchange_strong(expected, locked, std::memory_order_acq_rel)) return false;
     const auto from_state = static_cast<breaker_state>(detail::word_state(from));
     const std::uint64_t generation = detail::word_generation(from) + 1;
     state_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
@@ -760,7 +820,6 @@ class circuit_breaker final {
       case breaker_state::metrics_only: {
         if (to == breaker_state::closed) consecutive_openings_.store(0, std::memory_order_relaxed);
         consecutive_.store(0, std::memory_order_relaxed);
-        const detail::counter_totals t = totals();
         baseline_[0].store(t.calls, std::memory_order_relaxed);
         baseline_[1].store(t.failures, std::memory_order_relaxed);
         baseline_[2].store(t.slow, std::memory_order_relaxed);
@@ -770,18 +829,21 @@ class circuit_breaker final {
       case breaker_state::forced_open:
         break;
     }
-    word_.store(detail::make_word(state_bits(to), generation), std::memory_order_release);
+    word_.store(detail::word_after_transition(locked), std::memory_order_release);
     emit(listener_, breaker_state_changed{from_state, to, reason, generation, now});
     return true;
   }
 
+  // A manual change must happen, so when another thread is publishing a
+  // transition (holding the locked bit for a few stores) this waits for it,
+  // yielding; it is the only place that waits for another thread.
   void manual_transition(breaker_state to) noexcept {
     if (invalid_) return;
     const time_point now = clock_.now();
     for (;;) {
       const std::uint64_t w = word_.load(std::memory_order_acquire);
       if (detail::word_locked(w)) {
-        std::this_thread::yield();  // another transition is publishing
+        std::this_thread::yield();
         continue;
       }
       if (transition(w, to, transition_reason::manual, now)) return;

@@ -6,9 +6,10 @@
 // Internals of `sturdy::circuit_breaker`; no stability promise.
 //
 //   - the state word: one 64-bit atomic holding the state (3 bits), a
-//     "transition in progress" bit and a 56-bit generation. The hot path only
-//     ever loads it; it changes once per state transition.
-//   - counter stripes: cache-line-sized blocks of monotonic counters. Each
+//     "transition in progress" bit, the state being entered (3 bits, only
+//     while that bit is set) and a 56-bit generation. The hot path only ever
+//     loads it; it changes twice per state transition (locked, published).
+//   - counter stripes: 128-byte blocks of monotonic counters. Each
 //     thread writes the stripe picked by its thread index, so two threads
 //     recording successes at the same time write different cache lines.
 //   - probe slot values for the half-open state.
@@ -18,6 +19,7 @@
 
 #include <atomic>
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 
@@ -40,12 +42,31 @@ inline constexpr int word_generation_shift = 8;
 }
 [[nodiscard]] constexpr bool word_locked(std::uint64_t w) noexcept { return (w & word_locked_bit) != 0; }
 
+// While a transition is being published the word is `from | locked | target
+// << 4`; the word it will publish is known in advance, so a call admitted
+// meanwhile can be given a permit of the new generation.
+inline constexpr int word_target_shift = 4;
+[[nodiscard]] constexpr std::uint64_t make_locked_word(std::uint64_t from, std::uint64_t target) noexcept {
+  return from | word_locked_bit | ((target & word_state_mask) << word_target_shift);
+}
+[[nodiscard]] constexpr std::uint64_t word_target(std::uint64_t locked) noexcept {
+  return (locked >> word_target_shift) & word_state_mask;
+}
+[[nodiscard]] constexpr std::uint64_t word_after_transition(std::uint64_t locked) noexcept {
+  return make_word(word_target(locked), word_generation(locked) + 1);
+}
+
 // --- counter stripes --------------------------------------------------------
+// Each stripe spans two cache lines: Intel's spatial (adjacent-line)
+// prefetcher fetches 64-byte lines in aligned 128-byte pairs, so two threads
+// writing neighbouring 64-byte stripes would still trade the pair.
+inline constexpr std::size_t counter_stripe_size = 2 * cache_line_size;
+
 // Monotonic counters, written with relaxed increments. Every counted call
 // increments exactly one of the first four, so any snapshot of them is a
 // consistent set of whole calls (no call is ever seen with its failure but
 // without its slowness, or counted as a call before its failure shows).
-struct alignas(cache_line_size) counter_stripe {
+struct alignas(counter_stripe_size) counter_stripe {
   std::atomic<std::uint64_t> good{0};         // successes, not slow
   std::atomic<std::uint64_t> failed{0};       // failures, not slow
   std::atomic<std::uint64_t> slow_good{0};    // successes, slow
@@ -59,7 +80,7 @@ struct alignas(cache_line_size) counter_stripe {
     c.fetch_add(1, std::memory_order_relaxed);
   }
 };
-static_assert(sizeof(counter_stripe) == cache_line_size);
+static_assert(sizeof(counter_stripe) == counter_stripe_size);
 
 struct counter_totals {
   std::uint64_t calls = 0;
