@@ -10,23 +10,38 @@
 // Only retry operations that are safe to repeat (idempotent, or made so
 // with an idempotency key).
 //
-//   attempt fails --> cancelled? ------------------------> errc::cancelled
+//   before the first attempt: invalid options? ---------> errc::invalid_options
+//                             stop requested? ----------> errc::cancelled [retry_cancelled]
+//                             deadline already passed? -> errc::deadline_exceeded [retry_deadline_exceeded]
+//   attempt succeeds --> that result (even if a stop was requested meanwhile)
+//   attempt fails --> budget.on_outcome(...)   (always recorded first)
 //                 --> not retryable (retry_if)? ---------> that error
 //                 --> attempts used up? -----------------> that error   [retries_exhausted]
 //                 --> server says do not retry? ---------> that error   [retry_refused_by_server]
+//                 --> stop requested? -------------------> errc::cancelled [retry_cancelled]
 //                 --> delay = hint (clamped) or backoff
 //                 --> now + delay + est. attempt > deadline? -> errc::deadline_exceeded
 //                 --> budget denies? --------------------> errc::budget_exhausted [retry_budget_denied]
-//                 --> [retry_scheduled], sleep (cancellable), next attempt
+//                 --> [retry_scheduled], sleep (cancellable: errc::cancelled), next attempt
 //
 // What comes back: the callee's own last result, unchanged, whenever the
 // loop stops on the callee's account (not retryable, attempts used up,
-// server refused): its error is never replaced, and a last exception is
-// rethrown. sturdy's own `errc` (cancelled, deadline_exceeded,
-// budget_exhausted, invalid_options) is returned, inside the callee's
-// return type, only when the loop stops on its own account; the last
-// failure then travels in the event. Exhaustion is observable through the
-// `retries_exhausted` event.
+// server refused): its error is never replaced. A stop request turns a
+// failure into `errc::cancelled` only when the loop would otherwise retry;
+// a success or a definitive error is returned as it is.
+// sturdy's own `errc` (cancelled, deadline_exceeded, budget_exhausted,
+// invalid_options) is returned, inside the callee's return type, only when
+// the loop stops on its own account and the last attempt returned an error
+// value (or no attempt was made); the event carries that last failure.
+// Exceptions: whenever the last attempt threw, that exception is rethrown,
+// whatever the reason the loop stopped (sturdy's convention: a callee's
+// exception always reaches the caller); the stop reason is then told only
+// by the event (`retries_exhausted`, `retry_deadline_exceeded`,
+// `retry_budget_denied`, `retry_cancelled`, ...).
+//
+// Cancellation never counts as a failure of the callee: an attempt that
+// fails while a stop is requested is recorded with the budget as `neutral`
+// (the dependency answered), never as `failure`.
 //
 // Example:
 //
@@ -182,13 +197,16 @@ struct retries_exhausted {
   std::uint32_t attempts;
   failure_info failure;
 };
-// The budget denied a retry; the call returns errc::budget_exhausted.
+// The budget denied a retry; the call returns errc::budget_exhausted (or
+// rethrows the last exception).
 struct retry_budget_denied {
   std::uint32_t attempt;
   failure_info failure;
 };
 // The remaining time cannot hold the delay plus an attempt; the call
-// returns errc::deadline_exceeded.
+// returns errc::deadline_exceeded (or rethrows the last exception).
+// `attempt` 0: the deadline had passed before the first attempt (fn was
+// never called; every duration and the failure are empty).
 struct retry_deadline_exceeded {
   std::uint32_t attempt;
   duration delay;               // the delay that did not fit
@@ -202,9 +220,12 @@ struct retry_refused_by_server {
   failure_info failure;
 };
 // The caller's stop_token stopped the loop; the call returns
-// errc::cancelled. `attempt` is the number of attempts made.
+// errc::cancelled (or rethrows the last exception). `attempt` is the number
+// of attempts made (0: stopped before the first); `failure` is the last
+// attempt's (empty when none was made).
 struct retry_cancelled {
   std::uint32_t attempt;
+  failure_info failure;
 };
 
 // ----------------------------------------------------------------------------
@@ -322,10 +343,10 @@ class retry_policy {
   // retry_policy::execute()
   //
   // Calls `fn` until it succeeds or the loop stops (see the banner). Returns
-  // `execute_result_t<F>`; rethrows the last exception when the loop stops
-  // on the callee's account after an exception. The overloads take the
-  // caller's stop token and an absolute deadline (the earlier of it and
-  // `max_elapsed` applies).
+  // `execute_result_t<F>`; rethrows the last exception whenever the last
+  // attempt threw. The overloads take the caller's stop token and an
+  // absolute deadline (the earlier of it and `max_elapsed` applies; a
+  // deadline already passed means `fn` is never called).
   template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn) const {
     return run(fn, std::stop_token(), time_point::max());
@@ -353,7 +374,7 @@ class retry_policy {
   // Per-call state the first attempt needs (kept small: it is set up on
   // the success path too).
   struct call_state {
-    bool stopped_early = false;  // invalid options or stop before the first attempt
+    bool stopped_early = false;  // no attempt made (invalid options, stop, deadline passed)
     bool timed = false;
     retry_hint hint{};
     std::exception_ptr thrown;  // the last attempt's exception, if any
@@ -394,7 +415,7 @@ class retry_policy {
     }
     if (STURDY_UNLIKELY(stop.stop_requested())) {
       cs.stopped_early = true;
-      emit(listener_, retry_cancelled{0});
+      emit(listener_, retry_cancelled{0, {}});
       return make_failure<R>(errc::cancelled);
     }
     if (deadline != time_point::max() || options_.max_elapsed > duration::zero()) {
@@ -404,6 +425,11 @@ class retry_policy {
       if (options_.max_elapsed > duration::zero() &&
           options_.max_elapsed < detail::time_between(cs.attempt_start, cs.deadline)) {
         cs.deadline = cs.attempt_start + options_.max_elapsed;
+      }
+      if (STURDY_UNLIKELY(cs.deadline <= cs.attempt_start)) {  // passed already: never start
+        cs.stopped_early = true;
+        emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
+        return make_failure<R>(errc::deadline_exceeded);
       }
     }
     options_.budget.on_attempt(false);
@@ -426,7 +452,8 @@ class retry_policy {
   }
 
   // After a failed first attempt: retries until success or a stop; leaves
-  // the outcome in `r` (or rethrows the callee's last exception).
+  // the outcome in `r` (or rethrows the callee's last exception: whenever
+  // the last attempt threw, whatever the stop reason).
   template <class F>
   void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop, call_state& cs) const {
     using R = execute_result_t<F>;
@@ -443,6 +470,7 @@ class retry_policy {
         return;
       }
       if (v.what == action::return_code) {
+        if (cs.thrown) std::rethrow_exception(cs.thrown);
         r = make_failure<R>(v.code);
         return;
       }
@@ -461,16 +489,14 @@ class retry_policy {
   [[nodiscard]] verdict after_failure(std::uint32_t attempt, failure_info failure, retry_hint hint,
                                       call_state& cs, loop_state& ls,
                                       const std::stop_token& stop) const {
-    if (stop.stop_requested()) {  // cancellation is never the callee's failure
-      emit(listener_, retry_cancelled{attempt});
-      return {action::return_code, errc::cancelled};
-    }
     const bool retryable = options_.retry_if ? options_.retry_if(failure) : default_retry_if(failure);
-    if (!retryable) {
-      options_.budget.on_outcome(attempt_outcome::neutral);
-      return {action::return_last, {}};
-    }
-    options_.budget.on_outcome(attempt_outcome::failure);
+    const bool stopped = stop.stop_requested();
+    // The attempt is recorded first, whatever happens next (the throttle
+    // counted it as a request). Cancellation is never the callee's
+    // failure: an attempt that failed while the caller was stopping is
+    // neutral, like a non-retryable error.
+    options_.budget.on_outcome(retryable && !stopped ? attempt_outcome::failure : attempt_outcome::neutral);
+    if (!retryable) return {action::return_last, {}};
     if (attempt >= options_.max_attempts) {
       emit(listener_, retries_exhausted{attempt, std::move(failure)});
       return {action::return_last, {}};
@@ -482,6 +508,12 @@ class retry_policy {
     if (hint.verdict == retry_hint::kind::do_not_retry) {
       emit(listener_, retry_refused_by_server{attempt, std::move(failure)});
       return {action::return_last, {}};
+    }
+    // Only now, when the loop would otherwise retry, does a stop request
+    // replace the failure.
+    if (stopped) {
+      emit(listener_, retry_cancelled{attempt, std::move(failure)});
+      return {action::return_code, errc::cancelled};
     }
     duration delay{};
     const bool hinted = hint.verdict == retry_hint::kind::delay;
@@ -509,9 +541,9 @@ class retry_policy {
       emit(listener_, retry_budget_denied{attempt, std::move(failure)});
       return {action::return_code, errc::budget_exhausted};
     }
-    emit(listener_, retry_scheduled{attempt, delay, std::move(failure), hinted});
+    emit(listener_, retry_scheduled{attempt, delay, failure, hinted});
     if (!sleeper_.sleep_for(delay, stop)) {
-      emit(listener_, retry_cancelled{attempt});
+      emit(listener_, retry_cancelled{attempt, std::move(failure)});
       return {action::return_code, errc::cancelled};
     }
     if (cs.timed) cs.attempt_start = clock_.now();
