@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <latch>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
@@ -672,6 +673,51 @@ TEST_F(RetryTest, DrivesTheBudgetProtocolInOrder) {
   auto r2 = p.execute([&]() -> sturdy::result<int> { return kDenied; });
   EXPECT_FALSE(r2);
   EXPECT_EQ(spy.log, (std::vector<std::string>{"attempt", "neutral"}));
+}
+
+// A clock that counts its reads.
+struct counting_clock {
+  std::shared_ptr<std::atomic<int>> reads = std::make_shared<std::atomic<int>>(0);
+  sturdy::time_point now() const noexcept {
+    reads->fetch_add(1, std::memory_order_relaxed);
+    return sturdy::time_point{};
+  }
+};
+
+TEST_F(RetryTest, ThrottleRecordsASuccessfulCallWithOneClockRead) {
+  counting_clock c;
+  sturdy::adaptive_throttle<counting_clock> throttle({}, c);
+  const int at_start = c.reads->load();
+  auto r = policy(retry_options{.budget = throttle}).execute([] { return 1; });
+  EXPECT_EQ(r.value(), 1);
+  EXPECT_EQ(c.reads->load() - at_start, 1);  // request and accept with one now
+  EXPECT_EQ(throttle.requests_in_window(sturdy::time_point{}), 1u);
+  EXPECT_EQ(throttle.accepts_in_window(sturdy::time_point{}), 1u);
+}
+
+// Budgets that ignore entropy get none drawn, so a seeded jitter sequence
+// is the same with or without them.
+TEST(RetryEntropyTest, BudgetsWithoutEntropyDoNotShiftTheJitterSequence) {
+  const auto delays_with = [](sturdy::retry_budget_ref budget) {
+    manual_clock clock;
+    recording_sleeper sleeper(clock);
+    std::mt19937_64 gen(7);
+    auto r = sturdy::retry(retry_options{.max_attempts = 5, .budget = budget},
+                           []() -> sturdy::result<int> { return kUnavailable; }, gen, clock, sleeper);
+    EXPECT_FALSE(r);
+    return sleeper.delays();
+  };
+  sturdy::token_bucket_budget bucket({.max_tokens = 1000, .token_ratio = 1});
+  manual_clock budget_clock;
+  sturdy::ratio_budget<manual_clock> ratio({.ratio = 1, .min_retries_per_second = 100}, budget_clock);
+  const auto plain = delays_with({});
+  ASSERT_EQ(plain.size(), 4u);
+  EXPECT_EQ(delays_with(bucket), plain);
+  EXPECT_EQ(delays_with(ratio), plain);
+  static_assert(!sturdy::budget_uses_entropy_v<sturdy::token_bucket_budget>);
+  static_assert(!sturdy::budget_uses_entropy_v<sturdy::ratio_budget<>>);
+  static_assert(sturdy::budget_uses_entropy_v<sturdy::adaptive_throttle<>>);
+  static_assert(sturdy::budget_uses_entropy_v<spy_budget>);  // undeclared: gets entropy
 }
 
 TEST_F(RetryTest, InvalidOptionsRefuseToRunAndNameTheField) {

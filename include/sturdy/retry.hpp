@@ -91,8 +91,10 @@
 // takes no lock, allocates nothing and copies nothing (the result is built
 // in the caller's return slot): a handful of predictable branches, about
 // 1 ns. A time limit or deadline adds one clock read per call; a budget
-// adds one indirect call (and, for the ratio budget and the throttle, a
-// clock read and an atomic update).
+// adds two indirect calls (`on_attempt` before and `on_outcome` after the
+// attempt) and what the budget does in them: nothing for the token bucket
+// on a full bucket, one clock read and one atomic update for the ratio
+// budget, one clock read and two atomic updates for the throttle.
 //
 // Exhaustion, the alternative not taken: a `retries_exhausted` error
 // wrapping the last one cannot be expressed in `std::error_code`,
@@ -537,9 +539,14 @@ class retry_policy {
         return {action::return_code, errc::deadline_exceeded};
       }
     }
-    if (options_.budget && !options_.budget.try_retry(absl::Uniform<std::uint64_t>(random_))) {
-      emit(listener_, retry_budget_denied{attempt, std::move(failure)});
-      return {action::return_code, errc::budget_exhausted};
+    if (options_.budget) {
+      // Entropy only for budgets that read it: no draw (and no shift of a
+      // seeded jitter sequence) for the token bucket or the ratio budget.
+      const std::uint64_t entropy = options_.budget.uses_entropy() ? absl::Uniform<std::uint64_t>(random_) : 0;
+      if (!options_.budget.try_retry(entropy)) {
+        emit(listener_, retry_budget_denied{attempt, std::move(failure)});
+        return {action::return_code, errc::budget_exhausted};
+      }
     }
     emit(listener_, retry_scheduled{attempt, delay, failure, hinted});
     if (!sleeper_.sleep_for(delay, stop)) {
