@@ -12,9 +12,11 @@
 //                          max_tokens; a failed attempt takes 1, a success
 //                          gives token_ratio back; retries only while
 //                          tokens > max_tokens / 2.
-//   ratio_budget           Finagle / SRE book: retries are at most `ratio`
-//                          of the requests over a sliding `window`, plus a
-//                          floor of `min_retries_per_second` * window.
+//   ratio_budget           Finagle / SRE book: a retry is admitted only
+//                          while the retries in the sliding `window` stay
+//                          within `ratio` of its requests plus a floor of
+//                          `min_retries_per_second` * window (checked at
+//                          admission; see the class comment).
 //   adaptive_throttle      SRE book client-side throttling: a retry is
 //                          rejected locally with probability
 //                          max(0, (requests - k * accepts) / (requests + 1))
@@ -276,9 +278,14 @@ struct ratio_budget_options {
 //
 // Counts first attempts (requests) and retries in two lock-free sliding
 // windows. A retry is taken tentatively, then the window is checked and the
-// retry undone if it broke the limit, so concurrent callers can never
-// overshoot: in every window, retries <= ratio * requests + floor. (Under
-// contention a retry may be denied that a serial order would have allowed.)
+// retry undone if it broke the limit, so concurrent callers never overshoot
+// at admission: when a retry is admitted, the window ending at that moment
+// holds retries <= ratio * requests + floor. That is all it promises: the
+// window slides in slices (one tenth of `window`), and requests can age out
+// of it before the retries they allowed, so a window observed later may
+// hold more retries than its own requests would allow (by at most the
+// retries admitted on the strength of one slice of requests). Under
+// contention a retry may be denied that a serial order would have allowed.
 // Constructed from invalid options it denies every retry.
 template <clock_source Clock = steady_clock_source>
 class ratio_budget {
