@@ -105,6 +105,7 @@
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/dead_letter.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/small_vector.hpp"
 #include "sturdy/detail/undo_stack.hpp"
 #include "sturdy/error.hpp"
@@ -499,23 +500,13 @@ class [[nodiscard]] compensation_scope final {
   struct runner {
     template <class F>
     static bool run(F& f, [[maybe_unused]] void* ctx, failure_info& out) noexcept {
-      try {
-        if constexpr (std::is_same_v<Policy, run_once>) {
-          auto r = invoke_wrapped(f);
-          if (STURDY_LIKELY(succeeded(r))) return true;
-          out = failure_of(r);
-        } else {
-          auto r = static_cast<Policy*>(ctx)->execute(f);
-          static_assert(result_like<decltype(r)>,
-                        "compensation_scope: the undo policy's execute(fn) must return a result-like type");
-          if (STURDY_LIKELY(succeeded(r))) return true;
-          out = failure_of(r);
-        }
-      } catch (...) {
-        out.code = {};
-        out.exception = std::current_exception();
+      if constexpr (std::is_same_v<Policy, run_once>) {
+        return detail::invoke_captured(f, out);
+      } else {
+        static_assert(result_like<decltype(static_cast<Policy*>(ctx)->execute(f))>,
+                      "compensation_scope: the undo policy's execute(fn) must return a result-like type");
+        return detail::invoke_captured([&] { return static_cast<Policy*>(ctx)->execute(f); }, out);
       }
-      return false;
     }
   };
 

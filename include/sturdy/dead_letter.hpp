@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "sturdy/clock.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
 
@@ -333,11 +334,8 @@ class dead_letter_queue final {
  private:
   template <class Handler>
   static bool attempt(dead_letter_entry& e, Handler& handler) noexcept {
-    try {
-      auto r = invoke_wrapped([&] { return handler(std::as_const(e)); });
-      if (succeeded(r)) return true;
-    } catch (...) {  // NOLINT(bugprone-empty-catch): a throwing handler is a failed replay
-    }
+    failure_info ignored;  // a failed (or throwing) handler is a failed replay
+    if (detail::invoke_captured([&] { return handler(std::as_const(e)); }, ignored)) return true;
     ++e.replay_attempts;
     return false;
   }

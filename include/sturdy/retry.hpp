@@ -131,6 +131,7 @@
 #include "sturdy/backoff.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
@@ -394,16 +395,8 @@ class retry_policy {
   // returned in its place (never handed to the caller).
   template <class F>
   [[nodiscard]] execute_result_t<F> attempt(F& fn, call_state& cs) const {
-    using R = execute_result_t<F>;
-    try {
-      return invoke_wrapped(fn);
-    } catch (const retry_after_error& e) {
-      cs.thrown = std::current_exception();
-      cs.hint = e.hint();
-    } catch (...) {
-      cs.thrown = std::current_exception();
-    }
-    return make_failure<R>(errc::retries_exhausted);
+    return detail::invoke_captured<retry_after_error>(fn, cs.thrown, make_error_code(errc::retries_exhausted),
+                                                      [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
   }
 
   // Checks, starts the clock if needed, and makes the first attempt.
