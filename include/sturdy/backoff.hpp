@@ -79,6 +79,7 @@
 #include "absl/random/distributions.h"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 
 namespace sturdy {
@@ -307,8 +308,7 @@ struct backoff {
   //
   // `errc::invalid_options` when `validation_message()` is not empty.
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 
   // backoff::capped_raw_ns()

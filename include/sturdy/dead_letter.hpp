@@ -61,6 +61,7 @@
 
 #include "sturdy/clock.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
 
@@ -181,8 +182,7 @@ struct dead_letter_queue_options {
   std::size_t capacity = 1024;
 
   [[nodiscard]] result<void> validate() const noexcept {
-    if (capacity == 0) return errc::invalid_options;
-    return success();
+    return detail::validation_result(validation_message());
   }
   // Names the offending field, or "" when valid.
   [[nodiscard]] std::string_view validation_message() const noexcept {

@@ -132,6 +132,7 @@
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
@@ -292,8 +293,7 @@ struct basic_retry_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 

@@ -67,6 +67,7 @@
 
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/detail/windowed_counter.hpp"
 #include "sturdy/error.hpp"
 
@@ -175,8 +176,7 @@ struct token_bucket_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 
@@ -269,8 +269,7 @@ struct ratio_budget_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 
@@ -379,8 +378,7 @@ struct adaptive_throttle_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 
