@@ -31,8 +31,9 @@
 //
 // The budget protocol (`sturdy::retry_budget`): a retry loop calls
 // `on_attempt(is_retry)` before every attempt, `on_outcome(o)` after every
-// attempt that was not cancelled (success, retryable failure, or a neutral
-// outcome such as a non-retryable error), and `try_retry(entropy)` before
+// attempt (success, retryable failure, or neutral: a non-retryable error, or
+// any failure that ended while the caller was cancelling; cancellation is
+// never the dependency's failure), and `try_retry(entropy)` before
 // each retry; `false` denies it. All three are noexcept; `entropy` is 64
 // random bits from the policy's generator, drawn only for budgets that use
 // it: a budget that ignores it says so with
@@ -77,8 +78,9 @@ namespace sturdy {
 enum class attempt_outcome : std::uint8_t {
   success,  // the call succeeded
   failure,  // a failure the retry policy considers retryable (overload-like)
-  neutral,  // a failure that is not retryable (e.g. "not found"): the
-            // dependency answered; token buckets ignore it, throttles count it
+  neutral,  // a failure that is not retryable (e.g. "not found"), or any
+            // failure while the caller cancels: the dependency answered, or
+            // the caller gave up; token buckets ignore it, throttles count it
             // as accepted
 };
 
