@@ -395,7 +395,7 @@ class retry_policy {
   // returned in its place (never handed to the caller).
   template <class F>
   [[nodiscard]] execute_result_t<F> attempt(F& fn, call_state& cs) const {
-    return detail::invoke_captured<retry_after_error>(fn, cs.thrown, make_error_code(errc::retries_exhausted),
+    return detail::invoke_captured<retry_after_error>(fn, cs.thrown, errc::retries_exhausted,
                                                       [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
   }
 

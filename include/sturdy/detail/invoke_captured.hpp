@@ -36,6 +36,7 @@
 #include <utility>
 
 #include "sturdy/config.hpp"
+#include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
 
 namespace sturdy::detail {
@@ -54,9 +55,11 @@ struct ignore_typed {
 // throws, the exception is stored in `thrown` (otherwise `thrown` is left
 // untouched) and `make_failure<R>(placeholder)` is returned: the caller
 // must check `thrown` before trusting the result. A `Typed` exception is
-// also passed to `on_typed(const Typed&)` (which must not throw).
+// also passed to `on_typed(const Typed&)` (which must not throw). The
+// placeholder is an `errc`, turned into an error_code only on a throw (the
+// success path must not pay for the category lookup).
 template <class Typed = no_typed_catch, class F, class OnTyped = ignore_typed>
-[[nodiscard]] execute_result_t<F> invoke_captured(F&& fn, std::exception_ptr& thrown, std::error_code placeholder,
+[[nodiscard]] execute_result_t<F> invoke_captured(F&& fn, std::exception_ptr& thrown, errc placeholder,
                                                   OnTyped&& on_typed = {}) {
   using R = execute_result_t<F>;
   try {
@@ -67,7 +70,7 @@ template <class Typed = no_typed_catch, class F, class OnTyped = ignore_typed>
   } catch (...) {
     thrown = std::current_exception();
   }
-  return make_failure<R>(placeholder);
+  return make_failure<R>(make_error_code(placeholder));
 }
 
 // invoke_captured(fn, failure)
