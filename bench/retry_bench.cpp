@@ -121,12 +121,25 @@ void BM_Retry_HappyPath_PolicyWithTokenBucket(benchmark::State& state) {
   }
 }
 
+// With a shared adaptive throttle: one clock read and two atomic updates
+// (request and accept) per successful call.
+template <class Callee>
+void BM_Retry_HappyPath_PolicyWithThrottle(benchmark::State& state) {
+  static sturdy::adaptive_throttle<> budget;
+  const sturdy::retry_policy<> policy(sturdy::retry_options{.budget = budget});
+  for (auto _ : state) {
+    auto r = policy.execute(Callee());
+    benchmark::DoNotOptimize(r);
+  }
+}
+
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BareCall, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_HandWrittenLoop, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_Policy, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_FreeFunction, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_PolicyWithTimeLimit, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_PolicyWithTokenBucket, called);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_PolicyWithThrottle, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BareCall, working);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_HandWrittenLoop, working);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_Policy, working);

@@ -304,6 +304,33 @@ TEST(BackoffTest, RatioJitterStaysJitteredAtTheCap) {
   EXPECT_LT(at_cap, 10);
 }
 
+// The header promises [0, max(cap, 0)] even for options that fail
+// validate(); min > cap used to return min.
+TEST(BackoffTest, InvalidOptionsStillStayWithinZeroAndCap) {
+  std::mt19937_64 gen(5);
+  const std::array<backoff, 4> bad = {
+      backoff{.base = milliseconds(1), .cap = milliseconds(2), .min = milliseconds(50)},
+      backoff{.jitter = jitter::none, .base = milliseconds(0), .cap = milliseconds(2), .min = seconds(1)},
+      backoff{.jitter = jitter::decorrelated, .base = milliseconds(-5), .cap = milliseconds(-1),
+              .min = milliseconds(3)},
+      backoff{.base = seconds(20), .cap = seconds(10), .min = milliseconds(-7)},
+  };
+  for (const backoff& b : bad) {
+    ASSERT_FALSE(b.validate());
+    const duration hi = std::max(b.cap, duration::zero());
+    for (const jitter j : kJitters) {
+      backoff v = b;
+      v.jitter = j;
+      backoff::state st;
+      for (const std::uint64_t n : edge_retry_numbers()) {
+        const duration d = v.next_delay(n, st, gen);
+        ASSERT_GE(d, duration::zero()) << sturdy::to_string(j) << " n=" << n;
+        ASSERT_LE(d, hi) << sturdy::to_string(j) << " n=" << n;
+      }
+    }
+  }
+}
+
 TEST(BackoffTest, ValidationNamesTheBadField) {
   EXPECT_TRUE(backoff{}.validate());
   const auto bad = [](backoff b) {

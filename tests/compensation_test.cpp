@@ -563,11 +563,20 @@ TEST(CompensationScopeTest, NestedScopeIntoInactiveParentIsRefusedAndRollsBackIt
     EXPECT_TRUE(child.active());
   }
   EXPECT_EQ(j.calls, (std::vector<std::string>{"c"}));
-  // Committing a scope into itself changes nothing.
-  compensation_scope self;
-  (void)self.add("s", j.undo("s"));
-  EXPECT_TRUE(self.commit_into(self));
-  EXPECT_EQ(self.pending(), 1u);
+}
+
+// Committing a scope into itself used to "succeed" while leaving it active,
+// so it still rolled back at exit: a success that did not commit.
+TEST(CompensationScopeTest, CommitIntoItselfIsRefusedAndChangesNothing) {
+  journal j;
+  {
+    compensation_scope self;
+    (void)self.add("s", j.undo("s"));
+    EXPECT_EQ(self.commit_into(self).error(), errc::invalid_options);
+    EXPECT_TRUE(self.active());
+    EXPECT_EQ(self.pending(), 1u);
+  }
+  EXPECT_EQ(j.calls, (std::vector<std::string>{"s"}));  // rolled back, as an uncommitted scope does
 }
 
 // ---------------------------------------------------------------- allocations
@@ -599,6 +608,80 @@ TEST(CompensationScopeTest, OutOfMemoryAddIsRefusedAndStepUndoesAtOnce) {
   }
   EXPECT_EQ(calls, 1);
   EXPECT_TRUE(dlq.empty());
+}
+
+// A value whose copy constructor throws on demand (its move never does).
+struct fragile_value {
+  static inline int throw_on_copy = 0;  // 0: copies fine; 1: runtime_error; 2: bad_alloc
+  int id = 0;
+  explicit fragile_value(int i) : id(i) {}
+  fragile_value(fragile_value&& o) noexcept : id(o.id) {}
+  fragile_value(const fragile_value& o) : id(o.id) {
+    if (throw_on_copy == 1) throw std::runtime_error("copy failed");
+    if (throw_on_copy == 2) throw std::bad_alloc();
+  }
+  fragile_value& operator=(const fragile_value&) = default;
+  fragile_value& operator=(fragile_value&&) noexcept = default;
+  ~fragile_value() = default;
+};
+
+// The action's value is copied into the undo after the action succeeded;
+// when that copy threw, no undo was registered and the step stayed done.
+TEST(CompensationScopeTest, ThrowingValueCopyUndoesTheStepAtOnceAndRethrows) {
+  std::vector<int> undone;
+  {
+    compensation_scope scope;
+    (void)scope.add("earlier", [&] { undone.push_back(0); });
+    fragile_value::throw_on_copy = 1;
+    EXPECT_THROW((void)scope.step("create", [] { return result<fragile_value>(fragile_value(7)); },
+                                  [&](const fragile_value& v) { undone.push_back(v.id); }),
+                 std::runtime_error);
+    fragile_value::throw_on_copy = 0;
+    EXPECT_EQ(undone, (std::vector<int>{7}));  // the step was undone at once, with its value
+    EXPECT_TRUE(scope.active());
+    EXPECT_EQ(scope.pending(), 1u);  // nothing registered for it
+  }
+  EXPECT_EQ(undone, (std::vector<int>{7, 0}));  // each undo exactly once
+}
+
+TEST(CompensationScopeTest, OutOfMemoryCopyingTheValueUndoesAtOnceAndDeadLettersAFailure) {
+  sturdy::dead_letter_queue dlq;
+  compensation_scope scope(dlq);
+  int calls = 0;
+  fragile_value::throw_on_copy = 2;
+  auto r = scope.step({.name = "reserve", .context = "order=9"},
+                      [] { return result<fragile_value>(fragile_value(9)); },
+                      [&](const fragile_value& v) -> result<void> {
+                        ++calls;
+                        EXPECT_EQ(v.id, 9);
+                        return errc::store_unavailable;  // the undo itself fails
+                      });
+  fragile_value::throw_on_copy = 0;
+  EXPECT_EQ(r.error(), errc::capacity_exceeded);
+  EXPECT_EQ(calls, 1);
+  const auto entries = dlq.list();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].step, "reserve");
+  EXPECT_EQ(entries[0].context, "order=9");
+  EXPECT_EQ(entries[0].code, errc::store_unavailable);
+  EXPECT_EQ(scope.pending(), 0u);
+}
+
+// An undo whose copy throws (an lvalue undo is copied into the scope).
+struct throwing_copy_undo {
+  int* calls;
+  explicit throwing_copy_undo(int* c) : calls(c) {}
+  throwing_copy_undo(const throwing_copy_undo&) { throw std::runtime_error("cannot copy undo"); }
+  void operator()() const { ++*calls; }
+};
+
+TEST(CompensationScopeTest, ThrowingUndoCopyRunsTheCallersUndoAtOnce) {
+  int calls = 0;
+  compensation_scope scope;
+  const throwing_copy_undo undo(&calls);
+  EXPECT_THROW((void)scope.step("s", [] { return 1; }, undo), std::runtime_error);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(scope.pending(), 0u);
 }
 
 TEST(CompensationScopeTest, ContextIsCopiedSoTemporariesAreSafe) {

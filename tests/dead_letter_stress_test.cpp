@@ -105,4 +105,63 @@ TEST(DeadLetterQueueStressTest, ConcurrentProducersAndOperatorLoseNothing) {
   EXPECT_GT(failed_undos.load(), 0u);
 }
 
+// Several threads replay, drain and push at once: entries out for replay
+// are placeholders that only their replayer may refill or remove, so every
+// accepted entry ends up replayed, drained or still queued, exactly once.
+TEST(DeadLetterQueueStressTest, ConcurrentReplayersAndDrainersLoseNothing) {
+  const std::uint64_t n = sturdy::test::stress_iterations(40000);
+  constexpr std::uint64_t kLate = 10;  // pushed after the drainer stopped: left to the replayers
+  sturdy::dead_letter_queue dlq({.capacity = 256});
+  std::atomic<bool> stop_draining{false};
+  std::atomic<bool> stop_replaying{false};
+  std::atomic<std::uint64_t> replayed{0};
+  std::atomic<std::uint64_t> drained{0};
+  const auto push = [&](std::uint64_t i) {
+    sturdy::dead_letter_entry e;
+    e.step = i % 2 == 0 ? "even" : "odd";
+    (void)dlq.push(std::move(e));
+  };
+  std::thread producer([&] {
+    for (std::uint64_t i = 0; i < n; ++i) push(i);
+  });
+  std::vector<std::thread> replayers;
+  for (int t = 0; t < 2; ++t) {
+    replayers.emplace_back([&, t] {
+      std::uint64_t round = 0;
+      const auto replay_all = [&] {
+        ++round;
+        replayed.fetch_add(dlq.replay_all([&](const sturdy::dead_letter_entry& e) -> result<void> {
+          if ((e.id + round + static_cast<std::uint64_t>(t)) % 3 == 0) return errc::cancelled;  // goes back
+          return sturdy::success();
+        }));
+      };
+      while (!stop_replaying.load()) {
+        replay_all();
+        const auto listed = dlq.list();
+        if (!listed.empty() && dlq.replay(listed.back().id, [](const sturdy::dead_letter_entry&) {})) {
+          replayed.fetch_add(1);
+        }
+      }
+      replay_all();
+    });
+  }
+  std::thread drainer([&] {
+    while (!stop_draining.load()) {
+      drained.fetch_add(dlq.drain().size());
+      std::this_thread::yield();
+    }
+  });
+  producer.join();
+  stop_draining.store(true);
+  drainer.join();
+  for (std::uint64_t i = 0; i < kLate; ++i) push(i);
+  stop_replaying.store(true);
+  for (auto& r : replayers) r.join();
+  const std::uint64_t left = dlq.drain().size();
+  EXPECT_TRUE(dlq.empty());
+  EXPECT_EQ(dlq.accepted() + dlq.dropped(), n + kLate);
+  EXPECT_EQ(replayed.load() + drained.load() + left, dlq.accepted());
+  EXPECT_GT(replayed.load(), 0u);
+}
+
 }  // namespace

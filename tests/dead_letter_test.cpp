@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "sturdy/error.hpp"
+#include "sturdy/testing/counting_allocator.hpp"
 
 namespace {
 
@@ -149,6 +150,64 @@ TEST(DeadLetterQueueTest, ReplayAllRemovesSuccessesAndKeepsFailuresInOrder) {
   EXPECT_EQ(all[0].step, "b");
   EXPECT_EQ(all[1].step, "d");
   EXPECT_EQ(all[0].replay_attempts, 1u);
+}
+
+// "An entry is never lost by replaying it" must hold when memory runs out
+// too: putting a failed entry back used to insert it into the deque again,
+// which may allocate (and throw), with the entry held only by a local. Now
+// it moves back into the placeholder it left: nothing to allocate, nothing
+// to throw. (Three entries of ~200 bytes fill one and a half 512-byte
+// deque nodes, so re-inserting the last one needs a fresh node.)
+TEST(DeadLetterQueueTest, PuttingAFailedReplayBackAllocatesNothing) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  for (std::uint64_t id = 1; id <= 3; ++id) {
+    dead_letter_queue q;
+    for (const char* s : {"a", "b", "c"}) ASSERT_TRUE(q.push(make_entry(s)));
+    const auto fail = [](const dead_letter_entry&) -> result<void> { return errc::store_unavailable; };
+    sturdy::testing::allocation_scope scope;
+    EXPECT_EQ(q.replay(id, fail).error(), errc::compensation_failed);
+    EXPECT_EQ(q.replay_all(fail), 0u);
+    EXPECT_EQ(scope.allocations(), 0u) << "id " << id;
+    const auto all = q.list();
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_EQ(all[id - 1].replay_attempts, 2u);
+  }
+}
+
+TEST(DeadLetterQueueTest, EntryOutForReplayIsHiddenAndCannotBeTakenTwice) {
+  dead_letter_queue q;
+  for (const char* s : {"a", "b", "c"}) ASSERT_TRUE(q.push(make_entry(s)));
+  const auto r = q.replay(2, [&](const dead_letter_entry& e) -> result<void> {
+    EXPECT_EQ(e.step, "b");
+    EXPECT_EQ(q.size(), 2u);
+    EXPECT_EQ(q.inspect(2).error(), errc::not_found);
+    EXPECT_EQ(q.discard(2).error(), errc::not_found);
+    EXPECT_EQ(q.replay(2, [](const dead_letter_entry&) {}).error(), errc::not_found);
+    // drain() takes the others and leaves this one to its replayer.
+    const auto drained = q.drain();
+    EXPECT_EQ(drained.size(), 2u);
+    EXPECT_TRUE(q.push(make_entry("d")));
+    return errc::store_unavailable;
+  });
+  EXPECT_FALSE(r);
+  const auto all = q.list();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].step, "b");  // back in id order, before the newer entry
+  EXPECT_EQ(all[1].step, "d");
+  EXPECT_EQ(all[1].id, 4u);
+}
+
+TEST(DeadLetterQueueTest, ReplayAllSkipsEntriesPushedMeanwhile) {
+  dead_letter_queue q;
+  for (const char* s : {"a", "b"}) ASSERT_TRUE(q.push(make_entry(s)));
+  std::vector<std::string> seen;
+  const std::size_t ok = q.replay_all([&](const dead_letter_entry& e) {
+    seen.push_back(e.step);
+    (void)q.push(make_entry(e.step + "+"));  // new failures while replaying
+  });
+  EXPECT_EQ(ok, 2u);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(q.size(), 2u);
 }
 
 TEST(DeadLetterEntryTest, DescribeNamesStepErrorAndContext) {

@@ -134,7 +134,12 @@ TEST(AdaptiveThrottleStressTest, CountsEveryRequestAndAccept) {
     for (std::uint64_t i = 0; i < n; ++i) {
       t.on_attempt(false);
       t.on_outcome(i % 4 == 0 ? attempt_outcome::success : attempt_outcome::failure);
-      if (t.try_retry(gen())) admitted.fetch_add(1, std::memory_order_relaxed);
+      if (t.try_retry(gen())) {
+        // The protocol: an admitted retry is sent and counted with its outcome.
+        admitted.fetch_add(1, std::memory_order_relaxed);
+        t.on_attempt(true);
+        t.on_outcome(attempt_outcome::failure);
+      }
     }
   });
   const auto now = clock.now();

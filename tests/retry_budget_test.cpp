@@ -182,6 +182,36 @@ TEST(RatioBudgetTest, SustainedOutageNeverExceedsTheShare) {
   EXPECT_GT(static_cast<double>(total_retry), 0.9 * 0.1 * static_cast<double>(total_req));
 }
 
+// Review finding B7: a writer whose `now` is a whole window old (read before
+// it was descheduled) lands on the slot of a newer slice. It must not reset
+// that slot and wipe the newer counts; its event is simply too old to count.
+TEST(WindowedCounterTest, AStaleWriterNeverWipesANewerSlice) {
+  sturdy::detail::windowed_counter<10> c;
+  for (int i = 0; i < 3; ++i) c.increment(15);
+  c.increment(5);  // same slot (5 % 10 == 15 % 10), one window older
+  EXPECT_EQ(c.sum(15), 3u);
+  c.decrement(5);  // an undo of the stale increment touches nothing either
+  EXPECT_EQ(c.sum(15), 3u);
+  c.increment(25);  // a newer epoch still resets the slot
+  EXPECT_EQ(c.sum(25), 1u);
+  // Epochs compare modulo 2^32: just past the wrap is newer, not older.
+  c.increment(0xffffffffu);
+  c.increment(9);
+  EXPECT_EQ(c.sum(9), 1u);
+}
+
+TEST(RatioBudgetTest, AStaleRequestNeverErasesNewerRequests) {
+  manual_clock clock;
+  sturdy::ratio_budget<manual_clock> b({.ratio = 0.5, .window = seconds(10), .min_retries_per_second = 0}, clock);
+  const time_point t0 = b.origin();
+  for (int i = 0; i < 4; ++i) b.record_request(t0 + milliseconds(15'500));
+  b.record_request(t0 + milliseconds(5'500));  // a slow thread's now, a window late
+  EXPECT_EQ(b.requests_in_window(t0 + milliseconds(15'500)), 4u);
+  EXPECT_TRUE(b.try_acquire_retry(t0 + milliseconds(15'600)));
+  EXPECT_TRUE(b.try_acquire_retry(t0 + milliseconds(15'600)));
+  EXPECT_FALSE(b.try_acquire_retry(t0 + milliseconds(15'600)));  // 3 > 0.5 * 4
+}
+
 TEST(RatioBudgetTest, ValidationAndInvalidBudgets) {
   EXPECT_TRUE(sturdy::ratio_budget_options{}.validate());
   const auto msg = [](sturdy::ratio_budget_options o) { return o.validation_message(); };

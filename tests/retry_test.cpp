@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <latch>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <stop_token>
@@ -420,19 +421,37 @@ TEST_F(RetryTest, ServerHintsStillNeedTheBudget) {
   sturdy::token_bucket_budget budget({.max_tokens = 4, .token_ratio = 0.5});
   auto p = policy(retry_options{.max_attempts = 10, .budget = budget});
   int calls = 0;
-  auto r = p.execute([&]() -> int {
-    ++calls;
-    throw sturdy::retry_after_error(retry_hint::after(milliseconds(100)));
-  });
-  // 4 -> 3 (> 2, retry) -> 2 (not > 2, denied).
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error(), errc::budget_exhausted);
+  auto r = [&] {
+    return p.execute([&]() -> int {
+      ++calls;
+      throw sturdy::retry_after_error(retry_hint::after(milliseconds(100)));
+    });
+  };
+  // 4 -> 3 (> 2, retry) -> 2 (not > 2, denied). The last attempt threw, so
+  // its exception reaches the caller; the event says the budget stopped it.
+  EXPECT_THROW((void)r(), sturdy::retry_after_error);
   EXPECT_EQ(calls, 2);
   const auto denied = events.of<sturdy::retry_budget_denied>();
   ASSERT_EQ(denied.size(), 1u);
   EXPECT_EQ(denied[0].attempt, 2u);
   EXPECT_TRUE(denied[0].failure.is_exception());  // the last failure is kept
 }
+
+// Records the budget protocol calls in order.
+struct spy_budget {
+  std::vector<std::string> log;
+  bool allow = true;
+  void on_attempt(bool is_retry) noexcept { log.push_back(is_retry ? "retry-attempt" : "attempt"); }
+  void on_outcome(sturdy::attempt_outcome o) noexcept {
+    log.push_back(o == sturdy::attempt_outcome::success   ? "success"
+                  : o == sturdy::attempt_outcome::failure ? "failure"
+                                                          : "neutral");
+  }
+  bool try_retry(std::uint64_t) noexcept {
+    log.push_back("try");
+    return allow;
+  }
+};
 
 TEST_F(RetryTest, StopRequestedBeforehandNeverCalls) {
   std::stop_source src;
@@ -471,8 +490,135 @@ TEST_F(RetryTest, CancellationIsNeverCountedAsTheCalleesFailure) {
     return std::make_error_code(std::errc::operation_canceled);
   },
                                                            src.get_token());
-  EXPECT_EQ(r.error(), errc::cancelled);
+  // The callee's own (non-retryable) cancellation comes back unchanged; it
+  // compares equal to sturdy's errc::cancelled through the portable
+  // condition. (Before the B4 fix this was replaced by errc::cancelled.)
+  EXPECT_EQ(r.error(), std::errc::operation_canceled);
   EXPECT_EQ(budget.milli_tokens(), 10'000u);  // no token taken
+}
+
+// Review finding B4: after a failed attempt the stop request was checked
+// before anything else, so the attempt was never recorded with the budget,
+// definitive errors were replaced and a thrown exception was dropped.
+TEST_F(RetryTest, StopDuringARetryableFailureIsCancelledButNeverABudgetFailure) {
+  sturdy::token_bucket_budget budget({.max_tokens = 10, .token_ratio = 1});
+  std::stop_source src;
+  int calls = 0;
+  auto r = policy(retry_options{.budget = budget}).execute([&]() -> sturdy::result<int> {
+    ++calls;
+    src.request_stop();
+    return kUnavailable;
+  },
+                                                           src.get_token());
+  EXPECT_EQ(r.error(), errc::cancelled);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(budget.milli_tokens(), 10'000u);  // recorded as neutral: no token taken
+  const auto ev = events.of<sturdy::retry_cancelled>();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].attempt, 1u);
+  EXPECT_EQ(ev[0].failure.code, kUnavailable);  // the last failure travels in the event
+}
+
+TEST_F(RetryTest, CancelledAttemptIsStillRecordedWithTheBudget) {
+  spy_budget spy;
+  std::stop_source src;
+  auto r = policy(retry_options{.budget = spy}).execute([&]() -> sturdy::result<int> {
+    src.request_stop();
+    return kUnavailable;
+  },
+                                                        src.get_token());
+  EXPECT_EQ(r.error(), errc::cancelled);
+  EXPECT_EQ(spy.log, (std::vector<std::string>{"attempt", "neutral"}));
+}
+
+TEST_F(RetryTest, ClientCancellationsDoNotRaiseTheThrottlesRejectionProbability) {
+  sturdy::adaptive_throttle<manual_clock> throttle({}, clock);
+  auto p = policy(retry_options{.budget = throttle});
+  for (int i = 0; i < 20; ++i) {
+    std::stop_source src;
+    auto r = p.execute([&]() -> sturdy::result<int> {
+      src.request_stop();
+      return kUnavailable;
+    },
+                       src.get_token());
+    ASSERT_EQ(r.error(), errc::cancelled);
+  }
+  EXPECT_EQ(throttle.requests_in_window(clock.now()), 20u);
+  EXPECT_EQ(throttle.accepts_in_window(clock.now()), 20u);
+  EXPECT_DOUBLE_EQ(throttle.rejection_probability(), 0.0);
+}
+
+TEST_F(RetryTest, StopRequestNeverReplacesASuccessOrADefinitiveError) {
+  std::stop_source src;
+  auto ok = policy(retry_options{}).execute([&]() -> sturdy::result<int> {
+    src.request_stop();
+    return 5;
+  },
+                                            src.get_token());
+  EXPECT_EQ(ok.value(), 5);
+  std::stop_source src2;
+  auto p = policy(retry_options{.retry_if = [](const failure_info& f) { return f.code != std::errc::permission_denied; }});
+  auto denied = p.execute([&]() -> sturdy::result<int> {
+    src2.request_stop();
+    return kDenied;  // e.g. not found: retrying would not change it
+  },
+                          src2.get_token());
+  EXPECT_EQ(denied.error(), kDenied);
+  std::stop_source src3;
+  auto exhausted = policy(retry_options{.max_attempts = 1}).execute([&]() -> sturdy::result<int> {
+    src3.request_stop();
+    return kUnavailable;
+  },
+                                                                   src3.get_token());
+  EXPECT_EQ(exhausted.error(), kUnavailable);  // no retry was left to cancel
+  EXPECT_EQ(events.count<sturdy::retry_cancelled>(), 0u);
+}
+
+TEST_F(RetryTest, StopAfterAThrowRethrowsTheCalleesException) {
+  std::stop_source src;
+  auto p = policy(retry_options{});
+  EXPECT_THROW((void)p.execute([&]() -> int {
+    src.request_stop();
+    throw std::runtime_error("connection reset");
+  },
+                               src.get_token()),
+               std::runtime_error);
+  const auto ev = events.of<sturdy::retry_cancelled>();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_TRUE(ev[0].failure.exception_is<std::runtime_error>());
+}
+
+TEST_F(RetryTest, DeadlineStopAfterAThrowRethrowsTheCalleesException) {
+  int calls = 0;
+  auto p = policy(retry_options{.backoff = sturdy::backoff::constant(seconds(2)), .max_elapsed = seconds(1)});
+  EXPECT_THROW((void)p.execute([&]() -> int {
+    ++calls;
+    throw std::runtime_error("timeout");
+  }),
+               std::runtime_error);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(events.count<sturdy::retry_deadline_exceeded>(), 1u);
+}
+
+TEST_F(RetryTest, DeadlineAlreadyPassedNeverCalls) {
+  spy_budget spy;
+  int calls = 0;
+  auto p = policy(retry_options{.budget = spy});
+  for (const auto deadline : {clock.now(), clock.now() - seconds(1)}) {
+    auto r = p.execute(
+        [&] {
+          ++calls;
+          return 1;
+        },
+        std::stop_token(), deadline);
+    EXPECT_EQ(r.error(), errc::deadline_exceeded);
+  }
+  EXPECT_EQ(calls, 0);
+  EXPECT_TRUE(spy.log.empty());  // no attempt, nothing for the budget
+  const auto ev = events.of<sturdy::retry_deadline_exceeded>();
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].attempt, 0u);
+  EXPECT_EQ(ev[0].remaining, duration::zero());
 }
 
 TEST(RetryThreadTest, CancellationFromAnotherThreadWakesARealSleep) {
@@ -512,22 +658,6 @@ TEST_F(RetryTest, BudgetDenialEndsTheLoopWithBudgetExhausted) {
   EXPECT_EQ(events.count<sturdy::retry_scheduled>(), 0u);
 }
 
-// Records the budget protocol calls in order.
-struct spy_budget {
-  std::vector<std::string> log;
-  bool allow = true;
-  void on_attempt(bool is_retry) noexcept { log.push_back(is_retry ? "retry-attempt" : "attempt"); }
-  void on_outcome(sturdy::attempt_outcome o) noexcept {
-    log.push_back(o == sturdy::attempt_outcome::success   ? "success"
-                  : o == sturdy::attempt_outcome::failure ? "failure"
-                                                          : "neutral");
-  }
-  bool try_retry(std::uint64_t) noexcept {
-    log.push_back("try");
-    return allow;
-  }
-};
-
 TEST_F(RetryTest, DrivesTheBudgetProtocolInOrder) {
   spy_budget spy;
   int calls = 0;
@@ -543,6 +673,51 @@ TEST_F(RetryTest, DrivesTheBudgetProtocolInOrder) {
   auto r2 = p.execute([&]() -> sturdy::result<int> { return kDenied; });
   EXPECT_FALSE(r2);
   EXPECT_EQ(spy.log, (std::vector<std::string>{"attempt", "neutral"}));
+}
+
+// A clock that counts its reads.
+struct counting_clock {
+  std::shared_ptr<std::atomic<int>> reads = std::make_shared<std::atomic<int>>(0);
+  sturdy::time_point now() const noexcept {
+    reads->fetch_add(1, std::memory_order_relaxed);
+    return sturdy::time_point{};
+  }
+};
+
+TEST_F(RetryTest, ThrottleRecordsASuccessfulCallWithOneClockRead) {
+  counting_clock c;
+  sturdy::adaptive_throttle<counting_clock> throttle({}, c);
+  const int at_start = c.reads->load();
+  auto r = policy(retry_options{.budget = throttle}).execute([] { return 1; });
+  EXPECT_EQ(r.value(), 1);
+  EXPECT_EQ(c.reads->load() - at_start, 1);  // request and accept with one now
+  EXPECT_EQ(throttle.requests_in_window(sturdy::time_point{}), 1u);
+  EXPECT_EQ(throttle.accepts_in_window(sturdy::time_point{}), 1u);
+}
+
+// Budgets that ignore entropy get none drawn, so a seeded jitter sequence
+// is the same with or without them.
+TEST(RetryEntropyTest, BudgetsWithoutEntropyDoNotShiftTheJitterSequence) {
+  const auto delays_with = [](sturdy::retry_budget_ref budget) {
+    manual_clock clock;
+    recording_sleeper sleeper(clock);
+    std::mt19937_64 gen(7);
+    auto r = sturdy::retry(retry_options{.max_attempts = 5, .budget = budget},
+                           []() -> sturdy::result<int> { return kUnavailable; }, gen, clock, sleeper);
+    EXPECT_FALSE(r);
+    return sleeper.delays();
+  };
+  sturdy::token_bucket_budget bucket({.max_tokens = 1000, .token_ratio = 1});
+  manual_clock budget_clock;
+  sturdy::ratio_budget<manual_clock> ratio({.ratio = 1, .min_retries_per_second = 100}, budget_clock);
+  const auto plain = delays_with({});
+  ASSERT_EQ(plain.size(), 4u);
+  EXPECT_EQ(delays_with(bucket), plain);
+  EXPECT_EQ(delays_with(ratio), plain);
+  static_assert(!sturdy::budget_uses_entropy_v<sturdy::token_bucket_budget>);
+  static_assert(!sturdy::budget_uses_entropy_v<sturdy::ratio_budget<>>);
+  static_assert(sturdy::budget_uses_entropy_v<sturdy::adaptive_throttle<>>);
+  static_assert(sturdy::budget_uses_entropy_v<spy_budget>);  // undeclared: gets entropy
 }
 
 TEST_F(RetryTest, InvalidOptionsRefuseToRunAndNameTheField) {

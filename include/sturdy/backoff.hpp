@@ -79,6 +79,7 @@
 #include "absl/random/distributions.h"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 
 namespace sturdy {
@@ -307,8 +308,7 @@ struct backoff {
   //
   // `errc::invalid_options` when `validation_message()` is not empty.
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 
   // backoff::capped_raw_ns()
@@ -342,8 +342,9 @@ struct backoff {
   //
   // The delay before retry number `n` (0 for the first retry). `st` is this
   // call's state; `gen` supplies the randomness. The result lies in
-  // `[min, cap]`. Precondition: `validate()` succeeds (otherwise the result
-  // is still within `[0, max(cap, 0)]`, never UB).
+  // `[min, cap]`. Precondition: `validate()` succeeds; otherwise (e.g.
+  // min > cap) the result is still within `[0, max(cap, 0)]`, never UB:
+  // the cap wins.
   template <std::uniform_random_bit_generator Gen>
   [[nodiscard]] duration next_delay(std::uint64_t n, state& st, Gen& gen) const {
     const double c = static_cast<double>(cap.count());
@@ -397,7 +398,12 @@ struct backoff {
     // Enforce [min, cap] last; `!(d >= lo)` also catches NaN.
     // Clamped ends return the exact durations (a double near 2^63 must not
     // be converted back to an integer).
-    if (!(d > static_cast<double>(min.count()))) return min < duration::zero() ? duration::zero() : min;
+    // With invalid options (min > cap, negative values) the result still
+    // lies in [0, max(cap, 0)]: the cap wins over min.
+    if (!(d > static_cast<double>(min.count()))) {
+      const duration lo = min < duration::zero() ? duration::zero() : min;
+      return lo > cap ? (cap < duration::zero() ? duration::zero() : cap) : lo;
+    }
     if (d >= c) return cap < duration::zero() ? duration::zero() : cap;
     return duration(static_cast<duration::rep>(d));
   }

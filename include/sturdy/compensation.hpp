@@ -70,9 +70,20 @@
 // (four pointers) and whose contexts are at most 15 characters (see
 // detail/undo_stack.hpp). A ninth undo moves them all to
 // one heap array (doubling); a larger callable is boxed with `new`. Should
-// that allocation fail, `add` returns `errc::capacity_exceeded` and `step`
-// runs the undo at once (dead-lettering it if it fails) and returns that
-// error: nothing stays done without an undo.
+// that allocation fail, `add` returns `errc::capacity_exceeded` (nothing
+// stored; the caller still holds the undo).
+//
+// Nothing stays done without an undo: in `step`, registering happens after
+// the action succeeded, and may fail (memory for the entry, or copying the
+// action's value into the undo, or copying the undo, throws). Then the undo
+// runs at once, with the action's value (the stored copy if it was built,
+// otherwise the caller's undo on the action's own value), through the
+// scope's policy; if it fails it is dead-lettered and reported to the
+// listener like a failed rollback step. `step` then returns
+// `errc::capacity_exceeded` for std::bad_alloc and rethrows any other
+// exception (the scope stays active, so unwinding rolls back the earlier
+// steps). The one case that cannot be compensated: an undo whose own move
+// constructor throws part-way and leaves it unusable (lambdas do not).
 //
 // Nested scopes: `child.commit_into(parent)` moves the child's undos onto
 // the parent (in order) instead of dropping them; they then run, or not,
@@ -105,6 +116,7 @@
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/dead_letter.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/small_vector.hpp"
 #include "sturdy/detail/undo_stack.hpp"
 #include "sturdy/error.hpp"
@@ -159,10 +171,13 @@ inline constexpr bool undo_takes_value = std::invocable<U&, const V&>;
 template <class U>
 inline constexpr bool undo_takes_value<U, void> = false;
 
+// The value comes first: it is copied before the caller's undo is moved
+// in, so a throwing copy leaves that undo intact (step() then runs it at
+// once with the action's value).
 template <class U, class V>
 struct bound_undo {
-  U undo;
   V value;
+  U undo;
   decltype(auto) operator()() { return std::invoke(undo, std::as_const(value)); }
 };
 }  // namespace detail
@@ -397,7 +412,10 @@ class [[nodiscard]] compensation_scope final {
   // what the action returned, as `execute_result_t<Action>`. An exception
   // from `action` propagates (the scope stays active, so unwinding rolls
   // back the earlier steps). On a scope that is not active, `action` is not
-  // run and the misuse error is returned inside the result.
+  // run and the misuse error is returned inside the result. If the undo
+  // cannot be registered after the action succeeded, it runs at once
+  // instead, and `step` returns `errc::capacity_exceeded` (out of memory)
+  // or rethrows what copying the value or the undo threw (see the banner).
   template <class Action, class Undo>
   execute_result_t<Action> step(Action&& action, Undo&& undo) {
     return step(step_info{}, std::forward<Action>(action), std::forward<Undo>(undo));
@@ -416,23 +434,44 @@ class [[nodiscard]] compensation_scope final {
     if (STURDY_UNLIKELY(state_ != compensation_state::active)) return make_failure<R>(state_error_code());
     R r = invoke_wrapped(std::forward<Action>(action));
     if (!succeeded(r)) return r;
+    using U = std::remove_reference_t<Undo>;  // the caller's undo, as named here
+    std::exception_ptr error;
+    registration how = registration::registered;
     if constexpr (detail::undo_takes_value<std::decay_t<Undo>, V>) {
       static_assert(std::is_copy_constructible_v<V>,
                     "compensation_scope::step: an undo that takes the action's value needs a copyable "
                     "value (it is copied into the undo); capture what you need instead.");
       using B = detail::bound_undo<std::decay_t<Undo>, V>;
       check_undo<B>();
-      if (STURDY_UNLIKELY(!register_or_run(info, B{std::forward<Undo>(undo), r.value()}))) {
-        return make_failure<R>(errc::capacity_exceeded);
-      }
+      how = register_or_undo<B>(
+          info, [&] { return B{V(r.value()), std::forward<Undo>(undo)}; },
+          [&]() -> decltype(auto) {
+            if constexpr (std::invocable<U&, const V&>) {
+              return std::invoke(undo, std::as_const(r.value()));
+            } else {
+              return result<void>(errc::compensation_failed);  // cannot call a const mutable lambda
+            }
+          },
+          error);
     } else {
       static_assert(std::invocable<std::decay_t<Undo>&>,
                     "compensation_scope::step: the undo must be callable with no arguments or with the "
                     "action's value (const T&).");
       check_undo<Undo>();
-      if (STURDY_UNLIKELY(!register_or_run(info, std::forward<Undo>(undo)))) {
-        return make_failure<R>(errc::capacity_exceeded);
-      }
+      how = register_or_undo<std::decay_t<Undo>>(
+          info, [&]() -> decltype(auto) { return std::forward<Undo>(undo); },
+          [&]() -> decltype(auto) {
+            if constexpr (std::invocable<U&>) {
+              return std::invoke(undo);
+            } else {
+              return result<void>(errc::compensation_failed);
+            }
+          },
+          error);
+    }
+    if (STURDY_UNLIKELY(how != registration::registered)) {
+      if (how == registration::threw) std::rethrow_exception(error);
+      return make_failure<R>(errc::capacity_exceeded);
     }
     return r;
   }
@@ -453,14 +492,15 @@ class [[nodiscard]] compensation_scope final {
   // Commits this scope into `parent`: its undos move (in order) on top of
   // the parent's and run, or not, with the parent, under the parent's policy
   // and sink. Refused when either scope is not active (that scope's misuse
-  // error) or, with `errc::capacity_exceeded`, when the parent cannot grow;
-  // this scope then stays active. Committing a scope into itself does
-  // nothing and succeeds.
+  // error), with `errc::invalid_options` when `parent` is this scope (it
+  // would stay active and roll back at exit: not a commit), or with
+  // `errc::capacity_exceeded` when the parent cannot grow; this scope then
+  // stays active and unchanged.
   template <class S2, class C2, class L2>
   result<void> commit_into(compensation_scope<S2, Policy, C2, L2>& parent) noexcept {
     if (STURDY_UNLIKELY(state_ != compensation_state::active)) return state_error();
     if (STURDY_UNLIKELY(parent.state_ != compensation_state::active)) return parent.state_error();
-    if (static_cast<void*>(&parent) == static_cast<void*>(this)) return success();
+    if (STURDY_UNLIKELY(static_cast<void*>(&parent) == static_cast<void*>(this))) return errc::invalid_options;
     try {
       parent.stack_.splice_from(stack_);
     } catch (const std::bad_alloc&) {
@@ -499,23 +539,13 @@ class [[nodiscard]] compensation_scope final {
   struct runner {
     template <class F>
     static bool run(F& f, [[maybe_unused]] void* ctx, failure_info& out) noexcept {
-      try {
-        if constexpr (std::is_same_v<Policy, run_once>) {
-          auto r = invoke_wrapped(f);
-          if (STURDY_LIKELY(succeeded(r))) return true;
-          out = failure_of(r);
-        } else {
-          auto r = static_cast<Policy*>(ctx)->execute(f);
-          static_assert(result_like<decltype(r)>,
-                        "compensation_scope: the undo policy's execute(fn) must return a result-like type");
-          if (STURDY_LIKELY(succeeded(r))) return true;
-          out = failure_of(r);
-        }
-      } catch (...) {
-        out.code = {};
-        out.exception = std::current_exception();
+      if constexpr (std::is_same_v<Policy, run_once>) {
+        return detail::invoke_captured(f, out);
+      } else {
+        static_assert(result_like<decltype(static_cast<Policy*>(ctx)->execute(f))>,
+                      "compensation_scope: the undo policy's execute(fn) must return a result-like type");
+        return detail::invoke_captured([&] { return static_cast<Policy*>(ctx)->execute(f); }, out);
       }
-      return false;
     }
   };
 
@@ -542,19 +572,55 @@ class [[nodiscard]] compensation_scope final {
     return success();
   }
 
-  // For step(): registers `undo`, or, when memory runs out, runs it at once
-  // (dead-lettering it if that fails) and returns false.
+  enum class registration : std::uint8_t { registered, out_of_memory, threw };
+
+  // For step(), after the action succeeded: builds the undo to store (type
+  // `D`, from `make()`; this may copy the action's value) and registers it.
+  // If building throws, runs `direct` (the caller's undo on the action's
+  // value) at once instead; if storing throws, runs the built undo at once.
+  // Either way a failing undo is dead-lettered (see the banner). `error`
+  // receives an exception other than std::bad_alloc.
+  template <class D, class Make, class Direct>
+  registration register_or_undo(const step_info& info, Make&& make, Direct&& direct,
+                                std::exception_ptr& error) noexcept {
+    registration how = registration::registered;
+    try {
+      D local(std::forward<Make>(make)());
+      return push_or_undo(info, local, error);
+    } catch (const std::bad_alloc&) {
+      how = registration::out_of_memory;
+    } catch (...) {
+      how = registration::threw;
+      error = std::current_exception();
+    }
+    undo_at_once(info, direct);
+    return how;
+  }
+
+  template <class D>
+  registration push_or_undo(const step_info& info, D& local, std::exception_ptr& error) noexcept {
+    registration how = registration::registered;
+    try {
+      stack_.template push<runner>(info.name, info.context, std::move(local));
+      return how;
+    } catch (const std::bad_alloc&) {
+      how = registration::out_of_memory;
+    } catch (...) {
+      how = registration::threw;
+      error = std::current_exception();
+    }
+    undo_at_once(info, local);  // push never moved from `local` unless D's move threw
+    return how;
+  }
+
   template <class F>
-  bool register_or_run(const step_info& info, F&& undo) {
-    std::decay_t<F> local(std::forward<F>(undo));
-    if (STURDY_LIKELY(push(info, std::move(local)))) return true;
+  void undo_at_once(const step_info& info, F& undo) noexcept {
     failure_info failure;
-    if (!runner::run(local, policy_.address(), failure)) {
+    if (!runner::run(undo, policy_.address(), failure)) {
       std::optional<time_point> now;
       const bool lettered = dead_letter(info.name, info.context, step_status::failed, failure, now);
       emit(listener_, compensation_step_failed{options_.name, info.name, step_status::failed, failure, lettered});
     }
-    return false;
   }
 
   [[nodiscard]] std::error_code state_error_code() const noexcept {

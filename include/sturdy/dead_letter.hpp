@@ -35,19 +35,24 @@
 // Thread safety: `dead_letter_queue` may be used from any number of threads
 // at once (one std::mutex; entries are moved in and copied out, so no
 // reference into the queue escapes). `null_dead_letter_sink` is stateless.
+// Exception safety: an entry in the queue is never lost to an exception:
+// `drain` allocates its result before it removes anything, and `replay`
+// leaves a placeholder where the entry was, so putting a failed entry back
+// moves it into place without allocating.
 // Testing: assert on `list()`; time stamps come from the producer's clock
 // (a `sturdy::testing::manual_clock` in tests).
 
 #ifndef STURDY_DEAD_LETTER_HPP_
 #define STURDY_DEAD_LETTER_HPP_
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <optional>
+#include <type_traits>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -55,6 +60,8 @@
 #include <vector>
 
 #include "sturdy/clock.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
 
@@ -175,8 +182,7 @@ struct dead_letter_queue_options {
   std::size_t capacity = 1024;
 
   [[nodiscard]] result<void> validate() const noexcept {
-    if (capacity == 0) return errc::invalid_options;
-    return success();
+    return detail::validation_result(validation_message());
   }
   // Names the offending field, or "" when valid.
   [[nodiscard]] std::string_view validation_message() const noexcept {
@@ -200,122 +206,130 @@ class dead_letter_queue final {
   // dead_letter_queue::push()
   //
   // Stores `e`, giving it the next id (1, 2, ...). `errc::capacity_exceeded`
-  // when full (the entry is dropped and counted).
+  // when full (the entry is dropped and counted). May throw std::bad_alloc
+  // (the entry is then not stored, and `e` is left as it was).
   result<void> push(dead_letter_entry&& e) {
     std::lock_guard lock(mu_);
-    if (entries_.size() >= options_.capacity) {
+    if (entries_.size() - taken_ >= options_.capacity) {
       ++dropped_;
       return errc::capacity_exceeded;
     }
-    e.id = ++last_id_;
-    entries_.push_back(std::move(e));
+    entries_.emplace_back(last_id_ + 1, std::move(e));  // allocates before it moves from `e`
+    entries_.back().entry.id = ++last_id_;
     ++pushed_;
     return success();
   }
 
   // dead_letter_queue::list()
   //
-  // A copy of every entry, oldest first.
+  // A copy of every entry, oldest first (not those out for replay).
   [[nodiscard]] std::vector<dead_letter_entry> list() const {
     std::lock_guard lock(mu_);
-    return {entries_.begin(), entries_.end()};
+    std::vector<dead_letter_entry> out;
+    out.reserve(entries_.size() - taken_);
+    for (const slot& s : entries_) {
+      if (!s.taken) out.push_back(s.entry);
+    }
+    return out;
   }
 
   // dead_letter_queue::inspect()
   //
-  // A copy of the entry with `id`, or `errc::not_found`.
+  // A copy of the entry with `id`, or `errc::not_found` (also while it is
+  // out for replay).
   [[nodiscard]] result<dead_letter_entry> inspect(std::uint64_t id) const {
     std::lock_guard lock(mu_);
-    for (const auto& e : entries_) {
-      if (e.id == id) return e;
-    }
-    return errc::not_found;
+    const auto it = find(id);
+    if (it == entries_.end() || it->taken) return errc::not_found;
+    return it->entry;
   }
 
   // dead_letter_queue::drain()
   //
   // Removes and returns every entry, oldest first (hand them to a durable
-  // store, or log them and move on).
+  // store, or log them and move on); entries out for replay stay with
+  // their replayers. The result is allocated before anything is removed:
+  // if that throws std::bad_alloc, the queue is unchanged.
   [[nodiscard]] std::vector<dead_letter_entry> drain() {
-    std::deque<dead_letter_entry> out;
-    {
-      std::lock_guard lock(mu_);
-      out.swap(entries_);
+    std::vector<dead_letter_entry> out;
+    std::lock_guard lock(mu_);
+    out.reserve(entries_.size() - taken_);  // the only step that can throw
+    auto keep = entries_.begin();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->taken) {
+        if (keep != it) *keep = std::move(*it);
+        ++keep;
+      } else {
+        out.push_back(std::move(it->entry));  // within capacity: no allocation
+      }
     }
-    return {std::make_move_iterator(out.begin()), std::make_move_iterator(out.end())};
+    entries_.erase(keep, entries_.end());
+    return out;
   }
 
   // dead_letter_queue::discard()
   //
-  // Removes the entry with `id` without doing anything; `errc::not_found`.
+  // Removes the entry with `id` without doing anything; `errc::not_found`
+  // (also while it is out for replay).
   [[nodiscard]] result<void> discard(std::uint64_t id) {
     std::lock_guard lock(mu_);
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (it->id == id) {
-        entries_.erase(it);
-        return success();
-      }
-    }
-    return errc::not_found;
+    const auto it = find(id);
+    if (it == entries_.end() || it->taken) return errc::not_found;
+    entries_.erase(it);
+    return success();
   }
 
   // dead_letter_queue::replay()
   //
-  // Takes the entry with `id` out, calls `handler(const dead_letter_entry&)`
-  // (any return type the outcome adapters support; a throw is a failure)
-  // without holding the lock, and on success forgets the entry. On failure
-  // the entry goes back to its place (entries stay in id order) with
-  // `replay_attempts` incremented (even when the queue filled up meanwhile:
-  // an entry is never lost by replaying it), and the handler's failure is returned as
-  // `errc::compensation_failed` (a throw is not rethrown).
-  // `errc::not_found` when no such entry exists, e.g. another thread is
-  // replaying it.
+  // Takes the entry with `id` out (a placeholder keeps its place), calls
+  // `handler(const dead_letter_entry&)` (any return type the outcome
+  // adapters support; a throw is a failure) without holding the lock, and
+  // on success forgets the entry. On failure the entry goes back into its
+  // place with `replay_attempts` incremented (even when the queue filled up
+  // meanwhile; the move back allocates nothing, so an entry is never lost
+  // by replaying it), and the handler's failure is returned as
+  // `errc::compensation_failed` (a throw is not rethrown). `errc::not_found`
+  // when no such entry exists, e.g. another thread is replaying it.
   template <class Handler>
     requires std::invocable<Handler&, const dead_letter_entry&>
   [[nodiscard]] result<void> replay(std::uint64_t id, Handler&& handler) {
-    std::optional<dead_letter_entry> taken;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-        if (it->id == id) {
-          taken.emplace(std::move(*it));
-          entries_.erase(it);
-          break;
-        }
-      }
-    }
-    if (!taken) return errc::not_found;
-    return run_replay(*taken, handler);
+    dead_letter_entry e;
+    if (!take(id, id, e)) return errc::not_found;
+    const bool ok = attempt(e, handler);
+    give_back(std::move(e), ok);
+    if (ok) return success();
+    return errc::compensation_failed;
   }
 
   // dead_letter_queue::replay_all()
   //
-  // `replay` for every entry present when called, oldest first. Returns how
-  // many succeeded (and were removed). While it runs, the entries not yet
-  // replayed are out of the queue (`list()` does not show them).
+  // `replay` for every entry present when called, oldest first, one at a
+  // time (only the one being replayed is out of the queue; entries pushed
+  // meanwhile are not replayed, entries another thread is replaying are
+  // skipped). Returns how many succeeded (and were removed).
   template <class Handler>
     requires std::invocable<Handler&, const dead_letter_entry&>
   std::size_t replay_all(Handler&& handler) {
-    std::deque<dead_letter_entry> batch;
+    std::uint64_t upto = 0;
     {
       std::lock_guard lock(mu_);
-      batch.swap(entries_);
+      upto = last_id_;
     }
     std::size_t ok = 0;
-    for (auto& e : batch) {
-      if (attempt(e, handler)) {
-        ++ok;
-      } else {
-        std::lock_guard lock(mu_);
-        reinsert(std::move(e));
-      }
+    dead_letter_entry e;
+    for (std::uint64_t from = 1; from <= upto && take(from, upto, e); from = e.id + 1) {
+      const bool replayed = attempt(e, handler);
+      const std::uint64_t id = e.id;
+      give_back(std::move(e), replayed);
+      e.id = id;
+      if (replayed) ++ok;
     }
     return ok;
   }
 
   [[nodiscard]] std::size_t size() const {
     std::lock_guard lock(mu_);
-    return entries_.size();
+    return entries_.size() - taken_;
   }
   [[nodiscard]] bool empty() const { return size() == 0; }
   [[nodiscard]] std::size_t capacity() const noexcept { return options_.capacity; }
@@ -333,33 +347,71 @@ class dead_letter_queue final {
  private:
   template <class Handler>
   static bool attempt(dead_letter_entry& e, Handler& handler) noexcept {
-    try {
-      auto r = invoke_wrapped([&] { return handler(std::as_const(e)); });
-      if (succeeded(r)) return true;
-    } catch (...) {  // NOLINT(bugprone-empty-catch): a throwing handler is a failed replay
-    }
+    failure_info ignored;  // a failed (or throwing) handler is a failed replay
+    if (detail::invoke_captured([&] { return handler(std::as_const(e)); }, ignored)) return true;
     ++e.replay_attempts;
     return false;
   }
 
-  template <class Handler>
-  result<void> run_replay(dead_letter_entry& e, Handler& handler) {
-    if (attempt(e, handler)) return success();
-    std::lock_guard lock(mu_);
-    reinsert(std::move(e));
-    return errc::compensation_failed;
+  // One stored entry. While `taken`, its entry is out with a replayer (the
+  // slot is a placeholder: hidden, and removed or refilled only by that
+  // replayer).
+  struct slot {
+    slot(std::uint64_t i, dead_letter_entry&& e) noexcept : id(i), entry(std::move(e)) {}
+    std::uint64_t id;
+    dead_letter_entry entry;
+    bool taken = false;
+  };
+  static_assert(std::is_nothrow_move_constructible_v<dead_letter_entry> &&
+                    std::is_nothrow_move_assignable_v<dead_letter_entry>,
+                "dead_letter_queue moves entries in and out of their slots without allocating");
+
+  // The slot with `id`, or end() (requires mu_). Slots stay in id order.
+  [[nodiscard]] std::deque<slot>::const_iterator find(std::uint64_t id) const {
+    const auto it = std::lower_bound(entries_.begin(), entries_.end(), id,
+                                     [](const slot& s, std::uint64_t v) { return s.id < v; });
+    return it != entries_.end() && it->id == id ? it : entries_.end();
+  }
+  [[nodiscard]] std::deque<slot>::iterator find(std::uint64_t id) {
+    const auto it = std::lower_bound(entries_.begin(), entries_.end(), id,
+                                     [](const slot& s, std::uint64_t v) { return s.id < v; });
+    return it != entries_.end() && it->id == id ? it : entries_.end();
   }
 
-  // Puts `e` back in id order (requires mu_).
-  void reinsert(dead_letter_entry&& e) {
-    auto it = entries_.begin();
-    while (it != entries_.end() && it->id < e.id) ++it;
-    entries_.insert(it, std::move(e));
+  // Moves the oldest entry with an id in [from, upto] that is not out for
+  // replay into `out`, leaving a placeholder; false when there is none.
+  bool take(std::uint64_t from, std::uint64_t upto, dead_letter_entry& out) {
+    std::lock_guard lock(mu_);
+    auto it = std::lower_bound(entries_.begin(), entries_.end(), from,
+                               [](const slot& s, std::uint64_t v) { return s.id < v; });
+    for (; it != entries_.end() && it->id <= upto; ++it) {
+      if (it->taken) continue;
+      out = std::move(it->entry);
+      it->taken = true;
+      ++taken_;
+      return true;
+    }
+    return false;
+  }
+
+  // Ends a replay: forgets the entry, or moves it back into its
+  // placeholder (no allocation).
+  void give_back(dead_letter_entry&& e, bool replayed) {
+    std::lock_guard lock(mu_);
+    const auto it = find(e.id);  // only its replayer removes a taken slot
+    --taken_;
+    if (replayed) {
+      entries_.erase(it);
+    } else {
+      it->entry = std::move(e);
+      it->taken = false;
+    }
   }
 
   const dead_letter_queue_options options_;
   mutable std::mutex mu_;
-  std::deque<dead_letter_entry> entries_;
+  std::deque<slot> entries_;
+  std::size_t taken_ = 0;  // slots out for replay
   std::uint64_t last_id_ = 0;
   std::uint64_t dropped_ = 0;
   std::uint64_t pushed_ = 0;

@@ -10,23 +10,38 @@
 // Only retry operations that are safe to repeat (idempotent, or made so
 // with an idempotency key).
 //
-//   attempt fails --> cancelled? ------------------------> errc::cancelled
+//   before the first attempt: invalid options? ---------> errc::invalid_options
+//                             stop requested? ----------> errc::cancelled [retry_cancelled]
+//                             deadline already passed? -> errc::deadline_exceeded [retry_deadline_exceeded]
+//   attempt succeeds --> that result (even if a stop was requested meanwhile)
+//   attempt fails --> budget.on_outcome(...)   (always recorded first)
 //                 --> not retryable (retry_if)? ---------> that error
 //                 --> attempts used up? -----------------> that error   [retries_exhausted]
 //                 --> server says do not retry? ---------> that error   [retry_refused_by_server]
+//                 --> stop requested? -------------------> errc::cancelled [retry_cancelled]
 //                 --> delay = hint (clamped) or backoff
 //                 --> now + delay + est. attempt > deadline? -> errc::deadline_exceeded
 //                 --> budget denies? --------------------> errc::budget_exhausted [retry_budget_denied]
-//                 --> [retry_scheduled], sleep (cancellable), next attempt
+//                 --> [retry_scheduled], sleep (cancellable: errc::cancelled), next attempt
 //
 // What comes back: the callee's own last result, unchanged, whenever the
 // loop stops on the callee's account (not retryable, attempts used up,
-// server refused): its error is never replaced, and a last exception is
-// rethrown. sturdy's own `errc` (cancelled, deadline_exceeded,
-// budget_exhausted, invalid_options) is returned, inside the callee's
-// return type, only when the loop stops on its own account; the last
-// failure then travels in the event. Exhaustion is observable through the
-// `retries_exhausted` event.
+// server refused): its error is never replaced. A stop request turns a
+// failure into `errc::cancelled` only when the loop would otherwise retry;
+// a success or a definitive error is returned as it is.
+// sturdy's own `errc` (cancelled, deadline_exceeded, budget_exhausted,
+// invalid_options) is returned, inside the callee's return type, only when
+// the loop stops on its own account and the last attempt returned an error
+// value (or no attempt was made); the event carries that last failure.
+// Exceptions: whenever the last attempt threw, that exception is rethrown,
+// whatever the reason the loop stopped (sturdy's convention: a callee's
+// exception always reaches the caller); the stop reason is then told only
+// by the event (`retries_exhausted`, `retry_deadline_exceeded`,
+// `retry_budget_denied`, `retry_cancelled`, ...).
+//
+// Cancellation never counts as a failure of the callee: an attempt that
+// fails while a stop is requested is recorded with the budget as `neutral`
+// (the dependency answered), never as `failure`.
 //
 // Example:
 //
@@ -76,8 +91,10 @@
 // takes no lock, allocates nothing and copies nothing (the result is built
 // in the caller's return slot): a handful of predictable branches, about
 // 1 ns. A time limit or deadline adds one clock read per call; a budget
-// adds one indirect call (and, for the ratio budget and the throttle, a
-// clock read and an atomic update).
+// adds two indirect calls (`on_attempt` before and `on_outcome` after the
+// attempt) and what the budget does in them: nothing for the token bucket
+// on a full bucket, one clock read and one atomic update for the ratio
+// budget, one clock read and two atomic updates for the throttle.
 //
 // Exhaustion, the alternative not taken: a `retries_exhausted` error
 // wrapping the last one cannot be expressed in `std::error_code`,
@@ -114,6 +131,8 @@
 #include "sturdy/backoff.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
@@ -182,13 +201,16 @@ struct retries_exhausted {
   std::uint32_t attempts;
   failure_info failure;
 };
-// The budget denied a retry; the call returns errc::budget_exhausted.
+// The budget denied a retry; the call returns errc::budget_exhausted (or
+// rethrows the last exception).
 struct retry_budget_denied {
   std::uint32_t attempt;
   failure_info failure;
 };
 // The remaining time cannot hold the delay plus an attempt; the call
-// returns errc::deadline_exceeded.
+// returns errc::deadline_exceeded (or rethrows the last exception).
+// `attempt` 0: the deadline had passed before the first attempt (fn was
+// never called; every duration and the failure are empty).
 struct retry_deadline_exceeded {
   std::uint32_t attempt;
   duration delay;               // the delay that did not fit
@@ -202,9 +224,12 @@ struct retry_refused_by_server {
   failure_info failure;
 };
 // The caller's stop_token stopped the loop; the call returns
-// errc::cancelled. `attempt` is the number of attempts made.
+// errc::cancelled (or rethrows the last exception). `attempt` is the number
+// of attempts made (0: stopped before the first); `failure` is the last
+// attempt's (empty when none was made).
 struct retry_cancelled {
   std::uint32_t attempt;
+  failure_info failure;
 };
 
 // ----------------------------------------------------------------------------
@@ -268,8 +293,7 @@ struct basic_retry_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 
@@ -322,10 +346,10 @@ class retry_policy {
   // retry_policy::execute()
   //
   // Calls `fn` until it succeeds or the loop stops (see the banner). Returns
-  // `execute_result_t<F>`; rethrows the last exception when the loop stops
-  // on the callee's account after an exception. The overloads take the
-  // caller's stop token and an absolute deadline (the earlier of it and
-  // `max_elapsed` applies).
+  // `execute_result_t<F>`; rethrows the last exception whenever the last
+  // attempt threw. The overloads take the caller's stop token and an
+  // absolute deadline (the earlier of it and `max_elapsed` applies; a
+  // deadline already passed means `fn` is never called).
   template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn) const {
     return run(fn, std::stop_token(), time_point::max());
@@ -353,7 +377,7 @@ class retry_policy {
   // Per-call state the first attempt needs (kept small: it is set up on
   // the success path too).
   struct call_state {
-    bool stopped_early = false;  // invalid options or stop before the first attempt
+    bool stopped_early = false;  // no attempt made (invalid options, stop, deadline passed)
     bool timed = false;
     retry_hint hint{};
     std::exception_ptr thrown;  // the last attempt's exception, if any
@@ -371,16 +395,8 @@ class retry_policy {
   // returned in its place (never handed to the caller).
   template <class F>
   [[nodiscard]] execute_result_t<F> attempt(F& fn, call_state& cs) const {
-    using R = execute_result_t<F>;
-    try {
-      return invoke_wrapped(fn);
-    } catch (const retry_after_error& e) {
-      cs.thrown = std::current_exception();
-      cs.hint = e.hint();
-    } catch (...) {
-      cs.thrown = std::current_exception();
-    }
-    return make_failure<R>(errc::retries_exhausted);
+    return detail::invoke_captured<retry_after_error>(fn, cs.thrown, errc::retries_exhausted,
+                                                      [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
   }
 
   // Checks, starts the clock if needed, and makes the first attempt.
@@ -394,7 +410,7 @@ class retry_policy {
     }
     if (STURDY_UNLIKELY(stop.stop_requested())) {
       cs.stopped_early = true;
-      emit(listener_, retry_cancelled{0});
+      emit(listener_, retry_cancelled{0, {}});
       return make_failure<R>(errc::cancelled);
     }
     if (deadline != time_point::max() || options_.max_elapsed > duration::zero()) {
@@ -404,6 +420,11 @@ class retry_policy {
       if (options_.max_elapsed > duration::zero() &&
           options_.max_elapsed < detail::time_between(cs.attempt_start, cs.deadline)) {
         cs.deadline = cs.attempt_start + options_.max_elapsed;
+      }
+      if (STURDY_UNLIKELY(cs.deadline <= cs.attempt_start)) {  // passed already: never start
+        cs.stopped_early = true;
+        emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
+        return make_failure<R>(errc::deadline_exceeded);
       }
     }
     options_.budget.on_attempt(false);
@@ -426,7 +447,8 @@ class retry_policy {
   }
 
   // After a failed first attempt: retries until success or a stop; leaves
-  // the outcome in `r` (or rethrows the callee's last exception).
+  // the outcome in `r` (or rethrows the callee's last exception: whenever
+  // the last attempt threw, whatever the stop reason).
   template <class F>
   void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop, call_state& cs) const {
     using R = execute_result_t<F>;
@@ -443,6 +465,7 @@ class retry_policy {
         return;
       }
       if (v.what == action::return_code) {
+        if (cs.thrown) std::rethrow_exception(cs.thrown);
         r = make_failure<R>(v.code);
         return;
       }
@@ -461,16 +484,14 @@ class retry_policy {
   [[nodiscard]] verdict after_failure(std::uint32_t attempt, failure_info failure, retry_hint hint,
                                       call_state& cs, loop_state& ls,
                                       const std::stop_token& stop) const {
-    if (stop.stop_requested()) {  // cancellation is never the callee's failure
-      emit(listener_, retry_cancelled{attempt});
-      return {action::return_code, errc::cancelled};
-    }
     const bool retryable = options_.retry_if ? options_.retry_if(failure) : default_retry_if(failure);
-    if (!retryable) {
-      options_.budget.on_outcome(attempt_outcome::neutral);
-      return {action::return_last, {}};
-    }
-    options_.budget.on_outcome(attempt_outcome::failure);
+    const bool stopped = stop.stop_requested();
+    // The attempt is recorded first, whatever happens next (the throttle
+    // counted it as a request). Cancellation is never the callee's
+    // failure: an attempt that failed while the caller was stopping is
+    // neutral, like a non-retryable error.
+    options_.budget.on_outcome(retryable && !stopped ? attempt_outcome::failure : attempt_outcome::neutral);
+    if (!retryable) return {action::return_last, {}};
     if (attempt >= options_.max_attempts) {
       emit(listener_, retries_exhausted{attempt, std::move(failure)});
       return {action::return_last, {}};
@@ -482,6 +503,12 @@ class retry_policy {
     if (hint.verdict == retry_hint::kind::do_not_retry) {
       emit(listener_, retry_refused_by_server{attempt, std::move(failure)});
       return {action::return_last, {}};
+    }
+    // Only now, when the loop would otherwise retry, does a stop request
+    // replace the failure.
+    if (stopped) {
+      emit(listener_, retry_cancelled{attempt, std::move(failure)});
+      return {action::return_code, errc::cancelled};
     }
     duration delay{};
     const bool hinted = hint.verdict == retry_hint::kind::delay;
@@ -505,13 +532,18 @@ class retry_policy {
         return {action::return_code, errc::deadline_exceeded};
       }
     }
-    if (options_.budget && !options_.budget.try_retry(absl::Uniform<std::uint64_t>(random_))) {
-      emit(listener_, retry_budget_denied{attempt, std::move(failure)});
-      return {action::return_code, errc::budget_exhausted};
+    if (options_.budget) {
+      // Entropy only for budgets that read it: no draw (and no shift of a
+      // seeded jitter sequence) for the token bucket or the ratio budget.
+      const std::uint64_t entropy = options_.budget.uses_entropy() ? absl::Uniform<std::uint64_t>(random_) : 0;
+      if (!options_.budget.try_retry(entropy)) {
+        emit(listener_, retry_budget_denied{attempt, std::move(failure)});
+        return {action::return_code, errc::budget_exhausted};
+      }
     }
-    emit(listener_, retry_scheduled{attempt, delay, std::move(failure), hinted});
+    emit(listener_, retry_scheduled{attempt, delay, failure, hinted});
     if (!sleeper_.sleep_for(delay, stop)) {
-      emit(listener_, retry_cancelled{attempt});
+      emit(listener_, retry_cancelled{attempt, std::move(failure)});
       return {action::return_code, errc::cancelled};
     }
     if (cs.timed) cs.attempt_start = clock_.now();

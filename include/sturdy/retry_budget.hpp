@@ -12,9 +12,11 @@
 //                          max_tokens; a failed attempt takes 1, a success
 //                          gives token_ratio back; retries only while
 //                          tokens > max_tokens / 2.
-//   ratio_budget           Finagle / SRE book: retries are at most `ratio`
-//                          of the requests over a sliding `window`, plus a
-//                          floor of `min_retries_per_second` * window.
+//   ratio_budget           Finagle / SRE book: a retry is admitted only
+//                          while the retries in the sliding `window` stay
+//                          within `ratio` of its requests plus a floor of
+//                          `min_retries_per_second` * window (checked at
+//                          admission; see the class comment).
 //   adaptive_throttle      SRE book client-side throttling: a retry is
 //                          rejected locally with probability
 //                          max(0, (requests - k * accepts) / (requests + 1))
@@ -29,10 +31,16 @@
 //
 // The budget protocol (`sturdy::retry_budget`): a retry loop calls
 // `on_attempt(is_retry)` before every attempt, `on_outcome(o)` after every
-// attempt that was not cancelled (success, retryable failure, or a neutral
-// outcome such as a non-retryable error), and `try_retry(entropy)` before
+// attempt (success, retryable failure, or neutral: a non-retryable error, or
+// any failure that ended while the caller was cancelling; cancellation is
+// never the dependency's failure), and `try_retry(entropy)` before
 // each retry; `false` denies it. All three are noexcept; `entropy` is 64
-// random bits from the policy's generator. `sturdy::retry_budget_ref` erases the type
+// random bits from the policy's generator, drawn only for budgets that use
+// it: a budget that ignores it says so with
+// `static constexpr bool uses_entropy = false;` (the token bucket and the
+// ratio budget do), so the loop draws nothing for it and a seeded jitter
+// sequence does not depend on whether such a budget is attached. A budget
+// without the member gets entropy. `sturdy::retry_budget_ref` erases the type
 // so `retry_options` need not be a template over it. Each budget also has
 // its natural API (`record_success()`, `try_admit()`, ...) for standalone
 // use, e.g. by a simulator.
@@ -60,6 +68,7 @@
 
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/detail/windowed_counter.hpp"
 #include "sturdy/error.hpp"
 
@@ -69,8 +78,9 @@ namespace sturdy {
 enum class attempt_outcome : std::uint8_t {
   success,  // the call succeeded
   failure,  // a failure the retry policy considers retryable (overload-like)
-  neutral,  // a failure that is not retryable (e.g. "not found"): the
-            // dependency answered; token buckets ignore it, throttles count it
+  neutral,  // a failure that is not retryable (e.g. "not found"), or any
+            // failure while the caller cancels: the dependency answered, or
+            // the caller gave up; token buckets ignore it, throttles count it
             // as accepted
 };
 
@@ -81,6 +91,17 @@ concept retry_budget = requires(B& b, bool is_retry, attempt_outcome o, std::uin
   { b.on_outcome(o) } noexcept;
   { b.try_retry(entropy) } noexcept -> std::same_as<bool>;
 };
+
+// budget_uses_entropy_v<B>: whether `B::try_retry` reads its entropy
+// argument: `B::uses_entropy` when declared, otherwise true (safe default).
+template <class B>
+inline constexpr bool budget_uses_entropy_v = [] {
+  if constexpr (requires { B::uses_entropy; }) {
+    return static_cast<bool>(B::uses_entropy);
+  } else {
+    return true;
+  }
+}();
 
 // retry_budget_ref
 //
@@ -106,6 +127,8 @@ class retry_budget_ref {
   [[nodiscard]] bool try_retry(std::uint64_t entropy) const noexcept {
     return obj_ == nullptr || vt_->try_retry(obj_, entropy);
   }
+  // Whether the budget reads `try_retry`'s entropy (false for none).
+  [[nodiscard]] bool uses_entropy() const noexcept { return obj_ != nullptr && vt_->uses_entropy; }
   // Whether both refer to the same budget.
   friend bool operator==(const retry_budget_ref& a, const retry_budget_ref& b) noexcept {
     return a.obj_ == b.obj_;
@@ -116,12 +139,14 @@ class retry_budget_ref {
     void (*on_attempt)(void*, bool) noexcept;
     void (*on_outcome)(void*, attempt_outcome) noexcept;
     bool (*try_retry)(void*, std::uint64_t) noexcept;
+    bool uses_entropy;
   };
   template <class B>
   static constexpr vtable vtable_for{
       [](void* p, bool r) noexcept { static_cast<B*>(p)->on_attempt(r); },
       [](void* p, attempt_outcome o) noexcept { static_cast<B*>(p)->on_outcome(o); },
       [](void* p, std::uint64_t e) noexcept { return static_cast<B*>(p)->try_retry(e); },
+      budget_uses_entropy_v<B>,
   };
 
   void* obj_ = nullptr;
@@ -153,8 +178,7 @@ struct token_bucket_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 
@@ -203,6 +227,7 @@ class token_bucket_budget {
   [[nodiscard]] bool valid() const noexcept { return valid_; }
 
   // The budget protocol.
+  static constexpr bool uses_entropy = false;
   void on_attempt(bool) noexcept {}
   void on_outcome(attempt_outcome o) noexcept {
     if (o == attempt_outcome::success) {
@@ -246,8 +271,7 @@ struct ratio_budget_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 
@@ -255,9 +279,14 @@ struct ratio_budget_options {
 //
 // Counts first attempts (requests) and retries in two lock-free sliding
 // windows. A retry is taken tentatively, then the window is checked and the
-// retry undone if it broke the limit, so concurrent callers can never
-// overshoot: in every window, retries <= ratio * requests + floor. (Under
-// contention a retry may be denied that a serial order would have allowed.)
+// retry undone if it broke the limit, so concurrent callers never overshoot
+// at admission: when a retry is admitted, the window ending at that moment
+// holds retries <= ratio * requests + floor. That is all it promises: the
+// window slides in slices (one tenth of `window`), and requests can age out
+// of it before the retries they allowed, so a window observed later may
+// hold more retries than its own requests would allow (by at most the
+// retries admitted on the strength of one slice of requests). Under
+// contention a retry may be denied that a serial order would have allowed.
 // Constructed from invalid options it denies every retry.
 template <clock_source Clock = steady_clock_source>
 class ratio_budget {
@@ -308,6 +337,7 @@ class ratio_budget {
   [[nodiscard]] time_point origin() const noexcept { return origin_; }
 
   // The budget protocol.
+  static constexpr bool uses_entropy = false;
   void on_attempt(bool is_retry) noexcept {
     if (!is_retry) record_request();
   }
@@ -350,8 +380,7 @@ struct adaptive_throttle_options {
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
+    return detail::validation_result(validation_message());
   }
 };
 
@@ -361,10 +390,13 @@ struct adaptive_throttle_options {
 //   if (!throttle.try_admit(gen)) return overloaded;   // counts the request
 //   auto r = call();
 //   if (backend_answered(r)) throttle.record_accept();
-// As a retry budget, first attempts are always sent (and counted as
-// requests); each wanted retry is a request that is rejected locally with
-// the throttle's probability. Constructed from invalid options it rejects
-// every retry.
+// As a retry budget, first attempts are always sent; each wanted retry is
+// rejected locally with the throttle's probability (counting itself as a
+// request). Every attempt sent is counted when its outcome arrives: the
+// request and, unless the outcome is a retryable failure, the accept, with
+// one clock read (`on_attempt` does nothing); a rejected retry is counted
+// as a request at once. Constructed from invalid options it rejects every
+// retry.
 template <clock_source Clock = steady_clock_source>
 class adaptive_throttle {
  public:
@@ -382,11 +414,7 @@ class adaptive_throttle {
   // max(0, (requests - k * accepts) / (requests + 1)) over the window.
   [[nodiscard]] double rejection_probability() const noexcept { return rejection_probability(clock_.now()); }
   [[nodiscard]] double rejection_probability(time_point now) const noexcept {
-    const std::uint32_t e = epoch(now);
-    const auto req = static_cast<double>(requests_.sum(e));
-    const auto acc = static_cast<double>(accepts_.sum(e));
-    const double p = (req - k_ * acc) / (req + 1.0);
-    return p > 0.0 ? p : 0.0;
+    return probability(epoch(now), 0);
   }
 
   // Counts a request and admits it with probability 1 - p. `entropy` is 64
@@ -394,9 +422,9 @@ class adaptive_throttle {
   [[nodiscard]] bool try_admit(std::uint64_t entropy) noexcept { return try_admit(entropy, clock_.now()); }
   [[nodiscard]] bool try_admit(std::uint64_t entropy, time_point now) noexcept {
     if (!valid_) return false;
-    requests_.increment(epoch(now));
-    const double u = static_cast<double>(entropy >> 11) * 0x1.0p-53;  // [0, 1)
-    return u >= rejection_probability(now);
+    const std::uint32_t e = epoch(now);
+    requests_.increment(e);
+    return unit(entropy) >= probability(e, 0);
   }
   template <std::uniform_random_bit_generator Gen>
   [[nodiscard]] bool try_admit_with(Gen& gen) noexcept(noexcept(gen())) {
@@ -410,6 +438,14 @@ class adaptive_throttle {
   // is not an overload signal).
   void record_accept() noexcept { record_accept(clock_.now()); }
   void record_accept(time_point now) noexcept { accepts_.increment(epoch(now)); }
+  // A request that was sent and ended: counts it, and the accept when
+  // `accepted`, with one `now`.
+  void record_outcome(bool accepted) noexcept { record_outcome(accepted, clock_.now()); }
+  void record_outcome(bool accepted, time_point now) noexcept {
+    const std::uint32_t e = epoch(now);
+    requests_.increment(e);
+    if (accepted) accepts_.increment(e);
+  }
 
   [[nodiscard]] std::uint64_t requests_in_window(time_point now) const noexcept {
     return requests_.sum(epoch(now));
@@ -419,16 +455,30 @@ class adaptive_throttle {
   }
   [[nodiscard]] bool valid() const noexcept { return valid_; }
 
-  // The budget protocol.
-  void on_attempt(bool is_retry) noexcept {
-    if (!is_retry) record_request();  // retries were counted by try_retry
+  // The budget protocol (see the class comment).
+  static constexpr bool uses_entropy = true;
+  void on_attempt(bool) noexcept {}
+  void on_outcome(attempt_outcome o) noexcept { record_outcome(o != attempt_outcome::failure); }
+  [[nodiscard]] bool try_retry(std::uint64_t entropy) noexcept {
+    if (!valid_) return false;
+    const std::uint32_t e = epoch(clock_.now());
+    if (unit(entropy) >= probability(e, 1)) return true;  // sent: counted with its outcome
+    requests_.increment(e);                                 // rejected locally: a request all the same
+    return false;
   }
-  void on_outcome(attempt_outcome o) noexcept {
-    if (o != attempt_outcome::failure) record_accept();
-  }
-  [[nodiscard]] bool try_retry(std::uint64_t entropy) noexcept { return try_admit(entropy); }
 
  private:
+  // The rejection probability at epoch `e` with `pending` requests not yet
+  // counted.
+  [[nodiscard]] double probability(std::uint32_t e, std::uint64_t pending) const noexcept {
+    const auto req = static_cast<double>(requests_.sum(e) + pending);
+    const auto acc = static_cast<double>(accepts_.sum(e));
+    const double p = (req - k_ * acc) / (req + 1.0);
+    return p > 0.0 ? p : 0.0;
+  }
+  [[nodiscard]] static double unit(std::uint64_t entropy) noexcept {
+    return static_cast<double>(entropy >> 11) * 0x1.0p-53;  // [0, 1)
+  }
   [[nodiscard]] std::uint32_t epoch(time_point now) const noexcept {
     return detail::windowed_counter<slices>::epoch_of(now - origin_, width_);
   }

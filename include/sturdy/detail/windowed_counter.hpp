@@ -6,8 +6,14 @@
 // Internal: a lock-free count of events over a sliding time window, split
 // into `slots` slices. Each slice is one 64-bit atomic word holding
 // (slice epoch : 32 | count : 32); a slice whose epoch is stale is reset by
-// the first writer of the new epoch (one CAS). `sum` adds the slices whose
-// epoch lies within the window. Time is passed in explicitly (no clock here).
+// the first writer of the new epoch (one CAS). A writer whose epoch is
+// older than the slice's (a thread that read its `now` a whole window ago
+// and was descheduled) drops its increment rather than wipe the newer
+// slice: the event belongs to a slice that has already left the window.
+// `sum` adds the slices whose epoch lies within the window. Time is passed
+// in explicitly (no clock here). Epochs compare modulo 2^32 (a signed
+// difference), so the counter is exact for 2^31 slices after its origin
+// and never misbehaves beyond (a wrapped epoch looks old or new, never UB).
 //
 // Thread safety: every member function is lock-free and safe to call
 // concurrently. No stability promise.
@@ -42,7 +48,9 @@ class windowed_counter {
     return static_cast<std::uint32_t>(static_cast<std::uint64_t>(elapsed / width));
   }
 
-  // Adds one to the slice of `epoch`; saturates at 2^32 - 1 per slice.
+  // Adds one to the slice of `epoch`; saturates at 2^32 - 1 per slice. An
+  // `epoch` older than the one the slot holds now is dropped (see the
+  // banner): resetting the slot would lose the newer slice's counts.
   void increment(std::uint32_t epoch) noexcept {
     auto& slot = slots_[epoch % Slots];
     std::uint64_t cur = slot.load(std::memory_order_relaxed);
@@ -51,6 +59,8 @@ class windowed_counter {
       if (epoch_part(cur) == epoch) {
         if (count_part(cur) == 0xffffffffu) return;
         next = cur + 1;
+      } else if (is_older(epoch, epoch_part(cur))) {
+        return;
       } else {
         next = pack(epoch, 1);
       }
@@ -88,6 +98,10 @@ class windowed_counter {
   }
   static constexpr std::uint32_t count_part(std::uint64_t w) noexcept {
     return static_cast<std::uint32_t>(w);
+  }
+  // Whether epoch `a` precedes epoch `b` (modulo 2^32).
+  static constexpr bool is_older(std::uint32_t a, std::uint32_t b) noexcept {
+    return static_cast<std::int32_t>(a - b) < 0;
   }
 
   std::array<std::atomic<std::uint64_t>, Slots> slots_;
