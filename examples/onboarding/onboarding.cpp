@@ -1189,18 +1189,22 @@ check_report check_database(sqlite::database& db) {
 // Commands
 // ---------------------------------------------------------------------------
 
-sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
-  if (o.users < 1 || o.users > 1000) return sturdy::errc::invalid_options;
-  app a(o, out, /*scripted=*/true);
+// Opens a new, empty database for a run and records its seed.
+static sturdy::result<void> start_new_run(app& a, const run_options& o, std::ostream& out) {
   if (auto r = a.open(/*must_be_empty=*/true); !r) {
     out << "error: " << a.error() << '\n';
     return r.error();
   }
-  {
-    auto st = a.db().prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('seed', ?1)");
-    st.bind(1, std::to_string(o.seed));
-    (void)st.run();
-  }
+  auto st = a.db().prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('seed', ?1)");
+  st.bind(1, std::to_string(o.seed));
+  (void)st.run();
+  return sturdy::success();
+}
+
+sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
+  if (o.users < 1 || o.users > 1000) return sturdy::errc::invalid_options;
+  app a(o, out, /*scripted=*/true);
+  BOOST_OUTCOME_TRY(start_new_run(a, o, out));
   timeline& tl = a.tl();
   const fault_schedule& plan = a.plan();
   char buf[256];
@@ -1326,15 +1330,7 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
 sturdy::result<void> signup_only(const run_options& o, std::ostream& out) {
   if (o.users < 1 || o.users > 1000) return sturdy::errc::invalid_options;
   app a(o, out, /*scripted=*/false);
-  if (auto r = a.open(/*must_be_empty=*/true); !r) {
-    out << "error: " << a.error() << '\n';
-    return r.error();
-  }
-  {
-    auto st = a.db().prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('seed', ?1)");
-    st.bind(1, std::to_string(o.seed));
-    (void)st.run();
-  }
+  BOOST_OUTCOME_TRY(start_new_run(a, o, out));
   std::mt19937_64 g(o.seed);
   std::vector<std::string> names;
   for (int i = 0; i < o.users; ++i) names.push_back(name_of(i));
