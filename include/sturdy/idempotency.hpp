@@ -93,6 +93,7 @@
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/detail/idempotency_shard.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/stable_hash.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
@@ -908,21 +909,20 @@ class idempotency_cache {
   template <class R, class F>
   idempotency_result<R> run(std::string_view key, std::uint64_t fingerprint, fencing_token token,
                             const idempotency_policy& policy, F&& fn) {
-    R r = [&]() -> R {
-      try {
-        return invoke_wrapped(std::forward<F>(fn));
-      } catch (...) {
-        const failure_info f{.code = {}, .exception = std::current_exception()};
-        if (cache_failure(policy, f)) {
-          (void)store_outcome(key, fingerprint, token, [&] {
-            return outcome<T>(std::in_place_type<std::exception_ptr>, f.exception);
-          });
-        } else {
-          (void)store_.abandon(key, token);
-        }
-        throw;
+    std::exception_ptr thrown;
+    R r = detail::invoke_captured(std::forward<F>(fn), thrown, errc::stale_token);
+    if (STURDY_UNLIKELY(thrown != nullptr)) {
+      // Record the exception (or release the key), then hand it to the
+      // caller unchanged.
+      const failure_info f{.code = {}, .exception = thrown};
+      if (cache_failure(policy, f)) {
+        (void)store_outcome(key, fingerprint, token,
+                            [&] { return outcome<T>(std::in_place_type<std::exception_ptr>, f.exception); });
+      } else {
+        (void)store_.abandon(key, token);
       }
-    }();
+      std::rethrow_exception(thrown);
+    }
     if (STURDY_LIKELY(succeeded(r))) {
       auto done = store_outcome(key, fingerprint, token, [&] { return stored_success(r); });
       if (STURDY_UNLIKELY(!done.has_value())) return refused<R>(key, token, done.error());
