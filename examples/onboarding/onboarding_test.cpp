@@ -61,29 +61,6 @@ std::string violations(const onboarding::check_report& c) {
   return s;
 }
 
-// Runs the example program as a child process; returns its exit status
-// (or -1 when it did not exit normally).
-int run_program(const std::vector<std::string>& args) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    // Quiet child: its timeline is not part of the test's output.
-    if (std::freopen("/dev/null", "w", stdout) == nullptr ||
-        std::freopen("/dev/null", "w", stderr) == nullptr)
-      _exit(127);
-    std::vector<char*> argv;
-    std::string exe = ONBOARDING_EXE;
-    argv.push_back(exe.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // Starts the example program as a child process writing its stdout and
 // stderr to `out_path`; returns its pid (wait with wait_status).
 pid_t spawn_program(const std::vector<std::string>& args, const std::string& out_path) {
@@ -107,6 +84,11 @@ int wait_status(pid_t pid) {
   if (pid <= 0 || ::waitpid(pid, &status, 0) != pid) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+// Runs the example program as a quiet child process (its timeline is not
+// part of the test's output); returns its exit status (or -1 when it did not
+// exit normally).
+int run_program(const std::vector<std::string>& args) { return wait_status(spawn_program(args, "/dev/null")); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
