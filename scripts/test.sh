@@ -17,7 +17,6 @@ JOBS=${JOBS:-$(nproc)}
 STAGES=("$@")
 ((${#STAGES[@]})) || STAGES=(gcc clang asan tsan)
 TOTAL_PASS=0
-TOTAL_FAIL=0
 START=$(date +%s)
 
 # The Redis store's tests talk to a private redis-server on a free loopback
@@ -47,10 +46,20 @@ if command -v redis-server >/dev/null; then
   echo "=== redis-server for the tests on $STURDY_REDIS_URL"
 fi
 
+# fail STAGE WHY [PASSED FAILED]: the stage's ctest counts when it got that
+# far; a configure or build failure counts as one failure.
 fail() {
   echo "sturdy test: FAILED in stage '$1' ($2)" >&2
-  echo "sturdy: $TOTAL_PASS passed, $((TOTAL_FAIL + 1)) failed"
+  echo "sturdy: $((TOTAL_PASS + ${3:-0})) passed, ${4:-1} failed"
   exit 1
+}
+
+# ctest_counts LOG: prints "PASSED FAILED" from ctest's summary line.
+ctest_counts() {
+  local line
+  line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$1" | tail -1 || true)
+  [ -n "$line" ] || { echo "0 1"; return; }
+  sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2 \1/' <<<"$line" | awk '{print $1 - $2, $2}'
 }
 
 # run_stage NAME CXX FLAGS CTEST_ARGS CMAKE_ARGS...
@@ -73,13 +82,12 @@ run_stage() {
   # shellcheck disable=SC2086
   (cd "$dir" && ctest -j "$JOBS" --output-on-failure --timeout 300 --no-tests=error $ctest_args) >"$log" 2>&1 || {
     tail -n 120 "$log"
-    fail "$name" "ctest; log in $log"
+    # shellcheck disable=SC2046
+    fail "$name" "ctest; log in $log" $(ctest_counts "$log")
   }
-  local line passed total
-  line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1 || true)
-  echo "${line:-no ctest summary line}   ($(( $(date +%s) - stage_start )) s)"
-  total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
-  passed=${total:-0}
+  local passed
+  read -r passed _ < <(ctest_counts "$log")
+  echo "$(grep -E 'tests passed, [0-9]+ tests failed out of' "$log" | tail -1)   ($(( $(date +%s) - stage_start )) s)"
   TOTAL_PASS=$((TOTAL_PASS + passed))
 }
 
@@ -100,4 +108,4 @@ for stage in "${STAGES[@]}"; do
 done
 
 echo "=== all stages green in $(( $(date +%s) - START )) s: ${STAGES[*]}"
-echo "sturdy: $TOTAL_PASS passed, $TOTAL_FAIL failed"
+echo "sturdy: $TOTAL_PASS passed, 0 failed"
