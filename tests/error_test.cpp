@@ -9,7 +9,7 @@
 namespace {
 
 constexpr int kFirst = static_cast<int>(sturdy::errc::circuit_open);
-constexpr int kLast = static_cast<int>(sturdy::errc::retry_refused);
+constexpr int kLast = static_cast<int>(sturdy::errc::rate_limited);
 
 TEST(ErrcTest, EveryValueHasADistinctNonEmptyMessage) {
   std::set<std::string> seen;

@@ -108,6 +108,12 @@ enum class errc : int {
   corrupt_data,
   // The server said not to retry (e.g. a negative gRPC retry pushback).
   retry_refused,
+  // A concurrency limiter (bulkhead) had no permit free and its queue was
+  // full or the wait ran out (HTTP 503).
+  limit_exceeded,
+  // A rate limiter refused the request: too many in the current period
+  // (HTTP 429). The decision carries when to come back.
+  rate_limited,
 };
 
 // sturdy::message(errc)
@@ -155,6 +161,10 @@ enum class errc : int {
       return "stored data could not be decoded";
     case errc::retry_refused:
       return "the server asked not to retry";
+    case errc::limit_exceeded:
+      return "the concurrency limit is reached: no permit was free in time";
+    case errc::rate_limited:
+      return "the rate limit is reached: too many requests in this period";
   }
   return "unknown sturdy error";
 }
@@ -174,6 +184,8 @@ class error_category_impl final : public std::error_category {
       case errc::circuit_open:
       case errc::budget_exhausted:
       case errc::store_unavailable:
+      case errc::limit_exceeded:
+      case errc::rate_limited:
         return std::make_error_condition(std::errc::resource_unavailable_try_again);
       case errc::deadline_exceeded:
       case errc::wait_timeout:

@@ -11,6 +11,7 @@
 #define STURDY_STURDY_HPP_
 
 #include "sturdy/backoff.hpp"
+#include "sturdy/callback.hpp"
 #include "sturdy/circuit_breaker.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/compensation.hpp"
@@ -20,6 +21,7 @@
 #include "sturdy/idempotency.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/ownership.hpp"
 #include "sturdy/pipeline.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
