@@ -34,9 +34,20 @@
 #define STURDY_LISTENER_HPP_
 
 #include <concepts>
+#include <string_view>
 #include <type_traits>
 
 namespace sturdy {
+
+// options_rejected: emitted by a primitive built from invalid options, once,
+// on the first call it refuses (errc::invalid_options). `message` is the
+// options' `validation_message()`, a static sentence that starts with the
+// options struct and field it names ("retry_options.max_attempts must be
+// >= 1 ..."); `primitive` is the primitive's type name ("retry_policy").
+struct options_rejected {
+  std::string_view primitive;
+  std::string_view message;
+};
 
 // null_listener: takes every event and does nothing.
 struct null_listener {

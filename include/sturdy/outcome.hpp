@@ -53,6 +53,7 @@
 #include <functional>
 #include <system_error>
 #include <type_traits>
+#include <string_view>
 #include <utility>
 
 #include <boost/outcome/basic_outcome.hpp>
@@ -153,6 +154,22 @@ template <class E>
                   "your result type, but its error type cannot be built from a std::error_code: make "
                   "it constructible from one or provide sturdy_from_error_code(ec, "
                   "std::type_identity<E>) found by ADL.");
+  }
+}
+
+// sturdy::from_error_code<E>(ec, message)
+//
+// Like `from_error_code<E>(ec)`, for error types that can carry a message
+// (e.g. `absl::Status`): when ADL finds
+// `sturdy_from_error_code(ec, message, std::type_identity<E>)`, the message
+// (a static sentence such as an options validation message naming the field)
+// goes into the error; otherwise it is dropped and only `ec` is kept.
+template <class E>
+[[nodiscard]] E from_error_code(std::error_code ec, std::string_view message) {
+  if constexpr (requires { { sturdy_from_error_code(ec, message, std::type_identity<E>{}) } -> std::convertible_to<E>; }) {
+    return sturdy_from_error_code(ec, message, std::type_identity<E>{});
+  } else {
+    return from_error_code<E>(ec);
   }
 }
 
