@@ -51,9 +51,9 @@
 #include <concepts>
 #include <exception>
 #include <functional>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
-#include <string_view>
 #include <utility>
 
 #include <boost/outcome/basic_outcome.hpp>
