@@ -145,6 +145,7 @@ enum class rate_limit_reason : std::uint8_t {
   cancelled,          // acquire: the stop token was triggered
   invalid_options,    // the limiter's options did not validate
   store_unavailable,  // a shared store (Redis) failed and the limiter fails closed
+  corrupt_data,       // a shared store held state the limiter cannot read
 };
 
 [[nodiscard]] constexpr std::string_view to_string(rate_limit_reason r) noexcept {
@@ -156,6 +157,7 @@ enum class rate_limit_reason : std::uint8_t {
     case rate_limit_reason::cancelled: return "cancelled";
     case rate_limit_reason::invalid_options: return "invalid_options";
     case rate_limit_reason::store_unavailable: return "store_unavailable";
+    case rate_limit_reason::corrupt_data: return "corrupt_data";
   }
   return "unknown";
 }
@@ -188,7 +190,7 @@ struct rate_limit_decision {
   // The error a refusal stands for; empty when allowed. rate_limited and
   // exceeds_burst: errc::rate_limited (tell them apart by `reason` or by
   // retry_after == duration::max()); deadline_exceeded, cancelled,
-  // invalid_options, store_unavailable: the errc of that name.
+  // invalid_options, store_unavailable, corrupt_data: the errc of that name.
   [[nodiscard]] std::error_code error() const noexcept {
     switch (reason) {
       case rate_limit_reason::admitted: return {};
@@ -198,6 +200,7 @@ struct rate_limit_decision {
       case rate_limit_reason::cancelled: return make_error_code(errc::cancelled);
       case rate_limit_reason::invalid_options: return make_error_code(errc::invalid_options);
       case rate_limit_reason::store_unavailable: return make_error_code(errc::store_unavailable);
+      case rate_limit_reason::corrupt_data: return make_error_code(errc::corrupt_data);
     }
     return make_error_code(errc::rate_limited);
   }
