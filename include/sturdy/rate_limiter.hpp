@@ -322,9 +322,11 @@ class rate_limiter final {
     const std::uint64_t t = detail::to_biased(now);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
     for (;;) {
-      const detail::gcra_outcome o = core_.decide(state, t, n);
-      if (o.verdict != detail::gcra_verdict::admitted || o.state == state) return finish(o, n);
-      if (state_.compare_exchange_weak(state, o.state, std::memory_order_relaxed)) return finish(o, n);
+      const detail::gcra_step s = core_.step(state, t, n);
+      if (s.verdict != detail::gcra_verdict::admitted || s.next == state ||
+          state_.compare_exchange_weak(state, s.next, std::memory_order_relaxed)) {
+        return finish(core_.describe(s, t, n), n);
+      }
     }
   }
 
@@ -352,12 +354,15 @@ class rate_limiter final {
     const bool deadline_binds = to_deadline < max_wait;
     const duration wait_bound = deadline_binds ? to_deadline : (max_wait < duration::zero() ? duration::zero() : max_wait);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
-    detail::gcra_outcome o;
+    detail::gcra_step s;
     for (;;) {
-      o = core_.decide(state, t, n, static_cast<std::uint64_t>(wait_bound.count()));
-      if (o.verdict != detail::gcra_verdict::admitted || o.state == state) break;
-      if (state_.compare_exchange_weak(state, o.state, std::memory_order_relaxed)) break;
+      s = core_.step(state, t, n, static_cast<std::uint64_t>(wait_bound.count()));
+      if (s.verdict != detail::gcra_verdict::admitted || s.next == state ||
+          state_.compare_exchange_weak(state, s.next, std::memory_order_relaxed)) {
+        break;
+      }
     }
+    const detail::gcra_outcome o = core_.describe(s, t, n);
     if (o.verdict == detail::gcra_verdict::limited && deadline_binds && n != 0) {
       // Would the turn have fitted max_wait? Then the deadline refused it.
       const duration turn = core_.decide(state, t, n).wait;

@@ -72,6 +72,12 @@ enum class gcra_verdict : std::uint8_t {
   exceeds_burst,  // n > B: can never be admitted
 };
 
+struct gcra_step {
+  gcra_verdict verdict = gcra_verdict::admitted;
+  std::uint64_t base = 0;  // max(state, now - tau)
+  std::uint64_t next = 0;  // the state to store (the old one unless admitted with n > 0)
+};
+
 struct gcra_outcome {
   gcra_verdict verdict = gcra_verdict::admitted;
   // The state to store (== the old state unless admitted with n > 0).
@@ -93,7 +99,10 @@ class gcra {
  public:
   constexpr gcra() noexcept = default;
   constexpr gcra(std::uint64_t interval_ns, std::uint64_t burst) noexcept
-      : interval_(interval_ns), burst_(burst), tolerance_(interval_ns * burst) {}
+      : interval_(interval_ns),
+        burst_(burst),
+        tolerance_(interval_ns * burst),
+        inverse_(1.0 / static_cast<double>(interval_ns)) {}
 
   [[nodiscard]] constexpr std::uint64_t interval() const noexcept { return interval_; }
   [[nodiscard]] constexpr std::uint64_t burst() const noexcept { return burst_; }
@@ -109,6 +118,62 @@ class gcra {
     return state <= floor_at(now);
   }
 
+  // gcra::step()
+  //
+  // The admission half of `decide`: the verdict and the state to store,
+  // with no division (drivers call it inside their compare-and-swap loop and
+  // `describe` once, after).
+  [[nodiscard]] constexpr gcra_step step(std::uint64_t state, std::uint64_t now, std::uint64_t n,
+                                         std::uint64_t max_wait = 0) const noexcept {
+    const std::uint64_t floor = floor_at(now);
+    gcra_step s;
+    s.base = state > floor ? state : floor;
+    s.next = state;
+    if (n > burst_) {
+      s.verdict = gcra_verdict::exceeds_burst;
+      return s;
+    }
+    const std::uint64_t need = (n == 0 ? 1 : n) * interval_;  // <= tau
+    const std::uint64_t horizon = now > ~std::uint64_t{0} - max_wait ? ~std::uint64_t{0} : now + max_wait;
+    if (s.base > horizon || horizon - s.base < need) {
+      s.verdict = gcra_verdict::limited;
+      return s;
+    }
+    s.verdict = gcra_verdict::admitted;
+    if (n != 0) s.next = s.base + need;  // <= horizon: no overflow; a peek stores nothing
+    return s;
+  }
+
+  // gcra::describe()
+  //
+  // The rest of the decision for a `step` taken at `now` for `n`.
+  [[nodiscard]] constexpr gcra_outcome describe(const gcra_step& s, std::uint64_t now,
+                                                std::uint64_t n) const noexcept {
+    gcra_outcome out;
+    out.verdict = s.verdict;
+    out.state = s.next;
+    // Admitted (not a peek): the bucket after this request; otherwise before.
+    const std::uint64_t at = s.verdict == gcra_verdict::admitted && n != 0 ? s.next : s.base;
+    out.remaining = at <= now ? div_interval(now - at) : 0;
+    out.reset_after = until_full(at, now);
+    switch (s.verdict) {
+      case gcra_verdict::exceeds_burst:
+        out.wait = duration::max();
+        break;
+      case gcra_verdict::limited: {
+        const std::uint64_t need = (n == 0 ? 1 : n) * interval_;
+        // base + need - now, without overflow (base + need may pass 2^64).
+        out.wait = s.base > now ? saturating_add(saturating_ns(s.base - now), saturating_ns(need))
+                                : saturating_ns(need - (now - s.base));
+        break;
+      }
+      case gcra_verdict::admitted:
+        out.wait = n != 0 && s.next > now ? saturating_ns(s.next - now) : duration::zero();
+        break;
+    }
+    return out;
+  }
+
   // gcra::decide()
   //
   // The decision for a request of `n` at `now` from `state`, allowed to wait
@@ -117,36 +182,7 @@ class gcra {
   // (`remaining` counts before it).
   [[nodiscard]] constexpr gcra_outcome decide(std::uint64_t state, std::uint64_t now, std::uint64_t n,
                                               std::uint64_t max_wait = 0) const noexcept {
-    const std::uint64_t base = state > floor_at(now) ? state : floor_at(now);
-    gcra_outcome out;
-    out.state = state;
-    out.remaining = base <= now ? (now - base) / interval_ : 0;
-    out.reset_after = until_full(base, now);
-    if (n > burst_) {
-      out.verdict = gcra_verdict::exceeds_burst;
-      out.wait = duration::max();
-      return out;
-    }
-    const bool peek = n == 0;
-    const std::uint64_t need = (peek ? 1 : n) * interval_;  // <= τ
-    const std::uint64_t horizon = now > ~std::uint64_t{0} - max_wait ? ~std::uint64_t{0} : now + max_wait;
-    if (base > horizon || horizon - base < need) {
-      out.verdict = gcra_verdict::limited;
-      // base + need − now, without overflow (base + need may pass 2^64).
-      out.wait = base > now ? saturating_add(saturating_ns(base - now), saturating_ns(need))
-                            : saturating_ns(need - (now - base));
-      return out;
-    }
-    const std::uint64_t next = base + need;  // <= horizon: no overflow
-    out.wait = next > now ? saturating_ns(next - now) : duration::zero();
-    if (peek) {
-      out.wait = duration::zero();
-      return out;
-    }
-    out.state = next;
-    out.remaining = next <= now ? (now - next) / interval_ : 0;
-    out.reset_after = until_full(next, now);
-    return out;
+    return describe(step(state, now, n, max_wait), now, n);
   }
 
   // The state after giving back a reservation of `n` that left `state`
@@ -157,6 +193,19 @@ class gcra {
   }
 
  private:
+  // x / T. A 64-bit division costs tens of cycles; below 2^52, x * (1/T) in
+  // double is within 1 of the quotient, and one comparison fixes it.
+  [[nodiscard]] constexpr std::uint64_t div_interval(std::uint64_t x) const noexcept {
+    if (x >= (std::uint64_t{1} << 52)) return x / interval_;
+    auto q = static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<double>(static_cast<std::int64_t>(x)) * inverse_));
+    if (q * interval_ > x) {
+      --q;
+    } else if (x - q * interval_ >= interval_) {
+      ++q;
+    }
+    return q;
+  }
+
   // TAT − now = base + τ − now, saturating.
   [[nodiscard]] constexpr duration until_full(std::uint64_t base, std::uint64_t now) const noexcept {
     if (base <= now) {
@@ -169,6 +218,7 @@ class gcra {
   std::uint64_t interval_ = 1;
   std::uint64_t burst_ = 1;
   std::uint64_t tolerance_ = 1;
+  double inverse_ = 1.0;  // 1 / interval_
 };
 
 }  // namespace sturdy::detail
