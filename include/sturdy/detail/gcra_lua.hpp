@@ -7,7 +7,9 @@
 // for `sturdy::redis::rate_limiter`. Lua 5.1 numbers are doubles, exact only
 // up to 2^53, so every time and duration travels as a pair (seconds,
 // nanoseconds in [0, 1e9)) and the script does pair arithmetic; every value
-// stays far below 2^53 and the maths is exact. The script only decides
+// stays far below 2^53 and the maths is exact (and prints exactly: Lua
+// writes numbers with "%.14g", and every value written is an integer below
+// 10^13). The script only decides
 // "admitted or not" and stores the new state; the client feeds the state and
 // time the script saw to `detail::gcra::decide` for `remaining`,
 // `retry_after` and `reset_after`, and checks that both agree.
@@ -16,7 +18,8 @@
 //          is full again (a missing key is a full bucket).
 // ARGV: mode ('s': server TIME plus the offset; 'c': the given time),
 //       time_or_offset s, ns, need (n·T) s, ns, τ s, ns, peek ('1': do not
-//       write).
+//       write), extra TTL in ms (the key outlives the state's meaning by
+//       that much; see `client_time_ttl_slack`).
 // Reply: {admitted 0|1, had_state 0|1, state s, state ns, now s, now ns},
 //        or {-1} when KEYS[1] holds something unreadable.
 //
@@ -36,46 +39,55 @@
 namespace sturdy::detail {
 
 inline constexpr std::string_view gcra_script = R"lua(
-local B = 1000000000
-local function norm(s, ns)
-  local c = math.floor(ns / B)
-  return s + c, ns - c * B
-end
-local function less(as, ans, bs, bns)
-  return as < bs or (as == bs and ans < bns)
-end
+local B, floor = 1000000000, math.floor
 local now_s, now_ns
 if ARGV[1] == 's' then
   local t = redis.call('TIME')
-  now_s, now_ns = norm(tonumber(t[1]) + tonumber(ARGV[2]), tonumber(t[2]) * 1000 + tonumber(ARGV[3]))
+  now_s, now_ns = t[1] + ARGV[2], t[2] * 1000 + ARGV[3]
 else
-  now_s, now_ns = tonumber(ARGV[2]), tonumber(ARGV[3])
+  now_s, now_ns = ARGV[2] + 0, ARGV[3] + 0
 end
-local need_s, need_ns = tonumber(ARGV[4]), tonumber(ARGV[5])
-local tau_s, tau_ns = tonumber(ARGV[6]), tonumber(ARGV[7])
--- floor = max(now - tau, the earliest representable time)
-local base_s, base_ns = norm(now_s - tau_s, now_ns - tau_ns)
-if less(base_s, base_ns, -9223372037, 145224192) then base_s, base_ns = -9223372037, 145224192 end
+local c = floor(now_ns / B)
+now_s, now_ns = now_s + c, now_ns - c * B
+local tau_s, tau_ns = ARGV[6] + 0, ARGV[7] + 0
+-- base = max(now - tau, the earliest representable time, the stored state)
+local base_s, base_ns = now_s - tau_s, now_ns - tau_ns
+if base_ns < 0 then base_s, base_ns = base_s - 1, base_ns + B end
+if base_s < -9223372037 or (base_s == -9223372037 and base_ns < 145224192) then
+  base_s, base_ns = -9223372037, 145224192
+end
 local had, old_s, old_ns = 0, 0, 0
 local v = redis.call('GET', KEYS[1])
 if v then
-  local a, b = string.match(v, '^(%-?%d+) (%d+)$')
-  if not a then return {-1} end
-  old_s, old_ns = tonumber(a), tonumber(b)
-  if old_ns >= B then return {-1} end
+  local sp = string.find(v, ' ', 1, true)
+  old_s, old_ns = tonumber(sp and string.sub(v, 1, sp - 1)), tonumber(sp and string.sub(v, sp + 1))
+  if not old_s or not old_ns or old_ns < 0 or old_ns >= B or old_s ~= floor(old_s) or old_ns ~= floor(old_ns) then
+    return {-1}
+  end
   had = 1
-  if less(base_s, base_ns, old_s, old_ns) then base_s, base_ns = old_s, old_ns end
+  if base_s < old_s or (base_s == old_s and base_ns < old_ns) then base_s, base_ns = old_s, old_ns end
 end
-local next_s, next_ns = norm(base_s + need_s, base_ns + need_ns)
-local ok = not less(now_s, now_ns, next_s, next_ns)
+-- next = base + need; admitted iff next <= now (a peek writes nothing)
+local next_s, next_ns = base_s + ARGV[4], base_ns + ARGV[5]
+if next_ns >= B then next_s, next_ns = next_s + 1, next_ns - B end
+local ok = next_s < now_s or (next_s == now_s and next_ns <= now_ns)
 if ok and ARGV[8] == '0' then
-  local d_s, d_ns = norm(next_s + tau_s - now_s, next_ns + tau_ns - now_ns)
-  local ms = d_s * 1000 + math.ceil(d_ns / 1000000)
+  -- the key lives until the bucket is full again (next + tau - now, in ms
+  -- rounded up), plus ARGV[9] ms
+  local ms = (next_s + tau_s - now_s) * 1000 + math.ceil((next_ns + tau_ns - now_ns) / 1000000)
   if ms < 1 then ms = 1 end
-  redis.call('SET', KEYS[1], string.format('%.0f %.0f', next_s, next_ns), 'PX', string.format('%.0f', ms))
+  ms = ms + ARGV[9]
+  redis.call('SET', KEYS[1], next_s .. ' ' .. next_ns, 'PX', ms)
 end
 return {ok and 1 or 0, had, old_s, old_ns, now_s, now_ns}
 )lua";
+
+// With client time, Redis still expires keys by its own clock: a key lives
+// this much longer than the client-time state needs, so a server clock that
+// runs a little fast (or a client's that runs slow) cannot drop a state
+// early, which would admit more than the limit. (A state kept longer than
+// needed is harmless: once the bucket is full it decides like no state.)
+inline constexpr std::string_view client_time_ttl_slack_ms = "1000";
 
 // A nanosecond count as (seconds, nanoseconds in [0, 1e9)).
 struct split_ns {

@@ -19,8 +19,10 @@
 // (some managed Redis); then every process's clock must agree (NTP).
 //
 // Keys: `key_prefix + key`, a small string ("<seconds> <nanoseconds>" of
-// GCRA's TAT − τ) with a TTL until the bucket is full again, so an idle key
-// disappears by itself (and a missing key is exactly a full bucket).
+// GCRA's TAT − τ) with a TTL until the bucket is full again (1 s more with
+// client time, as a margin for the server's clock, which expires keys), so
+// an idle key disappears by itself (and a missing key is exactly a full
+// bucket).
 //
 // Example:
 //
@@ -214,7 +216,8 @@ class rate_limiter {
                                      to_chars(nd.ns, bufs[3]),
                                      to_chars(tau.s, bufs[4]),
                                      to_chars(tau.ns, bufs[5]),
-                                     asked == 0 ? std::string_view("1") : std::string_view("0")};
+                                     asked == 0 ? std::string_view("1") : std::string_view("0"),
+                                     client ? sturdy::detail::client_time_ttl_slack_ms : std::string_view("0")};
     const std::string redis_key = key_of(key);
     reply_ptr r;
     call_error err;
