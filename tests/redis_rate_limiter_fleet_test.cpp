@@ -21,21 +21,14 @@ TEST(RedisRateLimiterFleetTest, NeedsHiredis) { GTEST_SKIP() << "built without h
 #include <cstdlib>
 #include <fstream>
 #include <limits>
-#include <random>
-#include <sstream>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
-#include "sturdy/testing/manual_clock.hpp"
-#include "sturdy/testing/recording_listener.hpp"
-#include "sturdy/testing/recording_sleeper.hpp"
+#include "support/redis_rate_limiter.hpp"
 #include "support/redis_server.hpp"
 
 using namespace std::chrono_literals;
-using sturdy::duration;
-using sturdy::rate_limit_decision;
 using sturdy::rate_limit_reason;
 using sturdy::time_point;
 using sturdy::redis::limiter_store_options;
@@ -45,22 +38,6 @@ namespace {
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v == nullptr ? std::string() : std::string(v);
-}
-
-limiter_store_options store_at(const std::string& address, const std::string& prefix) {
-  auto o = sturdy::redis::with_address(limiter_store_options{}, address);
-  EXPECT_TRUE(o.has_value()) << "bad redis address '" << address << "'";
-  limiter_store_options out = o.has_value() ? o.value() : limiter_store_options{};
-  out.key_prefix = prefix;
-  out.command_timeout = 2s;  // a busy CI machine
-  out.on_unavailable = sturdy::redis::failure_mode::fail_closed;
-  return out;
-}
-
-std::string required_address() {
-  const std::string address = sturdy::test::redis_address();
-  EXPECT_FALSE(address.empty()) << "no Redis: set STURDY_REDIS_URL or put redis-server on PATH";
-  return address;
 }
 
 // --- two processes share one limit --------------------------------------------
@@ -81,7 +58,7 @@ constexpr sturdy::rate_limiter_options shared_limit{.rate = 200, .period = 1s, .
 // Child: hammers the shared limit for STURDY_CHILD_MS milliseconds, writing
 // the decision time of each admission (client time) to STURDY_CHILD_OUT.
 TEST(RedisRateLimiterChild, DISABLED_Hammer) {
-  limiter_store_options s = store_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX"));
+  limiter_store_options s = sturdy::test::limiter_store_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX"));
   s.time = sturdy::redis::time_source::client;
   sturdy::redis::rate_limiter<sturdy::null_listener, remembering_wall_clock> l(shared_limit, s);
   std::ofstream out(env("STURDY_CHILD_OUT"));
@@ -100,7 +77,7 @@ TEST(RedisRateLimiterChild, DISABLED_Hammer) {
 }
 
 TEST(RedisRateLimiterFleetTest, TwoProcessesShareOneLimitInEveryWindow) {
-  const std::string address = required_address();
+  const std::string address = sturdy::test::required_redis_address();
   const std::string prefix = sturdy::test::unique_prefix("procs");
   std::vector<pid_t> pids;
   std::vector<std::string> outs;
@@ -150,7 +127,7 @@ TEST(RedisRateLimiterFleetTest, RedisKilledAndRestartedMidRunKeepsTheFailureMode
   ASSERT_TRUE(server.start());
   for (const auto mode : {sturdy::redis::failure_mode::fail_open, sturdy::redis::failure_mode::fail_closed}) {
     SCOPED_TRACE(mode == sturdy::redis::failure_mode::fail_open ? "fail_open" : "fail_closed");
-    limiter_store_options s = store_at(server.address(), sturdy::test::unique_prefix("restart"));
+    limiter_store_options s = sturdy::test::limiter_store_at(server.address(), sturdy::test::unique_prefix("restart"));
     s.on_unavailable = mode;
     s.command_timeout = 200ms;
     s.connect_timeout = 200ms;

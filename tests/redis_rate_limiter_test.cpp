@@ -34,6 +34,7 @@ TEST(RedisRateLimiterTest, NeedsHiredis) { GTEST_SKIP() << "built without hiredi
 #include "sturdy/testing/manual_clock.hpp"
 #include "sturdy/testing/recording_listener.hpp"
 #include "sturdy/testing/recording_sleeper.hpp"
+#include "support/redis_rate_limiter.hpp"
 #include "support/redis_server.hpp"
 
 using namespace std::chrono_literals;
@@ -44,22 +45,6 @@ using sturdy::time_point;
 using sturdy::redis::limiter_store_options;
 
 namespace {
-
-limiter_store_options store_at(const std::string& address, const std::string& prefix) {
-  auto o = sturdy::redis::with_address(limiter_store_options{}, address);
-  EXPECT_TRUE(o.has_value()) << "bad redis address '" << address << "'";
-  limiter_store_options out = o.has_value() ? o.value() : limiter_store_options{};
-  out.key_prefix = prefix;
-  out.command_timeout = 2s;  // a busy CI machine
-  out.on_unavailable = sturdy::redis::failure_mode::fail_closed;
-  return out;
-}
-
-std::string required_address() {
-  const std::string address = sturdy::test::redis_address();
-  EXPECT_FALSE(address.empty()) << "no Redis: set STURDY_REDIS_URL or put redis-server on PATH";
-  return address;
-}
 
 // A raw hiredis connection for poking at keys.
 class raw_redis {
@@ -95,7 +80,7 @@ class raw_redis {
 };
 
 TEST(RedisRateLimiterTest, ScriptDecidesExactlyLikeTheLocalCore) {
-  const std::string address = required_address();
+  const std::string address = sturdy::test::required_redis_address();
   std::mt19937_64 gen(16407);
   for (int round = 0; round < 6; ++round) {
     const std::uint64_t rate = std::uniform_int_distribution<std::uint64_t>(1, 50)(gen);
@@ -107,7 +92,7 @@ TEST(RedisRateLimiterTest, ScriptDecidesExactlyLikeTheLocalCore) {
     const std::int64_t starts[] = {0, -5'000'000'000, 1'700'000'000'000'000'000, -1'000, 7'000'000'000'000'000'000,
                                    std::numeric_limits<std::int64_t>::min() + 10};
     sturdy::testing::manual_clock clock{time_point(duration(starts[round]))};
-    limiter_store_options s = store_at(address, sturdy::test::unique_prefix("diff" + std::to_string(round)));
+    limiter_store_options s = sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("diff" + std::to_string(round)));
     s.time = sturdy::redis::time_source::client;
     sturdy::redis::rate_limiter<sturdy::null_listener, sturdy::testing::manual_clock> fleet(o, s, clock);
     sturdy::rate_limiter<sturdy::testing::manual_clock> local(o, clock);
@@ -126,9 +111,9 @@ TEST(RedisRateLimiterTest, ScriptDecidesExactlyLikeTheLocalCore) {
 }
 
 TEST(RedisRateLimiterTest, ServerTimeBurstRefusalRefillAndIdleExpiry) {
-  const std::string address = required_address();
+  const std::string address = sturdy::test::required_redis_address();
   const std::string prefix = sturdy::test::unique_prefix("server");
-  sturdy::redis::rate_limiter<> l({.rate = 1, .period = 1h, .burst = 3}, store_at(address, prefix));
+  sturdy::redis::rate_limiter<> l({.rate = 1, .period = 1h, .burst = 3}, sturdy::test::limiter_store_at(address, prefix));
   for (int i = 0; i < 3; ++i) {
     const auto d = l.try_acquire("tenant");
     ASSERT_TRUE(d.allowed) << to_string(d.reason);
@@ -153,7 +138,7 @@ TEST(RedisRateLimiterTest, ServerTimeBurstRefusalRefillAndIdleExpiry) {
   raw.run({"DEL", l.key_of("tenant")});
   EXPECT_EQ(l.try_acquire("tenant", 0).remaining, 3u);
   // A short limit's key expires by itself.
-  sturdy::redis::rate_limiter<> quick({.rate = 1000, .period = 1s, .burst = 2}, store_at(address, prefix));
+  sturdy::redis::rate_limiter<> quick({.rate = 1000, .period = 1s, .burst = 2}, sturdy::test::limiter_store_at(address, prefix));
   ASSERT_TRUE(quick.try_acquire("q").allowed);
   EXPECT_LE(raw.run({"PTTL", quick.key_of("q")}), 2);
   for (int i = 0; i < 200 && raw.run({"EXISTS", quick.key_of("q")}) == 1; ++i) std::this_thread::sleep_for(5ms);
@@ -161,9 +146,9 @@ TEST(RedisRateLimiterTest, ServerTimeBurstRefusalRefillAndIdleExpiry) {
 }
 
 TEST(RedisRateLimiterTest, PeekAndRequestLargerThanBurst) {
-  const std::string address = required_address();
+  const std::string address = sturdy::test::required_redis_address();
   sturdy::redis::rate_limiter<> l({.rate = 1, .period = 1h, .burst = 2},
-                                  store_at(address, sturdy::test::unique_prefix("peek")));
+                                  sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("peek")));
   EXPECT_EQ(l.try_acquire("k", 0).remaining, 2u);
   EXPECT_EQ(l.try_acquire("k", 0).remaining, 2u);  // a peek takes nothing
   const auto big = l.try_acquire("k", 3);
@@ -175,9 +160,9 @@ TEST(RedisRateLimiterTest, PeekAndRequestLargerThanBurst) {
 }
 
 TEST(RedisRateLimiterTest, ReloadsTheScriptAfterTheServerForgetsIt) {
-  const std::string address = required_address();
+  const std::string address = sturdy::test::required_redis_address();
   sturdy::redis::rate_limiter<> l({.rate = 10, .period = 1s, .burst = 5},
-                                  store_at(address, sturdy::test::unique_prefix("noscript")));
+                                  sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("noscript")));
   ASSERT_TRUE(l.try_acquire("k").allowed);
   raw_redis raw(address);
   ASSERT_GE(raw.run({"SCRIPT", "FLUSH"}), 0);
@@ -187,8 +172,8 @@ TEST(RedisRateLimiterTest, ReloadsTheScriptAfterTheServerForgetsIt) {
 }
 
 TEST(RedisRateLimiterTest, UnreadableStateIsCorruptDataNeverFailedOpen) {
-  const std::string address = required_address();
-  limiter_store_options s = store_at(address, sturdy::test::unique_prefix("corrupt"));
+  const std::string address = sturdy::test::required_redis_address();
+  limiter_store_options s = sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("corrupt"));
   s.on_unavailable = sturdy::redis::failure_mode::fail_open;
   sturdy::testing::recording_listener events;
   sturdy::redis::rate_limiter<sturdy::testing::recording_listener> l({.rate = 10, .period = 1s, .burst = 5}, s,
@@ -224,7 +209,7 @@ TEST(RedisRateLimiterTest, ValidationNamesTheField) {
 TEST(RedisRateLimiterTest, UnreachableRedisFollowsTheFailureMode) {
   const int port = sturdy::test::free_loopback_port();  // nothing listens
   for (const auto mode : {sturdy::redis::failure_mode::fail_open, sturdy::redis::failure_mode::fail_closed}) {
-    limiter_store_options s = store_at("127.0.0.1:" + std::to_string(port), "x:");
+    limiter_store_options s = sturdy::test::limiter_store_at("127.0.0.1:" + std::to_string(port), "x:");
     s.on_unavailable = mode;
     sturdy::testing::recording_listener events;
     sturdy::redis::rate_limiter<sturdy::testing::recording_listener> l({}, s, {}, events);
