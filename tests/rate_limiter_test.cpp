@@ -15,6 +15,7 @@
 #include <limits>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -334,6 +335,29 @@ TEST(RateLimiterTest, CancelledBehindALaterReservationForfeitsItsTurn) {
   EXPECT_EQ(f.limiter.try_acquire(0).retry_after, 300ms);
 }
 
+struct throwing_sleeper {
+  bool sleep_for(duration, std::stop_token) const { throw std::runtime_error("sleeper failed"); }
+};
+
+TEST(RateLimiterTest, ASleeperThatThrowsGivesTheTurnBackAndPropagates) {
+  manual_clock clock;
+  sturdy::rate_limiter<manual_clock, throwing_sleeper> l({.rate = 10, .period = 1s, .burst = 1}, clock);
+  EXPECT_TRUE(l.try_acquire().allowed);
+  EXPECT_THROW((void)l.acquire(1, 1s), std::runtime_error);
+  EXPECT_EQ(l.try_acquire(0).retry_after, 100ms);  // the reservation was given back
+}
+
+TEST(RateLimiterTest, GiveBackTakesExactlyTheDecisionsTokens) {
+  fixture f({.rate = 1, .period = 1s, .burst = 5});
+  const auto three = f.limiter.try_acquire(3);
+  ASSERT_TRUE(three.allowed);
+  EXPECT_EQ(three.requested, 3u);
+  EXPECT_TRUE(f.limiter.give_back(three));
+  EXPECT_FALSE(f.limiter.give_back(three));  // once only
+  EXPECT_EQ(f.limiter.try_acquire(0).remaining, 5u);
+  EXPECT_FALSE(f.limiter.give_back(f.limiter.try_acquire(0)));  // a peek took nothing
+}
+
 TEST(RateLimiterTest, ExecuteRunsOnlyWhenAdmittedAndComposesByReference) {
   fixture f({.rate = 1, .period = 1s, .burst = 1});
   int calls = 0;
@@ -490,6 +514,7 @@ TEST(RateLimiterPropertyTest, MatchesTheReferenceAndHoldsTheBoundInEveryWindow) 
       const rate_limit_decision got = f.limiter.try_acquire(static_cast<std::uint64_t>(n));
       rate_limit_decision want = ref.take(f.clock.now().time_since_epoch().count(), n);
       want.ticket = got.ticket;
+      want.requested = static_cast<std::uint64_t>(n);
       ASSERT_EQ(got, want) << "round " << round << " step " << step << " n " << n;
       if (got.allowed && n > 0) admitted.emplace_back(f.clock.now().time_since_epoch().count(), n);
     }

@@ -182,6 +182,8 @@ struct rate_limit_decision {
   std::uint64_t limit = 0;
   // acquire: how long it slept for its turn; 0 otherwise.
   duration waited{};
+  // The n this decision was for.
+  std::uint64_t requested = 0;
   // Opaque: the limiter's state this admission left (for give_back).
   std::uint64_t ticket = 0;
 
@@ -257,8 +259,10 @@ struct rate_limit_rejected {
 namespace detail {
 
 // The public decision for a core outcome.
-[[nodiscard]] constexpr rate_limit_decision to_decision(const gcra_outcome& o, std::uint64_t burst) noexcept {
+[[nodiscard]] constexpr rate_limit_decision to_decision(const gcra_outcome& o, std::uint64_t burst,
+                                                       std::uint64_t n) noexcept {
   rate_limit_decision d;
+  d.requested = n;
   d.allowed = o.verdict == gcra_verdict::admitted;
   d.reason = d.allowed ? rate_limit_reason::admitted
                        : (o.verdict == gcra_verdict::exceeds_burst ? rate_limit_reason::exceeds_burst
@@ -271,8 +275,10 @@ namespace detail {
   return d;
 }
 
-[[nodiscard]] constexpr rate_limit_decision refusal(rate_limit_reason reason, std::uint64_t burst) noexcept {
+[[nodiscard]] constexpr rate_limit_decision refusal(rate_limit_reason reason, std::uint64_t burst,
+                                                   std::uint64_t n = 0) noexcept {
   rate_limit_decision d;
+  d.requested = n;
   d.reason = reason;
   d.retry_after = duration::max();
   d.limit = burst;
@@ -318,7 +324,7 @@ class rate_limiter final {
   // as the limiter's; a time earlier than one another thread already used
   // only makes the decision stricter).
   [[nodiscard]] rate_limit_decision try_acquire_at(time_point now, std::uint64_t n = 1) noexcept {
-    if (STURDY_UNLIKELY(invalid_)) return reject_invalid();
+    if (STURDY_UNLIKELY(invalid_)) return reject_invalid(n);
     const std::uint64_t t = detail::to_biased(now);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
     for (;;) {
@@ -346,8 +352,8 @@ class rate_limiter final {
   [[nodiscard]] rate_limit_decision acquire(std::uint64_t n = 1, duration max_wait = duration::max(),
                                             std::stop_token stop = {},
                                             time_point deadline = time_point::max()) {
-    if (STURDY_UNLIKELY(invalid_)) return reject_invalid();
-    if (stop.stop_requested()) return reject(detail::refusal(rate_limit_reason::cancelled, options_.burst), n);
+    if (STURDY_UNLIKELY(invalid_)) return reject_invalid(n);
+    if (stop.stop_requested()) return reject(detail::refusal(rate_limit_reason::cancelled, options_.burst, n), n);
     const time_point now = clock_.now();
     const std::uint64_t t = detail::to_biased(now);
     const duration to_deadline = detail::time_between(now, deadline);
@@ -367,16 +373,24 @@ class rate_limiter final {
       // Would the turn have fitted max_wait? Then the deadline refused it.
       const duration turn = core_.decide(state, t, n).wait;
       if (turn <= max_wait) {
-        rate_limit_decision d = detail::to_decision(o, options_.burst);
+        rate_limit_decision d = detail::to_decision(o, options_.burst, n);
         d.reason = rate_limit_reason::deadline_exceeded;
         return reject(d, n);
       }
     }
     if (o.verdict != detail::gcra_verdict::admitted || o.wait == duration::zero() || n == 0) return finish(o, n);
-    // Our turn is o.wait away: sleep, giving the reservation back if stopped.
-    rate_limit_decision d = detail::to_decision(o, options_.burst);
-    if (!sleeper_.sleep_for(o.wait, stop)) {
-      (void)give_back(d, n);
+    // Our turn is o.wait away: sleep, giving the reservation back if stopped
+    // (or if the sleeper throws).
+    rate_limit_decision d = detail::to_decision(o, options_.burst, n);
+    bool slept = false;
+    try {
+      slept = sleeper_.sleep_for(o.wait, stop);
+    } catch (...) {
+      (void)give_back(d);
+      throw;
+    }
+    if (!slept) {
+      (void)give_back(d);
       d.allowed = false;
       d.ticket = 0;
       d.reason = rate_limit_reason::cancelled;
@@ -411,11 +425,12 @@ class rate_limiter final {
 
   // rate_limiter::give_back()
   //
-  // Returns the `n` tokens of an admitted, unused decision of this limiter
-  // (a chained limit refused the request) when no later request has been
+  // Returns the tokens of an admitted, unused decision of THIS limiter (a
+  // chained limit refused the request) when no later request has been
   // admitted since; returns whether it did. Otherwise the tokens stay used:
   // the limiter may then admit less than its rate, never more.
-  bool give_back(const rate_limit_decision& d, std::uint64_t n) noexcept {
+  bool give_back(const rate_limit_decision& d) noexcept {
+    const std::uint64_t n = d.requested;
     if (invalid_ || !d.allowed || n == 0 || n > options_.burst || d.ticket == 0) return false;
     std::uint64_t mine = d.ticket;
     return state_.compare_exchange_strong(mine, core_.give_back(mine, n), std::memory_order_relaxed);
@@ -439,7 +454,7 @@ class rate_limiter final {
 
  private:
   rate_limit_decision finish(const detail::gcra_outcome& o, std::uint64_t n) noexcept {
-    rate_limit_decision d = detail::to_decision(o, options_.burst);
+    rate_limit_decision d = detail::to_decision(o, options_.burst, n);
     if (STURDY_UNLIKELY(!d.allowed)) return reject(d, n);
     if (n == 0) d.ticket = 0;  // a peek took nothing
     return d;
@@ -450,11 +465,11 @@ class rate_limiter final {
     return d;
   }
 
-  rate_limit_decision reject_invalid() noexcept {
+  rate_limit_decision reject_invalid(std::uint64_t n) noexcept {
     if (!options_rejected_reported_.exchange(true, std::memory_order_relaxed)) {
       emit(listener_, options_rejected{"rate_limiter", options_.validation_message()});
     }
-    return detail::refusal(rate_limit_reason::invalid_options, options_.burst);
+    return detail::refusal(rate_limit_reason::invalid_options, options_.burst, n);
   }
 
   // The state word and what every decision reads share one cache line.
@@ -476,7 +491,7 @@ rate_limit_decision try_acquire_chain(std::uint64_t n, First& first, Rest&... re
     if (!d.allowed) return d;
     rate_limit_decision inner = try_acquire_chain(n, rest...);
     if (!inner.allowed) {
-      (void)first.give_back(d, n);
+      (void)first.give_back(d);
       return inner;
     }
     if (d.remaining < inner.remaining) {

@@ -199,7 +199,7 @@ class rate_limiter {
   // n = 0 peeks; n > burst is refused with reason exceeds_burst (after a
   // peek, for `remaining` and `reset_after`).
   [[nodiscard]] rate_limit_decision try_acquire(std::string_view key, std::uint64_t n = 1) {
-    if (STURDY_UNLIKELY(!limit_ok_ || !store_ok_)) return reject_invalid(key);
+    if (STURDY_UNLIKELY(!limit_ok_ || !store_ok_)) return reject_invalid(n);
     const bool too_large = n > limit_.burst;
     const std::uint64_t asked = too_large ? 0 : n;
     const std::uint64_t need = (asked == 0 ? 1 : asked) * core_.interval();
@@ -225,13 +225,13 @@ class rate_limiter {
       auto c = pool_.acquire(err);
       if (c != nullptr) r = run_script(std::move(c), redis_key, args, err);
     }
-    if (r == nullptr) return failed(key, err);
+    if (r == nullptr) return failed(key, n, err);
     sturdy::detail::gcra_reply parsed;
-    if (!sturdy::detail::parse_gcra_reply(r.get(), parsed)) return failed(key, {errc::corrupt_data, "unreadable rate limit state"});
+    if (!sturdy::detail::parse_gcra_reply(r.get(), parsed)) return failed(key, n, {errc::corrupt_data, "unreadable rate limit state"});
     const sturdy::detail::gcra_outcome o = core_.decide(parsed.state, parsed.now, asked);
     if ((o.verdict == sturdy::detail::gcra_verdict::admitted) != parsed.admitted)
-      return failed(key, {errc::corrupt_data, "the script and the decision core disagree"});
-    rate_limit_decision d = sturdy::detail::to_decision(o, limit_.burst);
+      return failed(key, n, {errc::corrupt_data, "the script and the decision core disagree"});
+    rate_limit_decision d = sturdy::detail::to_decision(o, limit_.burst, n);
     d.ticket = 0;  // nothing to give back across the fleet
     if (too_large) {
       d.allowed = false;
@@ -361,11 +361,12 @@ class rate_limiter {
     return sha_;
   }
 
-  rate_limit_decision failed(std::string_view key, const call_error& err) {
+  rate_limit_decision failed(std::string_view key, std::uint64_t n, const call_error& err) {
     const bool open = err.code == errc::store_unavailable && store_.on_unavailable == failure_mode::fail_open;
     emit(listener_, redis_store_failed{"rate_limit", key, make_error_code(err.code), err.detail, open});
     rate_limit_decision d;
     d.limit = limit_.burst;
+    d.requested = n;
     if (open) {
       d.allowed = true;
       d.reason = rate_limit_reason::admitted;
@@ -377,13 +378,12 @@ class rate_limiter {
     return d;
   }
 
-  rate_limit_decision reject_invalid(std::string_view key) {
-    (void)key;
+  rate_limit_decision reject_invalid(std::uint64_t n) {
     if (!options_rejected_reported_.exchange(true, std::memory_order_relaxed)) {
       emit(listener_, options_rejected{"redis::rate_limiter", limit_ok_ ? store_.validation_message()
                                                                         : limit_.validation_message()});
     }
-    return sturdy::detail::refusal(rate_limit_reason::invalid_options, limit_.burst);
+    return sturdy::detail::refusal(rate_limit_reason::invalid_options, limit_.burst, n);
   }
 
   const rate_limiter_options limit_;
