@@ -8,7 +8,10 @@
 //   BM_RedisRateLimiter_Limited      try_acquire on a key over its limit
 //                                    (one EVALSHA: GET only)
 //   BM_RedisRateLimiter_ClientTime   the admitted case with time_source::client
-// each at 1 and 2 client threads (one connection per thread for raw hiredis;
+//   BM_Interleaved_GetVsDecision     one thread alternating a GET and a
+//                                    decision, each timed: the ratio under
+//                                    identical machine load
+// each (but the last) at 1 and 2 client threads (one connection per thread for raw hiredis;
 // the limiter's pool for sturdy).
 //
 // Without a reachable Redis it prints one line and exits 0 (it is smoke-run
@@ -46,6 +49,7 @@ sturdy::redis::limiter_store_options bench_options(sturdy::redis::time_source ti
   sturdy::redis::limiter_store_options out = o.has_value() ? o.value() : sturdy::redis::limiter_store_options{};
   out.key_prefix = "sturdy-bench:" + std::to_string(::getpid()) + ":rl:";
   out.pool_size = 4;
+  out.command_timeout = 2s;  // a loaded machine must not turn into errors
   out.on_unavailable = sturdy::redis::failure_mode::fail_closed;
   out.time = time;
   return out;
@@ -129,7 +133,8 @@ void BM_RedisRateLimiter_Admitted(benchmark::State& state) {
 BENCHMARK(BM_RedisRateLimiter_Admitted)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_RedisRateLimiter_Limited(benchmark::State& state) {
-  (void)never_admits().try_acquire(thread_key(state));
+  for (int i = 0; i < 10 && never_admits().try_acquire(thread_key(state)).allowed; ++i) {
+  }
   run(state, never_admits(), false);
 }
 BENCHMARK(BM_RedisRateLimiter_Limited)->Threads(1)->Threads(2)->UseRealTime();
@@ -138,6 +143,46 @@ void BM_RedisRateLimiter_ClientTime(benchmark::State& state) {
   run(state, always_admits(sturdy::redis::time_source::client), true);
 }
 BENCHMARK(BM_RedisRateLimiter_ClientTime)->Threads(1)->Threads(2)->UseRealTime();
+
+// One thread, alternating a raw GET and a limiter decision in every
+// iteration and timing each: both see the same machine load, so the ratio
+// holds even while other work on the machine comes and goes.
+void BM_Interleaved_GetVsDecision(benchmark::State& state) {
+  raw_conn conn;
+  const std::string key = bench_options(sturdy::redis::time_source::server).key_prefix + "raw:i";
+  freeReplyObject(redisCommand(conn.c, "SET %s %s EX 300", key.c_str(), "1700000000 123456789"));
+  auto& l = always_admits(sturdy::redis::time_source::server);
+  std::chrono::nanoseconds get{}, decide{};
+  bool get_first = true;  // alternate the order too, so neither always follows the other
+  const auto timed_get = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto* r = static_cast<redisReply*>(redisCommand(conn.c, "GET %s", key.c_str()));
+    get += std::chrono::steady_clock::now() - t0;
+    benchmark::DoNotOptimize(r);
+    freeReplyObject(r);
+  };
+  const auto timed_decision = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto d = l.try_acquire("i");
+    decide += std::chrono::steady_clock::now() - t0;
+    return d.allowed;
+  };
+  for (auto _ : state) {
+    if (get_first) timed_get();
+    const bool ok = timed_decision();
+    if (!get_first) timed_get();
+    get_first = !get_first;
+    if (!ok) {
+      state.SkipWithError("unexpectedly refused");
+      break;
+    }
+  }
+  const double n = static_cast<double>(state.iterations() == 0 ? 1 : state.iterations());
+  state.counters["get_us"] = static_cast<double>(get.count()) / n / 1000.0;
+  state.counters["decision_us"] = static_cast<double>(decide.count()) / n / 1000.0;
+  state.counters["ratio"] = static_cast<double>(decide.count()) / static_cast<double>(get.count() == 0 ? 1 : get.count());
+}
+BENCHMARK(BM_Interleaved_GetVsDecision)->UseRealTime();
 
 }  // namespace
 
