@@ -41,7 +41,8 @@ struct coarse_clock {
   }
 };
 
-constexpr sturdy::rate_limiter_options always_admits{.rate = 1'000'000'000, .period = 1s, .burst = 1'000'000'000};
+constexpr sturdy::rate_limiter_options always_admits{
+    .rate = 1'000'000'000, .period = 1s, .burst = 1'000'000'000};
 
 // A classic token bucket behind a mutex (what the lock-free limiter replaces).
 class mutex_bucket {
@@ -104,7 +105,8 @@ BENCHMARK(BM_MutexBucket_CallerTime)->Threads(1)->Threads(2);
 void BM_RateLimiter_CallerTime(benchmark::State& state) {
   auto& l = shared<sturdy::rate_limiter<>, 0>();
   std::int64_t now = start_time(), admitted = 0;
-  for (auto _ : state) admitted += l.try_acquire_at(sturdy::time_point(sturdy::duration(++now))).allowed ? 1 : 0;
+  for (auto _ : state)
+    admitted += l.try_acquire_at(sturdy::time_point(sturdy::duration(++now))).allowed ? 1 : 0;
   report(state, admitted);
 }
 BENCHMARK(BM_RateLimiter_CallerTime)->Threads(1)->Threads(2);
@@ -112,7 +114,9 @@ BENCHMARK(BM_RateLimiter_CallerTime)->Threads(1)->Threads(2);
 void BM_MutexBucket_SteadyClock(benchmark::State& state) {
   std::int64_t admitted = 0;
   for (auto _ : state) {
-    admitted += shared_bucket<1>().try_acquire_at(std::chrono::steady_clock::now().time_since_epoch().count()) ? 1 : 0;
+    admitted += shared_bucket<1>().try_acquire_at(std::chrono::steady_clock::now().time_since_epoch().count())
+                    ? 1
+                    : 0;
   }
   report(state, admitted);
 }

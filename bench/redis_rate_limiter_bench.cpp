@@ -46,7 +46,8 @@ std::string address() {
 
 sturdy::redis::limiter_store_options bench_options(sturdy::redis::time_source time) {
   auto o = sturdy::redis::with_address(sturdy::redis::limiter_store_options{}, address());
-  sturdy::redis::limiter_store_options out = o.has_value() ? o.value() : sturdy::redis::limiter_store_options{};
+  sturdy::redis::limiter_store_options out =
+      o.has_value() ? o.value() : sturdy::redis::limiter_store_options{};
   out.key_prefix = "sturdy-bench:" + std::to_string(::getpid()) + ":rl:";
   out.pool_size = 4;
   out.command_timeout = 2s;  // a loaded machine must not turn into errors
@@ -59,14 +60,15 @@ using limiter_t = sturdy::redis::rate_limiter<>;
 
 limiter_t& always_admits(sturdy::redis::time_source time) {
   static limiter_t server({.rate = 1'000'000'000, .period = 1s, .burst = 1'000'000'000},
-                         bench_options(sturdy::redis::time_source::server));
+                          bench_options(sturdy::redis::time_source::server));
   static limiter_t client({.rate = 1'000'000'000, .period = 1s, .burst = 1'000'000'000},
                           bench_options(sturdy::redis::time_source::client));
   return time == sturdy::redis::time_source::server ? server : client;
 }
 
 limiter_t& never_admits() {
-  static limiter_t l({.rate = 1, .period = 1h, .burst = 1}, bench_options(sturdy::redis::time_source::server));
+  static limiter_t l({.rate = 1, .period = 1h, .burst = 1},
+                     bench_options(sturdy::redis::time_source::server));
   return l;
 }
 
@@ -95,8 +97,8 @@ void counters(benchmark::State& state) {
 
 void BM_Raw_Get(benchmark::State& state) {
   raw_conn conn;
-  const std::string key = bench_options(sturdy::redis::time_source::server).key_prefix + "raw:" +
-                          std::to_string(state.thread_index());
+  const std::string key = bench_options(sturdy::redis::time_source::server).key_prefix +
+                          "raw:" + std::to_string(state.thread_index());
   freeReplyObject(redisCommand(conn.c, "SET %s %s EX 300", key.c_str(), "1700000000 123456789"));
   for (auto _ : state) {
     auto* r = static_cast<redisReply*>(redisCommand(conn.c, "GET %s", key.c_str()));
@@ -180,7 +182,8 @@ void BM_Interleaved_GetVsDecision(benchmark::State& state) {
   const double n = static_cast<double>(state.iterations() == 0 ? 1 : state.iterations());
   state.counters["get_us"] = static_cast<double>(get.count()) / n / 1000.0;
   state.counters["decision_us"] = static_cast<double>(decide.count()) / n / 1000.0;
-  state.counters["ratio"] = static_cast<double>(decide.count()) / static_cast<double>(get.count() == 0 ? 1 : get.count());
+  state.counters["ratio"] =
+      static_cast<double>(decide.count()) / static_cast<double>(get.count() == 0 ? 1 : get.count());
 }
 BENCHMARK(BM_Interleaved_GetVsDecision)->UseRealTime();
 
@@ -188,7 +191,8 @@ BENCHMARK(BM_Interleaved_GetVsDecision)->UseRealTime();
 
 int main(int argc, char** argv) {
   if (!redis_reachable()) {
-    std::printf("redis_rate_limiter_bench: no Redis at %s (set STURDY_REDIS_URL); skipped\n", address().c_str());
+    std::printf("redis_rate_limiter_bench: no Redis at %s (set STURDY_REDIS_URL); skipped\n",
+                address().c_str());
     return 0;
   }
   benchmark::Initialize(&argc, argv);

@@ -109,8 +109,9 @@ TEST(GcraTest, EndsOfTheClockRangeNeverOverflow) {
   // tau = 2^62 ns: now - tau and base + n*T straddle both ends.
   const std::uint64_t T = std::uint64_t{1} << 61;
   const sturdy::detail::gcra g(T, 2);
-  for (const std::int64_t now : {std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(),
-                                 std::int64_t{0}, std::numeric_limits<std::int64_t>::max() - 1}) {
+  for (const std::int64_t now :
+       {std::numeric_limits<std::int64_t>::max(), std::numeric_limits<std::int64_t>::min(), std::int64_t{0},
+        std::numeric_limits<std::int64_t>::max() - 1}) {
     const std::uint64_t t = sturdy::detail::to_biased(now);
     auto a = g.decide(0, t, 2);
     if (now == std::numeric_limits<std::int64_t>::min()) {
@@ -371,7 +372,7 @@ TEST(RateLimiterTest, ExecuteRunsOnlyWhenAdmittedAndComposesByReference) {
   EXPECT_EQ(calls, 1);
   f.clock.advance(1s);
   EXPECT_THROW((void)f.limiter.execute([]() -> int { throw 1; }), int);  // once admitted
-  EXPECT_FALSE(f.limiter.try_acquire(0).allowed);                         // its token stays used
+  EXPECT_FALSE(f.limiter.try_acquire(0).allowed);                        // its token stays used
 }
 
 TEST(RateLimiterTest, ExecuteWithMaxWaitWaitsThroughTheSleeperAndTakesTheStopToken) {
@@ -392,7 +393,8 @@ TEST(RateLimiterTest, ChainedLimitsComposeAndGiveBackOnRefusal) {
   test_limiter per_minute({.rate = 100, .period = 1min, .burst = 15}, clock, sleeper);
   int admitted = 0;
   for (int second = 0; second < 60; ++second) {
-    for (int i = 0; i < 50; ++i) admitted += sturdy::try_acquire_all(1, per_second, per_minute).allowed ? 1 : 0;
+    for (int i = 0; i < 50; ++i)
+      admitted += sturdy::try_acquire_all(1, per_second, per_minute).allowed ? 1 : 0;
     clock.advance(1s);
   }
   // 15 at once, then 100 per minute: 15 + 59 s * (100 / 60 s) rounded down.
@@ -438,7 +440,8 @@ TEST(RateLimiterTest, QuiescentExactlyWhenTheBucketIsFull) {
   EXPECT_TRUE(f.limiter.quiescent_at(f.clock.now()));
   // A quiescent limiter decides exactly like a fresh one.
   fixture fresh({.rate = 10, .period = 1s, .burst = 2}, f.clock.now());
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(f.limiter.try_acquire().remaining, fresh.limiter.try_acquire().remaining);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(f.limiter.try_acquire().remaining, fresh.limiter.try_acquire().remaining);
   static_assert(!std::is_copy_constructible_v<test_limiter> && !std::is_move_constructible_v<test_limiter>);
 }
 
@@ -499,7 +502,8 @@ TEST(RateLimiterPropertyTest, MatchesTheReferenceAndHoldsTheBoundInEveryWindow) 
     const std::int64_t rate = std::uniform_int_distribution<std::int64_t>(1, 50)(gen);
     const std::int64_t period = std::uniform_int_distribution<std::int64_t>(rate, 10'000)(gen);
     const std::int64_t burst = std::uniform_int_distribution<std::int64_t>(1, 8)(gen);
-    const rate_limiter_options o{.rate = static_cast<std::uint64_t>(rate), .period = duration(period),
+    const rate_limiter_options o{.rate = static_cast<std::uint64_t>(rate),
+                                 .period = duration(period),
                                  .burst = static_cast<std::uint64_t>(burst)};
     const std::int64_t T = o.interval().count();
     const std::int64_t start = std::uniform_int_distribution<std::int64_t>(-1'000'000, 1'000'000)(gen);

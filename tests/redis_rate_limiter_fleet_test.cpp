@@ -58,11 +58,13 @@ constexpr sturdy::rate_limiter_options shared_limit{.rate = 200, .period = 1s, .
 // Child: hammers the shared limit for STURDY_CHILD_MS milliseconds, writing
 // the decision time of each admission (client time) to STURDY_CHILD_OUT.
 TEST(RedisRateLimiterChild, DISABLED_Hammer) {
-  limiter_store_options s = sturdy::test::limiter_store_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX"));
+  limiter_store_options s =
+      sturdy::test::limiter_store_at(env("STURDY_REDIS_URL"), env("STURDY_CHILD_PREFIX"));
   s.time = sturdy::redis::time_source::client;
   sturdy::redis::rate_limiter<sturdy::null_listener, remembering_wall_clock> l(shared_limit, s);
   std::ofstream out(env("STURDY_CHILD_OUT"));
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::atoi(env("STURDY_CHILD_MS").c_str()));
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(std::atoi(env("STURDY_CHILD_MS").c_str()));
   long refused = 0;
   while (std::chrono::steady_clock::now() < until) {
     const auto d = l.try_acquire("shared");
@@ -83,8 +85,8 @@ TEST(RedisRateLimiterFleetTest, TwoProcessesShareOneLimitInEveryWindow) {
   std::vector<std::string> outs;
   for (int id = 1; id <= 2; ++id) {
     const char* dir = std::getenv("TMPDIR");
-    outs.push_back(std::string(dir != nullptr ? dir : "/tmp") + "/sturdy-rl-" + std::to_string(::getpid()) + "-" +
-                   std::to_string(id));
+    outs.push_back(std::string(dir != nullptr ? dir : "/tmp") + "/sturdy-rl-" + std::to_string(::getpid()) +
+                   "-" + std::to_string(id));
     pids.push_back(sturdy::test::spawn_self("RedisRateLimiterChild.DISABLED_Hammer",
                                             {"STURDY_REDIS_URL=" + address, "STURDY_CHILD_PREFIX=" + prefix,
                                              "STURDY_CHILD_OUT=" + outs.back(), "STURDY_CHILD_MS=1500"}));
@@ -127,7 +129,8 @@ TEST(RedisRateLimiterFleetTest, RedisKilledAndRestartedMidRunKeepsTheFailureMode
   ASSERT_TRUE(server.start());
   for (const auto mode : {sturdy::redis::failure_mode::fail_open, sturdy::redis::failure_mode::fail_closed}) {
     SCOPED_TRACE(mode == sturdy::redis::failure_mode::fail_open ? "fail_open" : "fail_closed");
-    limiter_store_options s = sturdy::test::limiter_store_at(server.address(), sturdy::test::unique_prefix("restart"));
+    limiter_store_options s =
+        sturdy::test::limiter_store_at(server.address(), sturdy::test::unique_prefix("restart"));
     s.on_unavailable = mode;
     s.command_timeout = 200ms;
     s.connect_timeout = 200ms;

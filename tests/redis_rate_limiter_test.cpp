@@ -67,10 +67,12 @@ class raw_redis {
       argv.push_back(a.data());
       len.push_back(a.size());
     }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), len.data()));
+    auto* r = static_cast<redisReply*>(
+        redisCommandArgv(c_, static_cast<int>(argv.size()), argv.data(), len.data()));
     long long v = -1;
     if (r != nullptr && r->type == REDIS_REPLY_INTEGER) v = r->integer;
-    if (r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)) v = static_cast<long long>(r->len);
+    if (r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+      v = static_cast<long long>(r->len);
     if (r != nullptr) freeReplyObject(r);
     return v;
   }
@@ -85,14 +87,20 @@ TEST(RedisRateLimiterTest, ScriptDecidesExactlyLikeTheLocalCore) {
   for (int round = 0; round < 6; ++round) {
     const std::uint64_t rate = std::uniform_int_distribution<std::uint64_t>(1, 50)(gen);
     const std::uint64_t burst = std::uniform_int_distribution<std::uint64_t>(1, 6)(gen);
-    const duration period = round == 5 ? duration(rate * 3) : duration(std::uniform_int_distribution<std::int64_t>(
-                                                                   1'000'000, 3'000'000'000)(gen));
+    const duration period =
+        round == 5 ? duration(rate * 3)
+                   : duration(std::uniform_int_distribution<std::int64_t>(1'000'000, 3'000'000'000)(gen));
     const sturdy::rate_limiter_options o{.rate = rate, .period = period, .burst = burst};
     // Starts on both sides of the epoch and near the end of the range.
-    const std::int64_t starts[] = {0, -5'000'000'000, 1'700'000'000'000'000'000, -1'000, 7'000'000'000'000'000'000,
+    const std::int64_t starts[] = {0,
+                                   -5'000'000'000,
+                                   1'700'000'000'000'000'000,
+                                   -1'000,
+                                   7'000'000'000'000'000'000,
                                    std::numeric_limits<std::int64_t>::min() + 10};
     sturdy::testing::manual_clock clock{time_point(duration(starts[round]))};
-    limiter_store_options s = sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("diff" + std::to_string(round)));
+    limiter_store_options s =
+        sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("diff" + std::to_string(round)));
     s.time = sturdy::redis::time_source::client;
     sturdy::redis::rate_limiter<sturdy::null_listener, sturdy::testing::manual_clock> fleet(o, s, clock);
     sturdy::rate_limiter<sturdy::testing::manual_clock> local(o, clock);
@@ -113,7 +121,8 @@ TEST(RedisRateLimiterTest, ScriptDecidesExactlyLikeTheLocalCore) {
 TEST(RedisRateLimiterTest, ServerTimeBurstRefusalRefillAndIdleExpiry) {
   const std::string address = sturdy::test::required_redis_address();
   const std::string prefix = sturdy::test::unique_prefix("server");
-  sturdy::redis::rate_limiter<> l({.rate = 1, .period = 1h, .burst = 3}, sturdy::test::limiter_store_at(address, prefix));
+  sturdy::redis::rate_limiter<> l({.rate = 1, .period = 1h, .burst = 3},
+                                  sturdy::test::limiter_store_at(address, prefix));
   for (int i = 0; i < 3; ++i) {
     const auto d = l.try_acquire("tenant");
     ASSERT_TRUE(d.allowed) << to_string(d.reason);
@@ -138,17 +147,20 @@ TEST(RedisRateLimiterTest, ServerTimeBurstRefusalRefillAndIdleExpiry) {
   raw.run({"DEL", l.key_of("tenant")});
   EXPECT_EQ(l.try_acquire("tenant", 0).remaining, 3u);
   // A short limit's key expires by itself.
-  sturdy::redis::rate_limiter<> quick({.rate = 1000, .period = 1s, .burst = 2}, sturdy::test::limiter_store_at(address, prefix));
+  sturdy::redis::rate_limiter<> quick({.rate = 1000, .period = 1s, .burst = 2},
+                                      sturdy::test::limiter_store_at(address, prefix));
   ASSERT_TRUE(quick.try_acquire("q").allowed);
   EXPECT_LE(raw.run({"PTTL", quick.key_of("q")}), 2);
-  for (int i = 0; i < 200 && raw.run({"EXISTS", quick.key_of("q")}) == 1; ++i) std::this_thread::sleep_for(5ms);
+  for (int i = 0; i < 200 && raw.run({"EXISTS", quick.key_of("q")}) == 1; ++i)
+    std::this_thread::sleep_for(5ms);
   EXPECT_EQ(raw.run({"EXISTS", quick.key_of("q")}), 0);
 }
 
 TEST(RedisRateLimiterTest, PeekAndRequestLargerThanBurst) {
   const std::string address = sturdy::test::required_redis_address();
-  sturdy::redis::rate_limiter<> l({.rate = 1, .period = 1h, .burst = 2},
-                                  sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("peek")));
+  sturdy::redis::rate_limiter<> l(
+      {.rate = 1, .period = 1h, .burst = 2},
+      sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("peek")));
   EXPECT_EQ(l.try_acquire("k", 0).remaining, 2u);
   EXPECT_EQ(l.try_acquire("k", 0).remaining, 2u);  // a peek takes nothing
   const auto big = l.try_acquire("k", 3);
@@ -161,8 +173,9 @@ TEST(RedisRateLimiterTest, PeekAndRequestLargerThanBurst) {
 
 TEST(RedisRateLimiterTest, ReloadsTheScriptAfterTheServerForgetsIt) {
   const std::string address = sturdy::test::required_redis_address();
-  sturdy::redis::rate_limiter<> l({.rate = 10, .period = 1s, .burst = 5},
-                                  sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("noscript")));
+  sturdy::redis::rate_limiter<> l(
+      {.rate = 10, .period = 1s, .burst = 5},
+      sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("noscript")));
   ASSERT_TRUE(l.try_acquire("k").allowed);
   raw_redis raw(address);
   ASSERT_GE(raw.run({"SCRIPT", "FLUSH"}), 0);
@@ -176,8 +189,8 @@ TEST(RedisRateLimiterTest, UnreadableStateIsCorruptDataNeverFailedOpen) {
   limiter_store_options s = sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("corrupt"));
   s.on_unavailable = sturdy::redis::failure_mode::fail_open;
   sturdy::testing::recording_listener events;
-  sturdy::redis::rate_limiter<sturdy::testing::recording_listener> l({.rate = 10, .period = 1s, .burst = 5}, s,
-                                                                     {}, events);
+  sturdy::redis::rate_limiter<sturdy::testing::recording_listener> l({.rate = 10, .period = 1s, .burst = 5},
+                                                                     s, {}, events);
   raw_redis raw(address);
   raw.run({"SET", l.key_of("text"), "not a state"});
   raw.run({"HSET", l.key_of("hash"), "f", "v"});

@@ -126,14 +126,16 @@ struct rate_limiter_options {
     if (rate > static_cast<std::uint64_t>(period.count()))
       return "rate_limiter_options.rate must be <= period in nanoseconds (at most one request per ns)";
     if (burst < 1) return "rate_limiter_options.burst must be >= 1";
-    if (burst > static_cast<std::uint64_t>(duration::max().count()) /
-                    static_cast<std::uint64_t>(interval().count()))
+    if (burst >
+        static_cast<std::uint64_t>(duration::max().count()) / static_cast<std::uint64_t>(interval().count()))
       return "rate_limiter_options.burst is too large: burst * period / rate must fit in a duration "
              "(about 292 years)";
     if (max_wait < duration::zero()) return "rate_limiter_options.max_wait must be >= 0";
     return {};
   }
-  [[nodiscard]] result<void> validate() const noexcept { return detail::validation_result(validation_message()); }
+  [[nodiscard]] result<void> validate() const noexcept {
+    return detail::validation_result(validation_message());
+  }
 };
 
 // Why a rate limiter decided as it did.
@@ -150,14 +152,22 @@ enum class rate_limit_reason : std::uint8_t {
 
 [[nodiscard]] constexpr std::string_view to_string(rate_limit_reason r) noexcept {
   switch (r) {
-    case rate_limit_reason::admitted: return "admitted";
-    case rate_limit_reason::rate_limited: return "rate_limited";
-    case rate_limit_reason::exceeds_burst: return "exceeds_burst";
-    case rate_limit_reason::deadline_exceeded: return "deadline_exceeded";
-    case rate_limit_reason::cancelled: return "cancelled";
-    case rate_limit_reason::invalid_options: return "invalid_options";
-    case rate_limit_reason::store_unavailable: return "store_unavailable";
-    case rate_limit_reason::corrupt_data: return "corrupt_data";
+    case rate_limit_reason::admitted:
+      return "admitted";
+    case rate_limit_reason::rate_limited:
+      return "rate_limited";
+    case rate_limit_reason::exceeds_burst:
+      return "exceeds_burst";
+    case rate_limit_reason::deadline_exceeded:
+      return "deadline_exceeded";
+    case rate_limit_reason::cancelled:
+      return "cancelled";
+    case rate_limit_reason::invalid_options:
+      return "invalid_options";
+    case rate_limit_reason::store_unavailable:
+      return "store_unavailable";
+    case rate_limit_reason::corrupt_data:
+      return "corrupt_data";
   }
   return "unknown";
 }
@@ -195,14 +205,21 @@ struct rate_limit_decision {
   // invalid_options, store_unavailable, corrupt_data: the errc of that name.
   [[nodiscard]] std::error_code error() const noexcept {
     switch (reason) {
-      case rate_limit_reason::admitted: return {};
+      case rate_limit_reason::admitted:
+        return {};
       case rate_limit_reason::rate_limited:
-      case rate_limit_reason::exceeds_burst: return make_error_code(errc::rate_limited);
-      case rate_limit_reason::deadline_exceeded: return make_error_code(errc::deadline_exceeded);
-      case rate_limit_reason::cancelled: return make_error_code(errc::cancelled);
-      case rate_limit_reason::invalid_options: return make_error_code(errc::invalid_options);
-      case rate_limit_reason::store_unavailable: return make_error_code(errc::store_unavailable);
-      case rate_limit_reason::corrupt_data: return make_error_code(errc::corrupt_data);
+      case rate_limit_reason::exceeds_burst:
+        return make_error_code(errc::rate_limited);
+      case rate_limit_reason::deadline_exceeded:
+        return make_error_code(errc::deadline_exceeded);
+      case rate_limit_reason::cancelled:
+        return make_error_code(errc::cancelled);
+      case rate_limit_reason::invalid_options:
+        return make_error_code(errc::invalid_options);
+      case rate_limit_reason::store_unavailable:
+        return make_error_code(errc::store_unavailable);
+      case rate_limit_reason::corrupt_data:
+        return make_error_code(errc::corrupt_data);
     }
     return make_error_code(errc::rate_limited);
   }
@@ -214,7 +231,9 @@ struct rate_limit_decision {
     const auto ns = static_cast<std::uint64_t>(d.count());
     return ns / 1'000'000'000 + (ns % 1'000'000'000 != 0 ? 1 : 0);
   }
-  [[nodiscard]] constexpr std::uint64_t retry_after_seconds() const noexcept { return ceil_seconds(retry_after); }
+  [[nodiscard]] constexpr std::uint64_t retry_after_seconds() const noexcept {
+    return ceil_seconds(retry_after);
+  }
   [[nodiscard]] constexpr std::uint64_t reset_seconds() const noexcept { return ceil_seconds(reset_after); }
 
   // decision.write_headers(set)
@@ -260,7 +279,7 @@ namespace detail {
 
 // The public decision for a core outcome.
 [[nodiscard]] constexpr rate_limit_decision to_decision(const gcra_outcome& o, std::uint64_t burst,
-                                                       std::uint64_t n) noexcept {
+                                                        std::uint64_t n) noexcept {
   rate_limit_decision d;
   d.requested = n;
   d.allowed = o.verdict == gcra_verdict::admitted;
@@ -276,7 +295,7 @@ namespace detail {
 }
 
 [[nodiscard]] constexpr rate_limit_decision refusal(rate_limit_reason reason, std::uint64_t burst,
-                                                   std::uint64_t n = 0) noexcept {
+                                                    std::uint64_t n = 0) noexcept {
   rate_limit_decision d;
   d.requested = n;
   d.reason = reason;
@@ -291,7 +310,8 @@ namespace detail {
 //
 // Pinned: not copyable or movable; share it by reference (`compose` holds an
 // lvalue limiter by reference).
-template <clock_source Clock = steady_clock_source, sleeper Sleeper = thread_sleeper, class Listener = null_listener>
+template <clock_source Clock = steady_clock_source, sleeper Sleeper = thread_sleeper,
+          class Listener = null_listener>
 class rate_limiter final {
  public:
   explicit rate_limiter(rate_limiter_options options = {}, Clock clock = Clock(), Sleeper sleeper = Sleeper(),
@@ -353,12 +373,14 @@ class rate_limiter final {
                                             std::stop_token stop = {},
                                             time_point deadline = time_point::max()) {
     if (STURDY_UNLIKELY(invalid_)) return reject_invalid(n);
-    if (stop.stop_requested()) return reject(detail::refusal(rate_limit_reason::cancelled, options_.burst, n), n);
+    if (stop.stop_requested())
+      return reject(detail::refusal(rate_limit_reason::cancelled, options_.burst, n), n);
     const time_point now = clock_.now();
     const std::uint64_t t = detail::to_biased(now);
     const duration to_deadline = detail::time_between(now, deadline);
     const bool deadline_binds = to_deadline < max_wait;
-    const duration wait_bound = deadline_binds ? to_deadline : (max_wait < duration::zero() ? duration::zero() : max_wait);
+    const duration wait_bound =
+        deadline_binds ? to_deadline : (max_wait < duration::zero() ? duration::zero() : max_wait);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
     detail::gcra_step s;
     for (;;) {
@@ -378,7 +400,8 @@ class rate_limiter final {
         return reject(d, n);
       }
     }
-    if (o.verdict != detail::gcra_verdict::admitted || o.wait == duration::zero() || n == 0) return finish(o, n);
+    if (o.verdict != detail::gcra_verdict::admitted || o.wait == duration::zero() || n == 0)
+      return finish(o, n);
     // Our turn is o.wait away: sleep, giving the reservation back if stopped
     // (or if the sleeper throws).
     rate_limit_decision d = detail::to_decision(o, options_.burst, n);
@@ -415,8 +438,9 @@ class rate_limiter final {
   template <outcome_callable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop) {
     using R = execute_result_t<F>;
-    const rate_limit_decision d =
-        options_.max_wait == duration::zero() ? try_acquire(1) : acquire(1, options_.max_wait, std::move(stop));
+    const rate_limit_decision d = options_.max_wait == duration::zero()
+                                      ? try_acquire(1)
+                                      : acquire(1, options_.max_wait, std::move(stop));
     if (STURDY_UNLIKELY(!d.allowed)) {
       return make_failure<R>(d.error());
     }

@@ -197,7 +197,8 @@ class gcra {
   // double is within 1 of the quotient, and one comparison fixes it.
   [[nodiscard]] constexpr std::uint64_t div_interval(std::uint64_t x) const noexcept {
     if (x >= (std::uint64_t{1} << 52)) return x / interval_;
-    auto q = static_cast<std::uint64_t>(static_cast<std::int64_t>(static_cast<double>(static_cast<std::int64_t>(x)) * inverse_));
+    auto q = static_cast<std::uint64_t>(
+        static_cast<std::int64_t>(static_cast<double>(static_cast<std::int64_t>(x)) * inverse_));
     if (q * interval_ > x) {
       --q;
     } else if (x - q * interval_ >= interval_) {

@@ -89,7 +89,8 @@ enum class time_source : std::uint8_t {
 // time_source::client.
 struct wall_clock {
   [[nodiscard]] time_point now() const noexcept {
-    return time_point(std::chrono::duration_cast<duration>(std::chrono::system_clock::now().time_since_epoch()));
+    return time_point(
+        std::chrono::duration_cast<duration>(std::chrono::system_clock::now().time_since_epoch()));
   }
 };
 
@@ -141,9 +142,12 @@ struct limiter_store_options {
     if (host.empty()) return "redis::limiter_store_options.host must not be empty";
     if (host.find('\0') != std::string::npos) return "redis::limiter_store_options.host must not contain NUL";
     if (port == 0) return "redis::limiter_store_options.port must be != 0";
-    if (connect_timeout <= duration::zero()) return "redis::limiter_store_options.connect_timeout must be > 0";
-    if (command_timeout <= duration::zero()) return "redis::limiter_store_options.command_timeout must be > 0";
-    if (pool_size == 0 || pool_size > 1024) return "redis::limiter_store_options.pool_size must be in [1, 1024]";
+    if (connect_timeout <= duration::zero())
+      return "redis::limiter_store_options.connect_timeout must be > 0";
+    if (command_timeout <= duration::zero())
+      return "redis::limiter_store_options.command_timeout must be > 0";
+    if (pool_size == 0 || pool_size > 1024)
+      return "redis::limiter_store_options.pool_size must be in [1, 1024]";
     if (pool_wait_timeout < duration::zero())
       return "redis::limiter_store_options.pool_wait_timeout must be >= 0";
     if (on_unavailable != failure_mode::fail_closed && on_unavailable != failure_mode::fail_open)
@@ -184,8 +188,9 @@ class rate_limiter {
         connection_(store_.connection()),
         limit_ok_(limit_.validation_message().empty()),
         store_ok_(store_.validation_message().empty()),
-        core_(limit_ok_ ? sturdy::detail::gcra(static_cast<std::uint64_t>(limit_.interval().count()), limit_.burst)
-                        : sturdy::detail::gcra()),
+        core_(limit_ok_
+                  ? sturdy::detail::gcra(static_cast<std::uint64_t>(limit_.interval().count()), limit_.burst)
+                  : sturdy::detail::gcra()),
         clock_(std::move(clock)),
         listener_(std::move(listener)),
         pool_(connection_) {}
@@ -204,20 +209,22 @@ class rate_limiter {
     const std::uint64_t asked = too_large ? 0 : n;
     const std::uint64_t need = (asked == 0 ? 1 : asked) * core_.interval();
     const bool client = store_.time == time_source::client;
-    const std::int64_t at = client ? clock_.now().time_since_epoch().count() : skew_ns_.load(std::memory_order_relaxed);
-    std::array<std::array<char, 24>, 7> bufs;
+    const std::int64_t at =
+        client ? clock_.now().time_since_epoch().count() : skew_ns_.load(std::memory_order_relaxed);
+    std::array<std::array<char, 24>, 6> bufs;
     const sturdy::detail::split_ns a = sturdy::detail::split(at);
     const sturdy::detail::split_ns nd = sturdy::detail::split(static_cast<std::int64_t>(need));
     const sturdy::detail::split_ns tau = sturdy::detail::split(static_cast<std::int64_t>(core_.tolerance()));
-    const std::string_view args[] = {client ? std::string_view("c") : std::string_view("s"),
-                                     to_chars(a.s, bufs[0]),
-                                     to_chars(a.ns, bufs[1]),
-                                     to_chars(nd.s, bufs[2]),
-                                     to_chars(nd.ns, bufs[3]),
-                                     to_chars(tau.s, bufs[4]),
-                                     to_chars(tau.ns, bufs[5]),
-                                     asked == 0 ? std::string_view("1") : std::string_view("0"),
-                                     client ? sturdy::detail::client_time_ttl_slack_ms : std::string_view("0")};
+    const std::string_view args[] = {
+        client ? std::string_view("c") : std::string_view("s"),
+        to_chars(a.s, bufs[0]),
+        to_chars(a.ns, bufs[1]),
+        to_chars(nd.s, bufs[2]),
+        to_chars(nd.ns, bufs[3]),
+        to_chars(tau.s, bufs[4]),
+        to_chars(tau.ns, bufs[5]),
+        asked == 0 ? std::string_view("1") : std::string_view("0"),
+        client ? sturdy::detail::client_time_ttl_slack_ms : std::string_view("0")};
     const std::string redis_key = key_of(key);
     reply_ptr r;
     call_error err;
@@ -227,7 +234,8 @@ class rate_limiter {
     }
     if (r == nullptr) return failed(key, n, err);
     sturdy::detail::gcra_reply parsed;
-    if (!sturdy::detail::parse_gcra_reply(r.get(), parsed)) return failed(key, n, {errc::corrupt_data, "unreadable rate limit state"});
+    if (!sturdy::detail::parse_gcra_reply(r.get(), parsed))
+      return failed(key, n, {errc::corrupt_data, "unreadable rate limit state"});
     const sturdy::detail::gcra_outcome o = core_.decide(parsed.state, parsed.now, asked);
     if ((o.verdict == sturdy::detail::gcra_verdict::admitted) != parsed.admitted)
       return failed(key, n, {errc::corrupt_data, "the script and the decision core disagree"});
@@ -268,7 +276,8 @@ class rate_limiter {
       return errc::store_unavailable;
     }
     pool_.release(std::move(c));
-    if (r->type == REDIS_REPLY_ERROR) return sturdy::redis::detail::classify_error_reply(sturdy::redis::detail::text(r.get()));
+    if (r->type == REDIS_REPLY_ERROR)
+      return sturdy::redis::detail::classify_error_reply(sturdy::redis::detail::text(r.get()));
     return success();
   }
 
@@ -395,8 +404,8 @@ class rate_limiter {
   STURDY_NO_UNIQUE_ADDRESS Clock clock_;
   STURDY_NO_UNIQUE_ADDRESS Listener listener_;
   sturdy::redis::detail::pool pool_;
-  std::mutex sha_mu_;                   // serialises the one write of sha_
-  std::string sha_;                     // immutable once sha_ready_ is set
+  std::mutex sha_mu_;  // serialises the one write of sha_
+  std::string sha_;    // immutable once sha_ready_ is set
   std::atomic<bool> sha_ready_{false};
   std::atomic<std::int64_t> skew_ns_{0};
   std::atomic<bool> options_rejected_reported_{false};
