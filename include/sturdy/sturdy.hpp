@@ -12,6 +12,7 @@
 
 #include "sturdy/backoff.hpp"
 #include "sturdy/callback.hpp"
+#include "sturdy/chaos.hpp"
 #include "sturdy/circuit_breaker.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/compensation.hpp"
