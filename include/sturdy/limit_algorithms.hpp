@@ -246,9 +246,9 @@ struct vegas_limit_options {
 //
 // With f(L) = max(1, floor(log10 L)), alpha = 3f, beta = 6f, threshold = f,
 // and queue = ceil(L * (1 - rtt_noload / rtt)):
-//   first sample, or rtt < rtt_noload: rtt_noload <- rtt, L unchanged
+//   drop:                               L - f (its rtt is not a sample)
 //   probe due:                          rtt_noload <- rtt, L unchanged
-//   drop:                               L - f
+//   first sample, or rtt < rtt_noload: rtt_noload <- rtt, L unchanged
 //   in_flight * 2 < L:                  L unchanged (app-limited)
 //   queue <= threshold:                 L + beta
 //   queue < alpha:                      L + f
@@ -266,6 +266,9 @@ class vegas_limit {
 
   [[nodiscard]] std::uint32_t limit() const noexcept { return as_limit(estimate_); }
   std::uint32_t update(const limit_sample& s) noexcept {
+    const double l = estimate_;
+    const double f = std::max(1.0, std::floor(std::log10(std::floor(l))));
+    if (s.dropped) return set(l, l - f);  // a drop's rtt is no latency sample
     const double rtt = std::max(1.0, detail::rtt_ns(s.rtt));
     ++probe_count_;
     if (probe_jitter_ * options_.probe_multiplier * estimate_ <= static_cast<double>(probe_count_)) {
@@ -277,27 +280,11 @@ class vegas_limit {
       rtt_noload_ = rtt;
       return limit();
     }
-    const double l = estimate_;
-    const double f = std::max(1.0, std::floor(std::log10(std::floor(l))));
-    double next = l;
-    if (s.dropped) {
-      next = l - f;
-    } else if (std::uint64_t{s.in_flight} * 2 < as_limit(l)) {
-      return limit();
-    } else {
-      const double queue = std::ceil(l * (1.0 - rtt_noload_ / rtt));
-      if (queue <= f) {
-        next = l + 6 * f;
-      } else if (queue < 3 * f) {
-        next = l + f;
-      } else if (queue > 6 * f) {
-        next = l - f;
-      } else {
-        return limit();
-      }
-    }
-    next = std::clamp(next, static_cast<double>(options_.min_limit), static_cast<double>(options_.max_limit));
-    estimate_ = (1.0 - options_.smoothing) * l + options_.smoothing * next;
+    if (std::uint64_t{s.in_flight} * 2 < as_limit(l)) return limit();
+    const double queue = std::ceil(l * (1.0 - rtt_noload_ / rtt));
+    if (queue <= f) return set(l, l + 6 * f);
+    if (queue < 3 * f) return set(l, l + f);
+    if (queue > 6 * f) return set(l, l - f);
     return limit();
   }
   [[nodiscard]] constexpr std::string_view validation_message() const noexcept {
@@ -309,6 +296,11 @@ class vegas_limit {
  private:
   [[nodiscard]] std::uint32_t as_limit(double v) const noexcept {
     return detail::clamp_limit(v, options_.min_limit, options_.max_limit);
+  }
+  std::uint32_t set(double l, double next) noexcept {
+    next = std::clamp(next, static_cast<double>(options_.min_limit), static_cast<double>(options_.max_limit));
+    estimate_ = (1.0 - options_.smoothing) * l + options_.smoothing * next;
+    return limit();
   }
   void reset_probe() noexcept {
     probe_jitter_ = 0.5 + 0.5 * detail::uniform01(rng_);
@@ -368,7 +360,8 @@ struct gradient2_limit_options {
 //   long  <- EWMA(long, rtt)            (plain mean over the first 10 samples)
 //   if long / short > 2: long <- 0.95 long
 //   if in_flight < L / 2: L unchanged   (app-limited)
-//   g = clamp(tolerance * long / short, 0.5, 1)   (0.5 for a drop)
+//   g = clamp(tolerance * long / short, 0.5, 1)   (0.5 for a drop: PR #134;
+//                                                  Netflix ignores drops)
 //   L <- (1 - smoothing) L + smoothing (g L + queue_size), clamped
 //
 // The drift (Netflix PR #134). `long` is meant to be the service's normal
@@ -378,14 +371,20 @@ struct gradient2_limit_options {
 // limit on every sample. Latency and limit then ratchet up together, to
 // max_limit, with the service ever more queued.
 //
-// The fix (fix_drift = true): `long` may *rise* only on samples that our own
-// concurrency cannot have inflated: taken while the limiter was app-limited
-// (in_flight < L/2) or at its floor (in_flight <= min_limit). Samples at or
-// below `long` always feed it, and the x0.95 decay stays. A latency increase
-// caused by the limit therefore shows as g < 1 and pushes the limit back; a
-// genuine, lasting slowdown of the service still reaches `long` once the
-// limit has fallen to its floor or demand falls (the limit cannot get stuck).
-// Test: LimitAlgorithmTest.Gradient2DriftFixHoldsTheLimitUnderSelfInducedQueueing.
+// The fix (fix_drift = true), two parts:
+//  1. `+ queue_size` only when g == 1 (the change PR #134 proposes): under
+//     modest overload (g ~ 0.8) the headroom no longer props the limit up.
+//  2. `long` may *rise* only on samples that our own concurrency cannot have
+//     inflated: taken while the limiter was app-limited (in_flight < L/2) or
+//     at its floor (in_flight <= min_limit). Samples at or below `long`
+//     always feed it, and the x0.95 decay stays. Part 1 alone still drifts
+//     when the latency climbs slowly enough for `long` to keep up; with part
+//     2 a latency rise caused by the limit shows as g < 1 and pushes the
+//     limit back. A genuine, lasting slowdown of the service still reaches
+//     `long`: g < 1 takes the limit to its floor, where samples are trusted
+//     again, `long` rises and the limit grows back (it cannot get stuck).
+// Tests: LimitAlgorithmTest.Gradient2DriftFixHoldsTheLimitUnderSelfInducedQueueing,
+// Gradient2FixStillFollowsAGenuineSlowdown.
 class gradient2_limit {
  public:
   static constexpr bool uses_samples = true;
@@ -404,7 +403,7 @@ class gradient2_limit {
     }
     if (double(s.in_flight) < l / 2) return limit();
     const double g = s.dropped ? 0.5 : std::clamp(options_.rtt_tolerance * long_ / shortr, 0.5, 1.0);
-    const double candidate = l * g + options_.queue_size;
+    const double candidate = l * g + (!options_.fix_drift || g == 1.0 ? options_.queue_size : 0.0);
     const double next = (1.0 - options_.smoothing) * l + options_.smoothing * candidate;
     estimate_ = std::clamp(next, static_cast<double>(options_.min_limit), static_cast<double>(options_.max_limit));
     return limit();
@@ -539,7 +538,7 @@ class envoy_gradient_limit {
       }
       return limit();
     }
-    if (s.now >= next_measurement_) {
+    if (next_measurement_ != time_point::max() && s.now >= next_measurement_) {
       measuring_ = true;
       window_.clear();
       add(rtt);
