@@ -651,7 +651,10 @@ class concurrency_limiter {
 
   wait_status enqueue_locked(limiter_waiter& node, time_point now, duration max_wait, time_point deadline,
                              partition_id p) noexcept {
-    if (!valid_ || p.index >= parts_ || node.state_ != limiter_waiter::state::idle) return wait_status::invalid_options;
+    if (!valid_ || p.index >= parts_ || node.state_ == limiter_waiter::state::queued ||
+        node.state_ == limiter_waiter::state::granted) {
+      return wait_status::invalid_options;  // a node in use cannot be queued twice
+    }
     if (deadline <= now) return wait_status::deadline_exceeded;
     node.partition_ = p.index;
     std::uint64_t w = word_.load(std::memory_order_relaxed);
