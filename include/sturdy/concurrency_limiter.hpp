@@ -214,9 +214,11 @@ struct concurrency_limiter_metrics {
 // A waiter node: lives wherever the driver keeps it (the blocking driver:
 // on the caller's stack); linked into the limiter's queue by `enqueue` and
 // unlinked by a hand-over or by `poll` / `leave`. `wake(node)` is called
-// under the limiter's lock when the node is handed a permit or
-// `recheck_waiters()` runs: it must not block or call back into the limiter
-// (notify a condition variable, post a completion).
+// under the limiter's lock when a queued node is handed a permit (exactly
+// once; never when `enqueue` itself grants) or `recheck_waiters()` runs: it
+// must not block or call back into the limiter (notify a condition
+// variable, post a completion). A node may be reused once it has left or
+// its permit was adopted.
 class limiter_waiter {
  public:
   using wake_fn = void (*)(limiter_waiter&) noexcept;
@@ -661,7 +663,7 @@ class concurrency_limiter {
     for (;;) {
       if (high(w) == 0 && low(w) < limit_.load(std::memory_order_relaxed)) {
         if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
-          grant_locked(node, low(w) + 1);
+          grant_locked(node, low(w) + 1, false);  // the caller learns it from the return value
           return wait_status::granted;
         }
         continue;
@@ -705,11 +707,12 @@ class concurrency_limiter {
     node.prev_ = node.next_ = nullptr;
   }
 
-  void grant_locked(limiter_waiter& node, std::uint32_t in_flight) noexcept {
+  // Hands a permit to `node`; wakes it unless it is the caller (enqueue).
+  void grant_locked(limiter_waiter& node, std::uint32_t in_flight, bool wake = true) noexcept {
     node.state_ = limiter_waiter::state::granted;
     node.in_flight_ = in_flight;
     if (parts_ > 1) partitions_[node.partition_].in_flight.fetch_add(1, std::memory_order_relaxed);
-    node.wake_(node);
+    if (wake) node.wake_(node);
   }
 
   // The waiter to serve next: with partitions, the first (in queue order)
