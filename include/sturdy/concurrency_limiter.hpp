@@ -729,22 +729,10 @@ class concurrency_limiter {
     return first;
   }
 
-  // Frees one permit: hands it to a waiter if the limit allows, else
-  // returns it; then serves waiters while the (possibly raised) limit
-  // leaves room.
-  void release_locked() noexcept {
-    const std::uint32_t lim = limit_.load(std::memory_order_relaxed);
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
-    if (high(w) != 0 && low(w) <= lim) {
-      limiter_waiter* next = choose_locked(lim);
-      unlink(*next);
-      word_.fetch_sub(one_queued, std::memory_order_relaxed);
-      grant_locked(*next, low(w));
-    } else {
-      word_.fetch_sub(1, std::memory_order_release);
-    }
-    drain_locked(lim);
-  }
+  // After a permit was returned (in_flight - 1): serves waiters while the
+  // limit leaves room. A releaser that saw waiters comes here; meanwhile no
+  // caller can take the freed permit (nobody overtakes a queue).
+  void release_locked() noexcept { drain_locked(limit_.load(std::memory_order_relaxed)); }
   void drain_locked(std::uint32_t lim) noexcept {
     for (;;) {
       const std::uint64_t w = word_.load(std::memory_order_relaxed);
@@ -774,16 +762,16 @@ class concurrency_limiter {
           to = std::max<std::uint32_t>(1, update_algorithm(sample));
           limit_.store(to, std::memory_order_relaxed);
           samples_.fetch_add(1, std::memory_order_relaxed);
+          word_.fetch_sub(1, std::memory_order_release);
           release_locked();
         }
         if (from != to) emit(listener_, limiter_limit_changed{from, to});
         return;
       }
     }
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
-    while (high(w) == 0) {
-      if (word_.compare_exchange_weak(w, w - 1, std::memory_order_release, std::memory_order_relaxed)) return;
-    }
+    // One RMW when nobody waits (as a semaphore's release); with waiters,
+    // the freed permit is handed over under the lock.
+    if (STURDY_LIKELY(high(word_.fetch_sub(1, std::memory_order_release)) == 0)) return;
     std::lock_guard lock(mu_);
     release_locked();
   }
