@@ -198,6 +198,33 @@ TEST(LimitAlgorithmTest, EnvoyGradientIsCappedAtTwo) {
   EXPECT_EQ(e.update(ok(1ms, 16, time_point{} + 100ms)), 36u);
 }
 
+TEST(LimitAlgorithmTest, WindowedFeedsOneAggregatedSamplePerWindow) {
+  sturdy::windowed_limit<sturdy::aimd_limit> w(
+      {.min_window = 100ms, .max_window = 100ms, .window_size = 3, .min_rtt_threshold = 100us},
+      sturdy::aimd_limit({.initial_limit = 10, .min_limit = 1, .max_limit = 100}));
+  const time_point t0{};
+  EXPECT_EQ(w.update(ok(1ms, 5, t0)), 10u);
+  EXPECT_EQ(w.update(ok(3ms, 6, t0 + 50ms)), 10u);
+  EXPECT_EQ(w.update(ok(50us, 9, t0 + 60ms)), 10u);  // below min_rtt_threshold: ignored
+  // Third sample, 100 ms after the first: AIMD sees {mean 2 ms, max in flight 6}: 6*2 >= 10: +1.
+  EXPECT_EQ(w.update(ok(2ms, 4, t0 + 100ms)), 11u);
+  EXPECT_EQ(w.update(drop(3, t0 + 150ms)), 11u);
+  EXPECT_EQ(w.update(ok(1ms, 1, t0 + 200ms)), 11u);
+  // The window opened at the drop (150 ms); 110 ms and 3 samples later it
+  // closes with dropped = true: floor(11 * 0.9).
+  EXPECT_EQ(w.update(ok(1ms, 1, t0 + 260ms)), 9u);
+  EXPECT_EQ(sturdy::windowed_limit<sturdy::aimd_limit>({.max_window = 1ms}).validation_message(),
+            "windowed_limit_options.max_window must be >= min_window");
+  EXPECT_EQ(sturdy::windowed_limit<sturdy::aimd_limit>({}, sturdy::aimd_limit({.min_limit = 0})).validation_message(),
+            "aimd_limit_options.min_limit must be >= 1");
+  EXPECT_EQ(sturdy::windowed_limit_options{.min_window = duration::zero()}.validation_message(),
+            "windowed_limit_options.min_window must be > 0");
+  EXPECT_EQ(sturdy::windowed_limit_options{.window_size = 0}.validation_message(),
+            "windowed_limit_options.window_size must be >= 1");
+  EXPECT_EQ(sturdy::windowed_limit_options{.min_rtt_threshold = -1ns}.validation_message(),
+            "windowed_limit_options.min_rtt_threshold must be >= 0");
+}
+
 TEST(LimitAlgorithmTest, UpdatesAllocateNothing) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not linked (TSan)";
   sturdy::aimd_limit a;
@@ -236,6 +263,10 @@ TEST(LimitAlgorithmTest, EveryParameterIsValidated) {
        "aimd_limit_options.timeout must be > 0"},
       {sturdy::vegas_limit_options{.smoothing = 0.0}.validation_message(),
        "vegas_limit_options.smoothing must be in (0, 1]"},
+      {sturdy::vegas_limit_options{.alpha_factor = 0.5}.validation_message(),
+       "vegas_limit_options.alpha_factor must be in [1, 1000]"},
+      {sturdy::vegas_limit_options{.alpha_factor = 5, .beta_factor = 4}.validation_message(),
+       "vegas_limit_options.beta_factor must be in [alpha_factor, 1000]"},
       {sturdy::vegas_limit_options{.probe_multiplier = 0}.validation_message(),
        "vegas_limit_options.probe_multiplier must be >= 1"},
       {sturdy::vegas_limit_options{.max_limit = (1u << 30) + 1}.validation_message(),

@@ -14,6 +14,8 @@
 //   vegas_limit            delay-based, TCP Vegas style (Netflix's default)
 //   gradient2_limit        Netflix Gradient2, with its upward drift fixed
 //   envoy_gradient_limit   Envoy's adaptive-concurrency gradient controller
+//   windowed_limit<A>      Netflix's WindowedLimit: feeds A one aggregated
+//                          sample per window instead of every sample
 //
 // Every limit is clamped to [min_limit, max_limit]. Defaults are the anchors'
 // (REFERENCE.md, "Concurrency limits"), listed per field. Every options struct
@@ -222,6 +224,13 @@ struct vegas_limit_options {
   std::uint32_t max_limit = 1000;
   // Weight of each new estimate, in (0, 1]. Default 1.0 (no smoothing).
   double smoothing = 1.0;
+  // alpha = alpha_factor * f(L), beta = beta_factor * f(L): the estimated
+  // queue Vegas keeps between them. Defaults 3 and 6 (Netflix);
+  // 1 <= alpha_factor <= beta_factor <= 1000. Raise them for services whose
+  // latency varies a lot at no load (the minimum RTT then understates the
+  // typical one, and the default band reads that variance as queueing).
+  double alpha_factor = 3.0;
+  double beta_factor = 6.0;
   // The no-load RTT is re-probed after `U(0.5, 1) * probe_multiplier * L`
   // samples (the next sample becomes the new no-load RTT). Must be >= 1.
   // Default 30.
@@ -236,6 +245,9 @@ struct vegas_limit_options {
          "vegas_limit_options.initial_limit must be in [min_limit, max_limit]"});
     if (!m.empty()) return m;
     if (!(smoothing > 0.0 && smoothing <= 1.0)) return "vegas_limit_options.smoothing must be in (0, 1]";
+    if (!(alpha_factor >= 1.0 && alpha_factor <= 1000.0)) return "vegas_limit_options.alpha_factor must be in [1, 1000]";
+    if (!(beta_factor >= alpha_factor && beta_factor <= 1000.0))
+      return "vegas_limit_options.beta_factor must be in [alpha_factor, 1000]";
     if (probe_multiplier < 1) return "vegas_limit_options.probe_multiplier must be >= 1";
     return {};
   }
@@ -244,7 +256,8 @@ struct vegas_limit_options {
 
 // vegas_limit
 //
-// With f(L) = max(1, floor(log10 L)), alpha = 3f, beta = 6f, threshold = f,
+// With f(L) = max(1, floor(log10 L)), alpha = 3f, beta = 6f (the factors are
+// options), threshold = f,
 // and queue = ceil(L * (1 - rtt_noload / rtt)):
 //   drop:                               L - f (its rtt is not a sample)
 //   probe due:                          rtt_noload <- rtt, L unchanged
@@ -282,9 +295,11 @@ class vegas_limit {
     }
     if (std::uint64_t{s.in_flight} * 2 < as_limit(l)) return limit();
     const double queue = std::ceil(l * (1.0 - rtt_noload_ / rtt));
-    if (queue <= f) return set(l, l + 6 * f);
-    if (queue < 3 * f) return set(l, l + f);
-    if (queue > 6 * f) return set(l, l - f);
+    const double alpha = options_.alpha_factor * f;
+    const double beta = options_.beta_factor * f;
+    if (queue <= f) return set(l, l + beta);
+    if (queue < alpha) return set(l, l + f);
+    if (queue > beta) return set(l, l - f);
     return limit();
   }
   [[nodiscard]] constexpr std::string_view validation_message() const noexcept {
@@ -374,10 +389,13 @@ struct gradient2_limit_options {
 // The fix (fix_drift = true), two parts:
 //  1. `+ queue_size` only when g == 1 (the change PR #134 proposes): under
 //     modest overload (g ~ 0.8) the headroom no longer props the limit up.
-//  2. `long` may *rise* only on samples that our own concurrency cannot have
-//     inflated: taken while the limiter was app-limited (in_flight < L/2) or
-//     at its floor (in_flight <= min_limit). Samples at or below `long`
-//     always feed it, and the x0.95 decay stays. Part 1 alone still drifts
+//  2. `long` learns only from samples that our own concurrency cannot have
+//     inflated: taken with at most min_limit calls in flight (the least
+//     concurrency the limiter ever allows), plus the very first sample; the
+//     x0.95 decay stays. (Being app-limited, in_flight < L/2, is no such
+//     evidence: with L far above the service's capacity, L/2 calls already
+//     queue there. Feeding it every sample below `long` would bias it down
+//     to the minimum.) Part 1 alone still drifts
 //     when the latency climbs slowly enough for `long` to keep up; with part
 //     2 a latency rise caused by the limit shows as g < 1 and pushes the
 //     limit back. A genuine, lasting slowdown of the service still reaches
@@ -396,9 +414,9 @@ class gradient2_limit {
   std::uint32_t update(const limit_sample& s) noexcept {
     const double shortr = std::max(1.0, detail::rtt_ns(s.rtt));
     const double l = estimate_;
-    const bool uninflated = double(s.in_flight) < l / 2 || s.in_flight <= options_.min_limit;
     if (!s.dropped) {
-      if (!options_.fix_drift || samples_ == 0 || shortr <= long_ || uninflated) add_long(shortr);
+      const bool trusted = s.in_flight <= options_.min_limit;  // as unloaded as the limit allows
+      if (!options_.fix_drift || samples_ == 0 || trusted) add_long(shortr);
       if (long_ / shortr > 2.0) long_ *= 0.95;
     }
     if (double(s.in_flight) < l / 2) return limit();
@@ -589,11 +607,100 @@ class envoy_gradient_limit {
   std::uint64_t rng_;
 };
 
+// ----------------------------------------------------------------------------
+// windowed_limit<Algorithm>
+// ----------------------------------------------------------------------------
+
+struct windowed_limit_options {
+  // A window closes on the first sample at least
+  // clamp(2 x its smallest rtt, min_window, max_window) after it opened,
+  // provided it holds window_size samples (drops included); otherwise it
+  // stays open. Defaults 1 s, 1 s, 10 (Netflix WindowedLimit). Windows > 0,
+  // min_window <= max_window, window_size >= 1.
+  duration min_window = std::chrono::seconds(1);
+  duration max_window = std::chrono::seconds(1);
+  std::uint32_t window_size = 10;
+  // Samples faster than this are ignored (cache hits, errors returned
+  // before any work). Default 100 us. Must be >= 0.
+  duration min_rtt_threshold = std::chrono::microseconds(100);
+
+  [[nodiscard]] constexpr std::string_view validation_message() const noexcept {
+    if (min_window <= duration::zero()) return "windowed_limit_options.min_window must be > 0";
+    if (max_window < min_window) return "windowed_limit_options.max_window must be >= min_window";
+    if (window_size < 1) return "windowed_limit_options.window_size must be >= 1";
+    if (min_rtt_threshold < duration::zero()) return "windowed_limit_options.min_rtt_threshold must be >= 0";
+    return {};
+  }
+  [[nodiscard]] result<void> validate() const noexcept { return detail::validation_result(validation_message()); }
+};
+
+// windowed_limit<Algorithm>
+//
+// Netflix's WindowedLimit: aggregates samples over a window and feeds the
+// wrapped algorithm one sample per window: the mean rtt of its completed
+// calls, the largest in-flight count, and `dropped` if any call dropped. The
+// per-sample algorithms then react to the service's latency rather than to
+// one call's noise, and at a rate that does not grow with throughput.
+template <limit_algorithm Algorithm>
+class windowed_limit {
+ public:
+  static constexpr bool uses_samples = true;
+  windowed_limit() = default;
+  explicit windowed_limit(windowed_limit_options options, Algorithm inner = Algorithm())
+      : options_(options), inner_(std::move(inner)) {}
+
+  [[nodiscard]] std::uint32_t limit() const noexcept { return inner_.limit(); }
+  std::uint32_t update(const limit_sample& s) {
+    if (!s.dropped && s.rtt < options_.min_rtt_threshold) return limit();
+    if (count_ == 0) start_ = s.now;
+    ++count_;
+    max_in_flight_ = std::max(max_in_flight_, s.in_flight);
+    if (s.dropped) {
+      dropped_ = true;
+    } else {
+      ++completed_;
+      sum_ns_ += static_cast<double>(s.rtt.count());
+      min_rtt_ = std::min(min_rtt_, s.rtt);
+    }
+    const duration span = std::clamp(min_rtt_ == duration::max() ? options_.min_window : 2 * std::min(min_rtt_, duration::max() / 2),
+                                     options_.min_window, options_.max_window);
+    if (count_ < options_.window_size || detail::time_between(start_, s.now) < span) return limit();
+    const limit_sample window{.rtt = completed_ == 0 ? duration::zero()
+                                                     : duration(static_cast<duration::rep>(sum_ns_ / static_cast<double>(completed_))),
+                              .in_flight = max_in_flight_,
+                              .dropped = dropped_,
+                              .now = s.now};
+    count_ = completed_ = 0;
+    max_in_flight_ = 0;
+    dropped_ = false;
+    sum_ns_ = 0.0;
+    min_rtt_ = duration::max();
+    return inner_.update(window);
+  }
+  [[nodiscard]] constexpr std::string_view validation_message() const noexcept {
+    const std::string_view m = options_.validation_message();
+    return m.empty() ? std::string_view(inner_.validation_message()) : m;
+  }
+  [[nodiscard]] const Algorithm& inner() const noexcept { return inner_; }
+
+ private:
+  windowed_limit_options options_{};
+  Algorithm inner_{};
+  time_point start_{};
+  std::uint32_t count_ = 0;
+  std::uint32_t completed_ = 0;
+  std::uint32_t max_in_flight_ = 0;
+  bool dropped_ = false;
+  double sum_ns_ = 0.0;
+  duration min_rtt_ = duration::max();
+};
+
 static_assert(limit_algorithm<fixed_limit>);
 static_assert(limit_algorithm<aimd_limit>);
 static_assert(limit_algorithm<vegas_limit>);
 static_assert(limit_algorithm<gradient2_limit>);
 static_assert(limit_algorithm<envoy_gradient_limit>);
+static_assert(limit_algorithm<windowed_limit<aimd_limit>>);
 
 }  // namespace sturdy
 
