@@ -19,22 +19,19 @@
 #include <gtest/gtest.h>
 
 #include "sturdy/testing/manual_clock.hpp"
+#include "support/limiter_node.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using sturdy::duration;
 using sturdy::errc;
-using sturdy::limiter_waiter;
 using sturdy::time_point;
 using sturdy::wait_status;
 using sturdy::testing::manual_clock;
 using limiter = sturdy::concurrency_limiter<sturdy::fixed_limit, manual_clock>;
 
-struct node {
-  int wakes = 0;
-  limiter_waiter w{[](limiter_waiter& x) noexcept { ++static_cast<node*>(x.context())->wakes; }, this};
-};
+using node = sturdy::test::counted_node;
 
 // The reference: what a sequential bulkhead with a bounded queue does.
 struct reference {
@@ -135,9 +132,9 @@ void run_model(std::uint64_t seed, bool lifo) {
         const time_point deadline =
             pick(3) == 0 ? clock.now() + static_cast<duration::rep>(pick(6)) * 1ms : time_point::max();
         const wait_status want = ref.enqueue(id, clock.now(), max_wait, deadline);
-        const wait_status got = l.enqueue(nodes.back()->w, max_wait, deadline);
+        const wait_status got = l.enqueue(nodes.back()->node, max_wait, deadline);
         ASSERT_EQ(got, want) << "seed " << seed << " step " << step;
-        if (got == wait_status::granted) held.push_back(l.adopt(nodes.back()->w));
+        if (got == wait_status::granted) held.push_back(l.adopt(nodes.back()->node));
         if (got == wait_status::waiting) queued_ids.push_back(id);
         break;
       }
@@ -160,7 +157,7 @@ void run_model(std::uint64_t seed, bool lifo) {
           const wait_status want = !expired ? wait_status::waiting
                                    : w->code == errc::deadline_exceeded ? wait_status::deadline_exceeded
                                                                        : wait_status::limit_exceeded;
-          ASSERT_EQ(l.poll(nodes[static_cast<std::size_t>(id)]->w, false), want) << "seed " << seed;
+          ASSERT_EQ(l.poll(nodes[static_cast<std::size_t>(id)]->node, false), want) << "seed " << seed;
           if (expired) {
             ref.remove(id);
             queued_ids.erase(queued_ids.begin() + static_cast<std::ptrdiff_t>(i));
@@ -174,7 +171,7 @@ void run_model(std::uint64_t seed, bool lifo) {
         if (queued_ids.empty()) break;
         const std::size_t i = pick(queued_ids.size());
         const int id = queued_ids[i];
-        ASSERT_EQ(l.poll(nodes[static_cast<std::size_t>(id)]->w, true), wait_status::cancelled);
+        ASSERT_EQ(l.poll(nodes[static_cast<std::size_t>(id)]->node, true), wait_status::cancelled);
         ref.remove(id);
         queued_ids.erase(queued_ids.begin() + static_cast<std::ptrdiff_t>(i));
         break;
@@ -183,8 +180,8 @@ void run_model(std::uint64_t seed, bool lifo) {
         if (granted_ids.empty()) break;
         const int id = granted_ids.back();
         granted_ids.pop_back();
-        ASSERT_EQ(l.poll(nodes[static_cast<std::size_t>(id)]->w, pick(2) == 0), wait_status::granted);
-        held.push_back(l.adopt(nodes[static_cast<std::size_t>(id)]->w));
+        ASSERT_EQ(l.poll(nodes[static_cast<std::size_t>(id)]->node, pick(2) == 0), wait_status::granted);
+        held.push_back(l.adopt(nodes[static_cast<std::size_t>(id)]->node));
         break;
       }
       case 7: {  // execute: returns, fails or throws; never keeps the permit
@@ -223,8 +220,8 @@ void run_model(std::uint64_t seed, bool lifo) {
   }
 
   // Quiescence: everyone leaves or finishes; the capacity is the limit.
-  for (int id : queued_ids) EXPECT_TRUE(l.leave(nodes[static_cast<std::size_t>(id)]->w));
-  for (int id : granted_ids) held.push_back(l.adopt(nodes[static_cast<std::size_t>(id)]->w));
+  for (int id : queued_ids) EXPECT_TRUE(l.leave(nodes[static_cast<std::size_t>(id)]->node));
+  for (int id : granted_ids) held.push_back(l.adopt(nodes[static_cast<std::size_t>(id)]->node));
   held.clear();
   ASSERT_EQ(l.in_flight(), 0u) << "seed " << seed;
   ASSERT_EQ(l.queued(), 0u);

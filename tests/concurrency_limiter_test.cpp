@@ -22,23 +22,19 @@
 #include "sturdy/testing/manual_clock.hpp"
 #include "sturdy/testing/recording_listener.hpp"
 #include "sturdy/testing/recording_sleeper.hpp"
+#include "support/limiter_node.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using sturdy::errc;
-using sturdy::limiter_waiter;
 using sturdy::partition_id;
 using sturdy::wait_status;
 using sturdy::testing::manual_clock;
 
 using fixed_limiter = sturdy::concurrency_limiter<sturdy::fixed_limit, manual_clock>;
 
-// A waiter node for the core API that counts its wake-ups.
-struct counted_node {
-  int wakes = 0;
-  limiter_waiter node{[](limiter_waiter& w) noexcept { ++static_cast<counted_node*>(w.context())->wakes; }, this};
-};
+using sturdy::test::counted_node;
 
 // Spins (yielding, never sleeping) until `cond` holds.
 template <class F>
