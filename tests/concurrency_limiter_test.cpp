@@ -280,6 +280,17 @@ TEST(ConcurrencyLimiterTest, BlockingAcquireTimesOutOnTheManualClock) {
   EXPECT_EQ(l.queued(), 0u);
 }
 
+TEST(ConcurrencyLimiterTest, BlockingAcquireChecksTheDeadlineFirst) {
+  manual_clock clock(sturdy::time_point{} + 1h);
+  fixed_limiter l({.max_queue = 10}, sturdy::fixed_limit({.limit = 1}), clock);
+  EXPECT_EQ(l.acquire(1s, {}, clock.now()).error(), errc::deadline_exceeded);  // passed: refused with a free permit
+  EXPECT_EQ(l.in_flight(), 0u);
+  auto p = l.acquire(1s, {}, clock.now() + 1ns);  // a permit is free and the deadline ahead: no wait
+  ASSERT_TRUE(p);
+  EXPECT_EQ(l.in_flight(), 1u);
+  EXPECT_EQ(l.metrics().rejected, 1u);
+}
+
 TEST(ConcurrencyLimiterTest, BlockingAcquireTimesOutOnTheSteadyClock) {
   // max_wait 1 ns on the real clock: the wait ends without any help.
   sturdy::concurrency_limiter<> l({.max_queue = 10}, sturdy::fixed_limit({.limit = 1}));

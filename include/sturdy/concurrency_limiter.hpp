@@ -453,10 +453,9 @@ class concurrency_limiter {
                                        time_point deadline = time_point::max(), partition_id p = {}) {
     if (STURDY_UNLIKELY(!valid_ || p.index >= parts_)) return refuse_invalid();
     if (stop.stop_requested()) return reject(errc::cancelled, p);
-    if (deadline == time_point::max()) {
-      std::uint32_t in_flight = 0;
-      if (admit(in_flight)) return make_permit(p.index, in_flight);
-    }
+    if (deadline != time_point::max() && deadline <= clock_.now()) return reject(errc::deadline_exceeded, p);
+    std::uint32_t in_flight = 0;
+    if (admit(in_flight)) return make_permit(p.index, in_flight);
     struct blocking_node {
       std::condition_variable cv;
       limiter_waiter node{[](limiter_waiter& w) noexcept { static_cast<blocking_node*>(w.context())->cv.notify_one(); },
