@@ -35,8 +35,12 @@ namespace sturdy::sim {
       // 4x the unloaded latency. Tuned: threshold 1.25 x the unloaded p99.
       {"aimd", aimd_limit_options{.initial_limit = 20, .min_limit = 5, .max_limit = 200, .backoff_ratio = 0.9,
                                   .timeout = ms(1.25 * unloaded_p99_ms)}, window},
+      // The same, fed every sample instead of one per window.
+      {"aimd_per_sample", aimd_limit_options{.initial_limit = 20, .min_limit = 5, .max_limit = 200,
+                                             .backoff_ratio = 0.9, .timeout = ms(1.25 * unloaded_p99_ms)}},
       // Vegas: Netflix's defaults.
       {"vegas", vegas_limit_options{}, window},
+      {"vegas_per_sample", vegas_limit_options{}},
       {"vegas_tuned", vegas_limit_options{.alpha_factor = 6, .beta_factor = 10}, window},
       // Gradient2 with the drift fix: Netflix's defaults except min_limit
       // 5 (the default 20 is the whole service here).
