@@ -225,6 +225,25 @@ TEST(LimitAlgorithmTest, WindowedFeedsOneAggregatedSamplePerWindow) {
             "windowed_limit_options.min_rtt_threshold must be >= 0");
 }
 
+TEST(LimitAlgorithmTest, WindowedDurationsAtExtremes) {
+  const auto aimd = sturdy::aimd_limit({.initial_limit = 10, .min_limit = 1, .max_limit = 100});
+  // 1 ns windows: every window_size-th sample closes one.
+  sturdy::windowed_limit<sturdy::aimd_limit> fast({.min_window = 1ns, .max_window = 1ns, .window_size = 2}, aimd);
+  EXPECT_EQ(fast.update(ok(1ms, 10, time_point{})), 10u);
+  EXPECT_EQ(fast.update(ok(1ms, 10, time_point{} + 1ns)), 11u);
+  // duration::max() windows stay open (no overflow computing 2 x rtt).
+  sturdy::windowed_limit<sturdy::aimd_limit> never(
+      {.min_window = duration::max(), .max_window = duration::max(), .window_size = 1}, aimd);
+  EXPECT_TRUE((sturdy::windowed_limit_options{.min_window = duration::max(), .max_window = duration::max()}.validate()));
+  EXPECT_EQ(never.update(ok(duration::max(), 10, time_point{})), 10u);
+  EXPECT_EQ(never.update(ok(1ms, 10, time_point::max() - 1ns)), 10u);
+  // min_rtt_threshold 0 ignores nothing.
+  sturdy::windowed_limit<sturdy::aimd_limit> all({.min_window = 1ns, .max_window = 1ns, .window_size = 1,
+                                                  .min_rtt_threshold = duration::zero()}, aimd);
+  EXPECT_EQ(all.update(ok(duration::zero(), 10, time_point{})), 10u);  // the window is 0 ns old
+  EXPECT_EQ(all.update(ok(duration::zero(), 10, time_point{} + 1ns)), 11u);
+}
+
 TEST(LimitAlgorithmTest, UpdatesAllocateNothing) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not linked (TSan)";
   sturdy::aimd_limit a;
