@@ -140,6 +140,38 @@ TEST(PrometheusExporterTest, IdempotencyAndDeadLetterSeriesEqualTheirSnapshots) 
   EXPECT_EQ(sample(f, "sturdy_dead_letter_queue_dropped_total", {{"name", "onboarding"}}), 1.0);
 }
 
+TEST(PrometheusExporterTest, LimiterAndRateLimiterSeriesEqualTheirSnapshots) {
+  sturdy::concurrency_limiter<sturdy::fixed_limit> limiter({}, sturdy::fixed_limit({.limit = 2}));
+  manual_clock clock;
+  sturdy::rate_limiter<manual_clock> rate({.rate = 10, .period = 1s, .burst = 5}, clock);
+  prom::event_counter events;
+  prom::exporter metrics;
+  auto r1 = metrics.add(limiter, {.name = "db"});
+  auto r2 = metrics.add(rate, {.name = "partner"});
+  auto a = limiter.try_acquire();
+  auto b = limiter.try_acquire();
+  auto c = limiter.try_acquire();  // refused: the limit is 2
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  ASSERT_FALSE(c);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(rate.try_acquire().allowed);
+  const auto m = limiter.metrics();
+  auto f = metrics.collect();
+  EXPECT_EQ(sample(f, "sturdy_concurrency_limiter_limit", {{"name", "db"}}), 2.0);
+  EXPECT_EQ(sample(f, "sturdy_concurrency_limiter_in_flight", {{"name", "db"}}), static_cast<double>(m.in_flight));
+  EXPECT_EQ(sample(f, "sturdy_concurrency_limiter_in_flight", {{"name", "db"}}), 2.0);
+  EXPECT_EQ(sample(f, "sturdy_concurrency_limiter_rejected_total", {{"name", "db"}}), 1.0);
+  EXPECT_EQ(sample(f, "sturdy_rate_limiter_available_permits", {{"name", "partner"}}), 2.0);
+  EXPECT_EQ(sample(f, "sturdy_rate_limiter_available_permits", {{"name", "partner"}}),
+            static_cast<double>(rate.peek().remaining));
+  clock.advance(1s);  // refilled
+  f = metrics.collect();
+  EXPECT_EQ(sample(f, "sturdy_rate_limiter_available_permits", {{"name", "partner"}}), 5.0);
+  prom::exporter r4j(prom::naming::resilience4j);
+  auto r3 = r4j.add(limiter, {.name = "db"});
+  EXPECT_EQ(sample(r4j.collect(), "resilience4j_bulkhead_available_concurrent_calls", {{"name", "db"}}), 0.0);
+}
+
 TEST(PrometheusExporterTest, DestroyingTheRegistrationRemovesTheSeries) {
   prom::exporter metrics;
   {
@@ -172,6 +204,8 @@ TEST(PrometheusExporterTest, ExpositionPassesPromtoolCheckMetrics) {
   sturdy::dead_letter_queue dlq;
   prom::event_counter events;
   sturdy::chaos_policy chaos({}, sturdy::chaos_error{sturdy::errc::store_unavailable});
+  sturdy::concurrency_limiter<> limiter;
+  sturdy::rate_limiter<> rate;
   for (const auto preset : {prom::naming::sturdy, prom::naming::resilience4j}) {
     prom::exporter metrics(preset);
     std::vector<prom::registration> regs;
@@ -183,6 +217,8 @@ TEST(PrometheusExporterTest, ExpositionPassesPromtoolCheckMetrics) {
     regs.push_back(metrics.add(dlq, {.name = "q"}));
     regs.push_back(metrics.add(events, {.name = "e"}));
     regs.push_back(metrics.add(chaos, {.name = "chaos"}));
+    regs.push_back(metrics.add(limiter, {.name = "l"}));
+    regs.push_back(metrics.add(rate, {.name = "r"}));
     const std::string path = ::testing::TempDir() + "/sturdy_metrics.txt";
     std::ofstream(path) << metrics.text();
     const std::string cmd = "promtool check metrics < " + path + " 2>&1";

@@ -356,6 +356,24 @@ class rate_limiter final {
     }
   }
 
+  // rate_limiter::peek()
+  //
+  // What `try_acquire(0)` would say (remaining, reset_after), without
+  // emitting an event or touching the state: for metrics and health checks.
+  // Invalid options give a decision refused with invalid_options.
+  [[nodiscard]] rate_limit_decision peek() const noexcept {
+    if (STURDY_UNLIKELY(invalid_)) {
+      rate_limit_decision d{};
+      d.reason = rate_limit_reason::invalid_options;
+      return d;
+    }
+    const std::uint64_t t = detail::to_biased(clock_.now());
+    const std::uint64_t state = state_.load(std::memory_order_relaxed);
+    rate_limit_decision d = detail::to_decision(core_.describe(core_.step(state, t, 0), t, 0), options_.burst, 0);
+    d.ticket = 0;
+    return d;
+  }
+
   // rate_limiter::acquire()
   //
   // Reserves the earliest turn for `n` requests that comes within `max_wait`

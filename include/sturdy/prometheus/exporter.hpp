@@ -73,10 +73,12 @@
 
 #include "sturdy/chaos.hpp"
 #include "sturdy/circuit_breaker.hpp"
+#include "sturdy/concurrency_limiter.hpp"
 #include "sturdy/dead_letter.hpp"
 #include "sturdy/detail/breaker_word.hpp"
 #include "sturdy/idempotency.hpp"
 #include "sturdy/listener.hpp"
+#include "sturdy/rate_limiter.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
 
@@ -178,6 +180,8 @@ enum class counted : std::uint8_t {
   idempotency_rejected_other,
   idempotency_completion_refused,
   breaker_opened,
+  limiter_rejected,
+  rate_limited,
   chaos_injected,
   options_rejected,
   count_  // not a slot
@@ -244,6 +248,8 @@ class event_counter {
   void operator()(const breaker_state_changed& e) const noexcept {
     if (e.to == breaker_state::open) count(counted::breaker_opened);
   }
+  void operator()(const limiter_rejected&) const noexcept { count(counted::limiter_rejected); }
+  void operator()(const rate_limit_rejected&) const noexcept { count(counted::rate_limited); }
   void operator()(const chaos_injected&) const noexcept { count(counted::chaos_injected); }
   void operator()(const sturdy::options_rejected&) const noexcept { count(counted::options_rejected); }
   template <class Event>
@@ -373,6 +379,46 @@ inline void collect(sample_sink& out, const label_set& base, const dead_letter_q
               static_cast<double>(q.dropped()));
 }
 
+template <limit_algorithm A, clock_source C, class L>
+void collect(sample_sink& out, const label_set& base, const concurrency_limiter<A, C, L>& l) {
+  const concurrency_limiter_metrics m = l.metrics();
+  if (out.preset() == naming::resilience4j) {
+    const std::string p = "resilience4j_bulkhead_";
+    out.gauge(p + "available_concurrent_calls", "The number of available permissions", base,
+              m.in_flight >= m.limit ? 0.0 : static_cast<double>(m.limit - m.in_flight));
+    out.gauge(p + "max_allowed_concurrent_calls", "The maximum number of available permissions", base,
+              static_cast<double>(m.limit));
+    return;
+  }
+  const std::string p = "sturdy_concurrency_limiter_";
+  out.gauge(p + "limit", "The current concurrency limit", base, static_cast<double>(m.limit));
+  out.gauge(p + "in_flight", "Permits held now", base, static_cast<double>(m.in_flight));
+  out.gauge(p + "queued", "Callers waiting for a permit", base, static_cast<double>(m.queued));
+  out.counter(p + "rejected_total", "Calls refused (limit_exceeded, deadline_exceeded, cancelled)", base,
+              static_cast<double>(m.rejected));
+  out.counter(p + "timed_out_total", "Waiters whose max_wait or deadline ran out", base,
+              static_cast<double>(m.timed_out));
+  out.counter(p + "cancelled_total", "Waiters or callers that stopped", base, static_cast<double>(m.cancelled));
+  out.counter(p + "dropped_total", "Permits reported dropped (timeouts, overload)", base,
+              static_cast<double>(m.dropped));
+  out.counter(p + "completed_total", "Permits reported with a latency sample or as dropped", base,
+              static_cast<double>(m.samples));
+}
+
+template <clock_source C, sleeper S, class L>
+void collect(sample_sink& out, const label_set& base, const rate_limiter<C, S, L>& r) {
+  const rate_limit_decision d = r.peek();
+  if (out.preset() == naming::resilience4j) {
+    out.gauge("resilience4j_ratelimiter_available_permissions", "The number of available permissions", base,
+              static_cast<double>(d.remaining));
+    return;
+  }
+  const std::string p = "sturdy_rate_limiter_";
+  out.gauge(p + "available_permits", "Requests admitted at once if they came now", base,
+            static_cast<double>(d.remaining));
+  out.gauge(p + "reset_seconds", "Time until the bucket is full again", base, detail::seconds(d.reset_after));
+}
+
 template <class Fault, clock_source C, sleeper S, class L>
 void collect(sample_sink& out, const label_set& base, const chaos_policy<Fault, C, S, L>& c) {
   const std::string p = "sturdy_chaos_";  // no resilience4j counterpart
@@ -417,6 +463,8 @@ inline void collect(sample_sink& out, const label_set& base, const event_counter
   out.counter(p + "idempotency_completion_refused_total", "Outcomes that could not be stored after the work ran",
               base, n(counted::idempotency_completion_refused));
   out.counter(p + "circuit_breaker_opened_total", "Transitions to open", base, n(counted::breaker_opened));
+  out.counter(p + "rate_limiter_rejected_total", "Requests a rate limiter refused (from rate_limit_rejected events)", base,
+              n(counted::rate_limited));
   out.counter(p + "chaos_injected_events_total", "Faults injected (from chaos_injected events)", base,
               n(counted::chaos_injected));
   out.counter(p + "options_rejected_total", "Primitives that refused a call because their options are invalid", base,
