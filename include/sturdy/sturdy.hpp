@@ -23,6 +23,7 @@
 #include "sturdy/outcome.hpp"
 #include "sturdy/ownership.hpp"
 #include "sturdy/pipeline.hpp"
+#include "sturdy/registry.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
 
