@@ -74,12 +74,17 @@ std::unique_ptr<Impl>& instance() {
   return p;
 }
 
+// One registry alive at a time, rebuilt only when the size or type changes
+// (not for every repetition).
 template <class Impl>
 void setup(const benchmark::State& state) {
+  static std::size_t built_for = 0;
   const auto n = static_cast<std::size_t>(state.range(0));
+  if (instance<Impl>() && built_for == n) return;
   instance<sturdy_registry>().reset();
   instance<mutex_unordered_map>().reset();
   instance<Impl>() = std::make_unique<Impl>(n);
+  built_for = n;
 }
 
 template <class Impl>

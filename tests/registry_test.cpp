@@ -118,7 +118,7 @@ TEST(RegistryTest, LookupOfAnExistingKeyAllocatesNothing) {
   EXPECT_EQ(scope.allocations(), 0U);
 }
 
-TEST(RegistryTest, LookupWithIdleTrackingAllocatesNothingEither) {
+TEST(RegistryTest, LookupWithIdleTimeoutAllocatesNothingEither) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
   manual_clock clock;
   auto o = opts(100, 4);
@@ -240,6 +240,24 @@ TEST(RegistryTest, BusyEntriesAreEvictedOnlyAfterIdleTimeout) {
   ASSERT_TRUE(reg.get("new"));
   EXPECT_FALSE(present(reg, "k0"));
   EXPECT_TRUE(present(reg, "k1"));
+}
+
+TEST(RegistryTest, AnEntryUsedJustBeforeASweepIsNotTakenForIdle) {
+  manual_clock clock;
+  auto o = opts(1);
+  o.idle_timeout = 10s;
+  fake_registry reg(o, clock);
+  fill(reg, {quiescence::busy});
+  clock.advance(30s);
+  ASSERT_TRUE(reg.get("k0"));  // used at 30 s
+  // The sweep at 31 s finds the bit, stamps 31 s, spares it.
+  clock.advance(1s);
+  EXPECT_EQ(reg.get("new").error(), sturdy::errc::capacity_exceeded);
+  clock.advance(9s);  // idle >= 9 s only: still spared
+  EXPECT_EQ(reg.get("new").error(), sturdy::errc::capacity_exceeded);
+  clock.advance(1s);  // 10 s since the stamp
+  EXPECT_TRUE(reg.get("new"));
+  EXPECT_FALSE(present(reg, "k0"));
 }
 
 TEST(RegistryTest, PinnedEntriesAreNeverEvictedHoweverLongIdle) {
@@ -409,7 +427,7 @@ TEST(RegistryTest, SnapshotEnumeratesEntriesWithQuiescenceAndIdleTime) {
     }
     if (e.key == "k1") {
       EXPECT_EQ(e.state, quiescence::busy);
-      EXPECT_EQ(e.idle, 2s);
+      EXPECT_EQ(e.idle, 0s);  // looked up since the last sweep
     }
     if (e.key == "k2") {
       EXPECT_EQ(e.state, quiescence::pinned);

@@ -325,7 +325,9 @@ struct registry_entry {
   std::string key;
   registry_handle<P> handle;  // holding it keeps the entry from eviction
   quiescence state = quiescence::quiescent;
-  duration idle{};  // since the last lookup (0 when idle_timeout is 0 or max)
+  // A lower bound of the time since the last lookup: exact as of the last
+  // eviction sweep that visited the entry (0 if looked up since).
+  duration idle{};
 };
 
 // Counters since construction (sums over shards; not one atomic snapshot).
@@ -384,9 +386,7 @@ class registry {
         ok_(options_.validation_message().empty()),
         map_(ok_ ? options_.shard_count() : 1),
         shard_entries_(ok_ ? options_.max_entries / map_.shard_count() : 0),
-        shard_bytes_(ok_ ? options_.max_bytes / map_.shard_count() : 0),
-        track_idle_(options_.idle_timeout > duration::zero() && options_.idle_timeout < duration::max()),
-        idle_grain_(options_.idle_timeout.count() / 16) {
+        shard_bytes_(ok_ ? options_.max_bytes / map_.shard_count() : 0) {
     if (ok_ && options_.overflow == registry_overflow::shared_entry) overflow_ = build(std::string_view(), true);
   }
   registry(const registry&) = delete;
@@ -489,18 +489,18 @@ class registry {
   }
 
  private:
-  handle hit(const handle& e) const noexcept {
-    node& n = *e.n_;
-    n.referenced.store_if_changed(true);
-    if (track_idle_) {
-      const std::int64_t now = clock_.now().time_since_epoch().count();
-      if (now - n.last_use.load() > idle_grain_) n.last_use.store(now);
-    }
+  // A lookup found `e`: set its CLOCK bit (only if clear: a hot entry's line
+  // stays shared). No clock is read here; the sweep stamps the time.
+  static handle hit(const handle& e) noexcept {
+    e.n_->referenced.store_if_changed(true);
     return e;
   }
 
-  duration idle_of(const node& n, time_point now) const noexcept {
-    if (!track_idle_) return duration::zero();
+  // A lower bound of the time since `n` was last looked up: no lookup since
+  // the sweep last found its bit set (or since its creation) when the bit is
+  // clear; 0 while the bit is set.
+  static duration idle_of(const node& n, time_point now) noexcept {
+    if (n.referenced.load()) return duration::zero();
     return detail::time_between(time_point(duration(n.last_use.load())), now);
   }
 
@@ -515,12 +515,16 @@ class registry {
     return handle(n);
   }
 
-  // Whether the CLOCK hand may evict `e` at `now`; spares (and clears) a set
-  // reference bit first.
+  // Whether the CLOCK hand may evict `e` at `now`. A set reference bit (a
+  // lookup since the last visit) spares the entry once: the bit is cleared
+  // and the visit's time stamped as its last use, so that at a later visit
+  // with the bit still clear, `now - last_use` is a lower bound of its idle
+  // time (an entry is never taken for idle too early).
   bool evictable(const handle& e, time_point now) const noexcept {
     node& n = *e.n_;
     if (n.referenced.load()) {
       n.referenced.store(false);
+      n.last_use.store(now.time_since_epoch().count());
       return false;
     }
     // Held by a caller (the map holds one reference): it may be mid-call.
@@ -528,9 +532,7 @@ class registry {
     switch (quiescence_of(n.value, now)) {
       case quiescence::quiescent: return true;
       case quiescence::busy:
-        if (options_.idle_timeout == duration::zero()) return true;
-        if (!track_idle_) return false;
-        return detail::time_between(time_point(duration(n.last_use.load())), now) >= options_.idle_timeout;
+        return options_.idle_timeout != duration::max() && idle_of(n, now) >= options_.idle_timeout;
       case quiescence::pinned: return false;
     }
     return false;
@@ -595,8 +597,6 @@ class registry {
   map_type map_;
   const std::size_t shard_entries_;
   const std::size_t shard_bytes_;
-  const bool track_idle_;
-  const std::int64_t idle_grain_;
   handle overflow_;
   detail::striped_counter hits_;
 };
