@@ -115,6 +115,11 @@ struct sturdy_map {
     if (ok) hits.add();
     return ok;
   }
+  void insert_erase(const std::string& key, std::size_t i) {
+    const std::size_t h = map_t::hash(key);
+    map.write(h, [&](map_t::shard& sh) { sh.table.emplace(key, make_entry(i)); });
+    map.write(h, [&](map_t::shard& sh) { sh.table.erase(sturdy::detail::map_key{key, h}); });
+  }
 };
 
 // Today's idempotency store mechanism: exclusive shard locks; the hit counter
@@ -157,6 +162,17 @@ struct mutex_shards {
     out = e.value;
     return true;
   }
+  void insert_erase(const std::string& key, std::size_t i) {
+    const std::size_t h = sturdy::detail::map_hash(key);
+    shard& s = shards[shard_of(h)];
+    const entry e = make_entry(i);
+    {
+      std::lock_guard lock(s.mu);
+      s.map.emplace(key, plain_entry{e.deadline, e.fingerprint, e.state, false, e.value});
+    }
+    std::lock_guard lock(s.mu);
+    s.map.erase(sturdy::detail::map_key{key, h});
+  }
 };
 
 #if STURDY_BENCH_HAVE_TBB
@@ -173,6 +189,10 @@ struct tbb_map {
     const bool ok = replay(a->second, fp, out);
     if (ok) hits.add();
     return ok;
+  }
+  void insert_erase(const std::string& key, std::size_t i) {
+    map.insert({key, make_entry(i)});
+    map.erase(key);
   }
 };
 #endif
@@ -191,6 +211,10 @@ struct cuckoo_map {
     map.find_fn(key, [&](const entry& e) { ok = replay(e, fp, out); });
     if (ok) hits.add();
     return ok;
+  }
+  void insert_erase(const std::string& key, std::size_t i) {
+    map.insert(key, make_entry(i));
+    map.erase(key);
   }
 };
 #endif
@@ -241,9 +265,36 @@ void BM_ReplayLookup(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// A first call's map work: insert a new key (then erase it, so the map stays
+// at 1M keys). The writer's side of the reader-writer lock: it reads every
+// thread slot's reader counter for the shard.
+template <class Impl>
+void BM_InsertErase(benchmark::State& state) {
+  Impl& m = *instance<Impl>(true);
+  std::vector<std::string> fresh;
+  fresh.reserve(order_length);
+  for (std::size_t j = 0; j < order_length; ++j) {
+    char buf[48];
+    const int n = std::snprintf(buf, sizeof buf, "fresh-%d-%012zu-xxxxxxxxxxxxxxxx", state.thread_index(), j);
+    fresh.emplace_back(buf, static_cast<std::size_t>(n));
+  }
+  std::size_t i = 0;
+  for (auto _ : state) {
+    m.insert_erase(fresh[i & (order_length - 1)], i);
+    ++i;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 #define STURDY_MAP_BENCH(impl, label)                                                             \
   BENCHMARK_TEMPLATE(BM_ReplayLookup, impl)                                                       \
       ->Name("BM_ReplayLookup_1M/" label)                                                         \
+      ->Setup(setup<impl>)                                                                        \
+      ->Threads(1)                                                                                \
+      ->Threads(2)                                                                                \
+      ->UseRealTime();                                                                            \
+  BENCHMARK_TEMPLATE(BM_InsertErase, impl)                                                        \
+      ->Name("BM_InsertErase_1M/" label)                                                          \
       ->Setup(setup<impl>)                                                                        \
       ->Threads(1)                                                                                \
       ->Threads(2)                                                                                \
