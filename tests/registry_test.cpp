@@ -463,6 +463,13 @@ TEST(RegistryTest, BreakerQuiescenceFollowsItsStateAndWindows) {
   EXPECT_EQ(sturdy::quiescence_of(b, clock.now()), quiescence::pinned);
 }
 
+TEST(RegistryTest, ABreakerBuiltFromInvalidOptionsIsQuiescentLikeAFreshOne) {
+  manual_clock clock;
+  breaker b({.open_duration = sturdy::duration::zero()}, clock);  // invalid: forced open from birth
+  ASSERT_FALSE(b.options_status());
+  EXPECT_EQ(sturdy::quiescence_of(b, clock.now()), quiescence::quiescent);
+}
+
 TEST(RegistryTest, BreakerWithSlowCallsInATimeWindowIsBusy) {
   manual_clock clock;
   breaker b({.consecutive_failure_threshold = 0,

@@ -107,6 +107,8 @@ enum class quiescence : std::uint8_t { quiescent, busy, pinned };
 // is held (a permit can only be obtained and recorded through a handle).
 template <clock_source C, class L>
 [[nodiscard]] quiescence sturdy_quiescence(const circuit_breaker<C, L>& b, time_point /*now*/) noexcept {
+  // Built from invalid options: forced open from birth, like a fresh one.
+  if (!b.options_status()) return quiescence::quiescent;
   if (b.state() != breaker_state::closed) return quiescence::pinned;
   const breaker_metrics m = b.metrics();
   if (m.state != breaker_state::closed) return quiescence::pinned;
