@@ -32,6 +32,21 @@
 //     the reference out; a value copied out under the lock (an idempotency
 //     replay) needs nothing more.
 //
+// Cost of the write side: a writer reads every thread slot's counter for its
+// shard (one line per slot, last written by that slot's thread), so an
+// insert costs O(thread slots) cache transfers; `thread_slots` trades lookup
+// scaling for insert cost (1 = a classic shared counter per shard).
+//
+// Users: `sturdy::registry` (values: reference-counted handles). The
+// idempotency memory store is meant to move here: its entry becomes the V
+// (the CLOCK bit a `relaxed_atomic<bool>`, the rest written only under the
+// write lock), its per-shard counters and lease bookkeeping the ShardState,
+// its hit counter a `striped_counter`; a replay is `find` (state, TTL and
+// fingerprint checked and the value copied out under the read lock), every
+// other path (`begin` on a miss, a mismatch or an in-progress key, complete,
+// abandon, waiter linking) is `write`, and its CLOCK sweep is `evict_one`
+// with its own `evictable` test.
+//
 // Rules for callers: visitors run under the shard lock and must not call
 // back into the same map (the lock is not reentrant; a nested read could
 // deadlock against a waiting writer). Writers see the shard as a plain
