@@ -151,7 +151,9 @@ template <class P>
 concept reports_quiescence = detail::member_quiescence<P> || detail::adl_quiescence<P> || detail::member_quiescent<P>;
 
 // quiescence_of(p, now): the customization point (member `quiescence`, then
-// ADL `sturdy_quiescence`, then member `quiescent`).
+// ADL `sturdy_quiescence`, then member `quiescent`). Called by the eviction
+// sweep under a shard's write lock: it must be quick, must not throw, and
+// must not call into the registry.
 template <reports_quiescence P>
 [[nodiscard]] quiescence quiescence_of(const P& p, time_point now) noexcept {
   if constexpr (detail::member_quiescence<P>) {
@@ -554,6 +556,7 @@ class registry {
       const auto it = s.table.find(detail::map_key{key, h});
       if (it != s.table.end()) {  // another thread created it meanwhile
         out = hit(it->second);
+        hits_.add();
         return;
       }
       const auto full = [&] {
