@@ -27,6 +27,7 @@
 #include "sturdy/ownership.hpp"
 #include "sturdy/pipeline.hpp"
 #include "sturdy/rate_limiter.hpp"
+#include "sturdy/registry.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
 
