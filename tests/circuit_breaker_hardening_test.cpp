@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -21,6 +22,7 @@
 #include <boost/outcome/policy/terminate.hpp>
 #include <gtest/gtest.h>
 
+#include "sturdy/testing/counting_allocator.hpp"
 #include "sturdy/testing/manual_clock.hpp"
 #include "sturdy/testing/recording_listener.hpp"
 
@@ -419,6 +421,26 @@ TEST(CircuitBreakerClassifierTest, Issue13_ACapturingClassifierReadFromConfigura
   EXPECT_EQ(b.metrics().ignored, 1u);
   EXPECT_FALSE(b.execute([] { return sturdy::result<int>(errc::retries_exhausted); }));
   EXPECT_EQ(b.state(), breaker_state::open);
+}
+
+TEST(CircuitBreakerClassifierTest, Issue13_AThrowingClassifierCountsAFailureAndTheFailurePathDoesNotAllocate) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  manual_clock clock;
+  circuit_breaker_options o{.consecutive_failure_threshold = 3, .failure_rate_threshold = 0, .count_window_size = 0};
+  const std::set<int> codes = {1, 2, 3};  // a capture too large to store inline: allocated once, here
+  o.failure_classifier = [codes](const sturdy::failure_info& f) -> call_outcome {
+    if (codes.contains(f.code.value())) throw std::runtime_error("classifier bug");
+    return call_outcome::failure;
+  };
+  sturdy::circuit_breaker<manual_clock> b(o, clock);
+  (void)b.metrics();  // first use of the thread index
+  {
+    sturdy::testing::allocation_scope scope;
+    (void)b.execute([] { return sturdy::result<int>(std::error_code(9, std::generic_category())); });
+    EXPECT_EQ(scope.allocations(), 0u);  // calling the heap-held classifier allocates nothing
+  }
+  (void)b.execute([] { return sturdy::result<int>(std::error_code(1, std::generic_category())); });
+  EXPECT_EQ(b.metrics().consecutive_failures, 2u);  // the throw counted as a failure
 }
 
 }  // namespace
