@@ -66,9 +66,16 @@
 // or `step()` after either (`step` then does not run the action),
 // `rollback()` twice (the report carries the error and lists no steps).
 //
+// Ownership: the scope owns what it keeps. Step names, contexts and the
+// saga name are copied (`saga.step(std::string("create ") + user, ...)` is
+// safe); a step whose undo takes the action's value stores a copy of it, and
+// a non-owning value (`sturdy::non_owning`: string_view, span, pointer) is
+// refused at compile time. The sink and the policy are referenced: a
+// temporary one (unless empty) is refused at compile time.
+//
 // Storage: no heap for up to 8 undos whose callables are at most 32 bytes
-// (four pointers) and whose contexts are at most 15 characters (see
-// detail/undo_stack.hpp). A ninth undo moves them all to
+// (four pointers) and whose names and contexts are at most 15 characters
+// each (see detail/undo_stack.hpp). A ninth undo moves them all to
 // one heap array (doubling); a larger callable is boxed with `new`. Should
 // that allocation fail, `add` returns `errc::capacity_exceeded` (nothing
 // stored; the caller still holds the undo).
