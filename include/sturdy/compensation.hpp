@@ -345,20 +345,22 @@ enum class compensation_state : std::uint8_t { active, committed, rolled_back };
 
 // Events (see sturdy/listener.hpp). Emitted on the thread that rolls back.
 //
-// An undo failed or was skipped. Emitted after the sink saw the entry. The
-// views point into the scope's own copies and are valid during the listener
-// call only (copy them to keep them); the step's context is in the
-// dead-letter entry.
+// Events own their strings, so a listener may keep them (a recording
+// listener, a queue to a logger thread). They are built only when the
+// listener takes them: with the default null_listener nothing is copied.
+//
+// An undo failed or was skipped. Emitted after the sink saw the entry; the
+// step's context is in the dead-letter entry.
 struct compensation_step_failed {
-  std::string_view saga;  // compensation_options::name
-  std::string_view step;  // step_info::name
+  std::string saga;  // compensation_options::name
+  std::string step;  // step_info::name
   step_status status = step_status::failed;  // failed or skipped
   failure_info failure;                      // empty when skipped
   bool dead_lettered = false;                // the sink kept an entry
 };
 // A rollback finished (explicit or by the destructor). Not emitted on commit.
 struct compensation_rolled_back {
-  std::string_view saga;
+  std::string saga;
   std::size_t undone = 0;
   std::size_t failed = 0;
   std::size_t skipped = 0;
@@ -713,7 +715,7 @@ class [[nodiscard]] compensation_scope final {
     if (!runner::run(undo, policy_.address(), failure)) {
       std::optional<time_point> now;
       const bool lettered = dead_letter(info.name, info.context, step_status::failed, failure, now);
-      emit(listener_, compensation_step_failed{options_.name, info.name, step_status::failed, failure, lettered});
+      announce_failed_step(info.name, step_status::failed, failure, lettered);
     }
   }
 
@@ -734,7 +736,7 @@ class [[nodiscard]] compensation_scope final {
       }
     }
     void* const ctx = policy_.address();
-    compensation_rolled_back done{options_.name, 0, 0, 0, !Report};
+    compensation_rolled_back done{{}, 0, 0, 0, !Report};  // saga filled in only when announced
     bool stop = false;
     std::optional<time_point> now;
     failure_info failure;
@@ -750,7 +752,7 @@ class [[nodiscard]] compensation_scope final {
       bool lettered = false;
       if (STURDY_UNLIKELY(status != step_status::undone)) {
         lettered = dead_letter(e.name, e.context, status, failure, now);
-        emit(listener_, compensation_step_failed{options_.name, e.name, status, failure, lettered});
+        announce_failed_step(e.name, status, failure, lettered);
       }
       switch (status) {
         case step_status::undone:
@@ -781,7 +783,27 @@ class [[nodiscard]] compensation_scope final {
       report->skipped_ = done.skipped;
       if (done.failed + done.skipped > 0) report->error_ = make_error_code(errc::compensation_failed);
     }
-    emit(listener_, done);
+    if constexpr (listener_for<Listener, compensation_rolled_back> &&
+                  !std::is_same_v<std::remove_cv_t<Listener>, null_listener>) {
+      try {
+        done.saga = options_.name;
+      } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory: announce it unnamed
+      }
+      emit(listener_, done);
+    }
+  }
+
+  // Tells the listener (if it takes the event) that a step stays undone.
+  void announce_failed_step([[maybe_unused]] std::string_view step, [[maybe_unused]] step_status status,
+                            [[maybe_unused]] const failure_info& failure,
+                            [[maybe_unused]] bool lettered) noexcept {
+    if constexpr (listener_for<Listener, compensation_step_failed> &&
+                  !std::is_same_v<std::remove_cv_t<Listener>, null_listener>) {
+      try {
+        emit(listener_, compensation_step_failed{options_.name, std::string(step), status, failure, lettered});
+      } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory building the event: not announced
+      }
+    }
   }
 
   // Hands a step that stays undone to the sink; true when the sink kept it.
