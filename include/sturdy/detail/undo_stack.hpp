@@ -64,7 +64,9 @@ struct undo_vtable {
 };
 
 struct undo_entry {
-  undo_entry() noexcept = default;  // buf stays uninitialized
+  // User-provided (not `= default`), so `new (p) undo_entry()` does not
+  // zero the object first: buf stays uninitialized.
+  undo_entry() noexcept {}  // NOLINT(modernize-use-equals-default)
   const undo_vtable* vt = nullptr;
   std::string name;
   std::string context;
