@@ -736,7 +736,9 @@ class [[nodiscard]] compensation_scope final {
       }
     }
     void* const ctx = policy_.address();
-    compensation_rolled_back done{{}, 0, 0, 0, !Report};  // saga filled in only when announced
+    struct {
+      std::size_t undone = 0, failed = 0, skipped = 0;
+    } done;  // the event is built at the end, only for a listener that takes it
     bool stop = false;
     std::optional<time_point> now;
     failure_info failure;
@@ -785,11 +787,12 @@ class [[nodiscard]] compensation_scope final {
     }
     if constexpr (listener_for<Listener, compensation_rolled_back> &&
                   !std::is_same_v<std::remove_cv_t<Listener>, null_listener>) {
+      compensation_rolled_back event{{}, done.undone, done.failed, done.skipped, !Report};
       try {
-        done.saga = options_.name;
+        event.saga = options_.name;
       } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory: announce it unnamed
       }
-      emit(listener_, done);
+      emit(listener_, event);
     }
   }
 

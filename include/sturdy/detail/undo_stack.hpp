@@ -170,7 +170,9 @@ class undo_stack {
   void pop() noexcept {
     undo_entry& e = data_[--size_];
     if (e.vt->destroy != nullptr) e.vt->destroy(e.buf);
-    e.~undo_entry();
+    // Names and contexts in their strings' own buffers free nothing (see
+    // clear()): their destructors are skipped on the common path.
+    if (!trivial_) e.~undo_entry();
   }
 
   // Destroys every callable without running it. (When `trivial_`, every
