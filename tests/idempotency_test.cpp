@@ -604,7 +604,7 @@ TEST(IdempotencyCacheTest, CapacityEvictsCompletedEntriesButNeverInProgressOnes)
   auto& store = cache->store();
   auto held = store.begin("held", 1, 1h).value();
   for (int i = 0; i < 100; ++i) {
-    auto r = cache->execute("k" + std::to_string(i), 1, [i] { return i; });
+    auto r = cache->execute(sturdy::test::numbered("k", i), 1, [i] { return i; });
     ASSERT_EQ(r.result.value(), i);
     ASSERT_LE(cache->stats().entries, 4U);
   }
@@ -654,7 +654,7 @@ TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
   auto cache = f.make({}, {.shards = 16, .max_entries = bound});
   std::vector<sturdy::begin_outcome<sturdy::outcome<int>>> held;
   for (int i = 0; i < 16; ++i)
-    held.push_back(cache->store().begin("held" + std::to_string(i), 1, 24h).value());
+    held.push_back(cache->store().begin(sturdy::test::numbered("held", i), 1, 24h).value());
   char key[32];
   for (int i = 0; i < 1'000'000; ++i) {
     const int n = std::snprintf(key, sizeof key, "key-%d", i);
@@ -670,7 +670,7 @@ TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
   EXPECT_LE(cache->store().memory_usage(), bound * 4 * memory_store::entry_overhead + (1U << 20));
   for (int i = 0; i < 16; ++i) {
     const bool ok = cache->store()
-                        .complete("held" + std::to_string(i), held[static_cast<std::size_t>(i)].token,
+                        .complete(sturdy::test::numbered("held", i), held[static_cast<std::size_t>(i)].token,
                                   sturdy::outcome<int>(i), 1h)
                         .has_value();
     EXPECT_TRUE(ok);

@@ -113,7 +113,7 @@ struct sturdy::test::store_harness<redis_int_store> {
   redis_int_store* store = nullptr;
   std::unique_ptr<redis_int_store> make() {
     static std::atomic<int> n{0};
-    auto s = std::make_unique<redis_int_store>(test_options("suite" + std::to_string(n.fetch_add(1))));
+    auto s = std::make_unique<redis_int_store>(test_options(sturdy::test::numbered("suite", n.fetch_add(1))));
     store = s.get();
     return s;
   }
@@ -320,7 +320,7 @@ TEST(RedisIdempotencyCacheTest, AWaitingDuplicatePollsAndReplaysTheOwnersOutcome
 
 TEST(RedisIdempotencyFailureTest, NothingListeningIsStoreUnavailableAndNothingRuns) {
   using store_t = sturdy::redis::idempotency_store<int, recording_listener>;
-  auto opts = options_for("127.0.0.1:" + std::to_string(sturdy::test::free_loopback_port()), "down");
+  auto opts = options_for(sturdy::test::numbered("127.0.0.1:", sturdy::test::free_loopback_port()), "down");
   sturdy::redis::idempotency_cache<int, recording_listener> cache({}, opts);
   int runs = 0;
   auto r = cache.execute("k", 1, [&] { return ++runs; });
@@ -336,7 +336,7 @@ TEST(RedisIdempotencyFailureTest, NothingListeningIsStoreUnavailableAndNothingRu
 }
 
 TEST(RedisIdempotencyFailureTest, FailOpenRunsTheWorkWithoutIdempotencyAndSaysSo) {
-  auto opts = options_for("127.0.0.1:" + std::to_string(sturdy::test::free_loopback_port()), "open");
+  auto opts = options_for(sturdy::test::numbered("127.0.0.1:", sturdy::test::free_loopback_port()), "open");
   opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
   sturdy::redis::idempotency_cache<int, recording_listener> cache({}, opts);
   int runs = 0;
@@ -365,7 +365,7 @@ TEST(RedisIdempotencyFailureTest, KilledAndRestartedRedisFailsClearlyThenServesA
   sturdy::redis::idempotency_cache<int> cache({}, opts);
   std::vector<int> runs(20, 0);
   auto call = [&](int key) {
-    return cache.execute("key-" + std::to_string(key), 1, [&runs, key] { return ++runs[key] + key * 100; });
+    return cache.execute(sturdy::test::numbered("key-", key), 1, [&runs, key] { return ++runs[key] + key * 100; });
   };
   for (int k = 0; k < 10; ++k) ASSERT_TRUE(call(k).result.has_value());
   for (int k = 0; k < 10; ++k) EXPECT_TRUE(call(k).replayed);
@@ -448,7 +448,7 @@ TEST(RedisIdempotencyFailureTest, AFrozenServerFailsEveryCallWithinTheTimeoutsHo
   for (int i = 0; i < threads; ++i) {
     pool.emplace_back([&, i] {
       const auto start = std::chrono::steady_clock::now();
-      auto b = store.begin("k" + std::to_string(i), 1, 30s);
+      auto b = store.begin(sturdy::test::numbered("k", i), 1, 30s);
       took[i] = std::chrono::steady_clock::now() - start;
       errors[i] = b.has_value() ? std::error_code() : b.error();
     });
@@ -509,7 +509,7 @@ TEST(RedisIdempotencyFailureTest, CommandTimeoutBoundsAWholeReplyNotEachRecv) {
     }
     ::close(fd);
   });
-  auto opts = options_for("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "trickle");
+  auto opts = options_for(sturdy::test::numbered("127.0.0.1:", ntohs(addr.sin_port)), "trickle");
   opts.command_timeout = 50ms;
   sturdy::redis::idempotency_store<int> store(opts);
   EXPECT_EQ(store.ping().error(), errc::store_unavailable);

@@ -35,6 +35,14 @@ namespace sturdy::test {
 template <class S>
 struct store_harness;  // specialise per store (see above)
 
+// `prefix` followed by `n` in decimal ("k" + 7 -> "k7"), built by appending:
+// GCC 12 at -O3 raises a false -Wrestrict on `"literal" + std::to_string(n)`.
+inline std::string numbered(std::string_view prefix, long long n) {
+  std::string out(prefix);
+  out += std::to_string(n);
+  return out;
+}
+
 template <class S>
 class IdempotencyStoreTest : public ::testing::Test {
  protected:
