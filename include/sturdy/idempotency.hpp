@@ -788,8 +788,9 @@ template <class Store>
 //
 // `T` is the success type of the work (`void` allowed); the store keeps
 // `sturdy::outcome<T>` (a value, an error code or an exception). The cache
-// owns its store, built from `Store::options_type` (and the clock, when the
-// store takes one).
+// owns its store, built from `Store::options_type` and the clock when the
+// store takes one (the memory store), or else a copy of the listener when
+// it takes one (the Redis store).
 //
 // Pinned: not copyable or movable; share it by reference.
 template <class T, clock_source Clock = steady_clock_source, sleeper Sleeper = thread_sleeper,
@@ -821,7 +822,7 @@ class idempotency_cache {
   explicit idempotency_cache(idempotency_options options = {},
                              typename Store::options_type store_options = {}, Clock clock = Clock(),
                              Sleeper sleeper = Sleeper(), Listener listener = Listener())
-      : store_(make_store(std::move(store_options), clock)),
+      : store_(make_store(std::move(store_options), clock, listener)),
         clock_(std::move(clock)),
         sleeper_(std::move(sleeper)),
         listener_(std::move(listener)),
@@ -928,9 +929,13 @@ class idempotency_cache {
     }
   }
 
-  static Store make_store(typename Store::options_type&& store_options, const Clock& clock) {
+  // The store gets the clock, or else the listener, when it takes one.
+  static Store make_store(typename Store::options_type&& store_options, const Clock& clock,
+                          const Listener& listener) {
     if constexpr (std::is_constructible_v<Store, typename Store::options_type, Clock>) {
       return Store(std::move(store_options), clock);
+    } else if constexpr (std::is_constructible_v<Store, typename Store::options_type, const Listener&>) {
+      return Store(std::move(store_options), listener);
     } else {
       return Store(std::move(store_options));
     }
