@@ -36,9 +36,28 @@
 // value) and `replayed` (true when it came from the store). sturdy's own
 // refusals (`missing_key`, `invalid_key`, `in_progress`, `key_mismatch`,
 // `wait_timeout`, `capacity_exceeded`, `stale_token`, `invalid_options`, a
-// store's `store_unavailable`) are returned inside `R`. An exception thrown by
-// the callable is rethrown to its caller after the store has been updated;
-// when failures are cached it is stored and rethrown to every replay.
+// store's `store_unavailable`) are returned inside `R`; `invalid_options`
+// carries the message naming the field when R's error type can hold one, and
+// the listener gets `options_rejected` on the first refused call. An
+// exception thrown by the callable is rethrown to its caller after the store
+// has been updated; when failures are cached it is stored and rethrown to
+// every replay.
+//
+// Exactly once, even when storing fails: if storing the outcome throws after
+// the work ran (a copy of T, a codec, bad_alloc), the caller still gets its
+// own outcome, the listener gets `idempotency_outcome_not_stored`, and the
+// key is completed with `errc::outcome_not_stored`, so the work never runs
+// again while the key lives (replays get that error).
+//
+// Ownership: the cache keeps T past the call, so T, and the callable's
+// success type, must own their memory (`sturdy::non_owning`, in
+// sturdy/ownership.hpp): `std::string_view`, `std::span` and pointers are
+// refused at compile time.
+//
+// Start-up check: `make_idempotency_cache<T>(options, store_options[, clock,
+// sleeper][, listener])` returns `result<std::unique_ptr<cache>>`, refusing
+// invalid options at once and deducing the clock, sleeper and listener
+// types.
 //
 // What a replay looks like (the store keeps a `sturdy::outcome<T>`: a T, a
 // `std::error_code` or an `exception_ptr`):

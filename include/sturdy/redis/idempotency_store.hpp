@@ -35,8 +35,11 @@
 //   }
 //
 // `Receipt` must be serialisable: specialise `sturdy::redis::codec<Receipt>`
-// (`std::string` and trivially-copyable types come with one). Fingerprints
+// (`std::string`, arithmetic types and enum classes come with one; a plain
+// struct may opt in to a byte copy with `use_byte_codec`). Fingerprints
 // must be `sturdy::stable_fingerprint` (the same in every process).
+// `redis::make_idempotency_cache<Receipt>(options, store_options[, listener])`
+// is the start-up check (the options; `store().ping()` checks the server).
 //
 // When Redis fails (connection refused or lost, a connect or command timeout,
 // no free pooled connection in time, a server error such as OOM or LOADING)
