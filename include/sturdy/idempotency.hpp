@@ -395,6 +395,15 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
   { cs.stats() } -> std::same_as<idempotency_store_stats>;
 };
 
+namespace detail {
+// Whether a stored value type (a `T`, or `sturdy::outcome<T>`) refers to
+// memory it does not own (see sturdy/ownership.hpp).
+template <class V>
+inline constexpr bool stores_non_owning = non_owning<V>;
+template <class T>
+inline constexpr bool stores_non_owning<outcome<T>> = non_owning<T>;
+}  // namespace detail
+
 // -----------------------------------------------------------------------------
 // memory_idempotency_store<V, Clock>
 // -----------------------------------------------------------------------------
@@ -418,15 +427,6 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
 //
 // Pinned: not copyable or movable. Thread safety: every member function may be
 // called concurrently.
-namespace detail {
-// Whether a stored value type (a `T`, or `sturdy::outcome<T>`) refers to
-// memory it does not own (see sturdy/ownership.hpp).
-template <class V>
-inline constexpr bool stores_non_owning = non_owning<V>;
-template <class T>
-inline constexpr bool stores_non_owning<outcome<T>> = non_owning<T>;
-}  // namespace detail
-
 template <class V, clock_source Clock = steady_clock_source>
 class memory_idempotency_store {
   static_assert(!detail::stores_non_owning<V>,
