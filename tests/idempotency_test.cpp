@@ -293,30 +293,43 @@ TEST(IdempotencyCacheTest, CompletedEntriesExpireAfterTheTtl) {
 // A store that cannot wake waiters (like a Redis store polling): the cache
 // polls it with doubling intervals instead. Also shows that the concept is
 // all a store needs.
-class polling_store {
+// Forwards every store operation to a memory store over a manual clock; the
+// test stores below replace only what they test.
+template <bool Wakes>
+class forwarding_store {
  public:
   using value_type = sturdy::outcome<int>;
   using options_type = sturdy::memory_store_options;
-  static constexpr bool wakes_waiters = false;
-  polling_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  static constexpr bool wakes_waiters = Wakes;
+  forwarding_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
   sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
                                                           sturdy::duration lease,
                                                           sturdy::idempotency_waiter* w) {
-    EXPECT_EQ(w, nullptr);  // the cache never hands a waiter to a polling store
-    return inner_.begin(key, fp, lease, nullptr);
+    return inner_.begin(key, fp, lease, w);
   }
   sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
                                 sturdy::duration ttl) {
     return inner_.complete(key, t, std::move(v), ttl);
   }
-  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
-    return inner_.abandon(key, t);
-  }
-  void cancel_wait(std::string_view, sturdy::idempotency_waiter&) {}
+  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) { return inner_.abandon(key, t); }
+  void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept { inner_.cancel_wait(key, w); }
   [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
+  sturdy::memory_idempotency_store<value_type, manual_clock>& inner() { return inner_; }
 
  private:
   sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
+};
+
+class polling_store : public forwarding_store<false> {
+ public:
+  using forwarding_store::forwarding_store;
+  sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
+                                                          sturdy::duration lease,
+                                                          sturdy::idempotency_waiter* w) {
+    EXPECT_EQ(w, nullptr);  // the cache never hands a waiter to a polling store
+    return forwarding_store::begin(key, fp, lease, nullptr);
+  }
+  void cancel_wait(std::string_view, sturdy::idempotency_waiter&) noexcept {}
 };
 static_assert(sturdy::idempotency_store<polling_store>);
 
@@ -340,38 +353,23 @@ TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingInterv
 // A waking store that records which waiter nodes it has linked and which the
 // cache has unlinked again: a node left linked when execute returns (or
 // unwinds) would be written through after its stack frame is gone.
-class tracking_store {
+class tracking_store : public forwarding_store<true> {
  public:
-  using value_type = sturdy::outcome<int>;
-  using options_type = sturdy::memory_store_options;
-  static constexpr bool wakes_waiters = true;
-  tracking_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  using forwarding_store::forwarding_store;
   sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
                                                           sturdy::duration lease,
                                                           sturdy::idempotency_waiter* w) {
-    auto r = inner_.begin(key, fp, lease, w);
+    auto r = forwarding_store::begin(key, fp, lease, w);
     if (w != nullptr && r.has_value() && r.value().status == sturdy::begin_status::in_progress) ++linked;
     return r;
   }
-  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
-                                sturdy::duration ttl) {
-    return inner_.complete(key, t, std::move(v), ttl);
-  }
-  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
-    return inner_.abandon(key, t);
-  }
   void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept {
-    inner_.cancel_wait(key, w);
+    forwarding_store::cancel_wait(key, w);
     ++cancelled;
   }
-  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
-  sturdy::memory_idempotency_store<value_type, manual_clock>& inner() { return inner_; }
 
   int linked = 0;
   int cancelled = 0;
-
- private:
-  sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
 };
 static_assert(sturdy::idempotency_store<tracking_store>);
 
@@ -851,41 +849,19 @@ TEST(IdempotencyCacheTest, ReplayAllocatesNothing) {
 
 // --- Hardening: exactly-once when storing throws (issue 12, item 3) -------------
 
-// A value whose copy throws while `copies_fail` is set: the copy the cache
-// makes to store the outcome fails after the work has run.
-struct fragile {
-  static inline bool copies_fail = false;
-  int v = 0;
-  explicit fragile(int x) : v(x) {}
-  fragile(const fragile& o) : v(o.v) {
-    if (copies_fail) throw std::runtime_error("copy failed");
-  }
-  fragile(fragile&&) noexcept = default;
-  fragile& operator=(const fragile&) = default;
-  fragile& operator=(fragile&&) noexcept = default;
-  ~fragile() = default;
-};
-
-struct copies_fail_scope {
-  copies_fail_scope() { fragile::copies_fail = true; }
-  ~copies_fail_scope() { fragile::copies_fail = false; }
-  copies_fail_scope(const copies_fail_scope&) = delete;
-  copies_fail_scope& operator=(const copies_fail_scope&) = delete;
-};
-
 // Fails on main before the fix: the copy's exception escaped execute() and
 // left the key in progress; once the lease ran out a duplicate ran the work
 // again.
 TEST(IdempotencyCacheTest, Issue12_AThrowingCopyOfTheResultFencesTheKeyAndTheWorkNeverRunsTwice) {
-  using fragile_cache = sturdy::idempotency_cache<fragile, manual_clock, recording_sleeper, recording_listener>;
+  using fragile_cache = sturdy::idempotency_cache<sturdy::test::fragile, manual_clock, recording_sleeper, recording_listener>;
   manual_clock clock;
   recording_sleeper sleeper(clock);
   recording_listener events;
   fragile_cache cache({.ttl = 1h, .lease = 10s}, {.shards = 1, .max_entries = 16}, clock, sleeper, events);
   int runs = 0;
-  auto work = [&] { return fragile(++runs * 10); };
+  auto work = [&] { return sturdy::test::fragile(++runs * 10); };
   {
-    copies_fail_scope failing;
+    sturdy::test::fragile::failing copies(sturdy::test::fragile::copy_fails);
     auto first = cache.execute("k", 1, work);
     ASSERT_TRUE(first.result.has_value());  // the caller keeps its own result
     EXPECT_EQ(first.result.value().v, 10);
@@ -915,28 +891,14 @@ TEST(IdempotencyCacheTest, Issue12_AThrowingCopyOfTheResultFencesTheKeyAndTheWor
 
 // A store whose `complete` throws for any outcome but an error code (like a
 // codec whose encode throws): the fence, an error code, still goes through.
-class throwing_store {
+class throwing_store : public forwarding_store<true> {
  public:
-  using value_type = sturdy::outcome<int>;
-  using options_type = sturdy::memory_store_options;
-  static constexpr bool wakes_waiters = true;
-  throwing_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
-  sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
-                                                          sturdy::duration lease,
-                                                          sturdy::idempotency_waiter* w) {
-    return inner_.begin(key, fp, lease, w);
-  }
+  using forwarding_store::forwarding_store;
   sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
                                 sturdy::duration ttl) {
     if (!v.has_error() || v.has_exception()) throw std::bad_alloc();
-    return inner_.complete(key, t, std::move(v), ttl);
+    return forwarding_store::complete(key, t, std::move(v), ttl);
   }
-  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) { return inner_.abandon(key, t); }
-  void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept { inner_.cancel_wait(key, w); }
-  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
-
- private:
-  sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
 };
 static_assert(sturdy::idempotency_store<throwing_store>);
 

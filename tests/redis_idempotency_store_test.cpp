@@ -772,33 +772,19 @@ TEST_F(RedisCorruptDataTest, Issue12_BytesThatAreNoValidBoolAreCorruptDataAndAny
 
 // --- Hardening I: exactly-once when storing throws (issue 12, item 3) ------------
 
-struct fragile_receipt {
-  static inline bool encode_fails = false;
-  static inline bool copy_fails = false;
-  int cents = 0;
-  explicit fragile_receipt(int c) : cents(c) {}
-  fragile_receipt(const fragile_receipt& o) : cents(o.cents) {
-    if (copy_fails) throw std::runtime_error("copy failed");
-  }
-  fragile_receipt(fragile_receipt&&) noexcept = default;
-  fragile_receipt& operator=(const fragile_receipt&) = default;
-  fragile_receipt& operator=(fragile_receipt&&) noexcept = default;
-  ~fragile_receipt() = default;
-};
-
 }  // namespace
 
 template <>
-struct sturdy::redis::codec<fragile_receipt> {
-  static void encode(const fragile_receipt& r, std::string& out) {
-    if (fragile_receipt::encode_fails) throw std::length_error("encode failed");
-    out += std::to_string(r.cents);
+struct sturdy::redis::codec<sturdy::test::fragile> {
+  static void encode(const sturdy::test::fragile& f, std::string& out) {
+    if (sturdy::test::fragile::encode_fails) throw std::length_error("encode failed");
+    out += std::to_string(f.v);
   }
-  static std::optional<fragile_receipt> decode(std::string_view in) {
-    int cents = 0;
-    const auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), cents);
+  static std::optional<sturdy::test::fragile> decode(std::string_view in) {
+    int v = 0;
+    const auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), v);
     if (ec != std::errc() || end != in.data() + in.size()) return std::nullopt;
-    return fragile_receipt(cents);
+    return sturdy::test::fragile(v);
   }
 };
 
@@ -808,19 +794,21 @@ namespace {
 // escaped execute() with the key in progress, and once the lease ran out a
 // duplicate ran the work again.
 TEST(RedisIdempotencyCacheTest, Issue12_AThrowingCodecOrCopyFencesTheKeyAndTheWorkNeverRunsTwice) {
-  using cache_t = sturdy::redis::idempotency_cache<fragile_receipt, recording_listener>;
+  using sturdy::test::fragile;
+  using cache_t = sturdy::redis::idempotency_cache<fragile, recording_listener>;
   for (const bool codec_throws : {true, false}) {
     SCOPED_TRACE(codec_throws ? "throwing codec" : "throwing copy");
     recording_listener events;
     cache_t cache({.ttl = 1h, .lease = 10s}, test_options(codec_throws ? "codec-throws" : "copy-throws"),
                   sturdy::steady_clock_source(), sturdy::thread_sleeper(), events);
     int runs = 0;
-    auto work = [&] { return fragile_receipt(++runs * 100); };
-    (codec_throws ? fragile_receipt::encode_fails : fragile_receipt::copy_fails) = true;
-    auto first = cache.execute("k", 1, work);
-    fragile_receipt::encode_fails = fragile_receipt::copy_fails = false;
+    auto work = [&] { return fragile(++runs * 100); };
+    auto first = [&] {
+      fragile::failing storing(codec_throws ? fragile::encode_fails : fragile::copy_fails);
+      return cache.execute("k", 1, work);
+    }();
     ASSERT_TRUE(first.result.has_value());
-    EXPECT_EQ(first.result.value().cents, 100);
+    EXPECT_EQ(first.result.value().v, 100);
     auto lost = events.of<sturdy::idempotency_outcome_not_stored>();
     ASSERT_EQ(lost.size(), 1U);
     EXPECT_TRUE(lost[0].fenced);
