@@ -311,8 +311,12 @@ class forwarding_store {
                                 sturdy::duration ttl) {
     return inner_.complete(key, t, std::move(v), ttl);
   }
-  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) { return inner_.abandon(key, t); }
-  void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept { inner_.cancel_wait(key, w); }
+  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
+    return inner_.abandon(key, t);
+  }
+  void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept {
+    inner_.cancel_wait(key, w);
+  }
   [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
   sturdy::memory_idempotency_store<value_type, manual_clock>& inner() { return inner_; }
 
@@ -846,14 +850,14 @@ TEST(IdempotencyCacheTest, ReplayAllocatesNothing) {
   EXPECT_EQ(scope.allocations(), 0U);
 }
 
-
 // --- Hardening: exactly-once when storing throws (issue 12, item 3) -------------
 
 // Fails on main before the fix: the copy's exception escaped execute() and
 // left the key in progress; once the lease ran out a duplicate ran the work
 // again.
 TEST(IdempotencyCacheTest, Issue12_AThrowingCopyOfTheResultFencesTheKeyAndTheWorkNeverRunsTwice) {
-  using fragile_cache = sturdy::idempotency_cache<sturdy::test::fragile, manual_clock, recording_sleeper, recording_listener>;
+  using fragile_cache =
+      sturdy::idempotency_cache<sturdy::test::fragile, manual_clock, recording_sleeper, recording_listener>;
   manual_clock clock;
   recording_sleeper sleeper(clock);
   recording_listener events;
@@ -905,7 +909,8 @@ static_assert(sturdy::idempotency_store<throwing_store>);
 // Fails on main before the fix: the store's bad_alloc replaced the caller's
 // exception, and the key stayed in progress for a duplicate to run again.
 TEST(IdempotencyCacheTest, Issue12_AThrowingStoreFencesTheKeyForSuccessesAndCachedExceptions) {
-  using cache_t = sturdy::idempotency_cache<int, manual_clock, recording_sleeper, recording_listener, throwing_store>;
+  using cache_t =
+      sturdy::idempotency_cache<int, manual_clock, recording_sleeper, recording_listener, throwing_store>;
   manual_clock clock;
   recording_sleeper sleeper(clock);
   recording_listener events;
@@ -1011,8 +1016,8 @@ TEST(IdempotencyCacheTest, Issue12_EveryDurationOptionAtZeroOneNanosecondAndMax)
   {
     manual_clock clock;
     recording_sleeper sleeper(clock);
-    sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache(
-        {.poll_initial = max / 3, .poll_max = max}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+    sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store>
+        cache({.poll_initial = max / 3, .poll_max = max}, {.shards = 1, .max_entries = 16}, clock, sleeper);
     auto owner = cache.store().begin("k", 1, max, nullptr).value();
     int sleeps = 0;
     sleeper.on_sleep([&](sturdy::duration) {
@@ -1045,11 +1050,11 @@ TEST(IdempotencyCacheTest, Issue12_EveryDurationOptionAtZeroOneNanosecondAndMax)
 
 TEST(IdempotencyCacheTest, Issue13_IsPermanentTakesACapturingLambda) {
   const std::vector<std::error_code> permanent = {std::make_error_code(std::errc::invalid_argument)};
-  const sturdy::idempotency_policy policy{
-      .failures = sturdy::failure_caching::cache_if_permanent,
-      .is_permanent = [permanent](const sturdy::failure_info& f) {
-        return std::find(permanent.begin(), permanent.end(), f.code) != permanent.end();
-      }};
+  const sturdy::idempotency_policy policy{.failures = sturdy::failure_caching::cache_if_permanent,
+                                          .is_permanent = [permanent](const sturdy::failure_info& f) {
+                                            return std::find(permanent.begin(), permanent.end(), f.code) !=
+                                                   permanent.end();
+                                          }};
   ASSERT_TRUE(policy.validate().has_value());
   sturdy::idempotency_cache<int> cache;
   int runs = 0;
@@ -1092,8 +1097,8 @@ TEST(IdempotencyCacheTest, Issue13_MakeIdempotencyCacheDeducesTheListenerAndFail
   recording_sleeper sleeper(clock);
   auto with_clock = sturdy::make_idempotency_cache<int>({}, {}, clock, sleeper, events);
   ASSERT_TRUE(with_clock.has_value());
-  static_assert(
-      std::is_same_v<std::remove_cvref_t<decltype(with_clock.value())>::element_type::clock_type, manual_clock>);
+  static_assert(std::is_same_v<std::remove_cvref_t<decltype(with_clock.value())>::element_type::clock_type,
+                               manual_clock>);
 
   // Invalid options, the cache's or the store's: refused at start-up, the
   // field named in the event.
@@ -1115,7 +1120,8 @@ struct named_error {
 };
 std::error_code sturdy_to_error_code(const named_error& e) { return e.code; }
 named_error sturdy_from_error_code(std::error_code ec, std::type_identity<named_error>) { return {ec, {}}; }
-named_error sturdy_from_error_code(std::error_code ec, std::string_view message, std::type_identity<named_error>) {
+named_error sturdy_from_error_code(std::error_code ec, std::string_view message,
+                                   std::type_identity<named_error>) {
   return {ec, std::string(message)};
 }
 using named_result =
@@ -1142,7 +1148,8 @@ TEST(IdempotencyCacheTest, Issue13_RefusedOptionsEmitOneEventAndNameTheFieldInTh
   // A per-call policy that is invalid names its field as well.
   fixture g;
   auto ok = g.make();
-  named_result p = ok->execute("k", 1, {.wait_timeout = -1s}, [&]() -> named_result { return ++runs; }).result;
+  named_result p =
+      ok->execute("k", 1, {.wait_timeout = -1s}, [&]() -> named_result { return ++runs; }).result;
   EXPECT_EQ(p.error().message, "idempotency_policy.wait_timeout must be >= 0");
   EXPECT_EQ(g.events.count<sturdy::options_rejected>(), 1U);
 }

@@ -378,7 +378,8 @@ TEST(RedisIdempotencyFailureTest, KilledAndRestartedRedisFailsClearlyThenServesA
   sturdy::redis::idempotency_cache<int> cache({}, opts);
   std::vector<int> runs(20, 0);
   auto call = [&](int key) {
-    return cache.execute(sturdy::test::numbered("key-", key), 1, [&runs, key] { return ++runs[key] + key * 100; });
+    return cache.execute(sturdy::test::numbered("key-", key), 1,
+                         [&runs, key] { return ++runs[key] + key * 100; });
   };
   for (int k = 0; k < 10; ++k) ASSERT_TRUE(call(k).result.has_value());
   for (int k = 0; k < 10; ++k) EXPECT_TRUE(call(k).replayed);
@@ -732,7 +733,7 @@ TEST(RedisIdempotencyCacheTest, Issue12_TheByteCodecTakesOnlyArithmeticEnumsAndO
   static_assert(serializable<color> && serializable<std::string> && serializable<void>);
   static_assert(serializable<point>);  // opted in above
   static_assert(!serializable<std::string_view>);
-  static_assert(!serializable<std::span<const int>>);
+  static_assert(!serializable<std::span<const int> >);
   static_assert(!serializable<holds_pointer>);
   static_assert(!serializable<plain_pair>);  // trivially copyable, but not opted in
   static_assert(!serializable<const char*>);
@@ -754,19 +755,22 @@ TEST(RedisIdempotencyCacheTest, Issue12_TheByteCodecTakesOnlyArithmeticEnumsAndO
 TEST_F(RedisCorruptDataTest, Issue12_BytesThatAreNoValidBoolAreCorruptDataAndAnyEnumClassValueReadsBack) {
   const std::string far = "99999999999999";
   sturdy::redis::idempotency_store<bool> bools(store_.options());
-  ASSERT_EQ(raw_.run({"HSET", key("b2"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x02", 4)}),
-            "5");
+  ASSERT_EQ(
+      raw_.run({"HSET", key("b2"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x02", 4)}),
+      "5");
   auto b = bools.begin("b2", 1, 30s);
   ASSERT_FALSE(b.has_value());
   EXPECT_EQ(b.error(), errc::corrupt_data);
-  ASSERT_EQ(raw_.run({"HSET", key("b1"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x01", 4)}),
-            "5");
+  ASSERT_EQ(
+      raw_.run({"HSET", key("b1"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x01", 4)}),
+      "5");
   EXPECT_TRUE(bools.begin("b1", 1, 30s).value().value->value());
 
   // Every value of a scoped enum's underlying type is a value of the enum.
   sturdy::redis::idempotency_store<color> colors(store_.options());
-  ASSERT_EQ(raw_.run({"HSET", key("c77"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x4d", 4)}),
-            "5");
+  ASSERT_EQ(
+      raw_.run({"HSET", key("c77"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x4d", 4)}),
+      "5");
   EXPECT_EQ(static_cast<int>(colors.begin("c77", 1, 30s).value().value->value()), 77);
 }
 

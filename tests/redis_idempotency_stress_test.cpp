@@ -171,8 +171,7 @@ std::string read_file(const std::string& path) {
 
 std::string temp_path(const std::string& tag) {
   const char* dir = std::getenv("TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + numbered("/sturdy-redis-", ::getpid()) + "-" +
-         tag;
+  return std::string(dir != nullptr ? dir : "/tmp") + numbered("/sturdy-redis-", ::getpid()) + "-" + tag;
 }
 
 TEST(RedisIdempotencyStressTest, ExactlyOnceAcrossTwoProcessesRacingOnTheSameKeys) {
@@ -184,9 +183,8 @@ TEST(RedisIdempotencyStressTest, ExactlyOnceAcrossTwoProcessesRacingOnTheSameKey
   for (int id = 1; id <= 2; ++id) {
     outs.push_back(temp_path(numbered("racer", id)));
     pids.push_back(sturdy::test::spawn_self(
-        "RedisChild.DISABLED_Racer",
-        {"STURDY_REDIS_URL=" + address, "STURDY_CHILD_PREFIX=" + prefix, "STURDY_CHILD_OUT=" + outs.back(),
-         numbered("STURDY_CHILD_ID=", id)}));
+        "RedisChild.DISABLED_Racer", {"STURDY_REDIS_URL=" + address, "STURDY_CHILD_PREFIX=" + prefix,
+                                      "STURDY_CHILD_OUT=" + outs.back(), numbered("STURDY_CHILD_ID=", id)}));
     ASSERT_NE(pids.back(), 0);
   }
   for (pid_t p : pids) EXPECT_EQ(sturdy::test::wait_exit(p), 0);

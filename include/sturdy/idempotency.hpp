@@ -774,7 +774,9 @@ inline constexpr bool carries_exception<BOOST_OUTCOME_V2_NAMESPACE::basic_outcom
 template <class R>
 [[nodiscard]] R failure_with_message(std::error_code ec, std::string_view message) {
   using traits = outcome_traits<R>;
-  if constexpr (requires { { traits::from_error(ec, message) } -> std::convertible_to<R>; }) {
+  if constexpr (requires {
+                  { traits::from_error(ec, message) } -> std::convertible_to<R>;
+                }) {
     return traits::from_error(ec, message);
   } else if constexpr (requires { typename traits::error_type; }) {
     using E = typename traits::error_type;
@@ -791,7 +793,9 @@ template <class R>
 // Why a built store refuses every call, when it can say (empty otherwise).
 template <class Store>
 [[nodiscard]] std::string_view store_validation_message(const Store& store) noexcept {
-  if constexpr (requires { { store.validation_message() } -> std::convertible_to<std::string_view>; }) {
+  if constexpr (requires {
+                  { store.validation_message() } -> std::convertible_to<std::string_view>;
+                }) {
     return store.validation_message();
   } else if constexpr (requires {
                          { store.options().validation_message() } -> std::convertible_to<std::string_view>;
@@ -1267,7 +1271,14 @@ class idempotency_cache {
 // -----------------------------------------------------------------------------
 // make_idempotency_cache: the start-up check, with the types deduced
 // -----------------------------------------------------------------------------
-//
+
+namespace detail {
+// A listener argument, told apart from a clock in make_idempotency_cache's
+// overloads.
+template <class L>
+concept not_a_clock = !clock_source<L>;
+}  // namespace detail
+
 // make_idempotency_cache<T>(options, store_options[, listener])
 // make_idempotency_cache<T>(options, store_options, clock, sleeper[, listener])
 //
@@ -1297,8 +1308,7 @@ template <class T, clock_source Clock, sleeper Sleeper, class Listener = null_li
   return std::make_unique<cache_t>(std::move(options), store_options, std::move(clock), std::move(sleeper),
                                    std::move(listener));
 }
-template <class T, class Listener = null_listener>
-  requires(!clock_source<Listener>)
+template <class T, detail::not_a_clock Listener = null_listener>
 [[nodiscard]] result<std::unique_ptr<idempotency_cache<T, steady_clock_source, thread_sleeper, Listener>>>
 make_idempotency_cache(idempotency_options options = {}, memory_store_options store_options = {},
                        Listener listener = Listener()) {

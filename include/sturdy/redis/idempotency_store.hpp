@@ -625,7 +625,8 @@ class pool {
         // duration::max() means "wait as long as it takes": no deadline (a
         // saturated one would be the clock's end of time, which some
         // condition variable implementations mishandle).
-        const time_point deadline = ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.pool_wait_timeout);
+        const time_point deadline =
+            ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.pool_wait_timeout);
         if (deadline == time_point::max()) {
           cv_.wait(lock, ready);
         } else if (!cv_.wait_until(lock, deadline, ready)) {
@@ -726,7 +727,8 @@ class pool {
       const std::size_t len[] = {6, 4, s.size()};
       (void)redisAppendCommandArgv(c->ctx.get(), 3, argv, len);
     }
-    const time_point deadline = ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.command_timeout);
+    const time_point deadline =
+        ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.command_timeout);
     for (int i = 0; i < expected + static_cast<int>(scripts.size()); ++i) {
       reply_ptr r(send_and_read(c->ctx.get(), deadline));
       if (r == nullptr) {
@@ -1234,9 +1236,8 @@ template <class T, class Listener = null_listener>
     emit(listener, options_rejected{"redis::idempotency_cache", m});
     return errc::invalid_options;
   }
-  return std::make_unique<idempotency_cache<T, Listener>>(std::move(options), std::move(store),
-                                                          steady_clock_source(), thread_sleeper(),
-                                                          std::move(listener));
+  return std::make_unique<idempotency_cache<T, Listener>>(
+      std::move(options), std::move(store), steady_clock_source(), thread_sleeper(), std::move(listener));
 }
 
 }  // namespace redis
