@@ -25,5 +25,10 @@
 #include "sturdy/pipeline.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
+#include "sturdy/context.hpp"
+#include "sturdy/deadline_propagation.hpp"
+#include "sturdy/fallback.hpp"
+#include "sturdy/timeout.hpp"
+#include "sturdy/timer.hpp"
 
 #endif  // STURDY_STURDY_HPP_
