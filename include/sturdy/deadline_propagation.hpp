@@ -24,7 +24,7 @@
 //   if (auto v = sturdy::grpc_timeout_for(ctx.deadline)) md.add("grpc-timeout", v->view());
 //   // server
 //   auto d = sturdy::deadline_from_grpc_timeout(md.get("grpc-timeout"), std::chrono::seconds(10));
-//   sturdy::call_context ctx{.deadline = d ? *d : sturdy::deadline::after(std::chrono::seconds(10))};
+//   sturdy::call_context ctx{.deadline = d ? d.value() : sturdy::deadline::after(std::chrono::seconds(10))};
 //
 // Nothing here allocates (values are formatted into a small buffer).
 //
