@@ -111,6 +111,43 @@ TEST(CancelTokenTest, DeregistrationWaitsForACallbackRunningOnAnotherThread) {
   releaser.join();
 }
 
+TEST(LinkedCancelSourceTest, FiresWithTheParentsReasonOrItsOwnAndDetachesOnUnlink) {
+  sturdy::cancel_source parent;
+  {
+    sturdy::linked_cancel_source child(parent.token());
+    parent.request(cancel_reason::deadline);
+    EXPECT_EQ(child.reason(), cancel_reason::deadline);
+  }
+  sturdy::cancel_source p2;
+  sturdy::linked_cancel_source own(p2.token());
+  EXPECT_TRUE(own.request(cancel_reason::deadline));
+  p2.request_stop();  // too late: the first reason stays
+  EXPECT_EQ(own.token().reason(), cancel_reason::deadline);
+  sturdy::cancel_source p3;
+  sturdy::linked_cancel_source detached(p3.token());
+  detached.unlink();
+  p3.request_stop();
+  EXPECT_FALSE(detached.token().stop_requested());
+  sturdy::cancel_source fired;
+  fired.request_stop();
+  sturdy::linked_cancel_source late(fired.token());  // the parent had fired already
+  EXPECT_EQ(late.reason(), cancel_reason::cancelled);
+}
+
+TEST(LinkedCancelSourceTest, StdStopTokenRequestIsACancellationAndLinkingAllocatesNothing) {
+  std::stop_source ss;
+  sturdy::cancel_source parent;
+  sturdy::testing::allocation_scope scope;
+  {
+    sturdy::linked_cancel_source child(parent.token(), ss.get_token());
+    ss.request_stop();
+    EXPECT_EQ(child.reason(), cancel_reason::cancelled);
+  }
+  if (sturdy::testing::counting_new_installed()) {
+    EXPECT_EQ(scope.allocations(), 0u);
+  }
+}
+
 // --- deadlines ----------------------------------------------------------------
 
 TEST(DeadlineTest, NoneHasMaxRemainingAndNeverExpires) {

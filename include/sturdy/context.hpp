@@ -284,6 +284,71 @@ class cancel_callback {
 template <class G>
 cancel_callback(cancel_token, G) -> cancel_callback<G>;
 
+// linked_cancel_source
+//
+// A cancellation state of a layer's own, linked to the caller's: it fires
+// when `parent` fires (with the parent's reason), when the `std::stop_token`
+// is requested (`cancel_reason::cancelled`), or when `request` is called
+// (a timer, with `cancel_reason::deadline`), whichever comes first. Linking
+// allocates nothing (an intrusive node on the parent; a `std::stop_callback`,
+// which registers nothing for a token without state). Pinned; lives in the
+// layer's stack frame. `unlink()` (also run by the destructor) detaches it,
+// waiting for a parent callback running on another thread, so nothing
+// refers to it afterwards. This is what a layer that hands its callee a
+// token of its own builds (the timeout; in phase 2 the pipeline's and the
+// retry's `std::stop_token` wrappers).
+class linked_cancel_source {
+ public:
+  explicit linked_cancel_source(cancel_token parent, const std::stop_token& stop = {})
+      : std_link_(stop, on_std_stop{&state_}) {
+    link_.fire = &on_parent;
+    link_.owner = &state_;
+    if (parent.stop_possible()) {
+      parent_ = parent.state();
+      if (!parent_->add(&link_)) {
+        state_.request(parent_->reason());
+        parent_ = nullptr;
+      }
+    }
+  }
+  linked_cancel_source(const linked_cancel_source&) = delete;
+  linked_cancel_source& operator=(const linked_cancel_source&) = delete;
+  ~linked_cancel_source() { unlink(); }
+
+  [[nodiscard]] cancel_token token() noexcept { return cancel_token(&state_); }
+  [[nodiscard]] cancel_reason reason() const noexcept { return state_.reason(); }
+  // Fires with `r` (not none); false if it had fired already.
+  bool request(cancel_reason r) noexcept { return r != cancel_reason::none && state_.request(r); }
+  // Detaches from the parent token. A `std::stop_token` request arriving
+  // later still sets the reason (harmless: the state is alive until the
+  // destructor, which deregisters that link too).
+  void unlink() noexcept {
+    if (parent_ != nullptr) {
+      parent_->remove(&link_);
+      parent_ = nullptr;
+    }
+  }
+  // For a timer entry's callback: fires `*static_cast<linked_cancel_source*>(self)`
+  // with cancel_reason::deadline.
+  static void fire_deadline(void* self) noexcept {
+    static_cast<linked_cancel_source*>(self)->state_.request(cancel_reason::deadline);
+  }
+
+ private:
+  static void on_parent(detail::cancel_node* n, cancel_reason r) noexcept {
+    static_cast<detail::cancel_state*>(n->owner)->request(r);
+  }
+  struct on_std_stop {
+    detail::cancel_state* s;
+    void operator()() const noexcept { s->request(cancel_reason::cancelled); }
+  };
+
+  detail::cancel_state state_;  // first: everything below may fire it
+  detail::cancel_node link_;
+  detail::cancel_state* parent_ = nullptr;
+  std::stop_callback<on_std_stop> std_link_;
+};
+
 // std_stop_bridge
 //
 // A `std::stop_token` that is requested when a sturdy token fires, for a

@@ -216,62 +216,33 @@ class timeout_policy {
   [[nodiscard]] clock_ref clock() const noexcept { return timers_->clock(); }
 
  private:
-  // The per-call state: the token the callee sees, its timer, its link to
-  // the caller's token. Lives on the driver's stack; the destructor
-  // disarms and unlinks (waiting for a callback running on another thread),
-  // so nothing refers to it once it is gone.
+  // The per-call state: the token the callee sees (linked to the caller's)
+  // and its timer. Lives on the driver's stack; finish() (and the
+  // destructor) disarms and unlinks, waiting for a callback running on
+  // another thread, so nothing refers to it once execute returns.
   class frame {
    public:
     frame(timer_service& timers, cancel_token parent, const std::stop_token& stop)
-        : timers_(timers), std_link_(stop, on_std_stop{&state_}) {
-      link_.fire = &on_parent;
-      link_.owner = &state_;
-      if (parent.stop_possible()) {
-        parent_ = parent.state();
-        if (!parent_->add(&link_)) {
-          state_.request(parent_->reason());
-          parent_ = nullptr;
-        }
-      }
-    }
+        : timers_(timers), source_(parent, stop) {}
     frame(const frame&) = delete;
     frame& operator=(const frame&) = delete;
     ~frame() { finish(); }
 
     void arm(time_point at) noexcept { armed_ = timers_.arm(entry_, at); }
-    // Disarms and unlinks; afterwards no other thread touches the state.
     void finish() noexcept {
       if (armed_) {
         timers_.disarm(entry_);
         armed_ = false;
       }
-      if (parent_ != nullptr) {
-        parent_->remove(&link_);
-        parent_ = nullptr;
-      }
+      source_.unlink();
     }
-    [[nodiscard]] cancel_token token() noexcept { return cancel_token(&state_); }
-    [[nodiscard]] cancel_reason reason() const noexcept { return state_.reason(); }
+    [[nodiscard]] cancel_token token() noexcept { return source_.token(); }
+    [[nodiscard]] cancel_reason reason() const noexcept { return source_.reason(); }
 
    private:
-    static void on_timer(void* s) noexcept { static_cast<detail::cancel_state*>(s)->request(cancel_reason::deadline); }
-    static void on_parent(detail::cancel_node* n, cancel_reason r) noexcept {
-      static_cast<detail::cancel_state*>(n->owner)->request(r);
-    }
-    struct on_std_stop {
-      detail::cancel_state* s;
-      void operator()() const noexcept { s->request(cancel_reason::cancelled); }
-    };
-
     timer_service& timers_;
-    detail::cancel_state state_;  // before everything that may fire it
-    detail::timer_entry entry_{&on_timer, &state_};
-    detail::cancel_node link_;
-    detail::cancel_state* parent_ = nullptr;
-    // Linked to the caller's std::stop_token (registers nothing for a token
-    // without state). A stop arriving after finish() only sets the reason of
-    // a state nobody reads any more.
-    std::stop_callback<on_std_stop> std_link_;
+    linked_cancel_source source_;
+    detail::timer_entry entry_{&linked_cancel_source::fire_deadline, &source_};
     bool armed_ = false;
   };
 
