@@ -91,10 +91,19 @@ TEST(FallbackTest, NeverHidesCancellationWhateverThePredicateSays) {
   EXPECT_EQ(fb.execute([] { return fails(errc::deadline_exceeded); }, call_context{.token = timer.token()}).value(), 9);
 }
 
-TEST(FallbackTest, HandsTheContextToTheCallee) {
+TEST(FallbackTest, HandsTheContextAndTheCallersStopTokenToTheCallee) {
   auto fb = sturdy::fallback_to(0);
   const call_context ctx{.attempt = 4};
   EXPECT_EQ(fb.execute([](const call_context& c) { return static_cast<int>(c.attempt); }, ctx).value(), 4);
+  // A caller's std::stop_token reaches the callee as the context's token.
+  std::stop_source ss;
+  auto r = fb.execute(
+      [&](const call_context& c) {
+        ss.request_stop();
+        return c.token.reason() == sturdy::cancel_reason::cancelled ? 1 : 2;
+      },
+      ss.get_token());
+  EXPECT_EQ(r.value(), 1);
 }
 
 TEST(FallbackTest, SuccessAndValueFallbackAllocateNothing) {

@@ -127,15 +127,16 @@ class fallback_policy {
   // `cancel_reason::cancelled`; the `std::stop_token` overload likewise.
   template <context_invocable F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn) const {
-    return run(fn, call_context{}, nullptr);
+    return run(fn, call_context{});
   }
   template <context_invocable F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) const {
-    return run(fn, ctx, nullptr);
+    return run(fn, ctx);
   }
   template <context_invocable F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
-    return run(fn, call_context{}, &stop);
+    linked_cancel_source source(cancel_token{}, stop);  // the callee sees it as ctx.token
+    return run(fn, call_context{.token = source.token()});
   }
 
   // fallback_policy::should_fall_back()
@@ -174,12 +175,9 @@ class fallback_policy {
   }
 
   template <class F>
-  [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx,
-                                                const std::stop_token* stop) const {
+  [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx) const {
     using R = context_execute_result_t<F>;
-    const auto caller_cancelled = [&]() noexcept {
-      return ctx.token.reason() == cancel_reason::cancelled || (stop != nullptr && stop->stop_requested());
-    };
+    const auto caller_cancelled = [&]() noexcept { return ctx.token.reason() == cancel_reason::cancelled; };
     failure_info failure;
     try {
       R r = invoke_with_context(fn, ctx);

@@ -186,11 +186,13 @@ class timeout_policy {
 
   // timeout_policy::decide_start() / decide_end()
   //
-  // The decision core. `now` is a reading of `clock()`; `fired` is how the
-  // call's token ended up.
-  [[nodiscard]] timeout_start decide_start(const call_context& ctx, time_point now) const noexcept {
+  // The decision core. `now` is a reading of `clock()`; `stopped`: the
+  // caller's std::stop_token was requested; `fired` is how the call's token
+  // ended up.
+  [[nodiscard]] timeout_start decide_start(const call_context& ctx, time_point now,
+                                           bool stopped = false) const noexcept {
     if (STURDY_UNLIKELY(!valid_)) return {false, errc::invalid_options, {}, {}};
-    const cancel_reason r = ctx.token.reason();
+    const cancel_reason r = stopped ? cancel_reason::cancelled : ctx.token.reason();
     if (STURDY_UNLIKELY(r != cancel_reason::none)) return {false, to_errc(r), {}, {}};
     const sturdy::deadline own = sturdy::deadline::after(options_.timeout, timers_->clock(), now);
     const sturdy::deadline d = own.earliest(ctx.deadline, now);
@@ -250,8 +252,7 @@ class timeout_policy {
   [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx, const std::stop_token& stop) const {
     using R = context_execute_result_t<F>;
     const time_point now = timers_->now();
-    timeout_start s = decide_start(ctx, now);
-    if (STURDY_UNLIKELY(s.run && stop.stop_requested())) s = {false, errc::cancelled, {}, {}};
+    const timeout_start s = decide_start(ctx, now, stop.stop_requested());
     if (STURDY_UNLIKELY(!s.run)) {
       if (s.code == errc::invalid_options) {
         if (rejected_.first()) {
