@@ -125,15 +125,15 @@ class fallback_policy {
   // See the banner. The context overload hands `ctx` to `fn` (when it takes
   // one) and never falls back once the caller's token fired with
   // `cancel_reason::cancelled`; the `std::stop_token` overload likewise.
-  template <context_invocable F>
+  template <class F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn) const {
     return run(fn, call_context{});
   }
-  template <context_invocable F>
+  template <class F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) const {
     return run(fn, ctx);
   }
-  template <context_invocable F>
+  template <class F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
     linked_cancel_source source(cancel_token{}, stop);  // the callee sees it as ctx.token
     return run(fn, call_context{.token = source.token()});

@@ -171,15 +171,15 @@ class timeout_policy {
   // overloads take the caller's context (its token and deadline apply) or a
   // `std::stop_token` (today's `pipeline::execute(fn, token)`; linked, not
   // copied: no allocation).
-  template <context_invocable F>
+  template <class F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn) const {
     return run(fn, call_context{}, std::stop_token{});
   }
-  template <context_invocable F>
+  template <class F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) const {
     return run(fn, ctx, std::stop_token{});
   }
-  template <context_invocable F>
+  template <class F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
     return run(fn, call_context{}, stop);
   }
