@@ -57,6 +57,18 @@ TEST(TimerWheelTest, AJumpLongerThanTheWheelVisitsEverySlotOnce) {
   for (const auto& e : es) EXPECT_EQ(e->fired, 1);
 }
 
+TEST(TimerWheelTest, ASingleSlotWheelStillFiresEachEntryAtItsTick) {
+  sturdy::detail::timer_wheel w(1, 0);
+  counter_entry a, b;
+  w.arm(a.entry, 5);
+  w.arm(b.entry, 9);
+  EXPECT_EQ(w.advance(4), 0u);
+  EXPECT_EQ(w.advance(5), 1u);
+  EXPECT_EQ(w.advance(8), 0u);
+  EXPECT_EQ(w.advance(9), 1u);
+  EXPECT_EQ(a.fired + b.fired, 2);
+}
+
 TEST(TimerWheelTest, DisarmedEntryNeverFiresAndArmingAPastTickFiresOnTheNextAdvance) {
   sturdy::detail::timer_wheel w(8, 10);
   counter_entry a, b;
