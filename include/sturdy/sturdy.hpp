@@ -30,5 +30,10 @@
 #include "sturdy/registry.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
+#include "sturdy/context.hpp"
+#include "sturdy/deadline_propagation.hpp"
+#include "sturdy/fallback.hpp"
+#include "sturdy/timeout.hpp"
+#include "sturdy/timer.hpp"
 
 #endif  // STURDY_STURDY_HPP_
