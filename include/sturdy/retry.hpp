@@ -567,13 +567,18 @@ class retry_policy {
     duration delay{};
     bool hinted = false;
     if (not_sent) {
-      // Never blindly: only after the inner layer's own retry_after().
+      // Never blindly: only after the inner layer's own retry_after(), plus
+      // this retry's backoff delay, so that the callers a breaker rejected
+      // together do not all come back at the instant it reopens.
       const duration wait = inner ? inner() : duration::max();
-      if (!inner || wait > options_.max_server_delay) {
+      if (inner && wait <= options_.max_server_delay) {
+        delay = detail::saturating_add(wait, options_.backoff.next_delay(attempt - 1, ls.backoff_state, random_));
+        if (delay < options_.min_server_delay) delay = options_.min_server_delay;
+      }
+      if (!inner || wait > options_.max_server_delay || delay > options_.max_server_delay) {
         emit(listener_, retry_circuit_open{attempt, wait, std::move(failure)});
         return {action::return_last, {}};
       }
-      delay = wait < options_.min_server_delay ? options_.min_server_delay : wait;
       hinted = true;
     } else {
       if (hint.verdict == retry_hint::kind::none && options_.server_hint) hint = options_.server_hint(failure);
