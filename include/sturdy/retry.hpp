@@ -10,19 +10,24 @@
 // Only retry operations that are safe to repeat (idempotent, or made so
 // with an idempotency key).
 //
-//   before the first attempt: invalid options? ---------> errc::invalid_options
+//   before the first attempt: invalid options? ---------> errc::invalid_options [options_rejected, once]
 //                             stop requested? ----------> errc::cancelled [retry_cancelled]
 //                             deadline already passed? -> errc::deadline_exceeded [retry_deadline_exceeded]
 //   attempt succeeds --> that result (even if a stop was requested meanwhile)
-//   attempt fails --> budget.on_outcome(...)   (always recorded first)
+//   attempt fails --> reached the dependency? budget.on_attempt + on_outcome (always first);
+//                     an inner breaker's circuit_open: nothing recorded, its retry refunded
 //                 --> not retryable (retry_if)? ---------> that error
 //                 --> attempts used up? -----------------> that error   [retries_exhausted]
+//                 --> circuit_open: no retry_after_source, or retry_after() + backoff
+//                     > max_server_delay, or past the deadline? --> that error [retry_circuit_open]
 //                 --> server says do not retry? ---------> that error   [retry_refused_by_server]
 //                 --> stop requested? -------------------> errc::cancelled [retry_cancelled]
 //                 --> delay = hint (clamped) or backoff
 //                 --> now + delay + est. attempt > deadline? -> errc::deadline_exceeded
 //                 --> budget denies? --------------------> errc::budget_exhausted [retry_budget_denied]
-//                 --> [retry_scheduled], sleep (cancellable: errc::cancelled), next attempt
+//                 --> [retry_scheduled], sleep (cancellable: errc::cancelled, retry refunded)
+//                 --> deadline reached while sleeping? --> errc::deadline_exceeded (retry refunded)
+//                 --> next attempt
 //
 // What comes back: the callee's own last result, unchanged, whenever the
 // loop stops on the callee's account (not retryable, attempts used up,
@@ -67,8 +72,9 @@
 //   1. a thrown `sturdy::retry_after_error` (or a class derived from it);
 //   2. `sturdy_retry_hint(const E&) -> sturdy::retry_hint`, found by ADL, for
 //      the error `E` of a result / outcome / expected;
-//   3. `retry_options::server_hint(failure_info)`, a function you supply
-//      (for absl::Status, std::error_code or your own exception types);
+//   3. `retry_options::server_hint(failure_info)`, any callable you supply
+//      (a `sturdy::callback`; for absl::Status, std::error_code or your own
+//      exception types);
 //   4. the error code `sturdy::errc::retry_refused` means "do not retry".
 // A suggested delay replaces the backoff delay, clamped to
 // `[min_server_delay, max_server_delay]`, and still needs the budget and
@@ -95,6 +101,9 @@
 // attempt) and what the budget does in them: nothing for the token bucket
 // on a full bucket, one clock read and one atomic update for the ratio
 // budget, one clock read and two atomic updates for the throttle.
+//
+// Inside `compose(retry, breaker)`: see `retry_circuit_open` and
+// docs/retry.md ("Retry around a circuit breaker").
 //
 // Exhaustion, the alternative not taken: a `retries_exhausted` error
 // wrapping the last one cannot be expressed in `std::error_code`,
@@ -450,6 +459,17 @@ class retry_policy {
                                                       [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
   }
 
+  // Invalid options: errc::invalid_options with the message naming the
+  // field where R can carry it; options_rejected on the first refusal. Kept
+  // out of line: the first attempt's path stays small.
+  template <class R>
+  [[gnu::noinline, gnu::cold]] R refuse() const {
+    if (!rejected_reported_.exchange()) {
+      emit(listener_, options_rejected{"retry_policy", options_.validation_message()});
+    }
+    return make_failure<R>(make_error_code(errc::invalid_options), options_.validation_message());
+  }
+
   // Checks, starts the clock if needed, and makes the first attempt.
   template <class F>
   [[nodiscard]] execute_result_t<F> first_attempt(F& fn, const std::stop_token& stop, time_point deadline,
@@ -457,10 +477,7 @@ class retry_policy {
     using R = execute_result_t<F>;
     if (STURDY_UNLIKELY(!valid_)) {
       cs.stopped_early = true;
-      if (!rejected_reported_.exchange()) {
-        emit(listener_, options_rejected{"retry_policy", options_.validation_message()});
-      }
-      return make_failure<R>(make_error_code(errc::invalid_options), options_.validation_message());
+      return refuse<R>();
     }
     if (STURDY_UNLIKELY(stop.stop_requested())) {
       cs.stopped_early = true;
@@ -488,7 +505,7 @@ class retry_policy {
   // return slot (NRVO): the success path copies nothing.
   template <class F>
   [[nodiscard]] execute_result_t<F> run(F& fn, const std::stop_token& stop, time_point deadline,
-                                        retry_after_source inner) const {
+                                        const retry_after_source& inner) const {
     using R = execute_result_t<F>;
     call_state cs;
     R r = first_attempt(fn, stop, deadline, cs);
@@ -505,7 +522,7 @@ class retry_policy {
   // the outcome in `r` (or rethrows the callee's last exception: whenever
   // the last attempt threw, whatever the stop reason).
   template <class F>
-  void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop, retry_after_source inner,
+  [[gnu::noinline]] void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop, const retry_after_source& inner,
                   call_state& cs) const {
     using R = execute_result_t<F>;
     loop_state ls;
@@ -540,7 +557,7 @@ class retry_policy {
   // retrying.
   [[nodiscard]] verdict after_failure(std::uint32_t attempt, failure_info failure, retry_hint hint,
                                       call_state& cs, loop_state& ls, const std::stop_token& stop,
-                                      retry_after_source inner) const {
+                                      const retry_after_source& inner) const {
     const bool retryable = options_.retry_if ? options_.retry_if(failure) : default_retry_if(failure);
     const bool stopped = stop.stop_requested();
     // An inner layer (a breaker) refused the attempt without calling the
@@ -696,7 +713,10 @@ template <backoff_strategy Backoff = backoff, clock_source Clock = steady_clock_
 // One-off retry with the default clock, sleeper and generator.
 template <std::invocable F>
 [[nodiscard]] execute_result_t<F> retry(F&& fn) {
-  return retry_policy<>().execute(std::forward<F>(fn));
+  // One immutable default policy, shared (execute is const and thread-safe
+  // with the default seams): nothing is built per call.
+  static const retry_policy<> defaults;
+  return defaults.execute(std::forward<F>(fn));
 }
 template <backoff_strategy Backoff, std::invocable F>
 [[nodiscard]] execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn,
