@@ -150,7 +150,7 @@ struct member_co_await {
   awaiter operator co_await() const noexcept { return {}; }
 };
 struct free_co_await {};
-inline awaiter operator co_await(free_co_await) noexcept { return {}; }
+[[maybe_unused]] inline awaiter operator co_await(free_co_await) noexcept { return {}; }
 struct my_task {};
 struct not_awaitable {
   bool await_ready() const noexcept { return true; }  // no await_resume

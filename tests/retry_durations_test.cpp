@@ -44,8 +44,8 @@ struct saturating_sleeper {
   }
 };
 
-using policy_t = sturdy::retry_policy<sturdy::backoff, manual_clock, saturating_sleeper, sturdy::null_listener,
-                                      sturdy::detail::urbg_ref<std::mt19937_64>>;
+using policy_t = sturdy::retry_policy<sturdy::backoff, manual_clock, saturating_sleeper,
+                                      sturdy::null_listener, sturdy::detail::urbg_ref<std::mt19937_64>>;
 
 struct run_result {
   sturdy::result<int> r;
@@ -73,7 +73,9 @@ std::vector<duration> delays_with_hint(const sturdy::retry_options& opts, durati
   std::mt19937_64 gen(7);
   const policy_t p(opts, clock, saturating_sleeper{clock, &delays}, {}, sturdy::detail::urbg_ref(gen));
   try {
-    (void)p.execute([&]() -> sturdy::result<int> { throw sturdy::retry_after_error(sturdy::retry_hint::after(suggested)); });
+    (void)p.execute([&]() -> sturdy::result<int> {
+      throw sturdy::retry_after_error(sturdy::retry_hint::after(suggested));
+    });
   } catch (const sturdy::retry_after_error&) {
   }
   return delays;
@@ -86,9 +88,8 @@ TEST(RetryDurationsTest, MaxElapsedAtZeroOneNanosecondAndMax) {
   for (const time_point start : kStarts) {
     for (const duration d : kExtremes) {
       SCOPED_TRACE(d.count());
-      const sturdy::retry_options opts{.max_attempts = 3,
-                                       .backoff = sturdy::backoff::constant(milliseconds(1)),
-                                       .max_elapsed = d};
+      const sturdy::retry_options opts{
+          .max_attempts = 3, .backoff = sturdy::backoff::constant(milliseconds(1)), .max_elapsed = d};
       ASSERT_TRUE(opts.validate());
       const run_result out = run(opts, start);
       if (d == duration(1)) {  // room for the first attempt only
@@ -104,7 +105,8 @@ TEST(RetryDurationsTest, MaxElapsedAtZeroOneNanosecondAndMax) {
       }
     }
   }
-  EXPECT_NE(sturdy::retry_options{.max_elapsed = duration(-1)}.validation_message().find("retry_options.max_elapsed"),
+  EXPECT_NE(sturdy::retry_options{.max_elapsed = duration(-1)}.validation_message().find(
+                "retry_options.max_elapsed"),
             std::string_view::npos);
 }
 
@@ -131,11 +133,13 @@ TEST(RetryDurationsTest, ServerDelayBoundsAtZeroOneNanosecondAndMax) {
 }
 
 TEST(RetryDurationsTest, BackoffDurationsAtZeroOneNanosecondAndMax) {
-  const sturdy::jitter modes[] = {sturdy::jitter::none,  sturdy::jitter::full,         sturdy::jitter::equal,
-                                  sturdy::jitter::ratio, sturdy::jitter::decorrelated, sturdy::jitter::decorrelated_smooth};
+  const sturdy::jitter modes[] = {sturdy::jitter::none,         sturdy::jitter::full,
+                                  sturdy::jitter::equal,        sturdy::jitter::ratio,
+                                  sturdy::jitter::decorrelated, sturdy::jitter::decorrelated_smooth};
   const sturdy::backoff_curve curves[] = {sturdy::backoff_curve::constant, sturdy::backoff_curve::linear,
                                           sturdy::backoff_curve::exponential};
-  const std::uint64_t retries[] = {0, 1, 62, 63, 64, 1023, 1024, 1'000'000, std::numeric_limits<std::uint64_t>::max()};
+  const std::uint64_t retries[] = {
+      0, 1, 62, 63, 64, 1023, 1024, 1'000'000, std::numeric_limits<std::uint64_t>::max()};
   std::mt19937_64 gen(11);
   int valid = 0;
   for (const duration base : kExtremes) {
@@ -204,7 +208,8 @@ TEST(RetryDurationsTest, BudgetWindowsAtZeroOneNanosecondAndMax) {
       // of time: one request allows exactly one retry, ever.
       ratio.on_attempt(false);
       throttle.on_outcome(sturdy::attempt_outcome::failure);
-      for (const duration step : {duration::zero(), duration(seconds(1)), duration(std::chrono::hours(24 * 365 * 100))}) {
+      for (const duration step :
+           {duration::zero(), duration(seconds(1)), duration(std::chrono::hours(24 * 365 * 100))}) {
         clock.set(sturdy::detail::saturating_add(clock.now(), step));
         EXPECT_EQ(ratio.requests_in_window(clock.now()), 1u);
         EXPECT_DOUBLE_EQ(throttle.rejection_probability(), 0.5);

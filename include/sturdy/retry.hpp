@@ -384,14 +384,31 @@ class retry_policy {
  public:
   using options_type = basic_retry_options<Backoff>;
 
-  explicit retry_policy(options_type options = {}, Clock clock = Clock(), Sleeper sleeper = Sleeper(),
-                        Listener listener = Listener(), Random random = Random())
+  // The seams left out are default-constructed. (Overloads rather than
+  // default arguments: a seam without a default constructor, such as
+  // `testing::recording_sleeper`, must not make the shorter forms ill-formed
+  // when a trait such as std::is_default_constructible asks about them.)
+  explicit retry_policy(options_type options, Clock clock, Sleeper sleeper, Listener listener, Random random)
       : options_(std::move(options)),
         clock_(std::move(clock)),
         sleeper_(std::move(sleeper)),
         listener_(std::move(listener)),
         random_(std::move(random)),
         valid_(options_.validation_message().empty()) {}
+  explicit retry_policy(options_type options, Clock clock, Sleeper sleeper, Listener listener)
+    requires std::default_initializable<Random>
+      : retry_policy(std::move(options), std::move(clock), std::move(sleeper), std::move(listener), Random()) {}
+  explicit retry_policy(options_type options, Clock clock, Sleeper sleeper)
+    requires(std::default_initializable<Listener> && std::default_initializable<Random>)
+      : retry_policy(std::move(options), std::move(clock), std::move(sleeper), Listener(), Random()) {}
+  explicit retry_policy(options_type options, Clock clock)
+    requires(std::default_initializable<Sleeper> && std::default_initializable<Listener> &&
+             std::default_initializable<Random>)
+      : retry_policy(std::move(options), std::move(clock), Sleeper(), Listener(), Random()) {}
+  explicit retry_policy(options_type options = {})
+    requires(std::default_initializable<Clock> && std::default_initializable<Sleeper> &&
+             std::default_initializable<Listener> && std::default_initializable<Random>)
+      : retry_policy(std::move(options), Clock(), Sleeper(), Listener(), Random()) {}
 
   // retry_policy::execute()
   //
@@ -522,14 +539,15 @@ class retry_policy {
   // the outcome in `r` (or rethrows the callee's last exception: whenever
   // the last attempt threw, whatever the stop reason).
   template <class F>
-  [[gnu::noinline]] void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop, const retry_after_source& inner,
-                  call_state& cs) const {
+  [[gnu::noinline]] void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop,
+                                    const retry_after_source& inner, call_state& cs) const {
     using R = execute_result_t<F>;
     loop_state ls;
     for (std::uint32_t attempt_no = 1;; ++attempt_no) {
       verdict v{};
       if (cs.thrown) {
-        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, stop, inner);
+        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, stop,
+                          inner);
       } else {
         v = after_failure(attempt_no, failure_of(r), detail::error_value_hint(r), cs, ls, stop, inner);
       }
