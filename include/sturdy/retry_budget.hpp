@@ -29,12 +29,16 @@
 //   auto r = policy.execute([&] { return client.Get(key); });
 //   if (!r && r.error() == sturdy::errc::budget_exhausted) { /* shed load */ }
 //
-// The budget protocol (`sturdy::retry_budget`): a retry loop calls
-// `on_attempt(is_retry)` before every attempt, `on_outcome(o)` after every
-// attempt (success, retryable failure, or neutral: a non-retryable error, or
-// any failure that ended while the caller was cancelling; cancellation is
-// never the dependency's failure), and `try_retry(entropy)` before
-// each retry; `false` denies it. All three are noexcept; `entropy` is 64
+// The budget protocol (`sturdy::retry_budget`): for every attempt that
+// reached the dependency, a retry loop calls `on_attempt(is_retry)` and then
+// `on_outcome(o)` (success, retryable failure, or neutral: a non-retryable
+// error, or any failure that ended while the caller was cancelling;
+// cancellation is never the dependency's failure), and `try_retry(entropy)`
+// before each retry; `false` denies it. An attempt that an inner layer
+// rejected without calling (an open breaker's `errc::circuit_open`) is not
+// reported at all, and a retry that never ran (cancelled during its sleep,
+// stopped by the deadline, rejected by a breaker) is refunded through the
+// optional `refundable_retry_budget` extension. All three are noexcept; `entropy` is 64
 // random bits from the policy's generator, drawn only for budgets that use
 // it: a budget that ignores it says so with
 // `static constexpr bool uses_entropy = false;` (the token bucket and the
@@ -49,6 +53,10 @@
 // to call from any number of threads. Budgets are pinned (not copyable or
 // movable); share them by reference and keep them alive as long as any
 // policy refers to them.
+//
+// Uptime: the windowed budgets count exactly for any uptime and over the
+// whole range of `time_point` (absolute 64-bit slice epochs; see
+// detail/windowed_counter.hpp).
 //
 // Testing: `ratio_budget` and `adaptive_throttle` take a `clock_source`
 // (use `sturdy::testing::manual_clock`), and every time-dependent member has
