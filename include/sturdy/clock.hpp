@@ -92,6 +92,8 @@ struct steady_clock_source {
   [[nodiscard]] time_point now() const noexcept { return std::chrono::steady_clock::now(); }
 };
 
+class cancel_token;  // sturdy/context.hpp
+
 // sleeper<S>
 //
 // Waits for a duration unless `stop` is requested first. Returns true when
@@ -107,6 +109,9 @@ concept sleeper = requires(S& s, duration d, std::stop_token stop) {
 // stack). Any duration works, up to duration::max(): long sleeps are taken
 // in chunks of a year so that `now + d` never overflows.
 struct thread_sleeper {
+  // The same for sturdy's own token (defined in sturdy/context.hpp): a
+  // `cancel_callback` wakes the condition variable; no allocation.
+  inline bool sleep_for(duration d, cancel_token token) const;
   bool sleep_for(duration d, std::stop_token stop) const {
     constexpr duration chunk = std::chrono::hours(24 * 365);
     if (stop.stop_requested()) return false;

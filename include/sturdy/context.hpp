@@ -49,10 +49,14 @@
 #ifndef STURDY_CONTEXT_HPP_
 #define STURDY_CONTEXT_HPP_
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <concepts>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <stop_token>
 #include <thread>
 #include <type_traits>
@@ -562,6 +566,55 @@ template <class F>
     return invoke_wrapped(std::forward<F>(fn));
   }
 }
+
+// ----------------------------------------------------------------------------
+// Sleeping until a token fires
+// ----------------------------------------------------------------------------
+
+inline bool thread_sleeper::sleep_for(duration d, cancel_token token) const {
+  constexpr duration chunk = std::chrono::hours(24 * 365);
+  if (token.stop_requested()) return false;
+  if (!token.stop_possible()) return sleep_for(d, std::stop_token{});
+  std::mutex m;
+  std::condition_variable cv;
+  bool stopped = false;
+  // Declared after m, cv and stopped so it is destroyed first: its
+  // destructor waits for a callback running on another thread.
+  const cancel_callback wake(token, [&]() noexcept {
+    {
+      std::lock_guard lock(m);
+      stopped = true;
+    }
+    cv.notify_all();
+  });
+  std::unique_lock lock(m);
+  for (; d > duration::zero() && !stopped; d -= std::min(d, chunk)) {
+    const auto until = std::chrono::steady_clock::now() + std::min(d, chunk);
+    while (!stopped && cv.wait_until(lock, until) == std::cv_status::no_timeout) {
+    }
+  }
+  return !stopped;
+}
+
+namespace detail {
+
+// sleep_cancellable(sleeper, d, token): `sleeper.sleep_for(d, token)` when
+// the sleeper takes sturdy's token (thread_sleeper,
+// testing::recording_sleeper); otherwise its `std::stop_token` form, with a
+// bridged token when `token` can fire (one allocation per sleep, only for
+// such a user sleeper under a cancellable context).
+template <class S>
+[[nodiscard]] bool sleep_cancellable(S& sleeper, duration d, cancel_token token) {
+  if constexpr (requires { { sleeper.sleep_for(d, token) } -> std::same_as<bool>; }) {
+    return sleeper.sleep_for(d, token);
+  } else {
+    if (!token.stop_possible()) return sleeper.sleep_for(d, std::stop_token{});
+    const std_stop_bridge bridge(token);
+    return sleeper.sleep_for(d, bridge.get());
+  }
+}
+
+}  // namespace detail
 
 }  // namespace sturdy
 

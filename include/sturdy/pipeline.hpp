@@ -50,9 +50,18 @@
 //     return r;
 //   });
 //
-// Cancellation: `execute(fn, stop_token)` hands the token to every layer whose
-// `execute` accepts one (`execute(fn, token)`), and calls the others with
-// `execute(fn)`.
+// Deadlines and cancellation: every layer receives the `sturdy::call_context`
+// (sturdy/context.hpp) of the layer around it, through
+// `execute(fn, const call_context&)` when it has one (`execute(fn)` when it
+// has not), and the `next` it calls forwards either the context it received
+// (`next()`) or one of its own (`next(ctx)`): a timeout hands its token and
+// shortened deadline to everything inside it, a retry its attempt number.
+// The innermost callable gets the context when it takes
+// `const sturdy::call_context&`. `execute(fn)` starts from the default
+// context (no token, no deadline); `execute(fn, std::stop_token)` links the
+// token into one (no allocation). A layer with only the old
+// `execute(fn, std::stop_token)` gets a `std::stop_token` bridged from the
+// context's token (one allocation, only when the context can be cancelled).
 //
 // Callables: a callable returning a reference, a future, an awaitable or an
 // Asio deferred operation is refused at compile time, with a sentence as the
@@ -72,6 +81,7 @@
 #include <utility>
 
 #include "sturdy/clock.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/outcome.hpp"
 
 namespace sturdy {
@@ -117,16 +127,46 @@ class retry_after_source {
 template <class P, class F>
 concept policy_for = requires(P& p, F&& f) { p.execute(std::forward<F>(f)); };
 
-// make_policy(f): turns a middleware callable `f(next)` into a layer.
+namespace detail {
+
+// The `next` a layer calls: `next()` runs the rest of the chain with the
+// context the layer received, `next(ctx)` with the layer's own.
+template <class Rest, class R>
+class next_layer {
+ public:
+  next_layer(Rest& rest, const call_context& ctx) noexcept : rest_(rest), ctx_(ctx) {}
+  R operator()() const { return rest_(ctx_); }
+  R operator()(const call_context& ctx) const { return rest_(ctx); }
+
+ private:
+  Rest& rest_;
+  const call_context& ctx_;
+};
+
+}  // namespace detail
+
+// make_policy(f): turns a middleware callable `f(next)` (or `f(next, ctx)`,
+// to read the context it receives) into a layer. `next()` forwards the
+// context; `next(ctx)` hands a context of the middleware's own.
 template <class F>
 class function_policy {
  public:
   explicit function_policy(F f) : f_(std::move(f)) {}
 
-  template <class Fn>
-  [[nodiscard]] execute_result_t<Fn> execute(Fn&& fn) {
-    auto next = [&]() -> execute_result_t<Fn> { return invoke_wrapped(std::forward<Fn>(fn)); };
-    return std::invoke(f_, next);
+  template <context_invocable Fn>
+  [[nodiscard]] context_execute_result_t<Fn> execute(Fn&& fn) {
+    return execute(std::forward<Fn>(fn), call_context{});
+  }
+  template <context_invocable Fn>
+  [[nodiscard]] context_execute_result_t<Fn> execute(Fn&& fn, const call_context& ctx) {
+    using R = context_execute_result_t<Fn>;
+    auto rest = [&](const call_context& c) -> R { return invoke_with_context(fn, c); };
+    const detail::next_layer<decltype(rest), R> next(rest, ctx);
+    if constexpr (std::is_invocable_v<F&, const detail::next_layer<decltype(rest), R>&, const call_context&>) {
+      return std::invoke(f_, next, ctx);
+    } else {
+      return std::invoke(f_, next);
+    }
   }
 
  private:
@@ -163,12 +203,19 @@ inline constexpr bool layer_argument_ok_v = std::is_lvalue_reference_v<T> || !pi
 template <class L>
 concept has_retry_after = requires(const L& l) { { l.retry_after() } -> std::convertible_to<duration>; };
 
+// Runs `layer` around `fn` with the context `ctx`: through its context
+// overload when it has one, else through the old stop_token overload (a
+// bridged token) or `execute(fn)`.
 template <class Layer, class F>
-decltype(auto) execute_layer(Layer& layer, F&& fn, const std::stop_token& token, retry_after_source inner) {
-  if constexpr (requires { layer.execute(std::forward<F>(fn), token, time_point::max(), inner); }) {
-    return layer.execute(std::forward<F>(fn), token, time_point::max(), inner);
-  } else if constexpr (requires { layer.execute(std::forward<F>(fn), token); }) {
-    return layer.execute(std::forward<F>(fn), token);
+decltype(auto) execute_layer(Layer& layer, F&& fn, const call_context& ctx, retry_after_source inner) {
+  if constexpr (requires { layer.execute(std::forward<F>(fn), ctx, inner); }) {
+    return layer.execute(std::forward<F>(fn), ctx, inner);
+  } else if constexpr (requires { layer.execute(std::forward<F>(fn), ctx); }) {
+    return layer.execute(std::forward<F>(fn), ctx);
+  } else if constexpr (requires(const std::stop_token& t) { layer.execute(std::forward<F>(fn), t); }) {
+    if (!ctx.token.stop_possible()) return layer.execute(std::forward<F>(fn), std::stop_token{});
+    const std_stop_bridge bridge(ctx.token);
+    return layer.execute(std::forward<F>(fn), bridge.get());
   } else {
     return layer.execute(std::forward<F>(fn));
   }
@@ -189,13 +236,22 @@ class pipeline {
   //
   // Runs `fn` through every layer, the first outermost. Returns
   // `execute_result_t<F>`, the same type each layer returns.
-  template <class F>
-  [[nodiscard]] execute_result_t<F> execute(F&& fn) {
-    return run<0>(fn, std::stop_token{});
+  // `execute_result_t<F>` for a callable taking no argument, and the result
+  // of `fn(ctx)` for one taking the context. The context overload is the
+  // real one; the others start from a default context, or one whose token
+  // is linked to `token` (no allocation).
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn) {
+    return run<0>(fn, call_context{});
   }
-  template <class F>
-  [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token token) {
-    return run<0>(fn, token);
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) {
+    return run<0>(fn, ctx);
+  }
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, std::stop_token token) {
+    linked_cancel_source source(cancel_token{}, token);
+    return run<0>(fn, call_context{.token = source.token()});
   }
 
   // pipeline::retry_after()
@@ -243,16 +299,19 @@ class pipeline {
     [[nodiscard]] duration retry_after() const { return self->template retry_after_from<I + 1>(); }
   };
 
+  // Layer I around the rest of the chain, with the context it receives.
   template <std::size_t I, class F>
-  execute_result_t<F> run(F& fn, const std::stop_token& token) {
-    if constexpr (I + 1 == sizeof...(Layers)) {
-      return detail::execute_layer(std::get<I>(layers_), fn, token, retry_after_source());
+  context_execute_result_t<F> run(F& fn, const call_context& ctx) {
+    using R = context_execute_result_t<F>;
+    if constexpr (I == sizeof...(Layers)) {
+      return invoke_with_context(fn, ctx);
     } else {
-      const inner_layers<I> inner{this};
+      auto rest = [&](const call_context& c) -> R { return run<I + 1>(fn, c); };
       retry_after_source source;
+      const inner_layers<I> inner{this};
       if constexpr (any_retry_after_from<I + 1>()) source = retry_after_source(inner);
-      return detail::execute_layer(
-          std::get<I>(layers_), [&]() -> execute_result_t<F> { return run<I + 1>(fn, token); }, token, source);
+      return detail::execute_layer(std::get<I>(layers_), detail::next_layer<decltype(rest), R>(rest, ctx), ctx,
+                                   source);
     }
   }
 

@@ -141,6 +141,7 @@
 #include "sturdy/backoff.hpp"
 #include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/validation.hpp"
@@ -419,22 +420,44 @@ class retry_policy {
   // deadline already passed means `fn` is never called; no attempt ever
   // starts at or after the deadline), and the `retry_after_source` of an
   // inner layer that may reject calls (`compose` passes it).
-  template <std::invocable F>
-  [[nodiscard]] execute_result_t<F> execute(F&& fn) const {
-    return run(fn, std::stop_token(), time_point::max(), retry_after_source());
+  //
+  // The context overload is the real one: the caller's token stops the loop
+  // (`cancel_reason::cancelled`: errc::cancelled, neutral for the budget;
+  // `cancel_reason::deadline`: errc::deadline_exceeded), and its deadline
+  // is combined with `max_elapsed` (the earlier applies, compared on this
+  // policy's clock). Each attempt receives `{ctx.token, that deadline,
+  // attempt number}` when `fn` takes `const sturdy::call_context&`. The
+  // `std::stop_token` / `time_point` overloads are wrappers building such
+  // a context (the stop token linked, not copied: no allocation; the time
+  // point read on this policy's clock).
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn) const {
+    return run(fn, call_context{}, retry_after_source());
   }
-  template <std::invocable F>
-  [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
-    return run(fn, stop, time_point::max(), retry_after_source());
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) const {
+    return run(fn, ctx, retry_after_source());
   }
-  template <std::invocable F>
-  [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline) const {
-    return run(fn, stop, deadline, retry_after_source());
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx,
+                                                    retry_after_source inner) const {
+    return run(fn, ctx, inner);
   }
-  template <std::invocable F>
-  [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline,
-                                            retry_after_source inner) const {
-    return run(fn, stop, deadline, inner);
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
+    return execute(std::forward<F>(fn), std::move(stop), time_point::max(), retry_after_source());
+  }
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline) const {
+    return execute(std::forward<F>(fn), std::move(stop), deadline, retry_after_source());
+  }
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline,
+                                                    retry_after_source inner) const {
+    linked_cancel_source source(cancel_token{}, stop);
+    call_context ctx{.token = source.token()};
+    if (deadline != time_point::max()) ctx.deadline = sturdy::deadline::at(deadline, clock_ref::of(clock_));
+    return run(fn, ctx, inner);
   }
 
   [[nodiscard]] const options_type& options() const noexcept { return options_; }
@@ -459,6 +482,7 @@ class retry_policy {
     std::exception_ptr thrown;  // the last attempt's exception, if any
     time_point deadline;        // set when timed
     time_point attempt_start;   // set when timed
+    sturdy::deadline handed{};  // the deadline each attempt receives (on this policy's clock when timed)
   };
   // Per-call state only the retry loop needs.
   struct loop_state {
@@ -471,9 +495,12 @@ class retry_policy {
   // One attempt; an exception is caught into `cs` and a placeholder failure
   // returned in its place (never handed to the caller).
   template <class F>
-  [[nodiscard]] execute_result_t<F> attempt(F& fn, call_state& cs) const {
-    return detail::invoke_captured<retry_after_error>(fn, cs.thrown, errc::retries_exhausted,
-                                                      [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
+  [[nodiscard]] context_execute_result_t<F> attempt(F& fn, call_state& cs, const call_context& ctx,
+                                                    std::uint32_t attempt_no) const {
+    const call_context mine{ctx.token, cs.handed, attempt_no};
+    return detail::invoke_captured<retry_after_error>(
+        [&]() -> context_execute_result_t<F> { return invoke_with_context(fn, mine); }, cs.thrown,
+        errc::retries_exhausted, [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
   }
 
   // Invalid options: errc::invalid_options with the message naming the
@@ -489,49 +516,56 @@ class retry_policy {
 
   // Checks, starts the clock if needed, and makes the first attempt.
   template <class F>
-  [[nodiscard]] execute_result_t<F> first_attempt(F& fn, const std::stop_token& stop, time_point deadline,
-                                                  call_state& cs) const {
-    using R = execute_result_t<F>;
+  [[nodiscard]] context_execute_result_t<F> first_attempt(F& fn, const call_context& ctx, call_state& cs) const {
+    using R = context_execute_result_t<F>;
     if (STURDY_UNLIKELY(!valid_)) {
       cs.stopped_early = true;
       return refuse<R>();
     }
-    if (STURDY_UNLIKELY(stop.stop_requested())) {
+    if (STURDY_UNLIKELY(ctx.token.stop_requested())) {
       cs.stopped_early = true;
+      if (ctx.token.reason() == cancel_reason::deadline) {
+        emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
+        return make_failure<R>(errc::deadline_exceeded);
+      }
       emit(listener_, retry_cancelled{0, {}});
       return make_failure<R>(errc::cancelled);
     }
-    if (deadline != time_point::max() || options_.max_elapsed > duration::zero()) {
+    if (!ctx.deadline.is_none() || options_.max_elapsed > duration::zero()) {
       cs.timed = true;
       cs.attempt_start = clock_.now();
-      cs.deadline = deadline;
-      if (options_.max_elapsed > duration::zero() &&
-          options_.max_elapsed < detail::time_between(cs.attempt_start, cs.deadline)) {
-        cs.deadline = detail::saturating_add(cs.attempt_start, options_.max_elapsed);
-      }
+      // The earlier of max_elapsed and the caller's deadline, on this
+      // policy's clock (a deadline on another clock is carried over as its
+      // remaining time: it can only come earlier).
+      const clock_ref mine = clock_ref::of(clock_);
+      const sturdy::deadline own = options_.max_elapsed > duration::zero()
+                                       ? sturdy::deadline::after(options_.max_elapsed, mine, cs.attempt_start)
+                                       : sturdy::deadline::at(time_point::max(), mine);
+      cs.handed = own.earliest(ctx.deadline, cs.attempt_start);
+      cs.deadline = cs.handed.at();
       if (STURDY_UNLIKELY(cs.deadline <= cs.attempt_start)) {  // passed already: never start
         cs.stopped_early = true;
         emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
         return make_failure<R>(errc::deadline_exceeded);
       }
     }
-    return attempt(fn, cs);
+    return attempt(fn, cs, ctx, 1);
   }
 
   // Every path returns the one object `r`, so it is built in the caller's
   // return slot (NRVO): the success path copies nothing.
   template <class F>
-  [[nodiscard]] execute_result_t<F> run(F& fn, const std::stop_token& stop, time_point deadline,
-                                        const retry_after_source& inner) const {
-    using R = execute_result_t<F>;
+  [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx,
+                                                const retry_after_source& inner) const {
+    using R = context_execute_result_t<F>;
     call_state cs;
-    R r = first_attempt(fn, stop, deadline, cs);
+    R r = first_attempt(fn, ctx, cs);
     if (STURDY_LIKELY(!cs.thrown && !cs.stopped_early && succeeded(r))) {
       options_.budget.on_attempt(false);
       options_.budget.on_outcome(attempt_outcome::success);
       return r;
     }
-    if (!cs.stopped_early) retry_loop(fn, r, stop, inner, cs);
+    if (!cs.stopped_early) retry_loop(fn, r, ctx, inner, cs);
     return r;
   }
 
@@ -539,17 +573,17 @@ class retry_policy {
   // the outcome in `r` (or rethrows the callee's last exception: whenever
   // the last attempt threw, whatever the stop reason).
   template <class F>
-  [[gnu::noinline]] void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop,
+  [[gnu::noinline]] void retry_loop(F& fn, context_execute_result_t<F>& r, const call_context& ctx,
                                     const retry_after_source& inner, call_state& cs) const {
-    using R = execute_result_t<F>;
+    using R = context_execute_result_t<F>;
     loop_state ls;
     for (std::uint32_t attempt_no = 1;; ++attempt_no) {
       verdict v{};
       if (cs.thrown) {
-        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, stop,
+        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, ctx.token,
                           inner);
       } else {
-        v = after_failure(attempt_no, failure_of(r), detail::error_value_hint(r), cs, ls, stop, inner);
+        v = after_failure(attempt_no, failure_of(r), detail::error_value_hint(r), cs, ls, ctx.token, inner);
       }
       if (v.what == action::return_last) {
         if (cs.thrown) std::rethrow_exception(cs.thrown);
@@ -562,7 +596,7 @@ class retry_policy {
       }
       cs.thrown = nullptr;
       cs.hint = {};
-      r = attempt(fn, cs);
+      r = attempt(fn, cs, ctx, attempt_no + 1);
       if (!cs.thrown && succeeded(r)) {
         options_.budget.on_attempt(cs.sent_any);
         options_.budget.on_outcome(attempt_outcome::success);
@@ -574,10 +608,15 @@ class retry_policy {
   // Everything after a failed attempt: record it, decide, and sleep when
   // retrying.
   [[nodiscard]] verdict after_failure(std::uint32_t attempt, failure_info failure, retry_hint hint,
-                                      call_state& cs, loop_state& ls, const std::stop_token& stop,
+                                      call_state& cs, loop_state& ls, cancel_token token,
                                       const retry_after_source& inner) const {
     const bool retryable = options_.retry_if ? options_.retry_if(failure) : default_retry_if(failure);
-    const bool stopped = stop.stop_requested();
+    // The caller's token: `cancelled` stops the loop as errc::cancelled and
+    // is never the callee's failure; `deadline` (an enclosing timeout)
+    // stops it as errc::deadline_exceeded and the failure counts.
+    const cancel_reason stop_reason = token.reason();
+    const bool stopped = stop_reason != cancel_reason::none;
+    const bool cancelled = stop_reason == cancel_reason::cancelled;
     // An inner layer (a breaker) refused the attempt without calling the
     // dependency: neutral for every budget (nothing recorded, and the retry
     // admitted for it, if any, is refunded).
@@ -590,7 +629,7 @@ class retry_policy {
       // failure: an attempt that failed while the caller was stopping is
       // neutral, like a non-retryable error.
       options_.budget.on_attempt(cs.sent_any);
-      options_.budget.on_outcome(retryable && !stopped ? attempt_outcome::failure : attempt_outcome::neutral);
+      options_.budget.on_outcome(retryable && !cancelled ? attempt_outcome::failure : attempt_outcome::neutral);
       cs.sent_any = true;
     }
     ls.ticket = 0;
@@ -635,10 +674,7 @@ class retry_policy {
     }
     // Only now, when the loop would otherwise retry, does a stop request
     // replace the failure.
-    if (stopped) {
-      emit(listener_, retry_cancelled{attempt, std::move(failure)});
-      return {action::return_code, errc::cancelled};
-    }
+    if (stopped) return stopped_verdict(stop_reason, attempt, delay, ls, std::move(failure));
     if (cs.timed) {
       const time_point now = clock_.now();
       const duration took = detail::time_between(cs.attempt_start, now);
@@ -669,10 +705,9 @@ class retry_policy {
       }
     }
     emit(listener_, retry_scheduled{attempt, delay, failure, hinted});
-    if (!sleeper_.sleep_for(delay, stop)) {
+    if (!detail::sleep_cancellable(sleeper_, delay, token)) {
       refund(ls);  // the retry never ran: not charged
-      emit(listener_, retry_cancelled{attempt, std::move(failure)});
-      return {action::return_code, errc::cancelled};
+      return stopped_verdict(token.reason(), attempt, delay, ls, std::move(failure));
     }
     if (cs.timed) {
       // The sleep may overshoot: never start an attempt at or after the
@@ -686,6 +721,17 @@ class retry_policy {
       cs.attempt_start = now;
     }
     return {action::retry, {}};
+  }
+
+  // The caller's token fired: cancelled, or an enclosing deadline passed.
+  [[nodiscard]] verdict stopped_verdict(cancel_reason why, std::uint32_t attempt, duration delay,
+                                        const loop_state& ls, failure_info failure) const {
+    if (why == cancel_reason::deadline) {
+      emit(listener_, retry_deadline_exceeded{attempt, delay, duration::zero(), ls.estimate, std::move(failure)});
+      return {action::return_code, errc::deadline_exceeded};
+    }
+    emit(listener_, retry_cancelled{attempt, std::move(failure)});
+    return {action::return_code, errc::cancelled};
   }
 
   void refund(loop_state& ls) const noexcept {
@@ -729,15 +775,15 @@ template <backoff_strategy Backoff = backoff, clock_source Clock = steady_clock_
 // sturdy::retry(fn) / retry(options, fn[, stop])
 //
 // One-off retry with the default clock, sleeper and generator.
-template <std::invocable F>
-[[nodiscard]] execute_result_t<F> retry(F&& fn) {
+template <context_invocable F>
+[[nodiscard]] context_execute_result_t<F> retry(F&& fn) {
   // One immutable default policy, shared (execute is const and thread-safe
   // with the default seams): nothing is built per call.
   static const retry_policy<> defaults;
   return defaults.execute(std::forward<F>(fn));
 }
-template <backoff_strategy Backoff, std::invocable F>
-[[nodiscard]] execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn,
+template <backoff_strategy Backoff, context_invocable F>
+[[nodiscard]] context_execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn,
                                         std::stop_token stop = {}) {
   return retry_policy<Backoff>(options).execute(std::forward<F>(fn), std::move(stop));
 }
@@ -746,9 +792,9 @@ template <backoff_strategy Backoff, std::invocable F>
 //
 // With an explicit generator (held by reference for the call), clock and
 // sleeper: the form tests use.
-template <backoff_strategy Backoff, std::invocable F, std::uniform_random_bit_generator Gen,
+template <backoff_strategy Backoff, context_invocable F, std::uniform_random_bit_generator Gen,
           clock_source Clock, sleeper Sleeper>
-[[nodiscard]] execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn, Gen& gen,
+[[nodiscard]] context_execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn, Gen& gen,
                                         Clock clock, Sleeper sleeper, std::stop_token stop = {}) {
   return retry_policy<Backoff, Clock, Sleeper, null_listener, detail::urbg_ref<Gen>>(
              options, std::move(clock), std::move(sleeper), null_listener(), detail::urbg_ref<Gen>(gen))

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "sturdy/clock.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/testing/manual_clock.hpp"
 
 namespace sturdy::testing {
@@ -46,8 +47,18 @@ class recording_sleeper {
   explicit recording_sleeper(manual_clock clock) : state_(std::make_shared<state>(std::move(clock))) {}
 
   bool sleep_for(duration d, std::stop_token stop) const {
+    return sleep_if(d, [&] { return stop.stop_requested(); });
+  }
+  // The same for sturdy's own token (a retry under a call_context).
+  bool sleep_for(duration d, cancel_token token) const {
+    return sleep_if(d, [&] { return token.stop_requested(); });
+  }
+
+ private:
+  template <class Stopped>
+  bool sleep_if(duration d, Stopped stopped) const {
     if (state_->hook) state_->hook(d);
-    if (stop.stop_requested()) {
+    if (stopped()) {
       std::lock_guard lock(state_->mu);
       ++state_->cancelled;
       return false;
@@ -59,6 +70,8 @@ class recording_sleeper {
     state_->clock.advance(d);
     return true;
   }
+
+ public:
 
   // Every completed sleep's requested delay, in order.
   [[nodiscard]] std::vector<duration> delays() const {
