@@ -74,6 +74,7 @@
 #include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/detail/breaker_windows.hpp"
 #include "sturdy/detail/breaker_word.hpp"
 #include "sturdy/detail/validation.hpp"
@@ -459,6 +460,43 @@ class circuit_breaker final {
     }
   }
 
+  // The context overload (what `compose` calls; see "Deadlines and
+  // cancellation" in docs/circuit_breaker.md): a token that fired already
+  // is not admitted (its errc, nothing recorded); `fn` receives `ctx` when
+  // it takes `const sturdy::call_context&`. After the call, the token
+  // decides how a failure is recorded: fired by the caller's cancellation,
+  // it is `call_outcome::ignored` (the dependency did not fail, the caller
+  // left); fired by a deadline, it is classified as usual and, with
+  // slow-call detection on, counted slow without a second clock read (the
+  // call outlived its budget). A callable taking only the context may be
+  // passed to `execute(fn)` too (a default context).
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) {
+    using R = context_execute_result_t<F>;
+    if (STURDY_UNLIKELY(ctx.token.stop_requested())) return make_failure<R>(to_errc(ctx.token.reason()));
+    auto admitted = try_acquire();
+    if (STURDY_UNLIKELY(!admitted)) return rejected_result<R>(admitted.assume_error());
+    const breaker_permit& permit = admitted.assume_value();
+    const time_point start = timed_ ? clock_.now() : time_point{};
+    try {
+      R r = invoke_with_context(std::forward<F>(fn), ctx);
+      if (STURDY_LIKELY(succeeded(r))) {
+        record_in(permit, call_outcome::success, ctx, start);
+      } else {
+        record_in(permit, classify(failure_of(r)), ctx, start);
+      }
+      return r;
+    } catch (...) {
+      record_in(permit, classify(failure_info{.code = {}, .exception = std::current_exception()}), ctx, start);
+      throw;
+    }
+  }
+  template <context_callable F>
+    requires(!std::invocable<F>)
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn) {
+    return execute(std::forward<F>(fn), call_context{});
+  }
+
   // circuit_breaker::try_acquire()
   //
   // A permit to make one call, or errc::circuit_open (open, forced open, or
@@ -586,6 +624,22 @@ class circuit_breaker final {
   }
 
   detail::counter_stripe& my_stripe() noexcept { return stripes_[detail::thread_index() & stripe_mask_]; }
+
+  // Records a call made under `ctx` (see execute(fn, ctx)).
+  void record_in(const breaker_permit& permit, call_outcome outcome, const call_context& ctx,
+                 time_point start) noexcept {
+    const cancel_reason why = ctx.token.reason();
+    if (STURDY_UNLIKELY(why == cancel_reason::cancelled) && outcome == call_outcome::failure) {
+      outcome = call_outcome::ignored;
+    }
+    if (!timed_) {
+      record(permit, outcome);
+      return;
+    }
+    const duration took =
+        STURDY_UNLIKELY(why == cancel_reason::deadline) ? duration::max() : detail::time_between(start, clock_.now());
+    record(permit, outcome, took);
+  }
 
   call_outcome classify(const failure_info& f) const noexcept {
     if (!options_.failure_classifier) return call_outcome::failure;
