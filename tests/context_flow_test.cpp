@@ -16,6 +16,7 @@
 
 #include "sturdy/circuit_breaker.hpp"
 #include "sturdy/context.hpp"
+#include "sturdy/idempotency.hpp"
 #include "sturdy/pipeline.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
@@ -307,6 +308,60 @@ TEST_F(ContextFlowTest, ContextFlowAllocatesNothingWhenNoTimeoutFires) {
   EXPECT_EQ(counter.allocations(), 0u);
   EXPECT_EQ(a.value(), 1);
   EXPECT_EQ(b.value(), 2);
+}
+
+// --- the idempotency cache's wait for an in-flight duplicate ------------------
+
+using cache_t = sturdy::idempotency_cache<int, manual_clock, recording_sleeper>;
+
+class CacheWaitTest : public ContextFlowTest {
+ protected:
+  std::unique_ptr<cache_t> cache = std::make_unique<cache_t>(
+      sturdy::idempotency_options{}, sturdy::memory_store_options{.shards = 4, .max_entries = 1024}, timers.clock(),
+      sleeper);
+  sturdy::idempotency_policy waiting(duration timeout) {
+    return {.in_flight = sturdy::in_flight_policy::wait, .wait_timeout = timeout};
+  }
+  call_context until(duration d) {
+    return {.deadline = sturdy::deadline::after(d, timers.service().clock())};
+  }
+};
+
+TEST_F(CacheWaitTest, TheWaitStopsAtTheCallersDeadlineWhenItComesFirst) {
+  ASSERT_EQ(cache->store().begin("k", 1, 30s).value().status, sturdy::begin_status::acquired);
+  int runs = 0;
+  auto r = cache->execute("k", 1, waiting(5s), [&] { return ++runs; }, until(2s));
+  EXPECT_EQ(r.result.error(), errc::deadline_exceeded);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(sleeper.total(), duration(2s));
+  EXPECT_EQ(cache->stats().wait_timeouts, 0u);  // the cache's own limit did not end it
+  // A later caller deadline leaves the cache's own limit in charge.
+  sleeper.clear();
+  auto w = cache->execute("k", 1, waiting(5s), [&] { return ++runs; }, until(1h));
+  EXPECT_EQ(w.result.error(), errc::wait_timeout);
+  EXPECT_EQ(sleeper.total(), duration(5s));
+  EXPECT_EQ(cache->stats().wait_timeouts, 1u);
+}
+
+TEST_F(CacheWaitTest, TheCallersTokenWakesTheWaiter) {
+  ASSERT_EQ(cache->store().begin("k", 1, 30s).value().status, sturdy::begin_status::acquired);
+  sturdy::cancel_source caller;
+  sleeper.on_sleep([&](duration) { caller.request_stop(); });
+  int runs = 0;
+  auto r = cache->execute("k", 1, waiting(5s), [&] { return ++runs; }, call_context{.token = caller.token()});
+  EXPECT_EQ(r.result.error(), errc::cancelled);
+  EXPECT_EQ(sleeper.cancelled_count(), 1u);
+  EXPECT_EQ(sleeper.total(), duration::zero());
+  EXPECT_EQ(runs, 0);
+}
+
+TEST_F(CacheWaitTest, TheCallableReceivesTheContextAndTheOutcomeIsStored) {
+  const call_context ctx = until(3s);
+  auto r = cache->execute("k", 1, [&](const call_context& c) { return c.deadline == ctx.deadline ? 1 : 2; }, ctx);
+  EXPECT_EQ(r.result.value(), 1);
+  auto again = cache->execute("k", 1, [] { return 3; });
+  EXPECT_TRUE(again.replayed);
+  EXPECT_EQ(again.result.value(), 1);
 }
 
 TEST(ThreadSleeperTest, SturdyTokenWakesItAndAFiredTokenSkipsTheSleep) {

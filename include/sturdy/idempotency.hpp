@@ -113,6 +113,7 @@
 #include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/detail/idempotency_shard.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/stable_hash.hpp"
@@ -882,6 +883,32 @@ class idempotency_cache {
       std::abort();  // unreachable: callable_fits stopped the build
     }
   }
+  // The context overloads (what a pipeline layer wrapping the cache calls):
+  // `fn` receives `ctx` when it takes `const sturdy::call_context&`, and
+  // the wait for an in-flight duplicate ends at the earlier of the policy's
+  // `wait_timeout` (errc::wait_timeout) and `ctx.deadline`
+  // (errc::deadline_exceeded), or when `ctx.token` fires (its errc: the
+  // token wakes the waiter).
+  template <context_invocable F>
+  [[nodiscard]] idempotency_result<context_execute_result_t<F>> execute(std::string_view key,
+                                                                        std::uint64_t fingerprint, F&& fn,
+                                                                        const call_context& ctx) {
+    return execute(key, fingerprint, options_.policy, std::forward<F>(fn), ctx, true);
+  }
+  template <context_invocable F>
+  [[nodiscard]] idempotency_result<context_execute_result_t<F>> execute(std::string_view key,
+                                                                        std::uint64_t fingerprint,
+                                                                        const idempotency_policy& policy, F&& fn,
+                                                                        const call_context& ctx,
+                                                                        bool default_policy = false) {
+    using R = context_execute_result_t<F>;
+    auto call = [&]() -> R { return invoke_with_context(fn, ctx); };
+    if constexpr (callable_fits<decltype(call)>()) {
+      return execute_impl(key, fingerprint, policy, default_policy, call, ctx);
+    } else {
+      std::abort();  // unreachable: callable_fits stopped the build
+    }
+  }
 
   // idempotency_cache::stats()
   [[nodiscard]] idempotency_stats stats() const {
@@ -990,7 +1017,7 @@ class idempotency_cache {
   template <class F>
   idempotency_result<execute_result_t<F>> execute_impl(std::string_view key, std::uint64_t fingerprint,
                                                        const idempotency_policy& policy, bool default_policy,
-                                                       F&& fn) {
+                                                       F&& fn, const call_context& ctx = {}) {
     using R = execute_result_t<F>;
     if (STURDY_UNLIKELY(!options_ok_)) return reject_options<R>(key, invalid_);
     if (!default_policy) {
@@ -1008,6 +1035,7 @@ class idempotency_cache {
     // the clock or the listener throws.
     linked_waiter_guard linked{store_, key, waiter};
     bool waiting = false;
+    bool deadline_is_callers = false;  // ctx.deadline comes before wait_timeout
     time_point deadline{};
     duration poll = options_.poll_initial;
     for (;;) {
@@ -1036,8 +1064,26 @@ class idempotency_cache {
       if (!waiting) {
         waiting = true;
         deadline = detail::saturating_add(now, policy.wait_timeout);
+        if (STURDY_UNLIKELY(!ctx.deadline.is_none())) {
+          // On this cache's clock (another clock's deadline as its remaining time).
+          const time_point theirs = ctx.deadline.clock() == clock_ref::of(clock_)
+                                        ? ctx.deadline.at()
+                                        : detail::saturating_add(now, ctx.deadline.remaining());
+          if (theirs < deadline) {
+            deadline = theirs;
+            deadline_is_callers = true;
+          }
+        }
         counters_.waits.fetch_add(1, std::memory_order_relaxed);
         emit(listener_, idempotency_waiting{key, policy.wait_timeout});
+      }
+      if (STURDY_UNLIKELY(ctx.token.stop_requested())) {
+        linked.release();
+        return reject<R>(key, to_errc(ctx.token.reason()));
+      }
+      if (STURDY_UNLIKELY(deadline_is_callers) && now >= deadline) {
+        linked.release();
+        return reject<R>(key, errc::deadline_exceeded);
       }
       if (now >= deadline) {
         linked.release();
@@ -1048,7 +1094,13 @@ class idempotency_cache {
       // (then the next begin takes over).
       duration d = std::min(detail::time_between(now, deadline), b.lease_remaining);
       if constexpr (Store::wakes_waiters) {
-        (void)sleeper_.sleep_for(d, waiter.wake.get_token());
+        if (STURDY_LIKELY(!ctx.token.stop_possible())) {
+          (void)sleeper_.sleep_for(d, waiter.wake.get_token());
+        } else {
+          // Woken by the store or by the caller's token (linked: no allocation).
+          linked_cancel_source wake(ctx.token, waiter.wake.get_token());
+          (void)detail::sleep_cancellable(sleeper_, d, wake.token());
+        }
         linked.release();
         // A woken node needs a fresh source before it can be parked again (a
         // stop request cannot be undone); the store makes it lazily, only if
@@ -1061,7 +1113,7 @@ class idempotency_cache {
         // Doubles up to poll_max without overflowing (poll_max may be
         // duration::max()).
         poll = poll > options_.poll_max / 2 ? options_.poll_max : poll * 2;
-        (void)sleeper_.sleep_for(d, std::stop_token{});
+        (void)detail::sleep_cancellable(sleeper_, d, ctx.token);
       }
     }
   }
