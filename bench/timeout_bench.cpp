@@ -6,7 +6,8 @@
 //     calling thread's shard (the cost must not grow with them);
 //   - a whole timeout_policy::execute on the success path, and
 //     compose(retry, timeout, breaker) on the happy path, against a bare call
-//     of the same callee.
+//     of the same callee (the context flowing through every layer: a callee
+//     reading it, and a variant with an overall timeout outside the retry).
 // Reported time is CPU time per iteration, per thread.
 //
 //   build/dev/bench/timeout_bench --benchmark_repetitions=5
@@ -134,5 +135,40 @@ void BM_Compose_RetryTimeoutBreaker_HappyPath(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Compose_RetryTimeoutBreaker_HappyPath)->Threads(1)->Threads(2);
+
+// The same with a callee that reads the context: the real context flow (the
+// timeout's token and deadline handed through the breaker's context
+// overload to the callee, attempt number from the retry).
+void BM_Compose_RetryTimeoutBreaker_ContextCallee(benchmark::State& state) {
+  static sturdy::circuit_breaker<> breaker({});
+  static const sturdy::retry_policy<> retry({.max_attempts = 3});
+  static const sturdy::timeout_policy<> limit({.timeout = 30s});
+  auto pipeline = sturdy::compose(retry, limit, breaker);
+  int x = 0;
+  for (auto _ : state) {
+    auto r = pipeline.execute([&](const sturdy::call_context& ctx) {
+      return sturdy::result<int>(ctx.stop_requested() ? 0 : bare_call(x) + static_cast<int>(ctx.attempt));
+    });
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_Compose_RetryTimeoutBreaker_ContextCallee)->Threads(1)->Threads(2);
+
+// Overall and per-attempt timeouts around the retry: the retry plans against
+// the overall deadline it receives (one more clock read), each attempt is
+// armed and disarmed under it.
+void BM_Compose_TimeoutRetryTimeoutBreaker_HappyPath(benchmark::State& state) {
+  static sturdy::circuit_breaker<> breaker({});
+  static const sturdy::retry_policy<> retry({.max_attempts = 3});
+  static const sturdy::timeout_policy<> overall({.timeout = 60s});
+  static const sturdy::timeout_policy<> per_attempt({.timeout = 30s});
+  auto pipeline = sturdy::compose(overall, retry, per_attempt, breaker);
+  int x = 0;
+  for (auto _ : state) {
+    auto r = pipeline.execute([&] { return sturdy::result<int>(bare_call(x)); });
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_Compose_TimeoutRetryTimeoutBreaker_HappyPath)->Threads(1)->Threads(2);
 
 }  // namespace

@@ -89,6 +89,7 @@
 #include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
@@ -303,21 +304,41 @@ class chaos_policy {
   }
   template <class F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop) {
+    return run<execute_result_t<F>>([&]() -> execute_result_t<F> { return invoke_wrapped(std::forward<F>(fn)); },
+                                    [&](duration d) { return sleeper_.sleep_for(d, stop) ? errc{} : errc::cancelled; });
+  }
+  // The context overload (what `compose` calls): `fn` receives `ctx` when it
+  // takes `const sturdy::call_context&`; injected latency is cut short when
+  // `ctx.token` fires (errc::cancelled, or errc::deadline_exceeded when it
+  // fired for a deadline).
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) {
+    using R = context_execute_result_t<F>;
+    return run<R>([&]() -> R { return invoke_with_context(std::forward<F>(fn), ctx); },
+                  [&](duration d) {
+                    return detail::sleep_cancellable(sleeper_, d, ctx.token) ? errc{} : to_errc(ctx.token.reason());
+                  });
+  }
+
+ private:
+  // `call()` makes the call; `sleep(d)` injects latency and returns the
+  // errc that cut it short (errc{} when it did not).
+  template <class R, class Call, class Sleep>
+  [[nodiscard]] R run(Call&& call, [[maybe_unused]] Sleep&& sleep) {
 #ifndef STURDY_NO_CHAOS
-    using R = execute_result_t<F>;
     state& s = *state_;
-    if (STURDY_LIKELY(!s.options.enabled.enabled())) return invoke_wrapped(std::forward<F>(fn));
+    if (STURDY_LIKELY(!s.options.enabled.enabled())) return call();
     if (STURDY_UNLIKELY(!s.message.empty())) {
       if (!s.reported.exchange(true, std::memory_order_relaxed)) {
         emit(listener_, options_rejected{.primitive = "chaos_policy", .message = s.message});
       }
       return outcome_traits<R>::from_error(make_error_code(errc::invalid_options));
     }
-    const std::uint64_t call = s.calls.fetch_add(1, std::memory_order_relaxed) + 1;
+    const std::uint64_t call_no = s.calls.fetch_add(1, std::memory_order_relaxed) + 1;
     const duration since = detail::time_between(s.options.start, clock_.now());
-    if (!chaos_decide(s.options, call, since)) return invoke_wrapped(std::forward<F>(fn));
+    if (!chaos_decide(s.options, call_no, since)) return call();
     s.injected.fetch_add(1, std::memory_order_relaxed);
-    emit(listener_, chaos_injected{.kind = detail::chaos_kind_of<Fault>, .call = call});
+    emit(listener_, chaos_injected{.kind = detail::chaos_kind_of<Fault>, .call = call_no});
     if constexpr (std::is_same_v<Fault, chaos_error>) {
       return outcome_traits<R>::from_error(s.fault.code);
     } else if constexpr (std::is_same_v<Fault, chaos_exception>) {
@@ -325,19 +346,20 @@ class chaos_policy {
       if (!e) e = std::make_exception_ptr(std::system_error(make_error_code(errc::invalid_options)));
       std::rethrow_exception(std::move(e));
     } else if constexpr (std::is_same_v<Fault, chaos_latency>) {
-      if (!sleeper_.sleep_for(s.fault.delay, stop)) return outcome_traits<R>::from_error(make_error_code(errc::cancelled));
-      return invoke_wrapped(std::forward<F>(fn));
+      const errc cut = sleep(s.fault.delay);
+      if (cut != errc{}) return outcome_traits<R>::from_error(make_error_code(cut));
+      return call();
     } else {
       static_assert(std::is_convertible_v<decltype(s.fault.make()), R>,
                     "A chaos_outcome's make() must return the callable's result type.");
       return s.fault.make();
     }
 #else
-    (void)stop;
-    return invoke_wrapped(std::forward<F>(fn));
+    return call();
 #endif
   }
 
+ public:
   // Calls that reached the layer while enabled, and faults injected.
   [[nodiscard]] std::uint64_t calls() const noexcept { return state_->calls.load(std::memory_order_relaxed); }
   [[nodiscard]] std::uint64_t injected() const noexcept { return state_->injected.load(std::memory_order_relaxed); }

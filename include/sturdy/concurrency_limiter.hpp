@@ -85,6 +85,7 @@
 #include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
@@ -451,6 +452,30 @@ class concurrency_limiter {
   // before or while waiting). Allocates nothing.
   [[nodiscard]] result<permit> acquire(duration max_wait, std::stop_token stop = {},
                                        time_point deadline = time_point::max(), partition_id p = {}) {
+    return acquire_with(max_wait, stop, deadline, p);
+  }
+  // The same under a call context: its token (a wait cut short by a token
+  // fired for a deadline is errc::deadline_exceeded, by the caller
+  // errc::cancelled) and its deadline (read on this limiter's clock).
+  // Allocates nothing.
+  [[nodiscard]] result<permit> acquire(duration max_wait, const call_context& ctx, partition_id p = {}) {
+    time_point deadline = time_point::max();
+    if (!ctx.deadline.is_none()) {
+      deadline = ctx.deadline.clock() == clock_ref::of(clock_)
+                     ? ctx.deadline.at()
+                     : detail::saturating_add(clock_.now(), ctx.deadline.remaining());
+    }
+    result<permit> r = acquire_with(max_wait, ctx.token, deadline, p);
+    if (STURDY_UNLIKELY(!r) && r.error() == errc::cancelled && ctx.token.reason() == cancel_reason::deadline) {
+      return make_error_code(errc::deadline_exceeded);
+    }
+    return r;
+  }
+
+ private:
+  template <class Token>
+  [[nodiscard]] result<permit> acquire_with(duration max_wait, const Token& stop, time_point deadline,
+                                            partition_id p) {
     if (STURDY_UNLIKELY(!valid_ || p.index >= parts_)) return refuse_invalid();
     if (stop.stop_requested()) return reject(errc::cancelled, p);
     if (deadline != time_point::max() && deadline <= clock_.now()) return reject(errc::deadline_exceeded, p);
@@ -467,10 +492,14 @@ class concurrency_limiter {
     // the lock released (it runs at once if stop was already requested),
     // and destroyed after the lock is released (its destructor waits for a
     // callback running on another thread).
-    std::stop_callback on_stop(stop, [&]() noexcept {
+    auto wake = [&]() noexcept {
       std::lock_guard lock(mu_);
       waiter.cv.notify_one();
-    });
+    };
+    using wake_fn = decltype(wake);
+    using callback = std::conditional_t<std::is_same_v<Token, std::stop_token>, std::stop_callback<wake_fn>,
+                                        cancel_callback<wake_fn>>;
+    const callback on_stop(stop, std::move(wake));
     std::unique_lock lock(mu_);
     for (;;) {
       s = poll_locked(waiter.node, clock_.now(), stop.stop_requested());
@@ -480,6 +509,8 @@ class concurrency_limiter {
     lock.unlock();
     return finish(waiter.node, after_refusal(s, p));
   }
+
+ public:
 
   // concurrency_limiter::execute(fn[, stop[, deadline]])
   //
@@ -502,8 +533,25 @@ class concurrency_limiter {
   template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute_in(partition_id p, F&& fn, std::stop_token stop = {},
                                                time_point deadline = time_point::max()) {
-    using R = execute_result_t<F>;
-    result<permit> acquired = acquire(options_.max_wait, std::move(stop), deadline, p);
+    return run_permitted<execute_result_t<F>>(acquire(options_.max_wait, std::move(stop), deadline, p), fn);
+  }
+  // The context overloads (what `compose` calls): the wait for a permit
+  // ends at `ctx.deadline` or when `ctx.token` fires; `fn` receives `ctx`
+  // when it takes `const sturdy::call_context&`.
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) {
+    return execute_in(partition_id{}, std::forward<F>(fn), ctx);
+  }
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute_in(partition_id p, F&& fn, const call_context& ctx) {
+    using R = context_execute_result_t<F>;
+    auto call = [&]() -> R { return invoke_with_context(fn, ctx); };
+    return run_permitted<R>(acquire(options_.max_wait, ctx, p), call);
+  }
+
+ private:
+  template <class R, class F>
+  [[nodiscard]] R run_permitted(result<permit> acquired, F& fn) {
     if (!acquired) {
       if (acquired.error() == errc::invalid_options) return detail::limiter_failure<R>(acquired.error(), message_);
       return make_failure<R>(acquired.error());
@@ -523,6 +571,7 @@ class concurrency_limiter {
     return r;
   }
 
+ public:
   // --- observation -----------------------------------------------------------
 
   [[nodiscard]] std::uint32_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }

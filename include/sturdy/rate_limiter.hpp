@@ -82,6 +82,7 @@
 
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/detail/gcra.hpp"
 #include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
@@ -390,6 +391,31 @@ class rate_limiter final {
   [[nodiscard]] rate_limit_decision acquire(std::uint64_t n = 1, duration max_wait = duration::max(),
                                             std::stop_token stop = {},
                                             time_point deadline = time_point::max()) {
+    return acquire_with(n, max_wait, stop, deadline);
+  }
+  // The same under a call context: its deadline (read on this limiter's
+  // clock) bounds the turn, and its token cuts the sleep short (reason
+  // deadline_exceeded when the token fired for a deadline, cancelled when
+  // the caller cancelled). Allocates nothing with the default sleeper.
+  [[nodiscard]] rate_limit_decision acquire(std::uint64_t n, duration max_wait, const call_context& ctx) {
+    time_point deadline = time_point::max();
+    if (!ctx.deadline.is_none()) {
+      deadline = ctx.deadline.clock() == clock_ref::of(clock_)
+                     ? ctx.deadline.at()
+                     : detail::saturating_add(clock_.now(), ctx.deadline.remaining());
+    }
+    rate_limit_decision d = acquire_with(n, max_wait, ctx.token, deadline);
+    if (STURDY_UNLIKELY(!d.allowed) && d.reason == rate_limit_reason::cancelled &&
+        ctx.token.reason() == cancel_reason::deadline) {
+      d.reason = rate_limit_reason::deadline_exceeded;
+    }
+    return d;
+  }
+
+ private:
+  template <class Token>
+  [[nodiscard]] rate_limit_decision acquire_with(std::uint64_t n, duration max_wait, const Token& stop,
+                                                 time_point deadline) {
     if (STURDY_UNLIKELY(invalid_)) return reject_invalid(n);
     if (stop.stop_requested())
       return reject(detail::refusal(rate_limit_reason::cancelled, options_.burst, n), n);
@@ -425,7 +451,11 @@ class rate_limiter final {
     rate_limit_decision d = detail::to_decision(o, options_.burst, n);
     bool slept = false;
     try {
-      slept = sleeper_.sleep_for(o.wait, stop);
+      if constexpr (std::is_same_v<Token, std::stop_token>) {
+        slept = sleeper_.sleep_for(o.wait, stop);
+      } else {
+        slept = detail::sleep_cancellable(sleeper_, o.wait, stop);
+      }
     } catch (...) {
       (void)give_back(d);
       throw;
@@ -441,6 +471,8 @@ class rate_limiter final {
     d.waited = o.wait;
     return d;
   }
+
+ public:
 
   // rate_limiter::execute()
   //
@@ -463,6 +495,20 @@ class rate_limiter final {
       return make_failure<R>(d.error());
     }
     return invoke_wrapped(std::forward<F>(fn));
+  }
+  // The context overload (what `compose` calls): the wait for a turn ends
+  // at `ctx.deadline` or when `ctx.token` fires; `fn` receives `ctx` when
+  // it takes `const sturdy::call_context&`.
+  template <context_invocable F>
+  [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) {
+    using R = context_execute_result_t<F>;
+    if (STURDY_UNLIKELY(ctx.token.stop_requested())) return make_failure<R>(to_errc(ctx.token.reason()));
+    const rate_limit_decision d =
+        options_.max_wait == duration::zero() ? try_acquire(1) : acquire(1, options_.max_wait, ctx);
+    if (STURDY_UNLIKELY(!d.allowed)) {
+      return make_failure<R>(d.error());
+    }
+    return invoke_with_context(std::forward<F>(fn), ctx);
   }
 
   // rate_limiter::give_back()
