@@ -116,6 +116,20 @@ void BM_CircuitBreaker_Execute_CountWindow(benchmark::State& state) {
 }
 BENCHMARK(BM_CircuitBreaker_Execute_CountWindow)->Threads(1)->Threads(2);
 
+// The context overload (what compose calls), with a token that can fire: two
+// more loads of the token's state (before and after the call).
+void BM_CircuitBreaker_Execute_CountWindow_Context(benchmark::State& state) {
+  auto& b = count_breaker();
+  sturdy::cancel_source caller;
+  const sturdy::call_context ctx{.token = caller.token()};
+  int x = 0;
+  for (auto _ : state) {
+    auto r = b.execute([&] { return sturdy::result<int>(bare_call(x)); }, ctx);
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(BM_CircuitBreaker_Execute_CountWindow_Context)->Threads(1)->Threads(2);
+
 // One failure in every 64 calls, count window (the failure path folds the
 // successes into the window; rate 1/64 never trips at threshold 0.5).
 void BM_CircuitBreaker_OneFailureIn64_CountWindow(benchmark::State& state) {

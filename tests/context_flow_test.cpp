@@ -14,10 +14,13 @@
 
 #include <gtest/gtest.h>
 
+#include "sturdy/chaos.hpp"
 #include "sturdy/circuit_breaker.hpp"
+#include "sturdy/concurrency_limiter.hpp"
 #include "sturdy/context.hpp"
 #include "sturdy/idempotency.hpp"
 #include "sturdy/pipeline.hpp"
+#include "sturdy/rate_limiter.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
@@ -362,6 +365,64 @@ TEST_F(CacheWaitTest, TheCallableReceivesTheContextAndTheOutcomeIsStored) {
   auto again = cache->execute("k", 1, [] { return 3; });
   EXPECT_TRUE(again.replayed);
   EXPECT_EQ(again.result.value(), 1);
+}
+
+// --- the limiters and chaos map the context onto their waits ------------------
+
+TEST_F(ContextFlowTest, ConcurrencyLimiterRefusesAFiredTokenOrAPassedDeadlineWithTheRightErrc) {
+  sturdy::concurrency_limiter<sturdy::fixed_limit, manual_clock> limiter({}, sturdy::fixed_limit(), timers.clock());
+  sturdy::cancel_source caller;
+  caller.request_stop();
+  EXPECT_EQ(limiter.acquire(1s, call_context{.token = caller.token()}).error(), errc::cancelled);
+  sturdy::cancel_source timer;
+  timer.request(cancel_reason::deadline);
+  EXPECT_EQ(limiter.acquire(1s, call_context{.token = timer.token()}).error(), errc::deadline_exceeded);
+  const call_context passed{.deadline = sturdy::deadline::after(duration::zero(), timers.service().clock())};
+  int called = 0;
+  EXPECT_EQ(limiter.execute([&] { return ++called; }, passed).error(), errc::deadline_exceeded);
+  EXPECT_EQ(called, 0);
+  const call_context ctx = {.deadline = sturdy::deadline::after(1s, timers.service().clock()), .attempt = 4};
+  auto r = limiter.execute([](const call_context& c) { return static_cast<int>(c.attempt); }, ctx);
+  EXPECT_EQ(r.value(), 4);
+  EXPECT_EQ(limiter.in_flight(), 0u);
+}
+
+TEST_F(ContextFlowTest, RateLimiterWaitStopsAtTheContextDeadlineOrToken) {
+  using limiter_t = sturdy::rate_limiter<manual_clock, recording_sleeper>;
+  limiter_t limiter({.rate = 10, .period = 1s, .burst = 1, .max_wait = 1s}, timers.clock(), sleeper);
+  ASSERT_TRUE(limiter.try_acquire(1).allowed);  // the next turn is 100 ms away
+  // A deadline 50 ms away: the turn cannot come in time; refused without sleeping.
+  int called = 0;
+  auto r = limiter.execute([&] { return ++called; },
+                           call_context{.deadline = sturdy::deadline::after(50ms, timers.service().clock())});
+  EXPECT_EQ(r.error(), errc::deadline_exceeded);
+  EXPECT_EQ(sleeper.count(), 0u);
+  // A token fired for a deadline while it sleeps: deadline_exceeded, the turn given back.
+  sturdy::cancel_source timer;
+  sleeper.on_sleep([&](duration) { timer.request(cancel_reason::deadline); });
+  auto cut = limiter.execute([&] { return ++called; }, call_context{.token = timer.token()});
+  EXPECT_EQ(cut.error(), errc::deadline_exceeded);
+  EXPECT_EQ(sleeper.cancelled_count(), 1u);
+  EXPECT_EQ(called, 0);
+  // No token: it sleeps its turn and runs, handing the context on.
+  sleeper.on_sleep({});
+  auto ok = limiter.execute([](const call_context& c) { return static_cast<int>(c.attempt); }, call_context{});
+  EXPECT_EQ(ok.value(), 1);
+  EXPECT_EQ(sleeper.delays(), (std::vector<duration>{100ms}));
+}
+
+TEST_F(ContextFlowTest, ChaosLatencyIsCutShortByTheContextToken) {
+  sturdy::chaos_policy chaos({.enabled = sturdy::chaos_switch(true), .injection_rate = 1.0},
+                             sturdy::chaos_latency{2s}, timers.clock(), sleeper);
+  sturdy::cancel_source timer;
+  timer.request(cancel_reason::deadline);
+  int called = 0;
+  auto r = chaos.execute([&] { return ++called; }, call_context{.token = timer.token()});
+  EXPECT_EQ(r.error(), errc::deadline_exceeded);
+  EXPECT_EQ(called, 0);
+  auto ok = chaos.execute([](const call_context& c) { return static_cast<int>(c.attempt); }, call_context{});
+  EXPECT_EQ(ok.value(), 1);
+  EXPECT_EQ(sleeper.delays(), (std::vector<duration>{2s}));
 }
 
 TEST(ThreadSleeperTest, SturdyTokenWakesItAndAFiredTokenSkipsTheSleep) {
