@@ -38,6 +38,7 @@
 #include <mutex>
 #include <stop_token>
 #include <thread>
+#include <utility>
 
 #include <time.h>  // clock_gettime(CLOCK_MONOTONIC_COARSE)
 
@@ -113,24 +114,32 @@ struct thread_sleeper {
   // `cancel_callback` wakes the condition variable; no allocation.
   inline bool sleep_for(duration d, cancel_token token) const;
   bool sleep_for(duration d, std::stop_token stop) const {
-    constexpr duration chunk = std::chrono::hours(24 * 365);
     if (stop.stop_requested()) return false;
     if (!stop.stop_possible()) {
       for (; d > duration::zero(); d -= std::min(d, chunk)) std::this_thread::sleep_for(std::min(d, chunk));
       return true;
     }
+    return sleep_woken(d, [&](auto wake) { return std::stop_callback<decltype(wake)>(stop, wake); });
+  }
+
+  // Waits up to `d` on a condition variable; `link(wake)` returns the
+  // registration (a stop callback) that calls `wake()` on a stop request.
+  // Returns false when woken. Shared by both token types.
+  template <class Link>
+  static bool sleep_woken(duration d, Link&& link) {
     std::mutex m;
     std::condition_variable cv;
     bool stopped = false;
-    // Declared after m, cv and stopped so it is destroyed first: its
-    // destructor waits for a callback running on another thread.
-    std::stop_callback wake(stop, [&] {
+    auto wake = [&]() noexcept {
       {
         std::lock_guard lock(m);
         stopped = true;
       }
       cv.notify_all();
-    });
+    };
+    // Declared after m, cv and stopped so it is destroyed first: its
+    // destructor waits for a callback running on another thread.
+    const auto registration = std::forward<Link>(link)(wake);
     std::unique_lock lock(m);
     for (; d > duration::zero() && !stopped; d -= std::min(d, chunk)) {
       const auto until = std::chrono::steady_clock::now() + std::min(d, chunk);
@@ -139,6 +148,9 @@ struct thread_sleeper {
     }
     return !stopped;
   }
+
+  // Long sleeps are taken in chunks of a year so that `now + d` never overflows.
+  static constexpr duration chunk = std::chrono::hours(24 * 365);
 };
 
 static_assert(clock_source<steady_clock_source>);

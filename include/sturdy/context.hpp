@@ -572,28 +572,9 @@ template <class F>
 // ----------------------------------------------------------------------------
 
 inline bool thread_sleeper::sleep_for(duration d, cancel_token token) const {
-  constexpr duration chunk = std::chrono::hours(24 * 365);
   if (token.stop_requested()) return false;
   if (!token.stop_possible()) return sleep_for(d, std::stop_token{});
-  std::mutex m;
-  std::condition_variable cv;
-  bool stopped = false;
-  // Declared after m, cv and stopped so it is destroyed first: its
-  // destructor waits for a callback running on another thread.
-  const cancel_callback wake(token, [&]() noexcept {
-    {
-      std::lock_guard lock(m);
-      stopped = true;
-    }
-    cv.notify_all();
-  });
-  std::unique_lock lock(m);
-  for (; d > duration::zero() && !stopped; d -= std::min(d, chunk)) {
-    const auto until = std::chrono::steady_clock::now() + std::min(d, chunk);
-    while (!stopped && cv.wait_until(lock, until) == std::cv_status::no_timeout) {
-    }
-  }
-  return !stopped;
+  return sleep_woken(d, [&](auto wake) { return cancel_callback<decltype(wake)>(token, wake); });
 }
 
 namespace detail {
