@@ -111,8 +111,11 @@ concept sleeper = requires(S& s, duration d, std::stop_token stop) {
 // in chunks of a year so that `now + d` never overflows.
 struct thread_sleeper {
   // The same for sturdy's own token (defined in sturdy/context.hpp): a
-  // `cancel_callback` wakes the condition variable; no allocation.
-  inline bool sleep_for(duration d, cancel_token token) const;
+  // `cancel_callback` wakes the condition variable; no allocation. A
+  // template, so that `sleep_for(d, {})` still means the std::stop_token form.
+  template <class Token>
+    requires std::same_as<Token, cancel_token>
+  bool sleep_for(duration d, Token token) const;
   bool sleep_for(duration d, std::stop_token stop) const {
     if (stop.stop_requested()) return false;
     if (!stop.stop_possible()) {

@@ -571,7 +571,9 @@ template <class F>
 // Sleeping until a token fires
 // ----------------------------------------------------------------------------
 
-inline bool thread_sleeper::sleep_for(duration d, cancel_token token) const {
+template <class Token>
+  requires std::same_as<Token, cancel_token>
+bool thread_sleeper::sleep_for(duration d, Token token) const {
   if (token.stop_requested()) return false;
   if (!token.stop_possible()) return sleep_for(d, std::stop_token{});
   return sleep_woken(d, [&](auto wake) { return cancel_callback<decltype(wake)>(token, wake); });

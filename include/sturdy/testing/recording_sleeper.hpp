@@ -28,6 +28,7 @@
 #ifndef STURDY_TESTING_RECORDING_SLEEPER_HPP_
 #define STURDY_TESTING_RECORDING_SLEEPER_HPP_
 
+#include <concepts>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -50,7 +51,10 @@ class recording_sleeper {
     return sleep_if(d, [&] { return stop.stop_requested(); });
   }
   // The same for sturdy's own token (a retry under a call_context).
-  bool sleep_for(duration d, cancel_token token) const {
+  // (A template, so that `sleep_for(d, {})` still means the form above.)
+  template <class Token>
+    requires std::same_as<Token, cancel_token>
+  bool sleep_for(duration d, Token token) const {
     return sleep_if(d, [&] { return token.stop_requested(); });
   }
 
