@@ -307,7 +307,7 @@ struct compensation_listener {
 // drill: a scripted fault that the scenario starts at a moment of its
 // choosing ("the email API goes down now, for 25 s"). Its chaos layers are
 // off until then (one relaxed load per call) and read time on a
-// `drill_clock`, which starts at 0 when the drill starts, so their time
+// `drill::clock`, which starts at 0 when the drill starts, so their time
 // windows are measured from that moment.
 class drill {
  public:
@@ -320,7 +320,6 @@ class drill {
     started_ = true;
   }
   void stop() const { on_.disable(); }
-  [[nodiscard]] bool started() const { return started_; }
   // When its windows close (the epoch when it never started).
   [[nodiscard]] time_point ends_at() const {
     return started_ ? time_point(duration(t0_->load(std::memory_order_relaxed))) + length_ : time_point{};
@@ -1187,10 +1186,10 @@ class app {
     _exit(crash_exit_code);
   }
 
-  // Chaos options: a layer that is always on, at `rate`; a layer of a drill,
-  // inside the drill's window.
   // The demo's own time, as a chaos layer's clock (for the layers of no drill).
   drill::clock demo_time() const { return {time_, std::make_shared<std::atomic<std::int64_t>>(0)}; }
+  // Chaos options: a layer that is always on, at `rate`; a layer of a drill,
+  // inside the drill's window.
   static sturdy::chaos_options always(double rate, std::uint64_t seed) {
     return {.enabled = sturdy::chaos_switch(true), .injection_rate = rate, .seed = seed, .start = time_point{}};
   }
