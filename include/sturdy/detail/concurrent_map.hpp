@@ -61,6 +61,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -176,6 +177,39 @@ inline void cpu_relax() noexcept {
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
   __builtin_ia32_pause();
 #endif
+}
+
+// heap_bytes(v): the bytes a stored value owns on the heap, for byte
+// bounds. A type can answer through ADL's `sturdy_heap_bytes(const T&)`;
+// strings and contiguous containers of trivially copyable elements report
+// their capacity, Outcome/optional wrappers what they hold; anything else
+// counts 0 (only its inline size is charged).
+template <class T>
+[[nodiscard]] std::size_t heap_bytes(const T& v) noexcept {
+  if constexpr (requires {
+                  { sturdy_heap_bytes(v) } -> std::convertible_to<std::size_t>;
+                }) {
+    return sturdy_heap_bytes(v);
+  } else if constexpr (requires {
+                         v.has_value();
+                         v.assume_value();
+                       }) {
+    if constexpr (requires { typename T::value_type; } && !std::is_void_v<typename T::value_type>) {
+      return v.has_value() ? heap_bytes(v.assume_value()) : 0;
+    } else {
+      return 0;
+    }
+  } else if constexpr (requires {
+                         typename T::value_type;
+                         v.capacity();
+                         v.data();
+                       }) {
+    return std::is_trivially_copyable_v<typename T::value_type>
+               ? v.capacity() * sizeof(typename T::value_type)
+               : 0;
+  } else {
+    return 0;
+  }
 }
 
 struct empty_shard_state {};
