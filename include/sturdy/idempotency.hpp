@@ -510,10 +510,7 @@ class memory_idempotency_store {
       out.status = begin_status::completed;
       return out;
     }
-    const bool admitted = map_.write(
-        k.hash, [&](shard& s) { return begin_locked(s, k, fingerprint, now, lease, waiter, out); });
-    if (STURDY_UNLIKELY(!admitted)) return errc::capacity_exceeded;
-    return out;
+    return begin_slow(k, fingerprint, now, lease, waiter);
   }
 
   // memory_idempotency_store::complete()
@@ -605,6 +602,18 @@ class memory_idempotency_store {
   [[nodiscard]] const memory_store_options& options() const noexcept { return options_; }
 
  private:
+  // Kept out of line so that begin()'s replay path stays small enough to
+  // be inlined with the table lookup.
+  [[gnu::noinline]] result<begin_outcome<V>> begin_slow(detail::map_key k, std::uint64_t fingerprint,
+                                                        time_point now, duration lease,
+                                                        idempotency_waiter* waiter) {
+    begin_outcome<V> out;
+    const bool admitted = map_.write(
+        k.hash, [&](shard& s) { return begin_locked(s, k, fingerprint, now, lease, waiter, out); });
+    if (STURDY_UNLIKELY(!admitted)) return errc::capacity_exceeded;
+    return out;
+  }
+
   // begin() under the write lock: every case but a replay that found its
   // entry under the read lock (which may also end here, when the entry
   // changed in between). False: no room (capacity_exceeded).
