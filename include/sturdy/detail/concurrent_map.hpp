@@ -4,8 +4,8 @@
 // -----------------------------------------------------------------------------
 //
 // `detail::concurrent_map<V, ShardState>`: the one sharded, string-keyed map
-// under every keyed structure of sturdy (the registries; the idempotency
-// memory store is meant to move onto it). Lookups scale with threads: a
+// under every keyed structure of sturdy (the registries and the idempotency
+// memory store). Lookups scale with threads: a
 // lookup writes no cache line that another thread's lookup writes.
 //
 // How:
@@ -37,15 +37,15 @@
 // insert costs O(thread slots) cache transfers; `thread_slots` trades lookup
 // scaling for insert cost (1 = a classic shared counter per shard).
 //
-// Users: `sturdy::registry` (values: reference-counted handles). The
-// idempotency memory store is meant to move here: its entry becomes the V
-// (the CLOCK bit a `relaxed_atomic<bool>`, the rest written only under the
-// write lock), its per-shard counters and lease bookkeeping the ShardState,
-// its hit counter a `striped_counter`; a replay is `find` (state, TTL and
-// fingerprint checked and the value copied out under the read lock), every
-// other path (`begin` on a miss, a mismatch or an in-progress key, complete,
-// abandon, waiter linking) is `write`, and its CLOCK sweep is `evict_one`
-// with its own `evictable` test.
+// Users: `sturdy::registry` (values: reference-counted handles) and
+// `sturdy::memory_idempotency_store` (detail/idempotency_shard.hpp): its entry
+// is the V (the CLOCK bit a `relaxed_atomic<bool>`, the rest written only
+// under the write lock), its per-shard counters and lease bookkeeping the
+// ShardState, its hit counter a `striped_counter`; a replay is `find` (state,
+// TTL and fingerprint checked and the value copied out under the read lock),
+// every other path (`begin` on a miss, a mismatch or an in-progress key,
+// complete, abandon, waiter linking) is `write`, and its CLOCK sweep is
+// `evict_one` with its own test.
 //
 // Rules for callers: visitors run under the shard lock and must not call
 // back into the same map (the lock is not reentrant; a nested read could
