@@ -188,17 +188,6 @@ template <reports_quiescence P>
 
 namespace detail {
 template <class P>
-[[nodiscard]] std::size_t primitive_heap_bytes(const P& p) noexcept {
-  if constexpr (requires {
-                  { sturdy_heap_bytes(p) } -> std::convertible_to<std::size_t>;
-                }) {
-    return sturdy_heap_bytes(p);
-  } else {
-    return 0;
-  }
-}
-
-template <class P>
 auto primitive_options_of() {
   if constexpr (requires { typename P::options_type; }) {
     return std::type_identity<typename P::options_type>{};
@@ -565,8 +554,8 @@ class registry {
 
   result<handle> create(std::string_view key, std::size_t h) {
     handle fresh = build(key, false);  // outside the lock; may throw
-    const std::size_t charge = entry_overhead + map_type::key_heap_bytes(key.size()) +
-                               detail::primitive_heap_bytes(fresh.n_->value);
+    const std::size_t charge =
+        entry_overhead + map_type::key_heap_bytes(key.size()) + detail::heap_bytes(fresh.n_->value);
     const time_point now = clock_.now();
     fresh.n_->charge = charge;
     fresh.n_->last_use.store(now.time_since_epoch().count());
