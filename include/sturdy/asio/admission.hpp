@@ -198,11 +198,9 @@ class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limi
   void finish(result<permit> r) {
     done_ = true;
     timer_.cancel();
-    auto slot = boost::asio::get_associated_cancellation_slot(*handler_);
-    if (slot.is_connected()) slot.clear();
     Handler h = std::move(*handler_);
     handler_.reset();
-    post_completion(std::move(h), std::move(r));
+    post_completion_clearing_slot(std::move(h), std::move(r));
   }
 
   Limiter& limiter_;
@@ -295,11 +293,9 @@ class rate_wait_op : public std::enable_shared_from_this<rate_wait_op<Limiter, T
   void finish(const rate_limit_decision& d) {
     done_ = true;
     if (started_) timer_.cancel();
-    auto slot = boost::asio::get_associated_cancellation_slot(*handler_);
-    if (slot.is_connected()) slot.clear();
     Handler h = std::move(*handler_);
     handler_.reset();
-    post_completion(std::move(h), d);
+    post_completion_clearing_slot(std::move(h), d);
   }
 
   Limiter& limiter_;

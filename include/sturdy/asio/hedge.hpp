@@ -588,11 +588,9 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
     for (std::uint32_t j = 0; j < 16; ++j) {
       if ((core_.running_mask() & (1u << j)) != 0) signals_[j].emit(options_.cancel_losers);
     }
-    auto slot = boost::asio::get_associated_cancellation_slot(*handler_);
-    if (slot.is_connected()) slot.clear();
     Handler h = std::move(*handler_);
     handler_.reset();
-    post_completion(std::move(h), std::move(r));
+    post_completion_clearing_slot(std::move(h), std::move(r));
   }
 
   hedge_options options_;

@@ -38,6 +38,20 @@ void post_completion(Handler&& handler, Args&&... args) {
   boost::asio::post(ex, boost::asio::append(std::forward<Handler>(handler), std::forward<Args>(args)...));
 }
 
+// Completes a handler whose cancellation slot an operation connected: the
+// slot is cleared on the handler's associated executor, right before the
+// handler runs, so it never races with a signal emitted there (Asio's rule:
+// emit on the handler's executor). A late signal finds the operation done.
+template <class Handler, class... Args>
+void post_completion_clearing_slot(Handler&& handler, Args&&... args) {
+  auto ex = boost::asio::get_associated_executor(handler);
+  boost::asio::post(ex, [h = std::forward<Handler>(handler), ... a = std::forward<Args>(args)]() mutable {
+    auto slot = boost::asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) slot.clear();
+    std::move(h)(std::move(a)...);
+  });
+}
+
 }  // namespace sturdy::asio::detail
 
 #endif  // STURDY_ASIO_DETAIL_COMMON_HPP_
