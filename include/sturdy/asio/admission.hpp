@@ -139,6 +139,9 @@ class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limi
 
  private:
   struct on_cancel {
+    // A constructor: the slot constructs it with parentheses (clang 14 has no
+    // parenthesised aggregate initialisation).
+    explicit on_cancel(std::weak_ptr<limiter_wait_op> o) noexcept : op(std::move(o)) {}
     std::weak_ptr<limiter_wait_op> op;
     void operator()(boost::asio::cancellation_type_t type) const {
       if (type == boost::asio::cancellation_type::none) return;
@@ -255,6 +258,9 @@ class rate_wait_op : public std::enable_shared_from_this<rate_wait_op<Limiter, T
 
  private:
   struct on_cancel {
+    // A constructor: the slot constructs it with parentheses (clang 14 has no
+    // parenthesised aggregate initialisation).
+    explicit on_cancel(std::weak_ptr<rate_wait_op> o) noexcept : op(std::move(o)) {}
     std::weak_ptr<rate_wait_op> op;
     void operator()(boost::asio::cancellation_type_t type) const {
       if (type == boost::asio::cancellation_type::none) return;

@@ -470,6 +470,9 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
 
  private:
   struct on_cancel {
+    // A constructor: the slot constructs it with parentheses (clang 14 has no
+    // parenthesised aggregate initialisation).
+    explicit on_cancel(std::weak_ptr<hedge_op> o) noexcept : op(std::move(o)) {}
     std::weak_ptr<hedge_op> op;
     void operator()(boost::asio::cancellation_type_t type) const {
       if (type == boost::asio::cancellation_type::none) return;
