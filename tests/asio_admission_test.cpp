@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <optional>
 
@@ -261,6 +262,33 @@ TEST_F(AsioAdmission, FastPathAllocatesNothingInTheSteadyState) {
   EXPECT_EQ(scope.allocations(), 0u);
   EXPECT_EQ(calls, 1001);
   EXPECT_EQ(limiter.in_flight(), 0u);
+}
+
+TEST_F(AsioAdmission, WaitingPathAllocatesAConstantAmount) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "no counting allocator in this build";
+  auto limiter = make_limiter(1);
+  int calls = 0;
+  auto one_wait = [&] {
+    auto held = limiter.try_acquire();
+    sturdy::testing::allocation_scope scope;
+    sturdy::asio::async_acquire<asio_virtual_timer>(limiter, 50ms,
+                                                    net::bind_executor(io, [&](sturdy::result<permit_t> p) {
+                                                      calls += p.has_value() ? 1 : 0;
+                                                    }));
+    run_for(io, 1ms);
+    held.value().record_success();
+    run_for(io, 1ms);
+    return scope.allocations();
+  };
+  const auto first = one_wait();
+  const auto second = one_wait();
+  const auto third = one_wait();
+  EXPECT_EQ(second, third);
+  EXPECT_LE(second, first);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(limiter.in_flight(), 0u);
+  std::printf("async_acquire waiting path allocations: first %llu, later %llu each\n",
+              static_cast<unsigned long long>(first), static_cast<unsigned long long>(second));
 }
 
 // --- rate limiter -------------------------------------------------------------

@@ -117,14 +117,15 @@ concept reserving_limiter = requires(L& l, duration d, const rate_limit_decision
 // step runs on `strand_`; the limiter's wake-up (any thread, under the
 // limiter's lock) and the cancellation slot only post to it.
 template <class Limiter, class Timer, class Handler>
-class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limiter, Timer, Handler>> {
+class limiter_wait_op : public async_op_base<limiter_wait_op<Limiter, Timer, Handler>, Handler> {
+  using base = async_op_base<limiter_wait_op, Handler>;
+  friend base;
+
  public:
   using permit = typename Limiter::permit;
 
   limiter_wait_op(Limiter& limiter, Handler handler, const boost::asio::any_io_executor& ex)
-      : limiter_(limiter), handler_(std::move(handler)), strand_(boost::asio::make_strand(ex)), timer_(ex) {}
-  limiter_wait_op(const limiter_wait_op&) = delete;
-  limiter_wait_op& operator=(const limiter_wait_op&) = delete;
+      : base(std::move(handler), ex), limiter_(limiter), timer_(ex) {}
   ~limiter_wait_op() {
     // Only when the io_context is destroyed with the wait pending: leave the
     // queue (a permit handed over meanwhile is released by ~permit).
@@ -132,25 +133,11 @@ class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limi
   }
 
   void start(duration max_wait) {
-    auto slot = boost::asio::get_associated_cancellation_slot(*handler_);
-    if (slot.is_connected()) slot.template emplace<on_cancel>(this->weak_from_this());
-    boost::asio::post(strand_, [self = this->shared_from_this(), max_wait] { self->begin(max_wait); });
+    this->start_on_strand([max_wait](limiter_wait_op& op) { op.begin(max_wait); });
   }
 
  private:
-  struct on_cancel {
-    // A constructor: the slot constructs it with parentheses (clang 14 has no
-    // parenthesised aggregate initialisation).
-    explicit on_cancel(std::weak_ptr<limiter_wait_op> o) noexcept : op(std::move(o)) {}
-    std::weak_ptr<limiter_wait_op> op;
-    void operator()(boost::asio::cancellation_type_t type) const {
-      if (type == boost::asio::cancellation_type::none) return;
-      if (auto self = op.lock()) {
-        self->cancel_requested_.store(true, std::memory_order_release);
-        boost::asio::post(self->strand_, [self] { self->step(false); });
-      }
-    }
-  };
+  void on_cancelled() { step(false); }
 
   static void on_wake(limiter_waiter& node) noexcept {
     auto* op = static_cast<limiter_wait_op*>(node.context());
@@ -161,7 +148,9 @@ class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limi
 
   void begin(duration max_wait) {
     // A cancellation that came before the wait started is remembered.
-    if (cancel_requested_.load(std::memory_order_acquire)) return finish(make_error_code(errc::cancelled));
+    if (this->cancel_requested() != boost::asio::cancellation_type::none) {
+      return finish(make_error_code(errc::cancelled));
+    }
     const wait_status s = limiter_.enqueue(node_, max_wait);
     if (s != wait_status::waiting) {
       if (s == wait_status::granted) return finish(limiter_.adopt(node_));
@@ -174,7 +163,7 @@ class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limi
   void arm(duration d) {
     timer_.expires_after(to_timer_duration<Timer>(d));
     timer_.async_wait(boost::asio::bind_executor(
-        strand_, [self = this->shared_from_this()](const boost::system::error_code& ec) {
+        this->strand_, [self = this->shared_from_this()](const boost::system::error_code& ec) {
           if (!ec) self->step(true);
         }));
   }
@@ -182,7 +171,7 @@ class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limi
   void step(bool timer_fired) {
     if (done_) return;
     if (!queued_) return;  // begin has not run yet: it reads the flag
-    if (cancel_requested_.load(std::memory_order_acquire)) {
+    if (this->cancel_requested() != boost::asio::cancellation_type::none) {
       queued_ = false;
       if (!limiter_.leave(node_)) (void)limiter_.adopt(node_);  // handed over meanwhile: release it
       return finish(make_error_code(errc::cancelled));
@@ -201,17 +190,12 @@ class limiter_wait_op : public std::enable_shared_from_this<limiter_wait_op<Limi
   void finish(result<permit> r) {
     done_ = true;
     timer_.cancel();
-    Handler h = std::move(*handler_);
-    handler_.reset();
-    post_completion_clearing_slot(std::move(h), std::move(r));
+    this->complete(std::move(r));
   }
 
   Limiter& limiter_;
-  std::optional<Handler> handler_;
-  boost::asio::strand<boost::asio::any_io_executor> strand_;
   Timer timer_;
   limiter_waiter node_{&on_wake, this};
-  std::atomic<bool> cancel_requested_{false};
   bool queued_ = false;
   bool done_ = false;
 };
@@ -236,47 +220,30 @@ struct initiate_limiter_acquire {
 
 // The state of one rate-limiter turn being waited for.
 template <class Limiter, class Timer, class Handler>
-class rate_wait_op : public std::enable_shared_from_this<rate_wait_op<Limiter, Timer, Handler>> {
+class rate_wait_op : public async_op_base<rate_wait_op<Limiter, Timer, Handler>, Handler> {
+  using base = async_op_base<rate_wait_op, Handler>;
+  friend base;
+
  public:
   rate_wait_op(Limiter& limiter, Handler handler, const boost::asio::any_io_executor& ex, rate_limit_reservation r)
-      : limiter_(limiter),
-        handler_(std::move(handler)),
-        strand_(boost::asio::make_strand(ex)),
-        timer_(ex),
-        reservation_(r) {}
-  rate_wait_op(const rate_wait_op&) = delete;
-  rate_wait_op& operator=(const rate_wait_op&) = delete;
+      : base(std::move(handler), ex), limiter_(limiter), timer_(ex), reservation_(r) {}
   ~rate_wait_op() {
     if (!done_) (void)limiter_.give_back(reservation_.decision);  // io_context destroyed while waiting
   }
 
   void start() {
-    auto slot = boost::asio::get_associated_cancellation_slot(*handler_);
-    if (slot.is_connected()) slot.template emplace<on_cancel>(this->weak_from_this());
-    boost::asio::post(strand_, [self = this->shared_from_this()] { self->begin(); });
+    this->start_on_strand([](rate_wait_op& op) { op.begin(); });
   }
 
  private:
-  struct on_cancel {
-    // A constructor: the slot constructs it with parentheses (clang 14 has no
-    // parenthesised aggregate initialisation).
-    explicit on_cancel(std::weak_ptr<rate_wait_op> o) noexcept : op(std::move(o)) {}
-    std::weak_ptr<rate_wait_op> op;
-    void operator()(boost::asio::cancellation_type_t type) const {
-      if (type == boost::asio::cancellation_type::none) return;
-      if (auto self = op.lock()) {
-        self->cancel_requested_.store(true, std::memory_order_release);
-        boost::asio::post(self->strand_, [self] { self->cancel(); });
-      }
-    }
-  };
+  void on_cancelled() { cancel(); }
 
   void begin() {
-    if (cancel_requested_.load(std::memory_order_acquire)) return cancel();
+    if (this->cancel_requested() != boost::asio::cancellation_type::none) return cancel();
     started_ = true;
     timer_.expires_after(to_timer_duration<Timer>(reservation_.wait));
     timer_.async_wait(boost::asio::bind_executor(
-        strand_, [self = this->shared_from_this()](const boost::system::error_code& ec) {
+        this->strand_, [self = this->shared_from_this()](const boost::system::error_code& ec) {
           if (!ec && !self->done_) {
             rate_limit_decision d = self->reservation_.decision;
             d.waited = self->reservation_.wait;
@@ -299,17 +266,12 @@ class rate_wait_op : public std::enable_shared_from_this<rate_wait_op<Limiter, T
   void finish(const rate_limit_decision& d) {
     done_ = true;
     if (started_) timer_.cancel();
-    Handler h = std::move(*handler_);
-    handler_.reset();
-    post_completion_clearing_slot(std::move(h), d);
+    this->complete(d);
   }
 
   Limiter& limiter_;
-  std::optional<Handler> handler_;
-  boost::asio::strand<boost::asio::any_io_executor> strand_;
   Timer timer_;
   rate_limit_reservation reservation_;
-  std::atomic<bool> cancel_requested_{false};
   bool started_ = false;
   bool done_ = false;
 };

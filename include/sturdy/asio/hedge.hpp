@@ -447,41 +447,26 @@ R to_result(const EC& ec, T&& v) {
 }
 
 template <class R, class Timer, class MakeAttempt, class Handler>
-class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAttempt, Handler>> {
+class hedge_op : public async_op_base<hedge_op<R, Timer, MakeAttempt, Handler>, Handler> {
+  using base = async_op_base<hedge_op, Handler>;
+  friend base;
+
  public:
   hedge_op(const hedge_options& options, MakeAttempt make, Handler handler, const boost::asio::any_io_executor& ex,
            std::uint64_t key)
-      : options_(options),
+      : base(std::move(handler), ex),
+        options_(options),
         make_(std::move(make)),
-        handler_(std::move(handler)),
         ex_(ex),
-        strand_(boost::asio::make_strand(ex)),
         timer_(ex),
         key_(key),
         core_(options_.max_attempts, options_.delay, options_.budget, options_.seed ^ key) {}
-  hedge_op(const hedge_op&) = delete;
-  hedge_op& operator=(const hedge_op&) = delete;
-
   void start() {
-    auto slot = boost::asio::get_associated_cancellation_slot(*handler_);
-    if (slot.is_connected()) slot.template emplace<on_cancel>(this->weak_from_this());
-    boost::asio::post(strand_, [self = this->shared_from_this()] { self->begin(); });
+    this->start_on_strand([](hedge_op& op) { op.begin(); });
   }
 
  private:
-  struct on_cancel {
-    // A constructor: the slot constructs it with parentheses (clang 14 has no
-    // parenthesised aggregate initialisation).
-    explicit on_cancel(std::weak_ptr<hedge_op> o) noexcept : op(std::move(o)) {}
-    std::weak_ptr<hedge_op> op;
-    void operator()(boost::asio::cancellation_type_t type) const {
-      if (type == boost::asio::cancellation_type::none) return;
-      if (auto self = op.lock()) {
-        self->cancel_type_.store(static_cast<unsigned>(type), std::memory_order_release);
-        boost::asio::post(self->strand_, [self] { self->cancel(); });
-      }
-    }
-  };
+  void on_cancelled() { cancel(); }
 
   struct attempt_handler {
     std::shared_ptr<hedge_op> self;
@@ -506,7 +491,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
   }
 
   void begin() {
-    if (cancel_type_.load(std::memory_order_acquire) != 0) {  // cancelled before anything started
+    if (this->cancel_requested() != boost::asio::cancellation_type::none) {  // before anything started
       return deliver(make_failure<R>(make_error_code(errc::cancelled)));
     }
     if (options_.latencies) {
@@ -533,7 +518,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
 
   void launch(std::uint32_t i) {
     auto token = boost::asio::bind_cancellation_slot(
-        signals_[i].slot(), boost::asio::bind_executor(strand_, attempt_handler{this->shared_from_this(), i}));
+        signals_[i].slot(), boost::asio::bind_executor(this->strand_, attempt_handler{this->shared_from_this(), i}));
     attempts_[i] = hedge_attempt{i, key_};  // lives as long as the attempt (coroutines may keep the reference)
     auto op = make_(static_cast<const hedge_attempt&>(attempts_[i]));
     if constexpr (is_awaitable<decltype(op)>::value) {
@@ -551,7 +536,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
     }
     timer_.expires_after(to_timer_duration<Timer>(d));
     timer_.async_wait(boost::asio::bind_executor(
-        strand_, [self = this->shared_from_this(), g = timer_generation_](const boost::system::error_code& ec) {
+        this->strand_, [self = this->shared_from_this(), g = timer_generation_](const boost::system::error_code& ec) {
           if (!ec && g == self->timer_generation_) self->apply(self->core_.on_delay_elapsed(), nullptr);
         }));
   }
@@ -578,7 +563,7 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
     if (done_) return;
     core_.on_cancel();
     rearm(duration::max());
-    const auto type = static_cast<boost::asio::cancellation_type_t>(cancel_type_.load(std::memory_order_acquire));
+    const auto type = this->cancel_requested();
     for (std::uint32_t j = 0; j < 16; ++j) {
       if ((core_.running_mask() & (1u << j)) != 0) signals_[j].emit(type);
     }
@@ -591,16 +576,12 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
     for (std::uint32_t j = 0; j < 16; ++j) {
       if ((core_.running_mask() & (1u << j)) != 0) signals_[j].emit(options_.cancel_losers);
     }
-    Handler h = std::move(*handler_);
-    handler_.reset();
-    post_completion_clearing_slot(std::move(h), std::move(r));
+    this->complete(std::move(r));
   }
 
   hedge_options options_;
   MakeAttempt make_;
-  std::optional<Handler> handler_;
   boost::asio::any_io_executor ex_;
-  boost::asio::strand<boost::asio::any_io_executor> strand_;
   Timer timer_;
   std::uint64_t key_;
   hedge_decider core_;
@@ -608,7 +589,6 @@ class hedge_op : public std::enable_shared_from_this<hedge_op<R, Timer, MakeAtte
   std::array<hedge_attempt, 16> attempts_{};
   std::optional<R> primary_;
   typename Timer::clock_type::time_point started_{};
-  std::atomic<unsigned> cancel_type_{0};
   std::uint64_t timer_generation_ = 0;
   std::uint32_t last_index_ = 0;
   bool done_ = false;
