@@ -125,6 +125,24 @@ TEST_F(AsioAdmission, ReleasedPermitIsHandedToTheWaiterAtThatInstant) {
   EXPECT_EQ(limiter.in_flight(), 0u);
 }
 
+TEST_F(AsioAdmission, MaxWaitAtOneNanosecondAndAtMax) {
+  auto limiter = make_limiter(1);
+  auto held = limiter.try_acquire();
+  completion<sturdy::result<permit_t>> tiny, forever;
+  sturdy::asio::async_acquire<asio_virtual_timer>(limiter, sturdy::duration(1), recorder(io, tiny));
+  sturdy::asio::async_acquire<asio_virtual_timer>(limiter, sturdy::duration::max(), recorder(io, forever));
+  run_for(io, 1ms);
+  ASSERT_EQ(tiny.calls, 1);
+  EXPECT_EQ(tiny.value->error(), sturdy::errc::limit_exceeded);
+  EXPECT_EQ(tiny.at, sturdy::duration(1ms));  // the first step after 1 ns
+  run_for(io, 1000ms);
+  EXPECT_EQ(forever.calls, 0);  // duration::max() never wraps into the past
+  held.value().record_success();
+  run_for(io, 0ms);
+  ASSERT_EQ(forever.calls, 1);
+  EXPECT_TRUE(forever.value->has_value());
+}
+
 TEST_F(AsioAdmission, NoQueueMeansTryAcquire) {
   auto limiter = make_limiter(1);
   auto held = limiter.try_acquire();

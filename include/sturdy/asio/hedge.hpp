@@ -31,9 +31,8 @@
 //   void(R)                      R (any result type sturdy supports)
 //   void(error_code, T)          sturdy::result<T>
 //   void(error_code)             sturdy::result<void>
-//   awaitable<R>                 R; an escaping exception is a fatal failure
-//                                (errc::invalid_options is NOT used for it:
-//                                the code is std::errc::state_not_recoverable)
+//   awaitable<R>                 R; an exception escaping it is a fatal
+//                                failure (std::errc::state_not_recoverable)
 //
 // The delay is `options.delay`, or adaptive: with `options.latencies` set,
 // the `options.percentile` quantile of recent primaries' latencies (the
