@@ -7,8 +7,11 @@
 //   BM_SturdyWorker    the same plus the worker's layers around the no-op:
 //                      idempotency cache keyed by the message id (in memory),
 //                      retry, circuit breaker
-// each with 1 and 2 workers (threads; each has its own connections, all on
-// one queue). items_per_second = messages through the whole path.
+//   BM_Interleaved     the three above, message by message in rotating
+//                      order, each timed on its own: the ratios to read
+// each with 1 and 2 workers (threads; each has its own connections and its
+// own queue on the one broker, so 2 workers measure the broker's parallel
+// throughput). items_per_second = messages through the whole path.
 //
 // Without a reachable broker every benchmark is skipped (it is smoke-run in
 // ctest).
@@ -47,11 +50,13 @@ rmq::connection_options options() {
   return out;
 }
 
-// One queue per benchmark and thread count (every thread declares it:
-// idempotent, and done before it subscribes).
+// One queue per benchmark, thread count and worker: each worker publishes to
+// and consumes from its own queue. (On one shared queue a worker that
+// finished its iterations waits at the benchmark's end barrier holding a
+// prefetched message the other worker waits for.)
 rmq::topology topology_for(const benchmark::State& state, const char* name) {
-  const std::string p =
-      "sturdy.bench." + std::to_string(::getpid()) + "." + name + "." + std::to_string(state.threads());
+  const std::string p = "sturdy.bench." + std::to_string(::getpid()) + "." + name + "." +
+                        std::to_string(state.threads()) + "." + std::to_string(state.thread_index());
   return {.exchange = p + ".x", .queue = p + ".q", .delivery_limit = 5, .dead_letter_exchange = p + ".dlx",
           .dead_letter_queue = p + ".dlq"};
 }
@@ -86,36 +91,35 @@ struct bare_conn {
   }
 };
 
-void BM_Bare(benchmark::State& state) {
-  const rmq::topology t = topology_for(state, "bare");
-  const rmq::connection_options o = options();
+// The bare loop's connections and one message through them.
+struct bare_path {
   bare_conn pub, con;
-  if (!setup(state, t) || !pub.open(o) || !con.open(o)) {
-    state.SkipWithError("no broker at STURDY_RABBITMQ_URL");
-    return;
-  }
-  amqp_confirm_select(pub.s, 1);
-  (void)amqp_get_rpc_reply(pub.s);
-  amqp_basic_qos(con.s, 1, 0, 1, 0);
-  (void)amqp_get_rpc_reply(con.s);
-  amqp_basic_consume(con.s, 1, amqp_cstring_bytes(t.queue.c_str()), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-  (void)amqp_get_rpc_reply(con.s);
   std::uint64_t seq = 0;
-  for (auto _ : state) {
+  std::string exchange, queue;
+  bool open(const rmq::connection_options& o, const rmq::topology& t) {
+    exchange = t.exchange;
+    queue = t.queue;
+    if (!pub.open(o) || !con.open(o)) return false;
+    amqp_confirm_select(pub.s, 1);
+    if (amqp_get_rpc_reply(pub.s).reply_type != AMQP_RESPONSE_NORMAL) return false;
+    amqp_basic_qos(con.s, 1, 0, 1, 0);
+    if (amqp_get_rpc_reply(con.s).reply_type != AMQP_RESPONSE_NORMAL) return false;
+    amqp_basic_consume(con.s, 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+    return amqp_get_rpc_reply(con.s).reply_type == AMQP_RESPONSE_NORMAL;
+  }
+  bool once() {
     const std::string id = message_id();
     amqp_basic_properties_t props{};
     props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
     props.delivery_mode = 2;
     props.message_id = amqp_cstring_bytes(id.c_str());
-    amqp_basic_publish(pub.s, 1, amqp_cstring_bytes(t.exchange.c_str()), amqp_cstring_bytes(t.queue.c_str()), 1, 0,
-                       &props, amqp_cstring_bytes("payload"));
+    if (amqp_basic_publish(pub.s, 1, amqp_cstring_bytes(exchange.c_str()), amqp_cstring_bytes(queue.c_str()), 1, 0,
+                           &props, amqp_cstring_bytes("payload")) != AMQP_STATUS_OK)
+      return false;
     ++seq;
     for (;;) {  // the confirm
       amqp_frame_t f;
-      if (amqp_simple_wait_frame(pub.s, &f) != AMQP_STATUS_OK) {
-        state.SkipWithError("connection lost");
-        return;
-      }
+      if (amqp_simple_wait_frame(pub.s, &f) != AMQP_STATUS_OK) return false;
       if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD &&
           static_cast<amqp_basic_ack_t*>(f.payload.method.decoded)->delivery_tag >= seq)
         break;
@@ -123,40 +127,48 @@ void BM_Bare(benchmark::State& state) {
     amqp_maybe_release_buffers(pub.s);
     amqp_envelope_t env;
     amqp_maybe_release_buffers(con.s);
-    if (amqp_consume_message(con.s, &env, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL) {
-      state.SkipWithError("consume failed");
+    if (amqp_consume_message(con.s, &env, nullptr, 0).reply_type != AMQP_RESPONSE_NORMAL) return false;
+    benchmark::DoNotOptimize(env.message.body.len);  // the no-op process
+    const bool ok = amqp_basic_ack(con.s, 1, env.delivery_tag, 0) == AMQP_STATUS_OK;
+    amqp_destroy_envelope(&env);
+    return ok;
+  }
+};
+
+void BM_Bare(benchmark::State& state) {
+  const rmq::topology t = topology_for(state, "bare");
+  bare_path bare;
+  if (!setup(state, t) || !bare.open(options(), t)) {
+    state.SkipWithError("no broker at STURDY_RABBITMQ_URL");
+    return;
+  }
+  for (auto _ : state) {
+    if (!bare.once()) {
+      state.SkipWithError("connection lost");
       return;
     }
-    benchmark::DoNotOptimize(env.message.body.len);  // the no-op process
-    amqp_basic_ack(con.s, 1, env.delivery_tag, 0);
-    amqp_destroy_envelope(&env);
   }
   state.SetItemsProcessed(state.iterations());
 }
 
 // ---- sturdy ---------------------------------------------------------------------
+// sturdy's publisher and consumer, optionally with the worker's layers.
 template <bool WithLayers>
-void run_sturdy(benchmark::State& state, const char* name) {
-  const rmq::topology t = topology_for(state, name);
-  if (!setup(state, t)) {
-    state.SkipWithError("no broker at STURDY_RABBITMQ_URL");
-    return;
-  }
-  rmq::publisher pub(options());
-  rmq::consumer con(options(), {.queue = t.queue, .prefetch = 1});
-  sturdy::idempotency_cache<int> cache({.ttl = std::chrono::minutes(5)});
-  sturdy::circuit_breaker<> breaker({});
-  auto layers = sturdy::compose(sturdy::retry_policy(sturdy::retry_options{.max_attempts = 3}), breaker);
-  for (auto _ : state) {
-    if (!pub.publish({.exchange = t.exchange, .routing_key = t.queue, .message_id = message_id(), .body = "payload"})) {
-      state.SkipWithError("publish failed");
-      return;
-    }
+struct sturdy_path {
+  rmq::topology t;
+  rmq::publisher pub;
+  rmq::consumer con;
+  sturdy::idempotency_cache<int> cache{{.ttl = std::chrono::minutes(5)}};
+  sturdy::circuit_breaker<> breaker{{}};
+  decltype(sturdy::compose(sturdy::retry_policy(sturdy::retry_options{}), breaker)) layers =
+      sturdy::compose(sturdy::retry_policy(sturdy::retry_options{.max_attempts = 3}), breaker);
+  explicit sturdy_path(rmq::topology topo)
+      : t(std::move(topo)), pub(options()), con(options(), {.queue = t.queue, .prefetch = 1}) {}
+  bool once() {
+    if (!pub.publish({.exchange = t.exchange, .routing_key = t.queue, .message_id = message_id(), .body = "payload"}))
+      return false;
     auto d = con.next(std::chrono::seconds(5));
-    if (!d || !d.value()) {
-      state.SkipWithError("consume failed");
-      return;
-    }
+    if (!d || !d.value()) return false;
     const rmq::delivery& m = *d.value();
     if constexpr (WithLayers) {
       auto r = cache.execute(m.message_id, sturdy::stable_fingerprint(m.body), [&]() -> sturdy::result<int> {
@@ -166,16 +178,74 @@ void run_sturdy(benchmark::State& state, const char* name) {
     } else {
       benchmark::DoNotOptimize(m.body.size());
     }
-    (void)con.ack(m);
+    return static_cast<bool>(con.ack(m));
+  }
+};
+
+template <bool WithLayers>
+void run_sturdy(benchmark::State& state, const char* name) {
+  const rmq::topology t = topology_for(state, name);
+  if (!setup(state, t)) {
+    state.SkipWithError("no broker at STURDY_RABBITMQ_URL");
+    return;
+  }
+  sturdy_path<WithLayers> path(t);
+  for (auto _ : state) {
+    if (!path.once()) {
+      state.SkipWithError("publish or consume failed");
+      return;
+    }
   }
   state.SetItemsProcessed(state.iterations());
 }
 void BM_Sturdy(benchmark::State& state) { run_sturdy<false>(state, "sturdy"); }
 void BM_SturdyWorker(benchmark::State& state) { run_sturdy<true>(state, "worker"); }
 
+// The three paths interleaved, message by message, in rotating order, each
+// timed on its own: the ratios hold while the shared machine's load (and
+// the broker's fsync latency) swings. Counters: microseconds per message
+// (bare_us, sturdy_us, worker_us) and the ratios sturdy/bare and
+// worker/bare (1.00 = no cost; 1.10 = 10 % fewer messages per second).
+void BM_Interleaved(benchmark::State& state) {
+  const rmq::topology tb = topology_for(state, "ib");
+  const rmq::topology ts = topology_for(state, "is");
+  const rmq::topology tw = topology_for(state, "iw");
+  bare_path bare;
+  if (!setup(state, tb) || !setup(state, ts) || !setup(state, tw) || !bare.open(options(), tb)) {
+    state.SkipWithError("no broker at STURDY_RABBITMQ_URL");
+    return;
+  }
+  sturdy_path<false> plain(ts);
+  sturdy_path<true> worker(tw);
+  std::chrono::nanoseconds spent[3] = {};
+  std::uint64_t turn = 0;
+  for (auto _ : state) {
+    for (int k = 0; k < 3; ++k) {
+      const int which = static_cast<int>((turn + static_cast<std::uint64_t>(k)) % 3);
+      const auto start = std::chrono::steady_clock::now();
+      const bool ok = which == 0 ? bare.once() : which == 1 ? plain.once() : worker.once();
+      spent[which] += std::chrono::steady_clock::now() - start;
+      if (!ok) {
+        state.SkipWithError("publish or consume failed");
+        return;
+      }
+    }
+    ++turn;
+  }
+  const double n = static_cast<double>(state.iterations());
+  const auto us = [&](int i) { return std::chrono::duration<double, std::micro>(spent[i]).count() / n; };
+  state.counters["bare_us"] = benchmark::Counter(us(0), benchmark::Counter::kAvgThreads);
+  state.counters["sturdy_us"] = benchmark::Counter(us(1), benchmark::Counter::kAvgThreads);
+  state.counters["worker_us"] = benchmark::Counter(us(2), benchmark::Counter::kAvgThreads);
+  state.counters["sturdy/bare"] = benchmark::Counter(us(1) / us(0), benchmark::Counter::kAvgThreads);
+  state.counters["worker/bare"] = benchmark::Counter(us(2) / us(0), benchmark::Counter::kAvgThreads);
+  state.SetItemsProcessed(3 * state.iterations());
+}
+
 BENCHMARK(BM_Bare)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_Sturdy)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_SturdyWorker)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_Interleaved)->Threads(1)->Threads(2)->UseRealTime();
 
 }  // namespace
 #endif  // STURDY_NO_RABBITMQ

@@ -178,11 +178,13 @@ TEST_F(RabbitMq, WrongPasswordIsAMisconfigurationNotAnOutage) {
   rmq::publisher pub(o);
   const auto r = pub.publish(msg("w"));
   ASSERT_FALSE(r);
-  // RabbitMQ closes the socket on a refused login: the client cannot tell
-  // it from an outage unless the broker says so; either way it never
-  // succeeds.
-  EXPECT_TRUE(r.error() == sturdy::errc::invalid_options || r.error() == sturdy::errc::store_unavailable)
-      << r.error().message();
+  // librabbitmq announces authentication_failure_close, so the broker says
+  // ACCESS_REFUSED instead of just closing the socket.
+  EXPECT_EQ(r.error(), sturdy::errc::invalid_options) << r.error().message();
+  o.vhost = "/no-such-vhost";
+  o.password = opts_.password;
+  rmq::publisher other(o);
+  EXPECT_EQ(other.publish(msg("v")).error(), sturdy::errc::invalid_options);
 }
 
 TEST_F(RabbitMq, ConsumingAMissingQueueIsNotFound) {
