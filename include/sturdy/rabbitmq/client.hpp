@@ -44,10 +44,12 @@
 //
 // Failures. Every call is bounded: at most `connect_timeout` to open the TCP
 // connection, `command_timeout` for the AMQP handshake and for each
-// synchronous round trip (declare, consume, get, a publish's confirm), and a
-// write blocked by a full socket buffer fails after `command_timeout`
-// (SO_SNDTIMEO). Not bounded: resolving a host name (give a numeric
-// address). When the broker is unreachable, the connection dropped, or a
+// synchronous round trip (declare, consume, get, a publish's confirm). Not
+// bounded: resolving a host name (give a numeric address), and a write that
+// does not fit the socket's send buffer while the broker reads nothing
+// (rabbitmq-c waits for a non-blocking socket without a deadline; messages
+// are confirmed one at a time, so only a message larger than the send
+// buffer, typically megabytes, can meet this). When the broker is unreachable, the connection dropped, or a
 // call timed out, the call returns `errc::store_unavailable` and the object
 // drops its connection; the next call reconnects (`reconnects()` counts
 // them). A broker that refuses the credentials, the virtual host or a
@@ -81,7 +83,6 @@
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -142,9 +143,8 @@ struct connection_options {
   std::string password = "guest";
   // Longest time to open the TCP connection; > 0. Default 1 s.
   duration connect_timeout = std::chrono::seconds(1);
-  // Longest time for the AMQP handshake, for one synchronous round trip
-  // (declare, consume, get, a publish's confirm) and for a blocked write;
-  // > 0. Default 1 s.
+  // Longest time for the AMQP handshake and for one synchronous round trip
+  // (declare, consume, get, a publish's confirm); > 0. Default 1 s.
   duration command_timeout = std::chrono::seconds(1);
   // AMQP heartbeat in seconds; 0 (default) disables heartbeats. librabbitmq
   // sends heartbeats only while a call waits on the connection: with a
@@ -396,9 +396,6 @@ class connection {
     timeval command = to_timeval(options_.command_timeout);
     (void)amqp_set_handshake_timeout(state_, &command);
     (void)amqp_set_rpc_timeout(state_, &command);
-    // A write into a full socket buffer (a stalled broker) fails after the
-    // command timeout instead of blocking forever.
-    (void)::setsockopt(amqp_socket_get_sockfd(socket), SOL_SOCKET, SO_SNDTIMEO, &command, sizeof(command));
     const amqp_rpc_reply_t login =
         amqp_login(state_, options_.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, options_.heartbeat_seconds,
                    AMQP_SASL_METHOD_PLAIN, options_.user.c_str(), options_.password.c_str());
