@@ -9,8 +9,10 @@
 TEST(RabbitMqClient, NeedsLibrabbitmq) { GTEST_SKIP() << "built without librabbitmq (librabbitmq-dev)"; }
 #else
 
+#include <atomic>
 #include <chrono>
 #include <map>
+#include <thread>
 #include <set>
 #include <string>
 #include <vector>
@@ -285,6 +287,35 @@ TEST_F(RabbitMq, TheSinkDeadLettersCompensationFailuresForTheOperator) {
   ASSERT_TRUE(d && d.value());
   EXPECT_EQ(d.value()->message_id, "dl-2");
   EXPECT_EQ(d.value()->header_value("x-sturdy-step"), "send email");
+}
+
+// One publisher shared by threads: every publish is confirmed once, and
+// every message arrives.
+TEST_F(RabbitMq, APublisherIsSafeToShareAcrossThreads) {
+  rmq::publisher pub(opts_);
+  constexpr int kThreads = 2, kEach = 25;
+  std::atomic<int> confirmed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        if (pub.publish(msg("t" + std::to_string(t) + "-" + std::to_string(i)))) confirmed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(confirmed.load(), kThreads * kEach);
+  rmq::consumer con(opts_, {.queue = topo_.queue, .prefetch = 16});
+  std::set<std::string> ids;
+  for (;;) {
+    auto d = con.next(milliseconds(300));
+    ASSERT_TRUE(d);
+    if (!d.value()) break;
+    ids.insert(d.value()->message_id);
+    ASSERT_TRUE(con.ack(*d.value()));
+  }
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kThreads * kEach));
+  EXPECT_EQ(pub.reconnects(), 0u);
 }
 
 // The broker restarted mid-run: the publisher and the consumer reconnect on
