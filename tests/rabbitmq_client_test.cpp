@@ -11,6 +11,7 @@ TEST(RabbitMqClient, NeedsLibrabbitmq) { GTEST_SKIP() << "built without librabbi
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <thread>
 #include <set>
@@ -299,7 +300,9 @@ TEST_F(RabbitMq, APublisherIsSafeToShareAcrossThreads) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        if (pub.publish(msg("t" + std::to_string(t) + "-" + std::to_string(i)))) confirmed.fetch_add(1);
+        char id[32];
+        std::snprintf(id, sizeof(id), "t%d-%d", t, i);  // (GCC 12 -O3: a false -Wrestrict on string +)
+        if (pub.publish(msg(id))) confirmed.fetch_add(1);
       }
     });
   }
