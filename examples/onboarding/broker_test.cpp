@@ -121,8 +121,14 @@ TEST_F(BrokerFlow, AWorkerKilledMidMessageLosesAndDuplicatesNothing) {
   ASSERT_EQ(run(with(common("signup"), "--users", "10")), 0);
   ASSERT_EQ(run(common("relay")), 0) << log("run.log");
   const pid_t dying = start(with(common("worker"), "--name", "dying", "--crash-after-send", "3"), "dying.log");
-  ASSERT_EQ(wait(dying), b::crash_exit_code);
+  // The other worker joins once the first is at work (both then consume).
+  ASSERT_TRUE(sturdy::test::eventually([&] {
+    onboarding::sqlite::database db;
+    return b::open_db(db, (dir_ / "onboarding.db").string()) &&
+           db.scalar("SELECT COUNT(*) FROM b_api_calls WHERE worker = 'dying'") >= 1;
+  }));
   const pid_t other = start(with(common("worker"), "--name", "other", "--idle-exit-ms", "2500"), "other.log");
+  ASSERT_EQ(wait(dying), b::crash_exit_code);
   ASSERT_EQ(wait(other), 0);
   const auto c = check();
   EXPECT_TRUE(c.ok()) << log("other.log");
