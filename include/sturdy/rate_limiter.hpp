@@ -389,7 +389,9 @@ class rate_limiter final {
   // without reserving or sleeping: rate_limited (the turn is more than
   // max_wait away; retry_after says when the request would be admitted at
   // once), deadline_exceeded (the turn is after the deadline),
-  // exceeds_burst, cancelled (stop already requested), invalid_options.
+  // exceeds_burst, cancelled (stop already requested), invalid_options;
+  // deadline_exceeded at once when `deadline` is not after now (even with a
+  // free turn). A negative `max_wait` means "do not wait", like zero.
   // A stop request while sleeping returns cancelled and gives the
   // reservation back when no later request has reserved after it (then the
   // limiter is as if it had never been made); otherwise the turn is
@@ -436,6 +438,11 @@ class rate_limiter final {
                                                time_point deadline = time_point::max()) {
     if (STURDY_UNLIKELY(invalid_)) return {reject_invalid(n), duration::zero()};
     const time_point now = clock_.now();
+    // A deadline already reached is refused even when a turn is free, as the
+    // concurrency limiter and the timeout policy do: the caller gave up.
+    if (deadline != time_point::max() && deadline <= now) {
+      return reject(detail::refusal(rate_limit_reason::deadline_exceeded, options_.burst, n), n);
+    }
     const std::uint64_t t = detail::to_biased(now);
     const duration to_deadline = detail::time_between(now, deadline);
     const bool deadline_binds = to_deadline < max_wait;

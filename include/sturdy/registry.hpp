@@ -121,12 +121,14 @@ template <clock_source C, class L>
 }
 
 // The rate limiter's quiescence: a full bucket behaves exactly like a fresh
-// limiter (quiescent); otherwise busy (its debt would be forgotten, so it
-// is evicted only after registry_options::idle_timeout, by which time a
-// bucket refills anyway unless the period is longer than that).
+// limiter (quiescent); a bucket in debt is pinned, never evicted, not even
+// after registry_options::idle_timeout: a rebuilt limiter would start full
+// and hand the tenant a fresh quota. The debt pays itself off with time
+// (after the decision's reset_after the bucket is full again), so an idle
+// limiter becomes quiescent on its own and is evicted by a later sweep.
 template <clock_source C, sleeper S, class L>
 [[nodiscard]] quiescence sturdy_quiescence(const rate_limiter<C, S, L>& r, time_point now) noexcept {
-  return r.quiescent_at(now) ? quiescence::quiescent : quiescence::busy;
+  return r.quiescent_at(now) ? quiescence::quiescent : quiescence::pinned;
 }
 
 // The concurrency limiter's quiescence: nothing in flight and nobody queued
