@@ -441,7 +441,7 @@ class rate_limiter final {
     // A deadline already reached is refused even when a turn is free, as the
     // concurrency limiter and the timeout policy do: the caller gave up.
     if (deadline != time_point::max() && deadline <= now) {
-      return reject(detail::refusal(rate_limit_reason::deadline_exceeded, options_.burst, n), n);
+      return {reject(detail::refusal(rate_limit_reason::deadline_exceeded, options_.burst, n), n), duration::zero()};
     }
     const std::uint64_t t = detail::to_biased(now);
     const duration to_deadline = detail::time_between(now, deadline);
