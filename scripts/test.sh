@@ -22,9 +22,12 @@ START=$(date +%s)
 # The Redis store's tests talk to a private redis-server on a free loopback
 # port (the first free one from 16379 up), started here and stopped on exit.
 REDIS_DIR=$(mktemp -d)
+RABBITMQ_DIR=$(mktemp -d)
 cleanup() {
   if [ -f "$REDIS_DIR/redis.pid" ]; then kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
   rm -rf "$REDIS_DIR"
+  bash tests/support/rabbitmq_server.sh stop "$RABBITMQ_DIR" || true
+  rm -rf "$RABBITMQ_DIR"
 }
 trap cleanup EXIT
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -44,6 +47,15 @@ if command -v redis-server >/dev/null; then
   }
   export STURDY_REDIS_URL="127.0.0.1:$REDIS_PORT"
   echo "=== redis-server for the tests on $STURDY_REDIS_URL"
+fi
+# The RabbitMQ tests talk to a private broker (own node name, data folder and
+# loopback ports from 25672 up; tests/support/rabbitmq_server.sh), which one
+# test restarts (STURDY_RABBITMQ_DIR). Booting takes 10-40 s on a busy machine.
+if [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+  read -r STURDY_RABBITMQ_URL _ < <(bash tests/support/rabbitmq_server.sh start "$RABBITMQ_DIR" \
+    "${STURDY_RABBITMQ_PORT:-25672}") || { echo "sturdy test: FAILED to start rabbitmq-server" >&2; exit 1; }
+  export STURDY_RABBITMQ_URL STURDY_RABBITMQ_DIR=$RABBITMQ_DIR
+  echo "=== rabbitmq-server for the tests on $STURDY_RABBITMQ_URL"
 fi
 
 # fail STAGE WHY [PASSED FAILED]: the stage's ctest counts when it got that

@@ -25,6 +25,8 @@ TEST(CallbackTest, EmptyByDefaultAndFromNull) {
 
 TEST(CallbackTest, CallsFunctionPointersAndCaptureLessLambdas) {
   sturdy::callback<bool(int)> f = &is_even;
+  sturdy::callback<bool(int)> by_reference = is_even;  // a function reference: never null
+  EXPECT_TRUE(by_reference(2));
   sturdy::callback<bool(int)> g = [](int v) { return v > 10; };
   ASSERT_TRUE(f);
   EXPECT_TRUE(f(4));
