@@ -70,7 +70,7 @@ TEST(IdempotencyStressTest, ThrowingOwnerIsRetriedByOneWaiterAndNoExceptionIsLos
   auto worker = [&] {
     for (int round = 0; round < rounds; ++round) {
       sync.arrive_and_wait();
-      const std::string key = "r" + std::to_string(round);
+      const std::string key = std::string("r").append(std::to_string(round));
       try {
         auto r = cache.execute(key, 1, [&]() -> int {
           if (runs[static_cast<std::size_t>(round)].fetch_add(1) == 0) throw std::runtime_error("first");

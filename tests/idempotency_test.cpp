@@ -604,7 +604,7 @@ TEST(IdempotencyCacheTest, CapacityEvictsCompletedEntriesButNeverInProgressOnes)
   auto& store = cache->store();
   auto held = store.begin("held", 1, 1h).value();
   for (int i = 0; i < 100; ++i) {
-    auto r = cache->execute("k" + std::to_string(i), 1, [i] { return i; });
+    auto r = cache->execute(std::string("k").append(std::to_string(i)), 1, [i] { return i; });
     ASSERT_EQ(r.result.value(), i);
     ASSERT_LE(cache->stats().entries, 4U);
   }

@@ -448,7 +448,7 @@ TEST(RedisIdempotencyFailureTest, AFrozenServerFailsEveryCallWithinTheTimeoutsHo
   for (int i = 0; i < threads; ++i) {
     pool.emplace_back([&, i] {
       const auto start = std::chrono::steady_clock::now();
-      auto b = store.begin("k" + std::to_string(i), 1, 30s);
+      auto b = store.begin(std::string("k").append(std::to_string(i)), 1, 30s);
       took[i] = std::chrono::steady_clock::now() - start;
       errors[i] = b.has_value() ? std::error_code() : b.error();
     });

@@ -261,7 +261,7 @@ TEST(RedisIdempotencyStressTest, ThreadsOnTwoStoreObjectsRunEachKeyOnce) {
   std::atomic<int> disagreements{0}, failures{0};
   auto worker = [&](sturdy::redis::idempotency_cache<int>& cache, int t) {
     for (int k = 0; k < keys; ++k) {
-      auto r = cache.execute("k" + std::to_string(k), 1, [&] {
+      auto r = cache.execute(std::string("k").append(std::to_string(k)), 1, [&] {
         runs[static_cast<std::size_t>(k)].fetch_add(1);
         return t * 100000 + k;
       });
