@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs every sturdy test:
-#   1. g++ 12, Release with assertions on: all tests, consumer-package tests,
-#      and every benchmark, example and tool run once briefly (ctest label smoke);
-#   2. clang 14, the same build minus the smoke runs;
-#   3. g++ with AddressSanitizer + UndefinedBehaviorSanitizer: all unit and
+#   1. g++ 12, a default Release build (-O3 -DNDEBUG, what a user's
+#      `cmake -DCMAKE_BUILD_TYPE=Release` compiles): all tests, the
+#      consumer-package tests, and every benchmark, example and tool run once
+#      briefly (ctest label smoke);
+#   2. clang 14, the same -O3 build minus the smoke runs;
+#   3. g++ -O2 with AddressSanitizer + UndefinedBehaviorSanitizer: all unit and
 #      concurrency tests, the examples' end-to-end tests included;
-#   4. clang with ThreadSanitizer: the concurrency tests (label concurrency).
-# All with -Wall -Wextra -Wpedantic -Werror. Stops at the first failure.
-# Build folders under build/ are reused. Usage: bash scripts/test.sh [stage...]
+#   4. clang -O2 with ThreadSanitizer: the concurrency tests (label concurrency).
+# All with -Wall -Wextra -Wpedantic and STURDY_WERROR=ON (-Werror: off by
+# default for users, on here). Stops at the first failure. Build folders under
+# build/ are reused.
+# Usage: bash scripts/test.sh [stage...]     (stages: gcc clang asan tsan;
+#   `servers` only starts and stops the dormant RabbitMQ and Prometheus helpers)
+#   STURDY_SKIP_SLOW=1  skips the tests labelled slow (real servers,
+#                       compile-fail, consumer packages): for a quick local run;
+#                       CI runs everything.
+#   JOBS=N              parallel build and test jobs (default: nproc).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
@@ -18,19 +27,85 @@ STAGES=("$@")
 ((${#STAGES[@]})) || STAGES=(gcc clang asan tsan)
 TOTAL_PASS=0
 START=$(date +%s)
+STAGE_TIMES=()
 
 # The Redis store's tests talk to a private redis-server on a free loopback
 # port (the first free one from 16379 up), started here and stopped on exit.
 REDIS_DIR=$(mktemp -d)
+CLEANUPS=()
 cleanup() {
+  local c
+  for c in "${CLEANUPS[@]}"; do eval "$c" || true; done
   if [ -f "$REDIS_DIR/redis.pid" ]; then kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true; fi
   rm -rf "$REDIS_DIR"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM  # so that cleanup runs on Ctrl-C or kill too
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { local p=$1; while port_in_use "$p"; do p=$((p + 1)); done; echo "$p"; }
+# wait_for WHAT SECONDS COMMAND...: polls COMMAND every 0.2 s, at most SECONDS.
+wait_for() {
+  local what=$1 limit=$2 i
+  shift 2
+  for ((i = 0; i < limit * 5; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "sturdy test: $what not ready after ${limit}s" >&2
+  return 1
+}
+
+# --- Dormant helpers: no test needs these servers yet. A stage (or the server
+# section below) calls them once the first RabbitMQ or Prometheus test exists.
+#
+# start_rabbitmq: a private rabbitmq-server (own node name, data, logs, cookie
+# and ports, 127.0.0.1 only) from port 35672 up; exports STURDY_RABBITMQ_URL
+# (amqp://guest:guest@127.0.0.1:PORT/) and stops the node on exit.
+# Debian's /usr/sbin wrappers switch to the rabbitmq user and its home (and
+# cookie); the scripts behind them run as the caller, with our HOME.
+start_rabbitmq() {
+  local bin=/usr/lib/rabbitmq/bin
+  [ -x "$bin/rabbitmq-server" ] || { echo "sturdy test: rabbitmq-server not installed" >&2; return 1; }
+  local dir port node
+  dir=$(mktemp -d)
+  port=$(free_port "${STURDY_RABBITMQ_PORT:-35672}")
+  node="sturdy-test-$$@localhost"
+  mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
+  echo '[].' >"$dir/enabled_plugins"
+  : >"$dir/rabbitmq.conf"
+  local env=(HOME="$dir/home" RABBITMQ_NODENAME="$node" RABBITMQ_NODE_PORT="$port" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+             RABBITMQ_DIST_PORT="$(free_port $((port + 10000)))" RABBITMQ_MNESIA_BASE="$dir/mnesia"
+             RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
+             RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins")
+  env "${env[@]}" "$bin/rabbitmq-server" >"$dir/server.out" 2>&1 &
+  local pid=$!
+  CLEANUPS+=("env ${env[*]} $bin/rabbitmqctl -n $node stop >/dev/null 2>&1 || kill $pid; wait $pid 2>/dev/null; rm -rf $dir")
+  wait_for "rabbitmq-server on 127.0.0.1:$port" 90 port_in_use "$port" || {
+    tail -n 40 "$dir/server.out" >&2
+    return 1
+  }
+  export STURDY_RABBITMQ_URL="amqp://guest:guest@127.0.0.1:$port/"
+  echo "=== rabbitmq-server for the tests on $STURDY_RABBITMQ_URL (node $node)"
+}
+# start_prometheus: a private Prometheus (own config and TSDB folder,
+# 127.0.0.1 only) from port 19090 up, scraping STURDY_PROMETHEUS_TARGETS
+# (host:port list, may be empty); exports STURDY_PROMETHEUS_URL.
+prometheus_ready() { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3 && grep -q '200 OK' <&3; }
+start_prometheus() {
+  command -v prometheus >/dev/null || { echo "sturdy test: prometheus not installed" >&2; return 1; }
+  local dir port targets=""
+  dir=$(mktemp -d)
+  port=$(free_port "${STURDY_PROMETHEUS_PORT:-19090}")
+  [ -z "${STURDY_PROMETHEUS_TARGETS:-}" ] || targets="'${STURDY_PROMETHEUS_TARGETS//,/\',\'}'"
+  printf 'global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sturdy\n    static_configs:\n      - targets: [%s]\n' \
+    "$targets" >"$dir/prometheus.yml"
+  prometheus --config.file="$dir/prometheus.yml" --web.listen-address="127.0.0.1:$port" \
+    --storage.tsdb.path="$dir/data" >"$dir/prometheus.log" 2>&1 &
+  local pid=$!
+  CLEANUPS+=("kill $pid; wait $pid 2>/dev/null; rm -rf $dir")
+  wait_for "prometheus on 127.0.0.1:$port" 30 prometheus_ready "$port" || { tail -n 40 "$dir/prometheus.log" >&2; return 1; }
+  export STURDY_PROMETHEUS_URL="http://127.0.0.1:$port"
+  echo "=== prometheus for the tests on $STURDY_PROMETHEUS_URL"
+}
 if command -v redis-server >/dev/null; then
-  REDIS_PORT=${STURDY_REDIS_PORT:-16379}
-  while port_in_use "$REDIS_PORT"; do REDIS_PORT=$((REDIS_PORT + 1)); done
+  REDIS_PORT=$(free_port "${STURDY_REDIS_PORT:-16379}")
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log"
   for _ in $(seq 50); do
@@ -62,16 +137,23 @@ ctest_counts() {
   sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2 \1/' <<<"$line" | awk '{print $1 - $2, $2}'
 }
 
-# run_stage NAME CXX FLAGS CTEST_ARGS CMAKE_ARGS...
+# run_stage NAME CXX OPT FLAGS ONLY_LABEL SKIP_LABELS CMAKE_ARGS...
+# OPT: the Release flags ("-O3 -DNDEBUG" is CMake's default); ONLY_LABEL: run
+# only the tests with this ctest label (empty: all); SKIP_LABELS: a regex of
+# labels not to run (empty: none).
 run_stage() {
-  local name=$1 cxx=$2 flags=$3 ctest_args=$4
-  shift 4
+  local name=$1 cxx=$2 opt=$3 flags=$4 only=$5 skip=$6
+  shift 6
+  if [ -n "${STURDY_SKIP_SLOW:-}" ]; then skip=${skip:+$skip|}slow; fi
+  local ctest_args=()
+  [ -z "$only" ] || ctest_args+=(-L "$only")
+  [ -z "$skip" ] || ctest_args+=(-LE "$skip")
   local dir="$ROOT/build/$name" stage_start
   stage_start=$(date +%s)
   mkdir -p "$ROOT/build"
-  echo "=== [$name] configure ($cxx $flags)"
+  echo "=== [$name] configure ($cxx $opt $flags)"
   cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" \
-    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2" -DCMAKE_CXX_FLAGS="$flags" \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="$opt" -DCMAKE_CXX_FLAGS="$flags" \
     -DSTURDY_WERROR=ON "$@" >"$dir.configure.log" 2>&1 \
     || { cat "$dir.configure.log"; fail "$name" "configure"; }
   echo "=== [$name] build"
@@ -79,8 +161,7 @@ run_stage() {
     || { grep -E -A5 'error|Error' "$dir.build.log" | head -80 || tail -40 "$dir.build.log"; fail "$name" "build; log in $dir.build.log"; }
   echo "=== [$name] test"
   local log="$dir.ctest.log"
-  # shellcheck disable=SC2086
-  (cd "$dir" && ctest -j "$JOBS" --output-on-failure --timeout 300 --no-tests=error $ctest_args) >"$log" 2>&1 || {
+  (cd "$dir" && ctest -j "$JOBS" --output-on-failure --timeout 300 --no-tests=error "${ctest_args[@]}") >"$log" 2>&1 || {
     tail -n 120 "$log"
     # shellcheck disable=SC2046
     fail "$name" "ctest; log in $log" $(ctest_counts "$log")
@@ -88,24 +169,28 @@ run_stage() {
   local passed
   read -r passed _ < <(ctest_counts "$log")
   echo "$(grep -E 'tests passed, [0-9]+ tests failed out of' "$log" | tail -1)   ($(( $(date +%s) - stage_start )) s)"
+  STAGE_TIMES+=("$name $(( $(date +%s) - stage_start ))s")
   TOTAL_PASS=$((TOTAL_PASS + passed))
 }
 
 for stage in "${STAGES[@]}"; do
   case $stage in
-    gcc) run_stage gcc g++ "" "" ;;
-    clang) run_stage clang clang++ "" "-LE smoke" ;;
+    gcc) run_stage gcc g++ "-O3 -DNDEBUG" "" "" "" ;;
+    clang) run_stage clang clang++ "-O3 -DNDEBUG" "" "" "smoke" ;;
     asan)
       export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-      run_stage asan g++ "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
-        "-LE package|smoke" -DSTURDY_BUILD_BENCH=OFF -DSTURDY_BUILD_EXAMPLES=ON ;;
+      run_stage asan g++ "-O2" "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
+        "" "package|smoke" -DSTURDY_BUILD_BENCH=OFF -DSTURDY_BUILD_EXAMPLES=ON ;;
     tsan)
       export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp"
-      run_stage tsan clang++ "-fsanitize=thread -g" "-L concurrency" \
+      run_stage tsan clang++ "-O2" "-fsanitize=thread -g" "concurrency" "" \
         -DSTURDY_BUILD_BENCH=OFF -DSTURDY_BUILD_EXAMPLES=OFF -DSTURDY_TEST_LABELS=concurrency ;;
-    *) echo "unknown stage $stage (gcc clang asan tsan)" >&2; exit 2 ;;
+    servers)  # not a default stage: checks the dormant server helpers
+      start_rabbitmq && start_prometheus || fail servers "a private server did not start"
+      STAGE_TIMES+=("servers $(( $(date +%s) - START ))s") ;;
+    *) echo "unknown stage $stage (gcc clang asan tsan; servers)" >&2; exit 2 ;;
   esac
 done
 
-echo "=== all stages green in $(( $(date +%s) - START )) s: ${STAGES[*]}"
+echo "=== all stages green in $(( $(date +%s) - START )) s: ${STAGE_TIMES[*]}"
 echo "sturdy: $TOTAL_PASS passed, 0 failed"
