@@ -322,6 +322,8 @@ class ratio_budget {
   }
 
   // Snapshots of the window's counts.
+  [[nodiscard]] std::uint64_t requests_in_window() const noexcept { return requests_in_window(clock_.now()); }
+  [[nodiscard]] std::uint64_t retries_in_window() const noexcept { return retries_in_window(clock_.now()); }
   [[nodiscard]] std::uint64_t requests_in_window(time_point now) const noexcept {
     return requests_.sum(epoch(now));
   }

@@ -22,7 +22,8 @@ root=$work/root/usr/local
 for f in include/sturdy/sturdy.hpp include/sturdy/redis/idempotency_store.hpp \
          share/cmake/sturdy/sturdyConfig.cmake share/cmake/sturdy/sturdyConfigVersion.cmake \
          share/cmake/sturdy/sturdyTargets.cmake share/cmake/sturdy/components/redis.cmake \
-         share/pkgconfig/sturdy.pc share/pkgconfig/sturdy-redis.pc; do
+         share/cmake/sturdy/components/prometheus.cmake share/pkgconfig/sturdy.pc \
+         share/pkgconfig/sturdy-redis.pc share/pkgconfig/sturdy-prometheus.pc; do
   [ -f "$root/$f" ] || { echo "not installed: $f"; cat "$work/install.log"; exit 1; }
 done
 cache=$work/clone/build/package/CMakeCache.txt

@@ -1,3 +1,4 @@
+cmake_minimum_required(VERSION 3.21)  # policies: GLOB_RECURSE does not follow symlinks
 # cmake -DSOURCE_DIR=<sturdy> -P options_documented.cmake
 # Every STURDY_* cache option declared in sturdy's CMake files must appear,
 # as `NAME`, in README.md ("Build options").

@@ -1,0 +1,151 @@
+// Benchmarks of sturdy::rate_limiter::try_acquire on the admitting path (the
+// limiter is configured so every call is admitted and every call writes the
+// state word), next to two baselines in the same binary:
+//
+//   BM_Baseline_FetchAdd              a bare fetch_add on one shared atomic:
+//                                     the floor of any shared counter
+//   BM_MutexBucket_CallerTime         a std::mutex token bucket (double
+//                                     tokens, refill from the time passed in)
+//   BM_RateLimiter_CallerTime         try_acquire_at(now): time from the caller
+//   BM_MutexBucket_SteadyClock        the mutex bucket reading steady_clock
+//   BM_RateLimiter_SteadyClock        try_acquire() with the default clock
+//   BM_RateLimiter_CoarseClock        try_acquire() with CLOCK_MONOTONIC_COARSE
+//   BM_Clock_Steady / BM_Clock_Coarse one clock read alone (the clock's share)
+//
+// each at 1 and 2 threads sharing one limiter. Caller time: each thread
+// passes a time that advances 1 ns per call (the limiter admits 1 per ns with
+// a burst of 1e9, so all calls are admitted). Counter `admitted` is the
+// fraction admitted (1.0 means every call took the CAS path).
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+#include <benchmark/benchmark.h>
+
+#include "sturdy/rate_limiter.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// CLOCK_MONOTONIC_COARSE as a sturdy clock_source (the library's coarse
+// clock is not on this branch yet): a vDSO read of the last tick, no TSC.
+struct coarse_clock {
+  [[nodiscard]] sturdy::time_point now() const noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return sturdy::time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+  }
+};
+
+constexpr sturdy::rate_limiter_options always_admits{
+    .rate = 1'000'000'000, .period = 1s, .burst = 1'000'000'000};
+
+// A classic token bucket behind a mutex (what the lock-free limiter replaces).
+class mutex_bucket {
+ public:
+  mutex_bucket(double rate_per_ns, double burst) : rate_(rate_per_ns), burst_(burst), tokens_(burst) {}
+  bool try_acquire_at(std::int64_t now_ns) {
+    std::lock_guard lock(mu_);
+    if (now_ns > last_) {
+      tokens_ = std::min(burst_, tokens_ + static_cast<double>(now_ns - last_) * rate_);
+      last_ = now_ns;
+    }
+    if (tokens_ < 1.0) return false;
+    tokens_ -= 1.0;
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  const double rate_;
+  const double burst_;
+  double tokens_;
+  std::int64_t last_ = 0;
+};
+
+// One limiter per benchmark (Tag), shared by its threads.
+template <class Limiter, int Tag>
+Limiter& shared() {
+  static Limiter l(always_admits);
+  return l;
+}
+template <int Tag>
+mutex_bucket& shared_bucket() {
+  static mutex_bucket b(1.0, 1e9);
+  return b;
+}
+
+void report(benchmark::State& state, std::int64_t admitted) {
+  state.counters["admitted"] = benchmark::Counter(
+      static_cast<double>(admitted) / static_cast<double>(state.iterations() == 0 ? 1 : state.iterations()),
+      benchmark::Counter::kAvgThreads);
+}
+
+// Each thread's caller-supplied time: 1 ns per call, from a common start.
+std::int64_t start_time() { return sturdy::time_point(10'000s).time_since_epoch().count(); }
+
+std::atomic<std::uint64_t> counter{0};
+
+void BM_Baseline_FetchAdd(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(counter.fetch_add(1, std::memory_order_relaxed));
+}
+BENCHMARK(BM_Baseline_FetchAdd)->Threads(1)->Threads(2);
+
+void BM_MutexBucket_CallerTime(benchmark::State& state) {
+  std::int64_t now = start_time(), admitted = 0;
+  for (auto _ : state) admitted += shared_bucket<0>().try_acquire_at(++now) ? 1 : 0;
+  report(state, admitted);
+}
+BENCHMARK(BM_MutexBucket_CallerTime)->Threads(1)->Threads(2);
+
+void BM_RateLimiter_CallerTime(benchmark::State& state) {
+  auto& l = shared<sturdy::rate_limiter<>, 0>();
+  std::int64_t now = start_time(), admitted = 0;
+  for (auto _ : state)
+    admitted += l.try_acquire_at(sturdy::time_point(sturdy::duration(++now))).allowed ? 1 : 0;
+  report(state, admitted);
+}
+BENCHMARK(BM_RateLimiter_CallerTime)->Threads(1)->Threads(2);
+
+void BM_MutexBucket_SteadyClock(benchmark::State& state) {
+  std::int64_t admitted = 0;
+  for (auto _ : state) {
+    admitted += shared_bucket<1>().try_acquire_at(std::chrono::steady_clock::now().time_since_epoch().count())
+                    ? 1
+                    : 0;
+  }
+  report(state, admitted);
+}
+BENCHMARK(BM_MutexBucket_SteadyClock)->Threads(1)->Threads(2);
+
+void BM_RateLimiter_SteadyClock(benchmark::State& state) {
+  auto& l = shared<sturdy::rate_limiter<>, 1>();
+  std::int64_t admitted = 0;
+  for (auto _ : state) admitted += l.try_acquire().allowed ? 1 : 0;
+  report(state, admitted);
+}
+BENCHMARK(BM_RateLimiter_SteadyClock)->Threads(1)->Threads(2);
+
+void BM_RateLimiter_CoarseClock(benchmark::State& state) {
+  auto& l = shared<sturdy::rate_limiter<coarse_clock>, 2>();
+  std::int64_t admitted = 0;
+  for (auto _ : state) admitted += l.try_acquire().allowed ? 1 : 0;
+  report(state, admitted);
+}
+BENCHMARK(BM_RateLimiter_CoarseClock)->Threads(1)->Threads(2);
+
+void BM_Clock_Steady(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(sturdy::steady_clock_source{}.now());
+}
+BENCHMARK(BM_Clock_Steady)->Threads(1);
+
+void BM_Clock_Coarse(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(coarse_clock{}.now());
+}
+BENCHMARK(BM_Clock_Coarse)->Threads(1);
+
+}  // namespace

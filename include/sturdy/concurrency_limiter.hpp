@@ -1,0 +1,819 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/concurrency_limiter.hpp
+// -----------------------------------------------------------------------------
+//
+// `sturdy::concurrency_limiter` bounds how many calls run at once (a
+// bulkhead), with a fixed limit or an adaptive one that finds the
+// dependency's capacity from latency and drops (sturdy/limit_algorithms.hpp).
+//
+//   try_acquire() --(in flight < limit, nobody queued)--> permit
+//                 --(otherwise)-------------------------> errc::limit_exceeded
+//   acquire(max_wait, stop, deadline)
+//                 --(a permit is free)------------------> permit
+//                 --(queue has room)--> waits, FIFO (or LIFO):
+//                      handed a released permit --------> permit
+//                      max_wait ran out ----------------> errc::limit_exceeded
+//                      deadline passed -----------------> errc::deadline_exceeded
+//                      stop requested ------------------> errc::cancelled
+//   permit.record_success() | record_dropped() | record_ignored() | ~permit
+//                 --> frees the slot (or hands it to the next waiter) and,
+//                     for adaptive algorithms, feeds the sample.
+//
+// A waiter that leaves (timeout, stop) unlinks itself under the lock that
+// also hands permits over, so a permit can never be given to a waiter that
+// left, and capacity can never shrink (the leaks of resilience4j #332 and
+// Failsafe #393 are regression tests).
+//
+// Example:
+//
+//   sturdy::concurrency_limiter<sturdy::vegas_limit> limiter(
+//       {.max_queue = 100, .max_wait = std::chrono::milliseconds(50)});
+//   sturdy::result<Reply> call(const Request& req) {
+//     // errc::limit_exceeded when no permit came within 50 ms.
+//     return limiter.execute([&] { return backend.call(req); });
+//   }
+//
+//   // Two-step form:
+//   auto permit = limiter.try_acquire();
+//   if (!permit) return permit.error();             // errc::limit_exceeded
+//   auto r = send(req);
+//   if (r) permit.value().record_success(); else permit.value().record_dropped();
+//
+// Decision core and drivers (STYLE 3.8): admission, queueing, hand-over,
+// the waiter's verdict (granted / still waiting / left with which error) and
+// limit updates all live in the limiter's non-blocking members
+// (`try_acquire`, `enqueue`, `poll`, `leave`, `release`). `acquire` is the
+// thin blocking driver: a `std::condition_variable` in a waiter node on the
+// caller's stack, woken by a hand-over, a stop request or
+// `recheck_waiters()`. An asynchronous driver uses the same members with its
+// own node and wake-up function.
+//
+// Defaults: fixed limit 25 (resilience4j), no queue (`max_queue` 0 and
+// `max_wait` 0, as resilience4j and Polly), FIFO, no partitions.
+//
+// Thread safety: every member function may be called from any number of
+// threads. `try_acquire` and the release of a permit of a fixed-limit limiter
+// are lock-free when nobody is queued; queueing, hand-over and sample-fed
+// limit updates take one internal `std::mutex`. No background thread: the
+// limit changes on the releasing thread.
+//
+// Testing: use `sturdy::testing::manual_clock`; a waiter then checks its
+// deadline only when woken, so advance the clock and call
+// `recheck_waiters()`. Cancellation through `std::stop_token` needs no time.
+
+#ifndef STURDY_CONCURRENCY_LIMITER_HPP_
+#define STURDY_CONCURRENCY_LIMITER_HPP_
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "sturdy/callback.hpp"
+#include "sturdy/clock.hpp"
+#include "sturdy/config.hpp"
+#include "sturdy/detail/invoke_captured.hpp"
+#include "sturdy/detail/validation.hpp"
+#include "sturdy/error.hpp"
+#include "sturdy/limit_algorithms.hpp"
+#include "sturdy/listener.hpp"
+#include "sturdy/outcome.hpp"
+
+namespace sturdy {
+
+// Which waiter gets a released permit: the oldest (fifo) or the newest
+// (lifo: serves the freshest requests under overload, whose callers are
+// most likely still waiting for the answer).
+enum class queue_order : std::uint8_t { fifo, lifo };
+
+// How a call went, as the permit reports it. `success`: completed, its
+// latency is a sample. `dropped`: timed out or signalled overload:
+// congestion. `ignored`: the caller cancelled; not a sample.
+enum class limit_outcome : std::uint8_t { success, dropped, ignored };
+
+// sturdy::default_limit_classifier(failure)
+//
+// How `execute` classifies a failed call when `classify` is empty:
+// an exception or a cancellation (std::errc::operation_canceled) is
+// ignored; a timeout (anything equal to std::errc::timed_out, such as
+// errc::deadline_exceeded) or an overload signal from an inner layer
+// (std::errc::resource_unavailable_try_again: errc::limit_exceeded,
+// circuit_open, rate_limited) is dropped; any other error is a completed
+// call whose latency is a valid sample (success).
+[[nodiscard]] inline limit_outcome default_limit_classifier(const failure_info& f) noexcept {
+  if (!f.code) return limit_outcome::ignored;
+  if (f.code == std::errc::operation_canceled) return limit_outcome::ignored;
+  if (f.code == std::errc::timed_out || f.code == std::errc::resource_unavailable_try_again) {
+    return limit_outcome::dropped;
+  }
+  return limit_outcome::success;
+}
+
+// A named share of the limit (e.g. {"live", 0.9}, {"batch", 0.1}).
+struct limiter_partition {
+  std::string name;
+  // Fraction of the limit guaranteed to this partition, in (0, 1]; it owns
+  // max(1, ceil(share * limit)) permits.
+  double share = 0.0;
+};
+
+// Index of a partition (the order of `concurrency_limiter_options::partitions`).
+struct partition_id {
+  std::uint32_t index = 0;
+  friend bool operator==(partition_id, partition_id) = default;
+};
+
+// --- events (see sturdy/listener.hpp) --------------------------------------
+
+// A call was refused: `reason` is limit_exceeded (no permit, queue full or
+// max_wait ran out), deadline_exceeded or cancelled.
+struct limiter_rejected {
+  errc reason;
+  partition_id partition;
+  std::uint32_t limit;
+};
+// The algorithm changed the limit.
+struct limiter_limit_changed {
+  std::uint32_t from;
+  std::uint32_t to;
+};
+
+// concurrency_limiter_options
+//
+// Aggregate; fill with designated initializers. A limiter built from invalid
+// options (or an algorithm with invalid options) refuses every call with
+// errc::invalid_options and emits `options_rejected` once.
+struct concurrency_limiter_options {
+  // Waiters at most, in [0, 2^30]; 0 = `acquire` never waits. Default 0
+  // (resilience4j maxWaitDuration 0, Polly QueueLimit 0).
+  std::uint32_t max_queue = 0;
+  // How long `execute` waits for a permit (`acquire` takes its own), >= 0.
+  // Default 0.
+  duration max_wait = duration::zero();
+  // Default fifo.
+  queue_order order = queue_order::fifo;
+  // Named shares of the limit; empty = one partition. At most 64, names
+  // non-empty and unique, shares in (0, 1] summing to at most 1. A partition
+  // may borrow permits its siblings leave idle; a released permit goes first
+  // to a waiter of a partition below its share (the borrowed capacity is
+  // given back under contention). Default empty.
+  std::vector<limiter_partition> partitions{};
+  // How `execute` classifies a failed call. Default empty:
+  // `sturdy::default_limit_classifier`.
+  callback<limit_outcome(const failure_info&)> classify{};
+
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    if (max_queue > detail::max_concurrency_limit) return "concurrency_limiter_options.max_queue must be <= 2^30";
+    if (max_wait < duration::zero()) return "concurrency_limiter_options.max_wait must be >= 0";
+    if (order != queue_order::fifo && order != queue_order::lifo)
+      return "concurrency_limiter_options.order must be fifo or lifo";
+    if (partitions.size() > 64) return "concurrency_limiter_options.partitions must hold at most 64 partitions";
+    double sum = 0.0;
+    for (std::size_t i = 0; i < partitions.size(); ++i) {
+      const limiter_partition& p = partitions[i];
+      if (p.name.empty()) return "concurrency_limiter_options.partitions must have non-empty names";
+      if (!(p.share > 0.0 && p.share <= 1.0)) return "concurrency_limiter_options.partitions share must be in (0, 1]";
+      for (std::size_t j = 0; j < i; ++j) {
+        if (partitions[j].name == p.name) return "concurrency_limiter_options.partitions must have unique names";
+      }
+      sum += p.share;
+    }
+    if (sum > 1.0 + 1e-9) return "concurrency_limiter_options.partitions shares must sum to at most 1";
+    return {};
+  }
+  [[nodiscard]] result<void> validate() const noexcept { return detail::validation_result(validation_message()); }
+};
+
+// A snapshot; totals count since construction.
+struct concurrency_limiter_metrics {
+  std::uint32_t limit = 0;
+  std::uint32_t in_flight = 0;
+  std::uint32_t queued = 0;
+  std::uint64_t rejected = 0;   // every refusal: limit_exceeded, deadline, cancelled
+  std::uint64_t timed_out = 0;  // waiters whose max_wait or deadline ran out
+  std::uint64_t cancelled = 0;  // waiters (or callers) that stopped
+  std::uint64_t dropped = 0;    // permits reported dropped
+  std::uint64_t samples = 0;    // samples fed to the algorithm (success + dropped)
+};
+
+// limiter_waiter
+//
+// A waiter node: lives wherever the driver keeps it (the blocking driver:
+// on the caller's stack); linked into the limiter's queue by `enqueue` and
+// unlinked by a hand-over or by `poll` / `leave`. `wake(node)` is called
+// under the limiter's lock when a queued node is handed a permit (exactly
+// once; never when `enqueue` itself grants) or `recheck_waiters()` runs: it
+// must not block or call back into the limiter (notify a condition
+// variable, post a completion). A node may be reused once it has left or
+// its permit was adopted.
+class limiter_waiter {
+ public:
+  using wake_fn = void (*)(limiter_waiter&) noexcept;
+  explicit limiter_waiter(wake_fn wake, void* context = nullptr) noexcept : wake_(wake), context_(context) {}
+  limiter_waiter(const limiter_waiter&) = delete;
+  limiter_waiter& operator=(const limiter_waiter&) = delete;
+  [[nodiscard]] void* context() const noexcept { return context_; }
+
+ private:
+  template <limit_algorithm, clock_source, class>
+  friend class concurrency_limiter;
+  enum class state : std::uint8_t { idle, queued, granted, left };
+  limiter_waiter* prev_ = nullptr;
+  limiter_waiter* next_ = nullptr;
+  wake_fn wake_;
+  void* context_;
+  time_point until_{};
+  errc until_code_ = errc::limit_exceeded;
+  std::uint32_t partition_ = 0;
+  std::uint32_t in_flight_ = 0;
+  state state_ = state::idle;
+};
+
+// What `enqueue` and `poll` decide for a waiter.
+enum class wait_status : std::uint8_t {
+  granted,            // it holds a permit: take it with `adopt`
+  waiting,            // still queued
+  limit_exceeded,     // refused or left: queue full, no waiting, max_wait ran out
+  deadline_exceeded,  // refused or left: the deadline passed
+  cancelled,          // left: stop requested
+  invalid_options,    // the limiter's options are invalid
+};
+
+// limiter_permit<Limiter>
+//
+// The right to run one call. Move-only; report the outcome once with
+// `record_*` (later reports do nothing). Destroyed unreported, it is
+// released as `ignored` (no sample). Must not outlive its limiter.
+template <class Limiter>
+class limiter_permit {
+ public:
+  limiter_permit() noexcept = default;
+  limiter_permit(limiter_permit&& o) noexcept
+      : limiter_(std::exchange(o.limiter_, nullptr)), start_(o.start_), partition_(o.partition_), in_flight_(o.in_flight_) {}
+  limiter_permit& operator=(limiter_permit&& o) noexcept {
+    if (this != &o) {
+      record(limit_outcome::ignored);
+      limiter_ = std::exchange(o.limiter_, nullptr);
+      start_ = o.start_;
+      partition_ = o.partition_;
+      in_flight_ = o.in_flight_;
+    }
+    return *this;
+  }
+  limiter_permit(const limiter_permit&) = delete;
+  limiter_permit& operator=(const limiter_permit&) = delete;
+  ~limiter_permit() { record(limit_outcome::ignored); }
+
+  // The call completed: its latency (now - admission) is a sample.
+  void record_success() noexcept { record(limit_outcome::success); }
+  // The call timed out or signalled overload: congestion.
+  void record_dropped() noexcept { record(limit_outcome::dropped); }
+  // The caller cancelled: no sample.
+  void record_ignored() noexcept { record(limit_outcome::ignored); }
+  void record(limit_outcome o) noexcept {
+    if (Limiter* l = std::exchange(limiter_, nullptr)) l->release(partition_, start_, in_flight_, o);
+  }
+
+  // True until the outcome is reported (or the permit moved from).
+  [[nodiscard]] bool active() const noexcept { return limiter_ != nullptr; }
+  explicit operator bool() const noexcept { return active(); }
+  [[nodiscard]] partition_id partition() const noexcept { return {partition_}; }
+  // Calls in flight when this one was admitted, itself included.
+  [[nodiscard]] std::uint32_t in_flight_at_admission() const noexcept { return in_flight_; }
+
+ private:
+  template <limit_algorithm, clock_source, class>
+  friend class concurrency_limiter;
+  limiter_permit(Limiter* l, time_point start, std::uint32_t partition, std::uint32_t in_flight) noexcept
+      : limiter_(l), start_(start), partition_(partition), in_flight_(in_flight) {}
+
+  Limiter* limiter_ = nullptr;
+  time_point start_{};
+  std::uint32_t partition_ = 0;
+  std::uint32_t in_flight_ = 0;
+};
+
+namespace detail {
+
+// The blocking driver's wait: until woken, or until `until` on clocks that
+// can wait for their own time (steady_clock_source, or a clock with
+// `wait_until(cv, lock, t)`). Other clocks (manual_clock) wait until woken.
+template <class Clock>
+void limiter_wait(Clock& clock, std::condition_variable& cv, std::unique_lock<std::mutex>& lock, time_point until) {
+  if constexpr (requires { clock.wait_until(cv, lock, until); }) {
+    clock.wait_until(cv, lock, until);
+  } else if constexpr (std::is_same_v<Clock, steady_clock_source>) {
+    if (until == time_point::max()) {
+      cv.wait(lock);
+    } else {
+      const time_point cap = detail::saturating_add(std::chrono::steady_clock::now(), std::chrono::hours(24 * 365));
+      cv.wait_until(lock, std::min(until, cap));
+    }
+  } else {
+    cv.wait(lock);
+  }
+}
+
+// Result types that can carry a message get the validation sentence.
+template <class R>
+[[nodiscard]] R limiter_failure(std::error_code ec, std::string_view message) {
+  if constexpr (requires { typename outcome_traits<R>::error_type; }) {
+    using E = typename outcome_traits<R>::error_type;
+    if constexpr (std::is_constructible_v<R, decltype(failure(from_error_code<E>(ec, message)))>) {
+      return R(failure(from_error_code<E>(ec, message)));
+    } else {
+      return make_failure<R>(ec);
+    }
+  } else {
+    return make_failure<R>(ec);
+  }
+}
+
+}  // namespace detail
+
+// concurrency_limiter<Algorithm, Clock, Listener>
+//
+// Pinned: not copyable or movable; share it by reference (compose() holds
+// an lvalue limiter by reference).
+template <limit_algorithm Algorithm = fixed_limit, clock_source Clock = steady_clock_source,
+          class Listener = null_listener>
+class concurrency_limiter {
+ public:
+  using permit = limiter_permit<concurrency_limiter>;
+  using algorithm_type = Algorithm;
+
+  explicit concurrency_limiter(concurrency_limiter_options options = {}, Algorithm algorithm = Algorithm(),
+                               Clock clock = Clock(), Listener listener = Listener())
+      : options_(std::move(options)),
+        algorithm_(std::move(algorithm)),
+        clock_(std::move(clock)),
+        listener_(std::move(listener)),
+        message_(first_message(options_, algorithm_)),
+        valid_(message_.empty()),
+        parts_(std::max<std::size_t>(1, options_.partitions.size())),
+        partitions_(std::make_unique<partition_state[]>(parts_)) {
+    limit_.store(valid_ ? algorithm_.limit() : 0, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < options_.partitions.size(); ++i) partitions_[i].share = options_.partitions[i].share;
+    if (options_.partitions.empty()) partitions_[0].share = 1.0;
+  }
+  concurrency_limiter(const concurrency_limiter&) = delete;
+  concurrency_limiter& operator=(const concurrency_limiter&) = delete;
+  // All permits must have been released and no waiter may remain.
+  ~concurrency_limiter() = default;
+
+  // --- the decision core (never blocks) --------------------------------------
+
+  // concurrency_limiter::try_acquire()
+  //
+  // A permit if one is free and nobody is queued (queued callers are not
+  // overtaken); otherwise errc::limit_exceeded. Never blocks; lock-free.
+  [[nodiscard]] result<permit> try_acquire(partition_id p = {}) noexcept {
+    if (STURDY_UNLIKELY(!valid_ || p.index >= parts_)) return refuse_invalid();
+    std::uint32_t in_flight = 0;
+    if (STURDY_LIKELY(admit(in_flight))) return make_permit(p.index, in_flight);
+    return reject(errc::limit_exceeded, p);
+  }
+
+  // concurrency_limiter::enqueue(node, max_wait, deadline, partition)
+  //
+  // Admits at once (granted), queues the node (waiting) to be handed a
+  // permit until min(now + max_wait, deadline), or refuses it (queue full,
+  // max_wait 0, deadline passed). A refusal is counted and reported.
+  [[nodiscard]] wait_status enqueue(limiter_waiter& node, duration max_wait, time_point deadline = time_point::max(),
+                                    partition_id p = {}) {
+    wait_status s{};
+    {
+      std::lock_guard lock(mu_);
+      s = enqueue_locked(node, clock_.now(), max_wait, deadline, p);
+    }
+    return after_refusal(s, p);
+  }
+
+  // concurrency_limiter::poll(node, stop_requested)
+  //
+  // The verdict for a queued node, as of now: granted, still waiting, or
+  // left (unlinked and counted) because of a stop or its time ran out.
+  [[nodiscard]] wait_status poll(limiter_waiter& node, bool stop_requested) {
+    wait_status s{};
+    {
+      std::lock_guard lock(mu_);
+      s = poll_locked(node, clock_.now(), stop_requested);
+    }
+    return after_refusal(s, {node.partition_});
+  }
+
+  // concurrency_limiter::leave(node)
+  //
+  // Unlinks a queued node (the caller gave up: cancelled). Returns false
+  // when the node had already been granted a permit: `adopt` it then.
+  bool leave(limiter_waiter& node) {
+    wait_status s{};
+    {
+      std::lock_guard lock(mu_);
+      s = poll_locked(node, clock_.now(), true);
+    }
+    return after_refusal(s, {node.partition_}) != wait_status::granted;
+  }
+
+  // The permit a granted node holds.
+  [[nodiscard]] permit adopt(limiter_waiter& node) noexcept {
+    node.state_ = limiter_waiter::state::idle;
+    return make_permit_granted(node.partition_, node.in_flight_);
+  }
+
+  // Wakes every queued node so it re-checks its deadline (for clocks the
+  // blocking driver cannot wait on, such as testing::manual_clock).
+  void recheck_waiters() {
+    std::lock_guard lock(mu_);
+    for (limiter_waiter* w = head_; w != nullptr; w = w->next_) w->wake_(*w);
+  }
+
+  // --- the blocking driver ---------------------------------------------------
+
+  // concurrency_limiter::acquire(max_wait, stop, deadline, partition)
+  //
+  // A permit, waiting in the queue up to min(now + max_wait, deadline).
+  // Errors: limit_exceeded (queue full, max_wait ran out), deadline_exceeded
+  // (the deadline passed first or had passed), cancelled (stop requested,
+  // before or while waiting). Allocates nothing.
+  [[nodiscard]] result<permit> acquire(duration max_wait, std::stop_token stop = {},
+                                       time_point deadline = time_point::max(), partition_id p = {}) {
+    if (STURDY_UNLIKELY(!valid_ || p.index >= parts_)) return refuse_invalid();
+    if (stop.stop_requested()) return reject(errc::cancelled, p);
+    if (deadline != time_point::max() && deadline <= clock_.now()) return reject(errc::deadline_exceeded, p);
+    std::uint32_t in_flight = 0;
+    if (admit(in_flight)) return make_permit(p.index, in_flight);
+    struct blocking_node {
+      std::condition_variable cv;
+      limiter_waiter node{[](limiter_waiter& w) noexcept { static_cast<blocking_node*>(w.context())->cv.notify_one(); },
+                          this};
+    } waiter;
+    wait_status s = enqueue(waiter.node, max_wait, deadline, p);
+    if (s != wait_status::waiting) return finish(waiter.node, s);
+    // The stop callback takes the lock to wake the waiter; it is built with
+    // the lock released (it runs at once if stop was already requested),
+    // and destroyed after the lock is released (its destructor waits for a
+    // callback running on another thread).
+    std::stop_callback on_stop(stop, [&]() noexcept {
+      std::lock_guard lock(mu_);
+      waiter.cv.notify_one();
+    });
+    std::unique_lock lock(mu_);
+    for (;;) {
+      s = poll_locked(waiter.node, clock_.now(), stop.stop_requested());
+      if (s != wait_status::waiting) break;
+      detail::limiter_wait(clock_, waiter.cv, lock, waiter.node.until_);
+    }
+    lock.unlock();
+    return finish(waiter.node, after_refusal(s, p));
+  }
+
+  // concurrency_limiter::execute(fn[, stop[, deadline]])
+  //
+  // Runs `fn` under a permit, waiting up to `options.max_wait`; reports the
+  // outcome (success with its latency, or as `classify` says). Returns
+  // `execute_result_t<F>`; sturdy's refusals come back in it. An exception
+  // from `fn` is classified (ignored by default) and rethrown.
+  template <std::invocable F>
+  [[nodiscard]] execute_result_t<F> execute(F&& fn) {
+    return execute_in(partition_id{}, std::forward<F>(fn), std::stop_token{}, time_point::max());
+  }
+  template <std::invocable F>
+  [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop) {
+    return execute_in(partition_id{}, std::forward<F>(fn), std::move(stop), time_point::max());
+  }
+  template <std::invocable F>
+  [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline) {
+    return execute_in(partition_id{}, std::forward<F>(fn), std::move(stop), deadline);
+  }
+  template <std::invocable F>
+  [[nodiscard]] execute_result_t<F> execute_in(partition_id p, F&& fn, std::stop_token stop = {},
+                                               time_point deadline = time_point::max()) {
+    using R = execute_result_t<F>;
+    result<permit> acquired = acquire(options_.max_wait, std::move(stop), deadline, p);
+    if (!acquired) {
+      if (acquired.error() == errc::invalid_options) return detail::limiter_failure<R>(acquired.error(), message_);
+      return make_failure<R>(acquired.error());
+    }
+    permit held = std::move(acquired).value();
+    std::exception_ptr thrown;
+    R r = detail::invoke_captured(fn, thrown, errc::limit_exceeded);
+    if (STURDY_UNLIKELY(thrown)) {
+      held.record(classify(failure_info{.code = {}, .exception = thrown}));
+      std::rethrow_exception(thrown);
+    }
+    if (STURDY_LIKELY(succeeded(r))) {
+      held.record_success();
+    } else {
+      held.record(classify(failure_of(r)));
+    }
+    return r;
+  }
+
+  // --- observation -----------------------------------------------------------
+
+  [[nodiscard]] std::uint32_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint32_t in_flight() const noexcept { return low(word_.load(std::memory_order_relaxed)); }
+  [[nodiscard]] std::uint32_t queued() const noexcept { return high(word_.load(std::memory_order_relaxed)); }
+  [[nodiscard]] concurrency_limiter_metrics metrics() const noexcept {
+    const std::uint64_t w = word_.load(std::memory_order_relaxed);
+    return {.limit = limit(),
+            .in_flight = low(w),
+            .queued = high(w),
+            .rejected = rejected_.load(std::memory_order_relaxed),
+            .timed_out = timed_out_.load(std::memory_order_relaxed),
+            .cancelled = cancelled_.load(std::memory_order_relaxed),
+            .dropped = dropped_.load(std::memory_order_relaxed),
+            .samples = samples_.load(std::memory_order_relaxed)};
+  }
+  // Permits held by a partition's calls (0 for an unknown partition; with no
+  // partitions configured, partition 0 is not counted separately: read
+  // in_flight()).
+  [[nodiscard]] std::uint32_t in_flight(partition_id p) const noexcept {
+    return p.index < parts_ ? partitions_[p.index].in_flight.load(std::memory_order_relaxed) : 0;
+  }
+  // The permits a partition is guaranteed at the current limit.
+  [[nodiscard]] std::uint32_t partition_limit(partition_id p) const noexcept {
+    return p.index < parts_ ? share_permits(partitions_[p.index].share, limit()) : 0;
+  }
+  // The partition called `name`, if any.
+  [[nodiscard]] std::optional<partition_id> find_partition(std::string_view name) const noexcept {
+    for (std::size_t i = 0; i < options_.partitions.size(); ++i) {
+      if (options_.partitions[i].name == name) return partition_id{static_cast<std::uint32_t>(i)};
+    }
+    return std::nullopt;
+  }
+  [[nodiscard]] bool valid() const noexcept { return valid_; }
+  // Empty when valid; otherwise the sentence naming the invalid field.
+  [[nodiscard]] std::string_view validation_message() const noexcept { return message_; }
+  [[nodiscard]] const concurrency_limiter_options& options() const noexcept { return options_; }
+  // The algorithm's state (read it only while no permit is being released).
+  [[nodiscard]] const Algorithm& algorithm() const noexcept { return algorithm_; }
+
+ private:
+  friend class limiter_permit<concurrency_limiter>;
+  static constexpr std::uint64_t one_queued = std::uint64_t{1} << 32;
+  static std::uint32_t low(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w); }
+  static std::uint32_t high(std::uint64_t w) noexcept { return static_cast<std::uint32_t>(w >> 32); }
+  static std::uint32_t share_permits(double share, std::uint32_t limit) noexcept {
+    const double v = std::ceil(share * static_cast<double>(limit));
+    return v < 1.0 ? 1u : static_cast<std::uint32_t>(v);
+  }
+  static std::string_view first_message(const concurrency_limiter_options& o, const Algorithm& a) noexcept {
+    const std::string_view m = o.validation_message();
+    return m.empty() ? std::string_view(a.validation_message()) : m;
+  }
+
+  struct alignas(cache_line_size) partition_state {
+    std::atomic<std::uint32_t> in_flight{0};
+    double share = 1.0;
+  };
+
+  // The lock-free admission: in_flight + 1 when below the limit and nobody
+  // is queued.
+  bool admit(std::uint32_t& in_flight) noexcept {
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (high(w) != 0 || low(w) >= limit_.load(std::memory_order_relaxed)) return false;
+      if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
+        in_flight = low(w) + 1;
+        return true;
+      }
+    }
+  }
+
+  permit make_permit(std::uint32_t p, std::uint32_t in_flight) noexcept {
+    if (parts_ > 1) partitions_[p].in_flight.fetch_add(1, std::memory_order_relaxed);
+    return make_permit_granted(p, in_flight);
+  }
+  permit make_permit_granted(std::uint32_t p, std::uint32_t in_flight) noexcept {
+    time_point start{};
+    if constexpr (Algorithm::uses_samples) start = clock_.now();
+    return permit(this, start, p, in_flight);
+  }
+
+  // Invalid options (reported once), or a partition_id out of range.
+  result<permit> refuse_invalid() noexcept {
+    if (!valid_ && !reported_.exchange(true, std::memory_order_relaxed)) {
+      emit(listener_, options_rejected{"concurrency_limiter", message_});
+    }
+    return make_error_code(errc::invalid_options);
+  }
+  result<permit> reject(errc why, partition_id p) noexcept {
+    rejected_.fetch_add(1, std::memory_order_relaxed);
+    if (why == errc::cancelled) cancelled_.fetch_add(1, std::memory_order_relaxed);
+    emit(listener_, limiter_rejected{why, p, limit()});
+    return make_error_code(why);
+  }
+  // Counts and reports a refusal decided under the lock (outside it).
+  wait_status after_refusal(wait_status s, partition_id p) noexcept {
+    switch (s) {
+      case wait_status::limit_exceeded:
+      case wait_status::deadline_exceeded:
+      case wait_status::cancelled:
+        rejected_.fetch_add(1, std::memory_order_relaxed);
+        emit(listener_, limiter_rejected{to_errc(s), p, limit()});
+        break;
+      case wait_status::invalid_options:
+        (void)refuse_invalid();
+        break;
+      default:
+        break;
+    }
+    return s;
+  }
+  static errc to_errc(wait_status s) noexcept {
+    switch (s) {
+      case wait_status::deadline_exceeded: return errc::deadline_exceeded;
+      case wait_status::cancelled: return errc::cancelled;
+      case wait_status::invalid_options: return errc::invalid_options;
+      default: return errc::limit_exceeded;
+    }
+  }
+  result<permit> finish(limiter_waiter& node, wait_status s) noexcept {
+    if (s == wait_status::granted) return adopt(node);
+    return make_error_code(to_errc(s));
+  }
+
+  // --- under mu_ -------------------------------------------------------------
+
+  wait_status enqueue_locked(limiter_waiter& node, time_point now, duration max_wait, time_point deadline,
+                             partition_id p) noexcept {
+    if (!valid_ || p.index >= parts_ || node.state_ == limiter_waiter::state::queued ||
+        node.state_ == limiter_waiter::state::granted) {
+      return wait_status::invalid_options;  // a node in use cannot be queued twice
+    }
+    if (deadline <= now) return wait_status::deadline_exceeded;
+    node.partition_ = p.index;
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (high(w) == 0 && low(w) < limit_.load(std::memory_order_relaxed)) {
+        if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
+          grant_locked(node, low(w) + 1, false);  // the caller learns it from the return value
+          return wait_status::granted;
+        }
+        continue;
+      }
+      if (max_wait <= duration::zero() || high(w) >= options_.max_queue) return wait_status::limit_exceeded;
+      if (word_.compare_exchange_weak(w, w + one_queued, std::memory_order_relaxed)) break;
+    }
+    const time_point wait_end = detail::saturating_add(now, max_wait);
+    node.until_ = std::min(wait_end, deadline);
+    node.until_code_ = deadline <= wait_end ? errc::deadline_exceeded : errc::limit_exceeded;
+    node.state_ = limiter_waiter::state::queued;
+    node.next_ = nullptr;
+    node.prev_ = tail_;
+    (tail_ != nullptr ? tail_->next_ : head_) = &node;
+    tail_ = &node;
+    return wait_status::waiting;
+  }
+
+  wait_status poll_locked(limiter_waiter& node, time_point now, bool stop_requested) noexcept {
+    if (node.state_ == limiter_waiter::state::granted) return wait_status::granted;
+    if (node.state_ != limiter_waiter::state::queued) return wait_status::invalid_options;
+    wait_status s = wait_status::waiting;
+    if (stop_requested) {
+      s = wait_status::cancelled;
+      cancelled_.fetch_add(1, std::memory_order_relaxed);
+    } else if (now >= node.until_) {
+      s = node.until_code_ == errc::deadline_exceeded ? wait_status::deadline_exceeded : wait_status::limit_exceeded;
+      timed_out_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      return s;
+    }
+    unlink(node);
+    node.state_ = limiter_waiter::state::left;
+    word_.fetch_sub(one_queued, std::memory_order_relaxed);
+    return s;
+  }
+
+  void unlink(limiter_waiter& node) noexcept {
+    (node.prev_ != nullptr ? node.prev_->next_ : head_) = node.next_;
+    (node.next_ != nullptr ? node.next_->prev_ : tail_) = node.prev_;
+    node.prev_ = node.next_ = nullptr;
+  }
+
+  // Hands a permit to `node`; wakes it unless it is the caller (enqueue).
+  void grant_locked(limiter_waiter& node, std::uint32_t in_flight, bool wake = true) noexcept {
+    node.state_ = limiter_waiter::state::granted;
+    node.in_flight_ = in_flight;
+    if (parts_ > 1) partitions_[node.partition_].in_flight.fetch_add(1, std::memory_order_relaxed);
+    if (wake) node.wake_(node);
+  }
+
+  // The waiter to serve next: with partitions, the first (in queue order)
+  // whose partition is below its share; otherwise the queue's end.
+  limiter_waiter* choose_locked(std::uint32_t limit) noexcept {
+    const bool fifo = options_.order == queue_order::fifo;
+    limiter_waiter* first = fifo ? head_ : tail_;
+    if (parts_ > 1) {
+      for (limiter_waiter* w = first; w != nullptr; w = fifo ? w->next_ : w->prev_) {
+        const partition_state& ps = partitions_[w->partition_];
+        if (ps.in_flight.load(std::memory_order_relaxed) < share_permits(ps.share, limit)) return w;
+      }
+    }
+    return first;
+  }
+
+  // After a permit was returned (in_flight - 1): serves waiters while the
+  // limit leaves room. A releaser that saw waiters comes here; meanwhile no
+  // caller can take the freed permit (nobody overtakes a queue).
+  void release_locked() noexcept { drain_locked(limit_.load(std::memory_order_relaxed)); }
+  void drain_locked(std::uint32_t lim) noexcept {
+    for (;;) {
+      const std::uint64_t w = word_.load(std::memory_order_relaxed);
+      if (high(w) == 0 || low(w) >= lim) return;
+      limiter_waiter* next = choose_locked(lim);
+      unlink(*next);
+      word_.fetch_add(1 - one_queued, std::memory_order_relaxed);
+      grant_locked(*next, low(w) + 1);
+    }
+  }
+
+  void release(std::uint32_t p, time_point start, std::uint32_t in_flight, limit_outcome o) noexcept {
+    if (parts_ > 1) partitions_[p].in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (o == limit_outcome::dropped) dropped_.fetch_add(1, std::memory_order_relaxed);
+    if constexpr (Algorithm::uses_samples) {
+      if (o != limit_outcome::ignored) {
+        const time_point now = clock_.now();
+        const limit_sample sample{.rtt = detail::time_between(start, now),
+                                  .in_flight = in_flight,
+                                  .dropped = o == limit_outcome::dropped,
+                                  .now = now};
+        std::uint32_t from = 0;
+        std::uint32_t to = 0;
+        {
+          std::lock_guard lock(mu_);
+          from = limit_.load(std::memory_order_relaxed);
+          to = std::max<std::uint32_t>(1, update_algorithm(sample));
+          limit_.store(to, std::memory_order_relaxed);
+          samples_.fetch_add(1, std::memory_order_relaxed);
+          word_.fetch_sub(1, std::memory_order_release);
+          release_locked();
+        }
+        if (from != to) emit(listener_, limiter_limit_changed{from, to});
+        return;
+      }
+    }
+    // One RMW when nobody waits (as a semaphore's release); with waiters,
+    // the freed permit is handed over under the lock.
+    if (STURDY_LIKELY(high(word_.fetch_sub(1, std::memory_order_release)) == 0)) return;
+    std::lock_guard lock(mu_);
+    release_locked();
+  }
+
+  std::uint32_t update_algorithm(const limit_sample& s) noexcept {
+    try {
+      return algorithm_.update(s);
+    } catch (...) {  // no algorithm here throws; a user's might: keep the limit
+      return limit_.load(std::memory_order_relaxed);
+    }
+  }
+
+  limit_outcome classify(const failure_info& f) const {
+    return options_.classify ? options_.classify(f) : default_limit_classifier(f);
+  }
+
+  // Read on every call.
+  alignas(cache_line_size) std::atomic<std::uint64_t> word_{0};  // in_flight | queued << 32
+  std::atomic<std::uint32_t> limit_{0};
+  const concurrency_limiter_options options_;
+  Algorithm algorithm_;  // guarded by mu_
+  STURDY_NO_UNIQUE_ADDRESS Clock clock_;
+  STURDY_NO_UNIQUE_ADDRESS Listener listener_;
+  const std::string_view message_;
+  const bool valid_;
+  const std::uint32_t parts_;
+  const std::unique_ptr<partition_state[]> partitions_;
+
+  // The queue, and the lock that serialises queueing, hand-over and limit
+  // updates.
+  alignas(cache_line_size) std::mutex mu_;
+  limiter_waiter* head_ = nullptr;
+  limiter_waiter* tail_ = nullptr;
+
+  // Counters written off the fast path.
+  alignas(cache_line_size) std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint64_t> timed_out_{0};
+  std::atomic<std::uint64_t> cancelled_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> samples_{0};
+  std::atomic<bool> reported_{false};
+};
+
+}  // namespace sturdy
+
+#endif  // STURDY_CONCURRENCY_LIMITER_HPP_
