@@ -157,7 +157,7 @@ run_stage() {
     -DSTURDY_WERROR=ON "$@" >"$dir.configure.log" 2>&1 \
     || { cat "$dir.configure.log"; fail "$name" "configure"; }
   echo "=== [$name] build"
-  cmake --build "$dir" -j "$JOBS" >"$dir.build.log" 2>&1 \
+  cmake --build "$dir" -j "$JOBS" -- -k 0 >"$dir.build.log" 2>&1 \
     || { grep -E -A5 'error|Error' "$dir.build.log" | head -80 || tail -40 "$dir.build.log"; fail "$name" "build; log in $dir.build.log"; }
   echo "=== [$name] test"
   local log="$dir.ctest.log"
