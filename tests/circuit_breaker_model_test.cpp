@@ -8,6 +8,7 @@
 // the time window, a vector of probe slots.
 #include "sturdy/circuit_breaker.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -159,7 +160,11 @@ class model {
       trip(transition_reason::consecutive_failures, now);
       return;
     }
-    if (has_window()) drain(now, true);
+    if (has_window()) {
+      drain(now, true);
+    } else {
+      rearm();
+    }
   }
 
   void manual(breaker_state to, time_point now) { transition(to, transition_reason::manual, now); }
@@ -178,10 +183,14 @@ class model {
     m.rejections = rejections_;
     m.ignored = ignored_;
     m.stale = stale_;
-    m.consecutive_failures = consecutive_;
-    m.consecutive_openings = openings_;
-    m.count_window = published_count_;
-    m.time_window = published_time_;
+    // Each metric means one thing in every state.
+    if (state_ == breaker_state::closed || state_ == breaker_state::metrics_only) m.consecutive_failures = consecutive_;
+    if (state_ == breaker_state::open || state_ == breaker_state::half_open) m.consecutive_openings = openings_;
+    if (state_ == breaker_state::closed || state_ == breaker_state::metrics_only ||
+        state_ == breaker_state::disabled) {
+      m.count_window = published_count_;
+      m.time_window = published_time_;
+    }
     return m;
   }
 
@@ -230,7 +239,8 @@ class model {
 
   void trip(transition_reason reason, time_point now) {
     if (state_ == breaker_state::metrics_only) {
-      ++suppressed_;
+      if (!latched_) ++suppressed_;  // once per would-be opening
+      latched_ = true;
       return;
     }
     transition(breaker_state::open, reason, now);
@@ -243,20 +253,31 @@ class model {
                                                                   : duration(static_cast<std::int64_t>(d));
   }
 
+  // In metrics_only, an evaluation that finds no rule holding re-arms the
+  // suppressed-trip event.
+  void rearm() {
+    if (state_ != breaker_state::metrics_only) return;
+    if (o_.consecutive_failure_threshold != 0 && consecutive_ >= o_.consecutive_failure_threshold) return;
+    latched_ = false;
+  }
+
   void transition(breaker_state to, transition_reason reason, time_point now) {
     const breaker_state from = state_;
     ++gen_;
     since_ = now;
+    consecutive_ = 0;
+    latched_ = false;
     if (to == breaker_state::open) {
       openings_ = from == breaker_state::half_open ? openings_ + 1 : 0;
       open_until_ = now + open_duration_for(openings_);
     } else if (to == breaker_state::half_open) {
       for (auto& s : slots_) s = {};
-    } else if (to != breaker_state::forced_open) {
-      if (to == breaker_state::closed) openings_ = 0;
-      consecutive_ = 0;
-      base_ = totals_;
-      base_time_ = now;
+    } else {
+      openings_ = 0;
+      if (to != breaker_state::forced_open) {
+        base_ = totals_;
+        base_time_ = now;
+      }
     }
     state_ = to;
     ++changes_;
@@ -354,6 +375,7 @@ class model {
         return;
       }
     }
+    rearm();
   }
 
   void push(outcome_flags f) {
@@ -368,6 +390,7 @@ class model {
   time_point open_until_{};
   std::uint32_t openings_ = 0;
   std::uint32_t consecutive_ = 0;
+  bool latched_ = false;  // metrics_only: a suppressed trip announced, rule still holding
   std::uint32_t needed_ = 1;
   std::vector<slot> slots_;
   counts totals_;
@@ -410,6 +433,12 @@ sturdy::circuit_breaker_options random_options(std::mt19937_64& gen) {
   if (o.count_window_size == 0 && o.time_window == 0s) {
     o.failure_rate_threshold = 0;
     o.slow_call_duration = 0s;
+  }
+  // Rules that could never trip are refused by validate(): keep the minimum
+  // within the count window, and at least one rule on.
+  if (o.count_window_size > 0) o.minimum_calls = std::min(o.minimum_calls, o.count_window_size);
+  if (o.failure_rate_threshold == 0 && o.slow_call_duration == 0s && o.consecutive_failure_threshold == 0) {
+    o.consecutive_failure_threshold = 2;
   }
   return o;
 }

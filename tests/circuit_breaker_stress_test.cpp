@@ -131,9 +131,11 @@ TEST(CircuitBreakerStressTest, FoldingCountersNeverInventsAFailureBurst) {
 // involved admits every call, so no call may ever see circuit_open. Many
 // stripes make each transition's counter sum long.
 TEST(CircuitBreakerStressTest, ManualSwitchesBetweenAdmittingStatesNeverRejectACall) {
+  // The rate rule is on (transitions sum the counters) but cannot fire: it
+  // needs a window of a million calls that all failed.
   sturdy::circuit_breaker<> b({.consecutive_failure_threshold = 0,
-                               .failure_rate_threshold = 0.5,
-                               .count_window_size = 100,
+                               .failure_rate_threshold = 1.0,
+                               .count_window_size = 1'000'000,
                                .minimum_calls = 1'000'000,
                                .counter_stripes = 1024});
   const std::uint64_t per_thread = sturdy::test::stress_iterations(300'000);

@@ -9,7 +9,7 @@
 namespace {
 
 constexpr int kFirst = static_cast<int>(sturdy::errc::circuit_open);
-constexpr int kLast = static_cast<int>(sturdy::errc::rate_limited);
+constexpr int kLast = static_cast<int>(sturdy::errc::outcome_not_stored);
 
 TEST(ErrcTest, EveryValueHasADistinctNonEmptyMessage) {
   std::set<std::string> seen;

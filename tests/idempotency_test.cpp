@@ -4,12 +4,17 @@
 // duplicates "sleep" through recording_sleeper.
 #include "sturdy/idempotency.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -288,17 +293,19 @@ TEST(IdempotencyCacheTest, CompletedEntriesExpireAfterTheTtl) {
 // A store that cannot wake waiters (like a Redis store polling): the cache
 // polls it with doubling intervals instead. Also shows that the concept is
 // all a store needs.
-class polling_store {
+// Forwards every store operation to a memory store over a manual clock; the
+// test stores below replace only what they test.
+template <bool Wakes>
+class forwarding_store {
  public:
   using value_type = sturdy::outcome<int>;
   using options_type = sturdy::memory_store_options;
-  static constexpr bool wakes_waiters = false;
-  polling_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  static constexpr bool wakes_waiters = Wakes;
+  forwarding_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
   sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
                                                           sturdy::duration lease,
                                                           sturdy::idempotency_waiter* w) {
-    EXPECT_EQ(w, nullptr);  // the cache never hands a waiter to a polling store
-    return inner_.begin(key, fp, lease, nullptr);
+    return inner_.begin(key, fp, lease, w);
   }
   sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
                                 sturdy::duration ttl) {
@@ -307,11 +314,26 @@ class polling_store {
   sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
     return inner_.abandon(key, t);
   }
-  void cancel_wait(std::string_view, sturdy::idempotency_waiter&) {}
+  void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept {
+    inner_.cancel_wait(key, w);
+  }
   [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
+  sturdy::memory_idempotency_store<value_type, manual_clock>& inner() { return inner_; }
 
  private:
   sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
+};
+
+class polling_store : public forwarding_store<false> {
+ public:
+  using forwarding_store::forwarding_store;
+  sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
+                                                          sturdy::duration lease,
+                                                          sturdy::idempotency_waiter* w) {
+    EXPECT_EQ(w, nullptr);  // the cache never hands a waiter to a polling store
+    return forwarding_store::begin(key, fp, lease, nullptr);
+  }
+  void cancel_wait(std::string_view, sturdy::idempotency_waiter&) noexcept {}
 };
 static_assert(sturdy::idempotency_store<polling_store>);
 
@@ -335,38 +357,23 @@ TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingInterv
 // A waking store that records which waiter nodes it has linked and which the
 // cache has unlinked again: a node left linked when execute returns (or
 // unwinds) would be written through after its stack frame is gone.
-class tracking_store {
+class tracking_store : public forwarding_store<true> {
  public:
-  using value_type = sturdy::outcome<int>;
-  using options_type = sturdy::memory_store_options;
-  static constexpr bool wakes_waiters = true;
-  tracking_store(options_type o, manual_clock clock) : inner_(o, std::move(clock)) {}
+  using forwarding_store::forwarding_store;
   sturdy::result<sturdy::begin_outcome<value_type>> begin(std::string_view key, std::uint64_t fp,
                                                           sturdy::duration lease,
                                                           sturdy::idempotency_waiter* w) {
-    auto r = inner_.begin(key, fp, lease, w);
+    auto r = forwarding_store::begin(key, fp, lease, w);
     if (w != nullptr && r.has_value() && r.value().status == sturdy::begin_status::in_progress) ++linked;
     return r;
   }
-  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
-                                sturdy::duration ttl) {
-    return inner_.complete(key, t, std::move(v), ttl);
-  }
-  sturdy::result<void> abandon(std::string_view key, sturdy::fencing_token t) {
-    return inner_.abandon(key, t);
-  }
   void cancel_wait(std::string_view key, sturdy::idempotency_waiter& w) noexcept {
-    inner_.cancel_wait(key, w);
+    forwarding_store::cancel_wait(key, w);
     ++cancelled;
   }
-  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner_.stats(); }
-  sturdy::memory_idempotency_store<value_type, manual_clock>& inner() { return inner_; }
 
   int linked = 0;
   int cancelled = 0;
-
- private:
-  sturdy::memory_idempotency_store<value_type, manual_clock> inner_;
 };
 static_assert(sturdy::idempotency_store<tracking_store>);
 
@@ -604,7 +611,7 @@ TEST(IdempotencyCacheTest, CapacityEvictsCompletedEntriesButNeverInProgressOnes)
   auto& store = cache->store();
   auto held = store.begin("held", 1, 1h).value();
   for (int i = 0; i < 100; ++i) {
-    auto r = cache->execute(std::string("k").append(std::to_string(i)), 1, [i] { return i; });
+    auto r = cache->execute(sturdy::test::numbered("k", i), 1, [i] { return i; });
     ASSERT_EQ(r.result.value(), i);
     ASSERT_LE(cache->stats().entries, 4U);
   }
@@ -654,7 +661,7 @@ TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
   auto cache = f.make({}, {.shards = 16, .max_entries = bound});
   std::vector<sturdy::begin_outcome<sturdy::outcome<int>>> held;
   for (int i = 0; i < 16; ++i)
-    held.push_back(cache->store().begin("held" + std::to_string(i), 1, 24h).value());
+    held.push_back(cache->store().begin(sturdy::test::numbered("held", i), 1, 24h).value());
   char key[32];
   for (int i = 0; i < 1'000'000; ++i) {
     const int n = std::snprintf(key, sizeof key, "key-%d", i);
@@ -670,7 +677,7 @@ TEST(IdempotencyCacheTest, AMillionUniqueKeysStayWithinTheEntryBound) {
   EXPECT_LE(cache->store().memory_usage(), bound * 4 * memory_store::entry_overhead + (1U << 20));
   for (int i = 0; i < 16; ++i) {
     const bool ok = cache->store()
-                        .complete("held" + std::to_string(i), held[static_cast<std::size_t>(i)].token,
+                        .complete(sturdy::test::numbered("held", i), held[static_cast<std::size_t>(i)].token,
                                   sturdy::outcome<int>(i), 1h)
                         .has_value();
     EXPECT_TRUE(ok);
@@ -841,6 +848,310 @@ TEST(IdempotencyCacheTest, ReplayAllocatesNothing) {
     ASSERT_TRUE(r.replayed);
   }
   EXPECT_EQ(scope.allocations(), 0U);
+}
+
+// --- Hardening: exactly-once when storing throws (issue 12, item 3) -------------
+
+// Fails on main before the fix: the copy's exception escaped execute() and
+// left the key in progress; once the lease ran out a duplicate ran the work
+// again.
+TEST(IdempotencyCacheTest, Issue12_AThrowingCopyOfTheResultFencesTheKeyAndTheWorkNeverRunsTwice) {
+  using fragile_cache =
+      sturdy::idempotency_cache<sturdy::test::fragile, manual_clock, recording_sleeper, recording_listener>;
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  recording_listener events;
+  fragile_cache cache({.ttl = 1h, .lease = 10s}, {.shards = 1, .max_entries = 16}, clock, sleeper, events);
+  int runs = 0;
+  auto work = [&] { return sturdy::test::fragile(++runs * 10); };
+  {
+    sturdy::test::fragile::failing copies(sturdy::test::fragile::copy_fails);
+    auto first = cache.execute("k", 1, work);
+    ASSERT_TRUE(first.result.has_value());  // the caller keeps its own result
+    EXPECT_EQ(first.result.value().v, 10);
+    EXPECT_FALSE(first.replayed);
+  }
+  auto lost = events.of<sturdy::idempotency_outcome_not_stored>();
+  ASSERT_EQ(lost.size(), 1U);
+  EXPECT_TRUE(lost[0].fenced);
+  const sturdy::failure_info why{.code = {}, .exception = lost[0].exception};
+  EXPECT_TRUE(why.exception_is<std::runtime_error>());
+  EXPECT_EQ(cache.stats().outcomes_not_stored, 1U);
+  // Past the lease, and almost to the TTL: every duplicate gets the distinct
+  // error, and the work does not run again.
+  for (const sturdy::duration step : {sturdy::duration(0s), sturdy::duration(11s), sturdy::duration(59min)}) {
+    clock.advance(step);
+    auto again = cache.execute("k", 1, work);
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.result.error(), errc::outcome_not_stored);
+  }
+  EXPECT_EQ(runs, 1);
+  // The key's lifetime over, the key is free again.
+  clock.advance(1min);
+  auto fresh = cache.execute("k", 1, work);
+  EXPECT_EQ(fresh.result.value().v, 20);
+  EXPECT_EQ(runs, 2);
+}
+
+// A store whose `complete` throws for any outcome but an error code (like a
+// codec whose encode throws): the fence, an error code, still goes through.
+class throwing_store : public forwarding_store<true> {
+ public:
+  using forwarding_store::forwarding_store;
+  sturdy::result<void> complete(std::string_view key, sturdy::fencing_token t, value_type v,
+                                sturdy::duration ttl) {
+    if (!v.has_error() || v.has_exception()) throw std::bad_alloc();
+    return forwarding_store::complete(key, t, std::move(v), ttl);
+  }
+};
+static_assert(sturdy::idempotency_store<throwing_store>);
+
+// Fails on main before the fix: the store's bad_alloc replaced the caller's
+// exception, and the key stayed in progress for a duplicate to run again.
+TEST(IdempotencyCacheTest, Issue12_AThrowingStoreFencesTheKeyForSuccessesAndCachedExceptions) {
+  using cache_t =
+      sturdy::idempotency_cache<int, manual_clock, recording_sleeper, recording_listener, throwing_store>;
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  recording_listener events;
+  cache_t cache({.ttl = 1h, .lease = 10s}, {.shards = 1, .max_entries = 16}, clock, sleeper, events);
+  int runs = 0;
+  auto ok = cache.execute("ok", 1, [&] { return ++runs; });
+  EXPECT_EQ(ok.result.value(), 1);
+
+  const sturdy::idempotency_policy cache_all{.failures = sturdy::failure_caching::cache};
+  EXPECT_THROW((void)cache.execute("boom", 1, cache_all,
+                                   [&]() -> int {
+                                     ++runs;
+                                     throw std::domain_error("the work failed");
+                                   }),
+               std::domain_error);
+  clock.advance(11s);  // past the lease: nobody may take the keys over
+  EXPECT_EQ(cache.execute("ok", 1, [&] { return ++runs; }).result.error(), errc::outcome_not_stored);
+  EXPECT_EQ(cache.execute("boom", 1, cache_all, [&] { return ++runs; }).result.error(),
+            errc::outcome_not_stored);
+  EXPECT_EQ(runs, 2);
+  auto lost = events.of<sturdy::idempotency_outcome_not_stored>();
+  ASSERT_EQ(lost.size(), 2U);
+  EXPECT_TRUE(lost[0].fenced && lost[1].fenced);
+  EXPECT_EQ(cache.stats().outcomes_not_stored, 2U);
+}
+
+// --- Hardening: every duration option at 0, 1 ns and max (issue 12, item 7) ---
+
+// The documented behaviour of each value of each duration option of the
+// cache and the memory store; run under UBSan in CI (no signed overflow
+// anywhere a duration meets a time point).
+TEST(IdempotencyCacheTest, Issue12_EveryDurationOptionAtZeroOneNanosecondAndMax) {
+  const sturdy::duration zero{0}, one{1}, max = sturdy::duration::max();
+  const sturdy::duration century = std::chrono::hours(24 * 365 * 100);
+
+  // ttl: 0 is invalid; 1 ns expires after 1 ns; max never expires.
+  {
+    fixture f;
+    EXPECT_EQ(f.make({.ttl = zero})->validation_message(), "idempotency_options.ttl must be > 0");
+    for (const sturdy::duration ttl : {one, max}) {
+      fixture g;
+      auto cache = g.make({.ttl = ttl});
+      int runs = 0;
+      (void)cache->execute("k", 1, [&] { return ++runs; });
+      EXPECT_TRUE(cache->execute("k", 1, [&] { return ++runs; }).replayed);
+      g.clock.advance(ttl == one ? one : century);
+      EXPECT_EQ(cache->execute("k", 1, [&] { return ++runs; }).replayed, ttl == max);
+    }
+  }
+  // lease: 0 is invalid; 1 ns is taken over after 1 ns; max is never taken over.
+  {
+    fixture f;
+    EXPECT_EQ(f.make({.lease = zero})->validation_message(), "idempotency_options.lease must be > 0");
+    for (const sturdy::duration lease : {one, max}) {
+      fixture g;
+      auto cache = g.make({.lease = lease});
+      (void)cache->store().begin("k", 1, lease).value();
+      g.clock.advance(lease == one ? one : century);
+      auto r = cache->execute("k", 1, [] { return 1; });
+      if (lease == one) {
+        EXPECT_EQ(r.result.value(), 1);
+        EXPECT_EQ(cache->stats().takeovers, 1U);
+      } else {
+        EXPECT_EQ(r.result.error(), errc::in_progress);
+      }
+    }
+  }
+  // wait_timeout: 0 gives up at once; 1 ns after one 1 ns sleep; max waits
+  // until the owner completes.
+  for (const sturdy::duration timeout : {zero, one, max}) {
+    fixture f;
+    auto cache = f.make();
+    auto owner = cache->store().begin("k", 1, 30s).value();
+    if (timeout == max) {
+      f.sleeper.on_sleep([&](sturdy::duration) {
+        ASSERT_TRUE(cache->store().complete("k", owner.token, sturdy::outcome<int>(5), 1h).has_value());
+      });
+    }
+    auto r = cache->execute("k", 1, waiting(timeout), [] { return 0; });
+    if (timeout == max) {
+      EXPECT_EQ(r.result.value(), 5);
+      EXPECT_LE(f.sleeper.delays().size(), 1U);
+    } else {
+      EXPECT_EQ(r.result.error(), errc::wait_timeout);
+      EXPECT_EQ(f.sleeper.total(), timeout);
+    }
+  }
+  // poll_initial / poll_max: 0 and values below the other bound are invalid,
+  // naming the field; 1 ns and max poll as documented, doubling without
+  // overflow up to max.
+  {
+    fixture f;
+    EXPECT_EQ(f.make({.poll_initial = zero})->validation_message(),
+              "idempotency_options.poll_initial must be > 0");
+    EXPECT_EQ(f.make({.poll_initial = max})->validation_message(),
+              "idempotency_options.poll_max must be >= poll_initial");
+    EXPECT_EQ(f.make({.poll_max = zero})->validation_message(),
+              "idempotency_options.poll_max must be >= poll_initial");
+    EXPECT_EQ(f.make({.poll_max = one})->validation_message(),
+              "idempotency_options.poll_max must be >= poll_initial");
+    EXPECT_TRUE(f.make({.poll_initial = one, .poll_max = one})->validation_message().empty());
+  }
+  {
+    manual_clock clock;
+    recording_sleeper sleeper(clock);
+    sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store>
+        cache({.poll_initial = max / 3, .poll_max = max}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+    auto owner = cache.store().begin("k", 1, max, nullptr).value();
+    int sleeps = 0;
+    sleeper.on_sleep([&](sturdy::duration) {
+      if (++sleeps == 2) (void)cache.store().complete("k", owner.token, sturdy::outcome<int>(6), max);
+    });
+    auto r = cache.execute("k", 1, waiting(max), [] { return 0; });
+    EXPECT_EQ(r.result.value(), 6);
+    const std::vector<sturdy::duration> expected{max / 3, max / 3 * 2};
+    EXPECT_EQ(sleeper.delays(), expected);
+  }
+  // The memory store's own duration arguments: lease and ttl 0 are
+  // invalid_options; max saturates (never runs out).
+  {
+    manual_clock clock;
+    memory_store store({.shards = 1, .max_entries = 16}, clock);
+    EXPECT_EQ(store.begin("k", 1, zero).error(), errc::invalid_options);
+    auto b = store.begin("k", 1, max).value();
+    EXPECT_EQ(store.complete("k", b.token, 1, zero).error(), errc::invalid_options);
+    clock.advance(century);
+    auto again = store.begin("k", 1, max).value();
+    EXPECT_EQ(again.status, sturdy::begin_status::in_progress);
+    EXPECT_GT(again.lease_remaining, century);
+    ASSERT_TRUE(store.complete("k", b.token, 1, max).has_value());
+    clock.advance(century);
+    EXPECT_EQ(store.begin("k", 1, one).value().status, sturdy::begin_status::completed);
+  }
+}
+
+// --- Hardening II: callbacks, start-up checks, deduction (issue 13) -------------
+
+TEST(IdempotencyCacheTest, Issue13_IsPermanentTakesACapturingLambda) {
+  const std::vector<std::error_code> permanent = {std::make_error_code(std::errc::invalid_argument)};
+  const sturdy::idempotency_policy policy{.failures = sturdy::failure_caching::cache_if_permanent,
+                                          .is_permanent = [permanent](const sturdy::failure_info& f) {
+                                            return std::find(permanent.begin(), permanent.end(), f.code) !=
+                                                   permanent.end();
+                                          }};
+  ASSERT_TRUE(policy.validate().has_value());
+  sturdy::idempotency_cache<int> cache;
+  int runs = 0;
+  auto fail = [&](std::errc e) {
+    return [&runs, e]() -> sturdy::result<int> {
+      ++runs;
+      return std::make_error_code(e);
+    };
+  };
+  (void)cache.execute("bad", 1, policy, fail(std::errc::invalid_argument));
+  EXPECT_TRUE(cache.execute("bad", 1, policy, fail(std::errc::invalid_argument)).replayed);
+  (void)cache.execute("busy", 1, policy, fail(std::errc::device_or_resource_busy));
+  EXPECT_FALSE(cache.execute("busy", 1, policy, fail(std::errc::device_or_resource_busy)).replayed);
+  EXPECT_EQ(runs, 3);
+}
+
+TEST(IdempotencyCacheTest, Issue13_BracedEmptyOptionsAreNotAmbiguous) {
+  sturdy::idempotency_cache<int> a({});
+  sturdy::idempotency_cache<int> b({}, {});
+  sturdy::idempotency_cache<std::string> c({.ttl = 1h});
+  static_assert(!std::is_copy_constructible_v<sturdy::idempotency_cache<int>>);
+  static_assert(!std::is_move_constructible_v<sturdy::idempotency_cache<int>>);
+  EXPECT_TRUE(a.execute("k", 1, [] { return 1; }).result.has_value());
+  EXPECT_TRUE(b.validation_message().empty());
+  EXPECT_TRUE(c.options_status().has_value());
+}
+
+TEST(IdempotencyCacheTest, Issue13_MakeIdempotencyCacheDeducesTheListenerAndFailsAtStartUp) {
+  recording_listener events;
+  // The listener's type is deduced: no template argument besides T.
+  auto made = sturdy::make_idempotency_cache<int>({.ttl = 1h}, {.shards = 4, .max_entries = 64}, events);
+  ASSERT_TRUE(made.has_value());
+  auto cache = std::move(made).value();
+  static_assert(std::is_same_v<decltype(cache)::element_type::listener_type, recording_listener>);
+  (void)cache->execute("k", 1, [] { return 1; });
+  EXPECT_EQ(events.count<sturdy::idempotency_executed>(), 1U);
+
+  // With a manual clock and a recording sleeper too.
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  auto with_clock = sturdy::make_idempotency_cache<int>({}, {}, clock, sleeper, events);
+  ASSERT_TRUE(with_clock.has_value());
+  static_assert(std::is_same_v<std::remove_cvref_t<decltype(with_clock.value())>::element_type::clock_type,
+                               manual_clock>);
+
+  // Invalid options, the cache's or the store's: refused at start-up, the
+  // field named in the event.
+  recording_listener refused;
+  EXPECT_EQ(sturdy::make_idempotency_cache<int>({.lease = 0s}, {}, refused).error(), errc::invalid_options);
+  EXPECT_EQ(sturdy::make_idempotency_cache<int>({}, {.shards = 3}, refused).error(), errc::invalid_options);
+  auto why = refused.of<sturdy::options_rejected>();
+  ASSERT_EQ(why.size(), 2U);
+  EXPECT_EQ(why[0].primitive, "idempotency_cache");
+  EXPECT_EQ(why[0].message, "idempotency_options.lease must be > 0");
+  EXPECT_EQ(why[1].message, "memory_store_options.shards must be a power of two in [1, 1024]");
+}
+
+// An error type that carries a message (like absl::Status with the adapter).
+struct named_error {
+  named_error(std::error_code c, std::string m) : code(c), message(std::move(m)) {}
+  std::error_code code;
+  std::string message;
+};
+std::error_code sturdy_to_error_code(const named_error& e) { return e.code; }
+named_error sturdy_from_error_code(std::error_code ec, std::type_identity<named_error>) { return {ec, {}}; }
+named_error sturdy_from_error_code(std::error_code ec, std::string_view message,
+                                   std::type_identity<named_error>) {
+  return {ec, std::string(message)};
+}
+using named_result =
+    BOOST_OUTCOME_V2_NAMESPACE::basic_result<int, named_error, BOOST_OUTCOME_V2_NAMESPACE::policy::terminate>;
+
+TEST(IdempotencyCacheTest, Issue13_RefusedOptionsEmitOneEventAndNameTheFieldInTheError) {
+  fixture f;
+  auto cache = f.make({.ttl = 0s});
+  int runs = 0;
+  for (int i = 0; i < 3; ++i) {
+    named_result r = cache->execute("k", 1, [&]() -> named_result { return ++runs; }).result;
+    ASSERT_TRUE(r.has_error());
+    EXPECT_EQ(r.error().code, errc::invalid_options);
+    EXPECT_EQ(r.error().message, "idempotency_options.ttl must be > 0");
+  }
+  // A result type without room for a message keeps the code.
+  EXPECT_EQ(cache->execute("k", 1, [&] { return ++runs; }).result.error(), errc::invalid_options);
+  EXPECT_EQ(runs, 0);
+  auto rejected = f.events.of<sturdy::options_rejected>();
+  ASSERT_EQ(rejected.size(), 1U);  // once, on the first refused call
+  EXPECT_EQ(rejected[0].primitive, "idempotency_cache");
+  EXPECT_EQ(rejected[0].message, "idempotency_options.ttl must be > 0");
+
+  // A per-call policy that is invalid names its field as well.
+  fixture g;
+  auto ok = g.make();
+  named_result p =
+      ok->execute("k", 1, {.wait_timeout = -1s}, [&]() -> named_result { return ++runs; }).result;
+  EXPECT_EQ(p.error().message, "idempotency_policy.wait_timeout must be >= 0");
+  EXPECT_EQ(g.events.count<sturdy::options_rejected>(), 1U);
 }
 
 TEST(FingerprintTest, StableFingerprintIsFnv1a64) {

@@ -172,6 +172,25 @@ TEST(PrometheusExporterTest, LimiterAndRateLimiterSeriesEqualTheirSnapshots) {
   EXPECT_EQ(sample(r4j.collect(), "resilience4j_bulkhead_available_concurrent_calls", {{"name", "db"}}), 0.0);
 }
 
+TEST(PrometheusExporterTest, RegistrySeriesCarryOneKeyLabelPerEntry) {
+  sturdy::registry<sturdy::circuit_breaker<>> hosts({.max_entries = 8});
+  prom::exporter metrics;
+  auto reg = metrics.add(hosts, {.name = "per-host"});
+  for (const char* host : {"a.internal", "b.internal"}) {
+    auto b = hosts.get(host);
+    ASSERT_TRUE(b);
+    (void)b.value()->execute(ok);
+  }
+  (void)hosts.get("a.internal");
+  const auto f = metrics.collect();
+  EXPECT_EQ(sample(f, "sturdy_registry_entries", {{"name", "per-host"}}), 2.0);
+  EXPECT_EQ(sample(f, "sturdy_registry_hits_total", {{"name", "per-host"}}), 1.0);
+  EXPECT_EQ(sample(f, "sturdy_circuit_breaker_calls_total",
+                   {{"name", "per-host"}, {"key", "b.internal"}, {"kind", "successful"}}),
+            1.0);
+  EXPECT_EQ(sample(f, "sturdy_circuit_breaker_state", {{"key", "a.internal"}, {"state", "closed"}}), 1.0);
+}
+
 TEST(PrometheusExporterTest, DestroyingTheRegistrationRemovesTheSeries) {
   prom::exporter metrics;
   {
@@ -206,6 +225,8 @@ TEST(PrometheusExporterTest, ExpositionPassesPromtoolCheckMetrics) {
   sturdy::chaos_policy chaos({}, sturdy::chaos_error{sturdy::errc::store_unavailable});
   sturdy::concurrency_limiter<> limiter;
   sturdy::rate_limiter<> rate;
+  sturdy::registry<sturdy::circuit_breaker<>> hosts({.max_entries = 4});
+  (void)hosts.get("h1");
   for (const auto preset : {prom::naming::sturdy, prom::naming::resilience4j}) {
     prom::exporter metrics(preset);
     std::vector<prom::registration> regs;
@@ -219,6 +240,7 @@ TEST(PrometheusExporterTest, ExpositionPassesPromtoolCheckMetrics) {
     regs.push_back(metrics.add(chaos, {.name = "chaos"}));
     regs.push_back(metrics.add(limiter, {.name = "l"}));
     regs.push_back(metrics.add(rate, {.name = "r"}));
+    regs.push_back(metrics.add(hosts, {.name = "hosts"}));
     const std::string path = ::testing::TempDir() + "/sturdy_metrics.txt";
     std::ofstream(path) << metrics.text();
     const std::string cmd = "promtool check metrics < " + path + " 2>&1";

@@ -20,12 +20,17 @@ TEST(RedisIdempotencyStoreTest, NeedsHiredis) { GTEST_SKIP() << "built without h
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -113,7 +118,7 @@ struct sturdy::test::store_harness<redis_int_store> {
   redis_int_store* store = nullptr;
   std::unique_ptr<redis_int_store> make() {
     static std::atomic<int> n{0};
-    auto s = std::make_unique<redis_int_store>(test_options("suite" + std::to_string(n.fetch_add(1))));
+    auto s = std::make_unique<redis_int_store>(test_options(sturdy::test::numbered("suite", n.fetch_add(1))));
     store = s.get();
     return s;
   }
@@ -173,6 +178,14 @@ struct point {
   std::int32_t x;
   double y;
 };
+
+}  // namespace
+
+// A plain struct is stored byte for byte only when its author opts in.
+template <>
+struct sturdy::redis::use_byte_codec<point> : std::true_type {};
+
+namespace {
 
 TEST(RedisIdempotencyCacheTest, TriviallyCopyableAndVoidValuesRoundTrip) {
   sturdy::redis::idempotency_cache<point> points({}, test_options("pod"));
@@ -320,7 +333,7 @@ TEST(RedisIdempotencyCacheTest, AWaitingDuplicatePollsAndReplaysTheOwnersOutcome
 
 TEST(RedisIdempotencyFailureTest, NothingListeningIsStoreUnavailableAndNothingRuns) {
   using store_t = sturdy::redis::idempotency_store<int, recording_listener>;
-  auto opts = options_for("127.0.0.1:" + std::to_string(sturdy::test::free_loopback_port()), "down");
+  auto opts = options_for(sturdy::test::numbered("127.0.0.1:", sturdy::test::free_loopback_port()), "down");
   sturdy::redis::idempotency_cache<int, recording_listener> cache({}, opts);
   int runs = 0;
   auto r = cache.execute("k", 1, [&] { return ++runs; });
@@ -336,7 +349,7 @@ TEST(RedisIdempotencyFailureTest, NothingListeningIsStoreUnavailableAndNothingRu
 }
 
 TEST(RedisIdempotencyFailureTest, FailOpenRunsTheWorkWithoutIdempotencyAndSaysSo) {
-  auto opts = options_for("127.0.0.1:" + std::to_string(sturdy::test::free_loopback_port()), "open");
+  auto opts = options_for(sturdy::test::numbered("127.0.0.1:", sturdy::test::free_loopback_port()), "open");
   opts.on_unavailable = sturdy::redis::failure_mode::fail_open;
   sturdy::redis::idempotency_cache<int, recording_listener> cache({}, opts);
   int runs = 0;
@@ -365,7 +378,8 @@ TEST(RedisIdempotencyFailureTest, KilledAndRestartedRedisFailsClearlyThenServesA
   sturdy::redis::idempotency_cache<int> cache({}, opts);
   std::vector<int> runs(20, 0);
   auto call = [&](int key) {
-    return cache.execute("key-" + std::to_string(key), 1, [&runs, key] { return ++runs[key] + key * 100; });
+    return cache.execute(sturdy::test::numbered("key-", key), 1,
+                         [&runs, key] { return ++runs[key] + key * 100; });
   };
   for (int k = 0; k < 10; ++k) ASSERT_TRUE(call(k).result.has_value());
   for (int k = 0; k < 10; ++k) EXPECT_TRUE(call(k).replayed);
@@ -448,7 +462,7 @@ TEST(RedisIdempotencyFailureTest, AFrozenServerFailsEveryCallWithinTheTimeoutsHo
   for (int i = 0; i < threads; ++i) {
     pool.emplace_back([&, i] {
       const auto start = std::chrono::steady_clock::now();
-      auto b = store.begin(std::string("k").append(std::to_string(i)), 1, 30s);
+      auto b = store.begin(sturdy::test::numbered("k", i), 1, 30s);
       took[i] = std::chrono::steady_clock::now() - start;
       errors[i] = b.has_value() ? std::error_code() : b.error();
     });
@@ -509,7 +523,7 @@ TEST(RedisIdempotencyFailureTest, CommandTimeoutBoundsAWholeReplyNotEachRecv) {
     }
     ::close(fd);
   });
-  auto opts = options_for("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "trickle");
+  auto opts = options_for(sturdy::test::numbered("127.0.0.1:", ntohs(addr.sin_port)), "trickle");
   opts.command_timeout = 50ms;
   sturdy::redis::idempotency_store<int> store(opts);
   EXPECT_EQ(store.ping().error(), errc::store_unavailable);
@@ -697,6 +711,244 @@ TEST_F(RedisCorruptDataTest, ALostTokenCounterIsHarmlessTokensStillIncrease) {
 TEST_F(RedisCorruptDataTest, ATokenCounterThatIsNotANumberIsCorruptData) {
   ASSERT_EQ(raw_.run({"SET", store_.options().key_prefix + "seq", "abc"}), "OK");
   expect_corrupt("fresh");
+}
+
+// --- Hardening I: the byte codec (issue 12, item 2) -------------------------------
+
+struct holds_pointer {
+  const char* name;
+  int n;
+};
+struct plain_pair {
+  int a;
+  int b;
+};
+enum class color : std::uint8_t { red = 1, green = 2 };
+
+// On main the trivially-copyable codec stored string_view, span and structs
+// holding pointers: raw addresses that another replica would replay.
+TEST(RedisIdempotencyCacheTest, Issue12_TheByteCodecTakesOnlyArithmeticEnumsAndOptedInTypes) {
+  using sturdy::redis::serializable;
+  static_assert(serializable<int> && serializable<double> && serializable<bool> && serializable<char>);
+  static_assert(serializable<color> && serializable<std::string> && serializable<void>);
+  static_assert(serializable<point>);  // opted in above
+  static_assert(!serializable<std::string_view>);
+  static_assert(!serializable<std::span<const int> >);
+  static_assert(!serializable<holds_pointer>);
+  static_assert(!serializable<plain_pair>);  // trivially copyable, but not opted in
+  static_assert(!serializable<const char*>);
+  static_assert(!serializable<int*>);
+
+  sturdy::redis::idempotency_cache<color> colors({}, test_options("enum"));
+  (void)colors.execute("c", 1, [] { return color::green; });
+  auto r = colors.execute("c", 1, [] { return color::red; });
+  ASSERT_TRUE(r.replayed);
+  EXPECT_EQ(r.result.value(), color::green);
+  sturdy::redis::idempotency_cache<bool> flags({}, test_options("bool"));
+  (void)flags.execute("f", 1, [] { return true; });
+  EXPECT_TRUE(flags.execute("f", 1, [] { return false; }).result.value());
+}
+
+// On main a byte other than 0 or 1 was memcpy'd into a bool: undefined
+// behaviour (UBSan: "load of value 2, which is not a valid value for type
+// 'bool'").
+TEST_F(RedisCorruptDataTest, Issue12_BytesThatAreNoValidBoolAreCorruptDataAndAnyEnumClassValueReadsBack) {
+  const std::string far = "99999999999999";
+  sturdy::redis::idempotency_store<bool> bools(store_.options());
+  ASSERT_EQ(
+      raw_.run({"HSET", key("b2"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x02", 4)}),
+      "5");
+  auto b = bools.begin("b2", 1, 30s);
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error(), errc::corrupt_data);
+  ASSERT_EQ(
+      raw_.run({"HSET", key("b1"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x01", 4)}),
+      "5");
+  EXPECT_TRUE(bools.begin("b1", 1, 30s).value().value->value());
+
+  // Every value of a scoped enum's underlying type is a value of the enum.
+  sturdy::redis::idempotency_store<color> colors(store_.options());
+  ASSERT_EQ(
+      raw_.run({"HSET", key("c77"), "s", "c", "f", "1", "t", "5", "d", far, "v", std::string("S1v\x4d", 4)}),
+      "5");
+  EXPECT_EQ(static_cast<int>(colors.begin("c77", 1, 30s).value().value->value()), 77);
+}
+
+// --- Hardening I: exactly-once when storing throws (issue 12, item 3) ------------
+
+}  // namespace
+
+template <>
+struct sturdy::redis::codec<sturdy::test::fragile> {
+  static void encode(const sturdy::test::fragile& f, std::string& out) {
+    if (sturdy::test::fragile::encode_fails) throw std::length_error("encode failed");
+    out += std::to_string(f.v);
+  }
+  static std::optional<sturdy::test::fragile> decode(std::string_view in) {
+    int v = 0;
+    const auto [end, ec] = std::from_chars(in.data(), in.data() + in.size(), v);
+    if (ec != std::errc() || end != in.data() + in.size()) return std::nullopt;
+    return sturdy::test::fragile(v);
+  }
+};
+
+namespace {
+
+// Fails on main before the fix: the codec's (or the copy's) exception
+// escaped execute() with the key in progress, and once the lease ran out a
+// duplicate ran the work again.
+TEST(RedisIdempotencyCacheTest, Issue12_AThrowingCodecOrCopyFencesTheKeyAndTheWorkNeverRunsTwice) {
+  using sturdy::test::fragile;
+  using cache_t = sturdy::redis::idempotency_cache<fragile, recording_listener>;
+  for (const bool codec_throws : {true, false}) {
+    SCOPED_TRACE(codec_throws ? "throwing codec" : "throwing copy");
+    recording_listener events;
+    cache_t cache({.ttl = 1h, .lease = 10s}, test_options(codec_throws ? "codec-throws" : "copy-throws"),
+                  sturdy::steady_clock_source(), sturdy::thread_sleeper(), events);
+    int runs = 0;
+    auto work = [&] { return fragile(++runs * 100); };
+    auto first = [&] {
+      fragile::failing storing(codec_throws ? fragile::encode_fails : fragile::copy_fails);
+      return cache.execute("k", 1, work);
+    }();
+    ASSERT_TRUE(first.result.has_value());
+    EXPECT_EQ(first.result.value().v, 100);
+    auto lost = events.of<sturdy::idempotency_outcome_not_stored>();
+    ASSERT_EQ(lost.size(), 1U);
+    EXPECT_TRUE(lost[0].fenced);
+    cache.store().testing_advance(11s);  // past the lease
+    auto again = cache.execute("k", 1, work);
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.result.error(), errc::outcome_not_stored);
+    EXPECT_EQ(runs, 1);
+  }
+}
+
+// --- Hardening I: every duration option at 0, 1 ns and max (issue 12, item 7) --
+
+class detail_listener {
+ public:
+  void operator()(const sturdy::redis_store_failed& e) const {
+    std::lock_guard lock(state_->mu);
+    state_->details.emplace_back(e.detail);
+  }
+  std::vector<std::string> details() const {
+    std::lock_guard lock(state_->mu);
+    return state_->details;
+  }
+
+ private:
+  struct state {
+    std::mutex mu;
+    std::vector<std::string> details;
+  };
+  std::shared_ptr<state> state_ = std::make_shared<state>();
+};
+
+// connect_timeout and command_timeout: 0 invalid; 1 ns a bound no round trip
+// can meet (the call fails with store_unavailable; connecting is bounded at
+// hiredis's resolution, 1 ms); max: no bound. pool_wait_timeout: 0 does not
+// wait; max waits as long as it takes (on main, `now + max` overflowed and
+// a caller facing a busy pool failed at once).
+TEST(RedisIdempotencyFailureTest, Issue12_EveryDurationOptionAtZeroOneNanosecondAndMax) {
+  const sturdy::duration zero{0}, one{1}, max = sturdy::duration::max();
+  auto with = [](auto set) {
+    auto o = test_options("durations");
+    set(o);
+    return o;
+  };
+  using opts = sturdy::redis::store_options;
+  // Zero.
+  EXPECT_EQ(with([&](opts& o) { o.connect_timeout = zero; }).validation_message(),
+            "redis::store_options.connect_timeout must be > 0");
+  EXPECT_EQ(with([&](opts& o) { o.command_timeout = zero; }).validation_message(),
+            "redis::store_options.command_timeout must be > 0");
+  EXPECT_TRUE(with([&](opts& o) { o.pool_wait_timeout = zero; }).validation_message().empty());
+  // One nanosecond: no reply arrives within 1 ns.
+  {
+    sturdy::redis::idempotency_store<int> s(with([&](opts& o) { o.command_timeout = one; }));
+    EXPECT_EQ(s.begin("k", 1, 30s).error(), errc::store_unavailable);
+  }
+  {
+    sturdy::redis::idempotency_store<int> s(with([&](opts& o) { o.connect_timeout = one; }));
+    auto b = s.begin("k1", 1, 30s);  // loopback may connect within hiredis's 1 ms
+    EXPECT_TRUE(b.has_value() || b.error() == errc::store_unavailable);
+  }
+  // Max everywhere, and the store's own arguments (lease, ttl) at 1 ns and max.
+  {
+    sturdy::redis::idempotency_store<int> s(with([&](opts& o) {
+      o.connect_timeout = max;
+      o.command_timeout = max;
+      o.pool_wait_timeout = max;
+    }));
+    EXPECT_EQ(s.begin("k", 1, zero).error(), errc::invalid_options);
+    auto b = s.begin("k", 1, max);
+    ASSERT_TRUE(b.has_value()) << b.error().message();
+    s.testing_advance(std::chrono::hours(24 * 365 * 100));
+    EXPECT_EQ(s.begin("k", 1, one).value().status, sturdy::begin_status::in_progress);
+    EXPECT_EQ(s.complete("k", b.value().token, 1, zero).error(), errc::invalid_options);
+    ASSERT_TRUE(s.complete("k", b.value().token, 1, max).has_value());
+    s.testing_advance(max);  // saturates
+    EXPECT_EQ(s.begin("k", 1, one).value().status, sturdy::begin_status::completed);
+    auto shortlived = s.begin("k2", 1, one);
+    ASSERT_TRUE(shortlived.has_value());
+    ASSERT_TRUE(s.complete("k2", shortlived.value().token, 1, one).has_value());  // 1 ns: 1 ms
+  }
+  // pool_wait_timeout = max with the only connection busy: the second
+  // caller waits for it instead of failing at once.
+  sturdy::test::redis_server server;
+  ASSERT_TRUE(server.start());
+  auto o = options_for(server.address(), "pool-wait-max");
+  o.pool_size = 1;
+  o.command_timeout = 200ms;
+  o.connect_timeout = 200ms;
+  o.pool_wait_timeout = max;
+  detail_listener seen;
+  sturdy::redis::idempotency_store<int, detail_listener> s(o, seen);
+  ASSERT_TRUE(s.ping().has_value());
+  server.pause();
+  std::vector<std::thread> callers;
+  std::vector<std::error_code> errors(2);
+  for (int i = 0; i < 2; ++i) {
+    callers.emplace_back([&, i] {
+      auto b = s.begin(sturdy::test::numbered("busy", i), 1, 30s);
+      errors[static_cast<std::size_t>(i)] = b.has_value() ? std::error_code() : b.error();
+    });
+  }
+  for (auto& t : callers) t.join();
+  server.resume();
+  for (const auto& e : errors) EXPECT_EQ(e, errc::store_unavailable);
+  for (const std::string& d : seen.details()) EXPECT_EQ(d.find("pool_wait_timeout"), std::string::npos) << d;
+  EXPECT_TRUE(s.begin("after", 1, 30s).has_value());
+}
+
+// --- Hardening II: start-up check (issue 13, item 6) ----------------------------
+
+TEST(RedisStoreOptionsTest, Issue13_MakeIdempotencyCacheChecksTheOptionsAndDeducesTheListener) {
+  recording_listener events;
+  auto made = sturdy::redis::make_idempotency_cache<int>({}, test_options("make"), events);
+  ASSERT_TRUE(made.has_value());
+  auto cache = std::move(made).value();
+  EXPECT_EQ(cache->execute("k", 1, [] { return 4; }).result.value(), 4);
+  EXPECT_EQ(events.count<sturdy::idempotency_executed>(), 1U);
+
+  auto bad = test_options("make-bad");
+  bad.pool_size = 0;
+  EXPECT_EQ(sturdy::redis::make_idempotency_cache<int>({}, bad, events).error(), errc::invalid_options);
+  EXPECT_EQ(sturdy::redis::make_idempotency_cache<int>({.ttl = 0s}, test_options("x"), events).error(),
+            errc::invalid_options);
+  auto why = events.of<sturdy::options_rejected>();
+  ASSERT_EQ(why.size(), 2U);
+  EXPECT_EQ(why[0].primitive, "redis::idempotency_cache");
+  EXPECT_EQ(why[0].message, "redis::store_options.pool_size must be in [1, 1024]");
+  EXPECT_EQ(why[1].message, "idempotency_options.ttl must be > 0");
+
+  // A cache built anyway refuses every call, once reporting why.
+  sturdy::redis::idempotency_cache<int, recording_listener> refused({}, bad, sturdy::steady_clock_source(),
+                                                                    sturdy::thread_sleeper(), events);
+  EXPECT_EQ(refused.validation_message(), "redis::store_options.pool_size must be in [1, 1024]");
+  EXPECT_EQ(refused.execute("k", 1, [] { return 1; }).result.error(), errc::invalid_options);
+  EXPECT_EQ(events.of<sturdy::options_rejected>().size(), 3U);
 }
 
 // --- Options -------------------------------------------------------------------------

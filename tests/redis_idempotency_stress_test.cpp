@@ -36,6 +36,14 @@ using sturdy::errc;
 
 namespace {
 
+// `prefix` + `n`, built by appending: GCC 12 at -O3 raises a false
+// -Wrestrict on `"literal" + std::to_string(n)`.
+std::string numbered(std::string_view prefix, long long n) {
+  std::string out(prefix);
+  out += std::to_string(n);
+  return out;
+}
+
 int key_count() { return STURDY_TSAN ? 60 : 300; }
 
 std::string env(const char* name) {
@@ -112,13 +120,13 @@ TEST(RedisChild, DISABLED_Racer) {
   auto worker = [&](int t) {
     exec_counter execs(address, prefix + "execs");
     for (int k = 0; k < keys; ++k) {
-      const std::string key = "key-" + std::to_string(k);
+      const std::string key = numbered("key-", k);
       auto r = cache.execute(key, sturdy::stable_fingerprint(key), [&]() -> std::uint64_t {
         execs.add(key);
         return static_cast<std::uint64_t>(id * 1000000 + t * 100000 + k);
       });
       ASSERT_TRUE(r.result.has_value()) << key << ": " << r.result.error().message();
-      lines[t].push_back(key + " " + std::to_string(r.result.value()) + " " + (r.replayed ? "1" : "0"));
+      lines[t].push_back(key + numbered(" ", r.result.value()) + " " + (r.replayed ? "1" : "0"));
     }
   };
   std::thread a(worker, 0), b(worker, 1);
@@ -163,8 +171,7 @@ std::string read_file(const std::string& path) {
 
 std::string temp_path(const std::string& tag) {
   const char* dir = std::getenv("TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + "/sturdy-redis-" + std::to_string(::getpid()) + "-" +
-         tag;
+  return std::string(dir != nullptr ? dir : "/tmp") + numbered("/sturdy-redis-", ::getpid()) + "-" + tag;
 }
 
 TEST(RedisIdempotencyStressTest, ExactlyOnceAcrossTwoProcessesRacingOnTheSameKeys) {
@@ -174,11 +181,10 @@ TEST(RedisIdempotencyStressTest, ExactlyOnceAcrossTwoProcessesRacingOnTheSameKey
   std::vector<pid_t> pids;
   std::vector<std::string> outs;
   for (int id = 1; id <= 2; ++id) {
-    outs.push_back(temp_path("racer" + std::to_string(id)));
+    outs.push_back(temp_path(numbered("racer", id)));
     pids.push_back(sturdy::test::spawn_self(
-        "RedisChild.DISABLED_Racer",
-        {"STURDY_REDIS_URL=" + address, "STURDY_CHILD_PREFIX=" + prefix, "STURDY_CHILD_OUT=" + outs.back(),
-         "STURDY_CHILD_ID=" + std::to_string(id)}));
+        "RedisChild.DISABLED_Racer", {"STURDY_REDIS_URL=" + address, "STURDY_CHILD_PREFIX=" + prefix,
+                                      "STURDY_CHILD_OUT=" + outs.back(), numbered("STURDY_CHILD_ID=", id)}));
     ASSERT_NE(pids.back(), 0);
   }
   for (pid_t p : pids) EXPECT_EQ(sturdy::test::wait_exit(p), 0);
@@ -232,7 +238,7 @@ TEST(RedisIdempotencyStressTest, LeaseTakeoverWithFencingAcrossProcesses) {
 
   // The crashed run's token, presented from another process, is refused.
   auto stale_env = base;
-  stale_env.push_back("STURDY_CHILD_TOKEN=" + std::to_string(crashed_token));
+  stale_env.push_back(numbered("STURDY_CHILD_TOKEN=", crashed_token));
   const pid_t stale = sturdy::test::spawn_self("RedisChild.DISABLED_StaleOwner", stale_env);
   ASSERT_NE(stale, 0);
   EXPECT_EQ(sturdy::test::wait_exit(stale), 0);
@@ -261,7 +267,7 @@ TEST(RedisIdempotencyStressTest, ThreadsOnTwoStoreObjectsRunEachKeyOnce) {
   std::atomic<int> disagreements{0}, failures{0};
   auto worker = [&](sturdy::redis::idempotency_cache<int>& cache, int t) {
     for (int k = 0; k < keys; ++k) {
-      auto r = cache.execute(std::string("k").append(std::to_string(k)), 1, [&] {
+      auto r = cache.execute(numbered("k", k), 1, [&] {
         runs[static_cast<std::size_t>(k)].fetch_add(1);
         return t * 100000 + k;
       });

@@ -539,4 +539,35 @@ TEST(RegistryTest, BoolQuiescentMemberMeansQuiescentOrBusy) {
   EXPECT_EQ(reg.get("b").error(), sturdy::errc::capacity_exceeded);
 }
 
+TEST(RegistryTest, RateLimiterEntriesAreQuiescentOnlyWithAFullBucket) {
+  manual_clock clock;
+  sturdy::registry<sturdy::rate_limiter<manual_clock>, manual_clock> reg(
+      {.max_entries = 1, .overflow = sturdy::registry_overflow::refuse}, clock);
+  {
+    auto a = reg.get("tenant-a");
+    ASSERT_TRUE(a);
+    ASSERT_TRUE(a.value()->try_acquire().allowed);  // the bucket is no longer full
+  }
+  EXPECT_EQ(sturdy::quiescence_of(*reg.find("tenant-a").get(), clock.now()), sturdy::quiescence::busy);
+  EXPECT_FALSE(reg.get("tenant-b")) << "a limiter with debt must not be evicted";
+  clock.advance(std::chrono::seconds(1));  // refilled: like a fresh limiter
+  EXPECT_EQ(sturdy::quiescence_of(*reg.find("tenant-a").get(), clock.now()), sturdy::quiescence::quiescent);
+  EXPECT_TRUE(reg.get("tenant-b"));
+}
+
+TEST(RegistryTest, ConcurrencyLimiterEntriesArePinnedWhilePermitsAreOut) {
+  sturdy::registry<sturdy::concurrency_limiter<>> reg({.max_entries = 1, .overflow = sturdy::registry_overflow::refuse});
+  sturdy::concurrency_limiter<>::permit permit;
+  {
+    auto db = reg.get("db-1");
+    ASSERT_TRUE(db);
+    auto p = db.value()->try_acquire();
+    ASSERT_TRUE(p);
+    permit = std::move(p).value();
+  }
+  EXPECT_FALSE(reg.get("db-2")) << "evicting a limiter with a permit out would admit past its limit";
+  permit.record_success();
+  EXPECT_TRUE(reg.get("db-2"));
+}
+
 }  // namespace

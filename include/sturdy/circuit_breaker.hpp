@@ -63,18 +63,20 @@
 #include <cmath>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
 
+#include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/detail/breaker_windows.hpp"
 #include "sturdy/detail/breaker_word.hpp"
+#include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
@@ -210,47 +212,57 @@ struct circuit_breaker_options {
   // otherwise a power of two <= 1024 (128 KiB). Default 0.
   std::uint32_t counter_stripes = 0;
   // Decides what a failed call counts as; empty = every error and exception
-  // is a failure. Called only on failures (by `execute`). Default empty.
-  std::function<call_outcome(const failure_info&)> failure_classifier{};
+  // is a failure. Called only on failures (by `execute`), never on the
+  // success path; a capturing lambda is fine (see sturdy/callback.hpp). A
+  // classifier that throws counts the call as a failure. Default empty.
+  callback<call_outcome(const failure_info&)> failure_classifier{};
 
-  // The first invalid field, as a sentence naming it; empty when valid.
+  // The first invalid field, as a sentence that starts with
+  // "circuit_breaker_options.<field> must"; empty when valid.
   [[nodiscard]] std::string_view validation_message() const noexcept {
     const auto bad_ratio = [](double v, bool zero_ok) {
       return !(v >= 0.0 && v <= 1.0) || (!zero_ok && v == 0.0);  // also NaN
     };
     if (bad_ratio(failure_rate_threshold, true))
-      return "failure_rate_threshold must be in [0, 1]";
-    if (slow_call_duration < duration::zero()) return "slow_call_duration must be >= 0";
+      return "circuit_breaker_options.failure_rate_threshold must be in [0, 1]";
+    if (slow_call_duration < duration::zero()) return "circuit_breaker_options.slow_call_duration must be >= 0";
     if (bad_ratio(slow_call_rate_threshold, false))
-      return "slow_call_rate_threshold must be in (0, 1]";
-    if (count_window_size > 1'000'000) return "count_window_size must be <= 1000000";
-    if (time_window < duration::zero()) return "time_window must be >= 0";
+      return "circuit_breaker_options.slow_call_rate_threshold must be in (0, 1]";
+    if (consecutive_failure_threshold == 0 && failure_rate_threshold == 0.0 && slow_call_duration == duration::zero())
+      return "circuit_breaker_options.consecutive_failure_threshold must be > 0 when failure_rate_threshold and "
+             "slow_call_duration are 0: with every trip rule off the breaker could never open (call disable() "
+             "for a breaker that only counts)";
+    if (count_window_size > 1'000'000) return "circuit_breaker_options.count_window_size must be <= 1000000";
+    if (time_window < duration::zero()) return "circuit_breaker_options.time_window must be >= 0";
     if (time_window_buckets < 1 || time_window_buckets > 1000)
-      return "time_window_buckets must be in [1, 1000]";
+      return "circuit_breaker_options.time_window_buckets must be in [1, 1000]";
     if (time_window > duration::zero() && time_window.count() / time_window_buckets == 0)
-      return "time_window must be at least time_window_buckets nanoseconds";
+      return "circuit_breaker_options.time_window must be at least time_window_buckets nanoseconds";
     const bool rate_rules = failure_rate_threshold > 0.0 || slow_call_duration > duration::zero();
     if (rate_rules && count_window_size == 0 && time_window == duration::zero())
-      return "failure_rate_threshold/slow_call_duration need a window: set count_window_size or "
-             "time_window (or set failure_rate_threshold = 0)";
-    if (minimum_calls < 1) return "minimum_calls must be >= 1";
-    if (open_duration <= duration::zero()) return "open_duration must be > 0";
+      return "circuit_breaker_options.count_window_size or time_window must be > 0 when failure_rate_threshold "
+             "or slow_call_duration is set: a rate rule needs a window (or set failure_rate_threshold = 0)";
+    if (minimum_calls < 1) return "circuit_breaker_options.minimum_calls must be >= 1";
+    if (rate_rules && count_window_size > 0 && minimum_calls > count_window_size)
+      return "circuit_breaker_options.minimum_calls must be <= circuit_breaker_options.count_window_size: a count "
+             "window of N calls never holds more than N, so its rate rules could never trip";
+    if (open_duration <= duration::zero()) return "circuit_breaker_options.open_duration must be > 0";
     if (!(open_duration_growth >= 1.0) || !std::isfinite(open_duration_growth))
-      return "open_duration_growth must be a finite number >= 1";
-    if (max_open_duration < open_duration) return "max_open_duration must be >= open_duration";
-    if (half_open_probes < 1 || half_open_probes > 1000) return "half_open_probes must be in [1, 1000]";
-    if (bad_ratio(half_open_success_ratio, false)) return "half_open_success_ratio must be in (0, 1]";
-    if (probe_lease <= duration::zero()) return "probe_lease must be > 0";
+      return "circuit_breaker_options.open_duration_growth must be a finite number >= 1";
+    if (max_open_duration < open_duration)
+      return "circuit_breaker_options.max_open_duration must be >= open_duration";
+    if (half_open_probes < 1 || half_open_probes > 1000)
+      return "circuit_breaker_options.half_open_probes must be in [1, 1000]";
+    if (bad_ratio(half_open_success_ratio, false))
+      return "circuit_breaker_options.half_open_success_ratio must be in (0, 1]";
+    if (probe_lease <= duration::zero()) return "circuit_breaker_options.probe_lease must be > 0";
     if (counter_stripes > 1024 || (counter_stripes & (counter_stripes - 1)) != 0)
-      return "counter_stripes must be 0 or a power of two <= 1024";
+      return "circuit_breaker_options.counter_stripes must be 0 or a power of two <= 1024";
     return {};
   }
 
   // errc::invalid_options when `validation_message()` is not empty.
-  [[nodiscard]] result<void> validate() const noexcept {
-    if (!validation_message().empty()) return make_error_code(errc::invalid_options);
-    return success();
-  }
+  [[nodiscard]] result<void> validate() const noexcept { return detail::validation_result(validation_message()); }
 };
 
 // breaker_window_stats: what one window holds now.
@@ -266,28 +278,69 @@ struct breaker_window_stats {
   }
 };
 
-// breaker_metrics: a snapshot. Totals count since construction.
+// breaker_metrics: a snapshot. Each field means one thing in every state:
 struct breaker_metrics {
   breaker_state state = breaker_state::closed;
+  // Transitions since construction (the permit generation).
   std::uint64_t generation = 0;
-  duration time_in_state{};       // since the last transition
-  duration retry_after{};         // as circuit_breaker::retry_after()
-  std::uint64_t calls = 0;        // outcomes counted (success + failure)
-  std::uint64_t failures = 0;
-  std::uint64_t slow_calls = 0;
-  std::uint64_t rejections = 0;
-  std::uint64_t ignored = 0;      // recorded as call_outcome::ignored
-  std::uint64_t stale = 0;        // dropped: permit from an older generation
+  // Since the last transition (or construction); saturates at duration::max().
+  duration time_in_state{};
+  // As circuit_breaker::retry_after() at the snapshot.
+  duration retry_after{};
+  // Totals since construction, counted in every state (probes included):
+  std::uint64_t calls = 0;       // outcomes counted: successes + failures
+  std::uint64_t failures = 0;    // failures among them
+  std::uint64_t slow_calls = 0;  // slow ones among them (successes or failures)
+  std::uint64_t rejections = 0;  // calls refused with errc::circuit_open
+  std::uint64_t ignored = 0;     // recorded as call_outcome::ignored
+  std::uint64_t stale = 0;       // dropped: permit from an older generation
+  // Failures in a row, since the last success or transition, in the states
+  // that evaluate the consecutive rule (closed, metrics_only); 0 in every
+  // other state.
   std::uint32_t consecutive_failures = 0;
-  std::uint32_t consecutive_openings = 0;  // reopenings since the last close
-  breaker_window_stats count_window;       // zero when there is none
-  breaker_window_stats time_window;        // zero when there is none
+  // In open and half_open: how many times the breaker reopened from
+  // half_open since it last left closed (0 on the first opening; the open
+  // duration grows with it). 0 in every other state.
+  std::uint32_t consecutive_openings = 0;
+  // The windows of the current closed, metrics_only or disabled period (they
+  // start empty at each transition); all zero in open, half_open and
+  // forced_open, and for a window that is switched off.
+  breaker_window_stats count_window;
+  breaker_window_stats time_window;
 };
 
 template <clock_source Clock, class Listener>
 class circuit_breaker;
 
 namespace detail {
+// make_failure<R>(ec), with `message` (a static sentence naming an invalid
+// field) in the error where R's error type can carry one: through
+// `from_error_code<E>(ec, message)` for Boost.Outcome results and
+// std::expected, or ADL's `sturdy_from_error_code(ec, message,
+// std::type_identity<R>)` for a result type that is its own error
+// (absl::Status). Otherwise the message is dropped.
+template <class R>
+[[nodiscard]] R make_failure_with_message(std::error_code ec, std::string_view message) {
+  if constexpr (requires {
+                  { sturdy_from_error_code(ec, message, std::type_identity<R>{}) } -> std::convertible_to<R>;
+                }) {
+    return sturdy_from_error_code(ec, message, std::type_identity<R>{});
+  } else if constexpr (requires { typename outcome_traits<R>::error_type; }) {
+    using E = typename outcome_traits<R>::error_type;
+    if constexpr (std::is_constructible_v<R, BOOST_OUTCOME_V2_NAMESPACE::failure_type<E>>) {
+      return R(BOOST_OUTCOME_V2_NAMESPACE::failure(from_error_code<E>(ec, message)));
+#if STURDY_HAS_STD_EXPECTED
+    } else if constexpr (std::is_constructible_v<R, std::unexpect_t, E>) {
+      return R(std::unexpect, from_error_code<E>(ec, message));
+#endif
+    } else {
+      return make_failure<R>(ec);
+    }
+  } else {
+    return make_failure<R>(ec);
+  }
+}
+
 // Declared only; a test may define it to reach a breaker's internals (to
 // build states that only weak-memory hardware can produce). Not for users.
 struct breaker_test_access;
@@ -372,7 +425,7 @@ class circuit_breaker final {
   [[nodiscard]] execute_result_t<F> execute(F&& fn) {
     using R = execute_result_t<F>;
     auto admitted = try_acquire();
-    if (STURDY_UNLIKELY(!admitted)) return make_failure<R>(admitted.assume_error());
+    if (STURDY_UNLIKELY(!admitted)) return rejected_result<R>(admitted.assume_error());
     const breaker_permit& permit = admitted.assume_value();
     if (!timed_) {
       try {
@@ -391,7 +444,7 @@ class circuit_breaker final {
       const time_point start = clock_.now();
       try {
         R r = invoke_wrapped(std::forward<F>(fn));
-        const duration took = clock_.now() - start;
+        const duration took = detail::time_between(start, clock_.now());
         if (STURDY_LIKELY(succeeded(r))) {
           record(permit, call_outcome::success, took);
         } else {
@@ -399,7 +452,7 @@ class circuit_breaker final {
         }
         return r;
       } catch (...) {
-        const duration took = clock_.now() - start;
+        const duration took = detail::time_between(start, clock_.now());
         record(permit, classify(failure_info{.code = {}, .exception = std::current_exception()}), took);
         throw;
       }
@@ -476,7 +529,7 @@ class circuit_breaker final {
     const std::uint64_t w = word_.load(std::memory_order_acquire);
     m.state = static_cast<breaker_state>(detail::word_state(w));
     m.generation = detail::word_generation(w);
-    m.time_in_state = now - time_point(duration(state_since_.load(std::memory_order_relaxed)));
+    m.time_in_state = detail::time_between(time_point(duration(state_since_.load(std::memory_order_relaxed))), now);
     m.retry_after = retry_after_at(w, now);
     const detail::counter_totals t = totals();
     m.calls = t.calls;
@@ -485,12 +538,22 @@ class circuit_breaker final {
     m.rejections = t.rejections;
     m.ignored = t.ignored;
     m.stale = t.stale;
-    m.consecutive_failures = consecutive_.load(std::memory_order_relaxed);
-    m.consecutive_openings = consecutive_openings_.load(std::memory_order_relaxed);
-    m.count_window = {published_[0].load(std::memory_order_relaxed), published_[1].load(std::memory_order_relaxed),
-                      published_[2].load(std::memory_order_relaxed)};
-    m.time_window = {published_[3].load(std::memory_order_relaxed), published_[4].load(std::memory_order_relaxed),
-                     published_[5].load(std::memory_order_relaxed)};
+    // Each field means one thing in every state (see breaker_metrics): values
+    // a state does not maintain read as 0, never as a leftover of an earlier
+    // period (a failure racing a transition may leave one behind in the
+    // counter itself).
+    if (m.state == breaker_state::closed || m.state == breaker_state::metrics_only) {
+      m.consecutive_failures = consecutive_.load(std::memory_order_relaxed);
+    }
+    if (m.state == breaker_state::open || m.state == breaker_state::half_open) {
+      m.consecutive_openings = consecutive_openings_.load(std::memory_order_relaxed);
+    }
+    if (admits_every_call(m.state)) {
+      m.count_window = {published_[0].load(std::memory_order_relaxed), published_[1].load(std::memory_order_relaxed),
+                        published_[2].load(std::memory_order_relaxed)};
+      m.time_window = {published_[3].load(std::memory_order_relaxed), published_[4].load(std::memory_order_relaxed),
+                       published_[5].load(std::memory_order_relaxed)};
+    }
     return m;
   }
 
@@ -575,23 +638,46 @@ class circuit_breaker final {
     switch (static_cast<breaker_state>(detail::word_state(w))) {
       case breaker_state::open: {
         const time_point until(duration(open_until_.load(std::memory_order_acquire)));
-        return until > now ? until - now : duration::zero();
+        return detail::time_between(now, until);
       }
       case breaker_state::forced_open:
         return duration::max();
       case breaker_state::half_open: {
+        // (A flag, not a time_point::max() sentinel: a lease saturated at
+        // the end of time expires at exactly that.)
+        bool leased = false;
         time_point earliest = time_point::max();
         for (std::uint32_t i = 0; i < options_.half_open_probes; ++i) {
           const std::uint64_t v = slots_[i].load(std::memory_order_acquire);
           if (v == detail::slot_free) return duration::zero();
-          if (detail::slot_leased(v)) earliest = std::min(earliest, detail::decode_expiry(v));
+          if (detail::slot_leased(v)) {
+            leased = true;
+            earliest = std::min(earliest, detail::decode_expiry(v));
+          }
         }
-        if (earliest == time_point::max()) return duration::zero();  // deciding now
-        return earliest > now ? earliest - now : duration::zero();
+        if (!leased) return duration::zero();  // every slot reported: deciding now
+        return detail::time_between(now, earliest);
       }
       default:
         return duration::zero();
     }
+  }
+
+  // Invalid options: every call is refused; the first refusal is announced
+  // with the message naming the field.
+  result<breaker_permit> refuse_invalid() noexcept {
+    if (!options_rejected_.load(std::memory_order_relaxed) && !options_rejected_.exchange(true)) {
+      emit(listener_, options_rejected{"circuit_breaker", options_.validation_message()});
+    }
+    return make_error_code(errc::invalid_options);
+  }
+
+  // What execute() returns when the call was refused: errc::invalid_options
+  // carries the validation message where R's error type can hold one.
+  template <class R>
+  R rejected_result(std::error_code ec) const {
+    if (ec == errc::invalid_options) return detail::make_failure_with_message<R>(ec, options_.validation_message());
+    return make_failure<R>(ec);
   }
 
   result<breaker_permit> reject(breaker_state s, duration retry_after) noexcept {
@@ -601,7 +687,7 @@ class circuit_breaker final {
   }
 
   result<breaker_permit> acquire_slow() noexcept {
-    if (invalid_) return make_error_code(errc::invalid_options);
+    if (invalid_) return refuse_invalid();
     for (;;) {
       const std::uint64_t w = word_.load(std::memory_order_acquire);
       if (detail::word_locked(w)) {
@@ -625,7 +711,7 @@ class circuit_breaker final {
         case breaker_state::open: {
           const time_point now = clock_.now();
           const time_point until(duration(open_until_.load(std::memory_order_acquire)));
-          if (now < until) return reject(s, until - now);
+          if (now < until) return reject(s, detail::time_between(now, until));
           transition(w, breaker_state::half_open, transition_reason::open_duration_elapsed, now);
           continue;  // whoever won, look again
         }
@@ -720,15 +806,32 @@ class circuit_breaker final {
       trip(pw, transition_reason::consecutive_failures, now);
       return;
     }
-    if (has_window()) request_drain(now, true);
+    if (has_window()) {
+      request_drain(now, true);  // evaluates the rate rules
+    } else {
+      rearm_suppressed(pw);  // no rule holds
+    }
   }
 
   void trip(std::uint64_t w, transition_reason reason, time_point now) noexcept {
     if (detail::word_state(w) == state_bits(breaker_state::metrics_only)) {
-      emit(listener_, breaker_trip_suppressed{reason});
+      // Once per would-be opening: while a rule keeps holding, the breaker
+      // would have stayed open, so further failures announce nothing.
+      if (!trip_suppressed_.load(std::memory_order_relaxed) &&
+          !trip_suppressed_.exchange(true, std::memory_order_relaxed)) {
+        emit(listener_, breaker_trip_suppressed{reason});
+      }
       return;
     }
     transition(w, breaker_state::open, reason, now);
+  }
+
+  // In metrics_only, an evaluation that found no rule holding re-arms
+  // breaker_trip_suppressed for the next would-be opening.
+  void rearm_suppressed(std::uint64_t w) const noexcept {
+    if (detail::word_state(w) != state_bits(breaker_state::metrics_only)) return;
+    if (consecutive_threshold_ != 0 && consecutive_.load(std::memory_order_relaxed) >= consecutive_threshold_) return;
+    if (trip_suppressed_.load(std::memory_order_relaxed)) trip_suppressed_.store(false, std::memory_order_relaxed);
   }
 
   void record_probe(const breaker_permit& p, call_outcome outcome, bool slow,
@@ -801,6 +904,12 @@ class circuit_breaker final {
     const auto from_state = static_cast<breaker_state>(detail::word_state(from));
     const std::uint64_t generation = detail::word_generation(from) + 1;
     state_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+    // Every period starts with no consecutive failures and an armed
+    // breaker_trip_suppressed (a failure recorded after this store with an
+    // old permit may still bump the counter: metrics() hides it outside
+    // closed and metrics_only, and the generation check drops the record).
+    consecutive_.store(0, std::memory_order_relaxed);
+    trip_suppressed_.store(false, std::memory_order_relaxed);
     switch (to) {
       case breaker_state::open: {
         std::uint32_t openings = consecutive_openings_.load(std::memory_order_relaxed);
@@ -818,8 +927,7 @@ class circuit_breaker final {
       case breaker_state::closed:
       case breaker_state::disabled:
       case breaker_state::metrics_only: {
-        if (to == breaker_state::closed) consecutive_openings_.store(0, std::memory_order_relaxed);
-        consecutive_.store(0, std::memory_order_relaxed);
+        consecutive_openings_.store(0, std::memory_order_relaxed);
         baseline_[0].store(t.calls, std::memory_order_relaxed);
         baseline_[1].store(t.failures, std::memory_order_relaxed);
         baseline_[2].store(t.slow, std::memory_order_relaxed);
@@ -827,6 +935,7 @@ class circuit_breaker final {
         break;
       }
       case breaker_state::forced_open:
+        consecutive_openings_.store(0, std::memory_order_relaxed);
         break;
     }
     word_.store(detail::word_after_transition(locked), std::memory_order_release);
@@ -908,7 +1017,11 @@ class circuit_breaker final {
     transition_reason reason{};
     // Evaluation is only ever requested by record(), a non-const member, so
     // the breaker is not a const object and the cast is sound.
-    if (rule_fires(cw, reason) || rule_fires(tw, reason)) const_cast<circuit_breaker*>(this)->trip(w, reason, now);
+    if (rule_fires(cw, reason) || rule_fires(tw, reason)) {
+      const_cast<circuit_breaker*>(this)->trip(w, reason, now);
+    } else {
+      rearm_suppressed(w);
+    }
   }
 
   bool rule_fires(const detail::window_counts& c, transition_reason& reason) const noexcept {
@@ -948,6 +1061,8 @@ class circuit_breaker final {
   std::atomic<std::uint32_t> consecutive_openings_{0};
   std::atomic<std::uint64_t> baseline_[3] = {};  // totals when the period began
   std::atomic<std::int64_t> baseline_time_{0};
+  mutable std::atomic<bool> trip_suppressed_{false};  // metrics_only: announced, rule still holding
+  std::atomic<bool> options_rejected_{false};         // options_rejected emitted
 
   // The windows: touched only by the thread holding drain_busy_.
   // (mutable: metrics() brings them up to date; they cache the counters.)
@@ -961,6 +1076,25 @@ class circuit_breaker final {
   mutable detail::count_window count_window_;
   mutable detail::time_window time_window_;
 };
+
+// sturdy::make_circuit_breaker(options, clock, listener)
+//
+// The start-up check for code that wants to fail early: a breaker on the
+// heap (it is pinned, so it cannot be returned by value), or
+// errc::invalid_options without building one; then
+// `options.validation_message()` names the field. May throw std::bad_alloc,
+// as the constructor may.
+//
+//   auto made = sturdy::make_circuit_breaker(read_options());
+//   if (!made) die(options.validation_message());
+//   std::unique_ptr<sturdy::circuit_breaker<>> breaker = std::move(made).value();
+template <clock_source Clock = steady_clock_source, class Listener = null_listener>
+[[nodiscard]] result<std::unique_ptr<circuit_breaker<Clock, Listener>>> make_circuit_breaker(
+    circuit_breaker_options options, Clock clock = Clock(), Listener listener = Listener()) {
+  if (auto valid = options.validate(); !valid) return valid.error();
+  return std::make_unique<circuit_breaker<Clock, Listener>>(std::move(options), std::move(clock),
+                                                            std::move(listener));
+}
 
 }  // namespace sturdy
 

@@ -39,6 +39,8 @@
 #include <stop_token>
 #include <thread>
 
+#include <time.h>  // clock_gettime(CLOCK_MONOTONIC_COARSE)
+
 #include "sturdy/config.hpp"
 
 namespace sturdy {
@@ -136,6 +138,51 @@ struct thread_sleeper {
 
 static_assert(clock_source<steady_clock_source>);
 static_assert(sleeper<thread_sleeper>);
+
+// ----------------------------------------------------------------------------
+// A cheap clock
+// ----------------------------------------------------------------------------
+
+// coarse_steady_clock_source
+//
+// A monotonic clock that trades resolution for speed: on Linux it reads
+// `CLOCK_MONOTONIC_COARSE` through the vDSO (a few ns, no syscall), the
+// kernel's time at the last scheduler tick, so it lags the precise clock by
+// less than one tick: `resolution()` says how much (typically 1-4 ms,
+// CONFIG_HZ). It shares the epoch of `std::chrono::steady_clock` (both are
+// CLOCK_MONOTONIC), so its `sturdy::time_point`s compare with the steady
+// clock's, and a coarse reading is never later than a precise reading taken
+// after it. Elsewhere it falls back to `std::chrono::steady_clock`.
+//
+// Use it where a tick of error does not matter and the read is on a hot
+// path: the breaker's open-state check (`circuit_breaker<coarse_steady_clock_source>`),
+// timer facilities with a tick of at least `resolution()`. Do not mix its
+// readings with another clock's for one deadline: see sturdy/context.hpp.
+//
+// Thread safety: stateless.
+struct coarse_steady_clock_source {
+  [[nodiscard]] time_point now() const noexcept {
+#if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+    ::timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+#else
+    return std::chrono::steady_clock::now();
+#endif
+  }
+  // The granularity of `now()` (how far it may lag the precise clock).
+  [[nodiscard]] static duration resolution() noexcept {
+#if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+    ::timespec ts{};
+    if (::clock_getres(CLOCK_MONOTONIC_COARSE, &ts) != 0) return std::chrono::milliseconds(10);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+#else
+    return duration(1);
+#endif
+  }
+};
+
+static_assert(clock_source<coarse_steady_clock_source>);
 
 }  // namespace sturdy
 

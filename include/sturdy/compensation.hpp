@@ -66,9 +66,16 @@
 // or `step()` after either (`step` then does not run the action),
 // `rollback()` twice (the report carries the error and lists no steps).
 //
+// Ownership: the scope owns what it keeps. Step names, contexts and the
+// saga name are copied (`saga.step(std::string("create ") + user, ...)` is
+// safe); a step whose undo takes the action's value stores a copy of it, and
+// a non-owning value (`sturdy::non_owning`: string_view, span, pointer) is
+// refused at compile time. The sink and the policy are referenced: a
+// temporary one (unless empty) is refused at compile time.
+//
 // Storage: no heap for up to 8 undos whose callables are at most 32 bytes
-// (four pointers) and whose contexts are at most 15 characters (see
-// detail/undo_stack.hpp). A ninth undo moves them all to
+// (four pointers) and whose names and contexts are at most 15 characters
+// each (see detail/undo_stack.hpp). A ninth undo moves them all to
 // one heap array (doubling); a larger callable is boxed with `new`. Should
 // that allocation fail, `add` returns `errc::capacity_exceeded` (nothing
 // stored; the caller still holds the undo).
@@ -122,6 +129,7 @@
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/ownership.hpp"
 
 namespace sturdy {
 
@@ -140,26 +148,35 @@ struct undo_policy_probe {
   result<void> operator()() const;
 };
 
-// held<T>: a reference to the caller's sink or policy, or, for an empty
-// default-constructible type, the object itself (zero bytes).
-template <class T>
+// held<T, AsConst>: a reference to the caller's sink or policy, or, for an
+// empty default-constructible type, the object itself (zero bytes). With
+// AsConst (a policy whose execute(fn) is const, like retry_policy) a const
+// object is accepted too and only ever used as const.
+template <class T, bool AsConst = false>
 class held {
  public:
+  using object_type = std::conditional_t<AsConst, const T, T>;
   held(T& t) noexcept : p_(&t) {}  // NOLINT(google-explicit-constructor): used in CTAD-friendly ctors
-  [[nodiscard]] T& get() const noexcept { return *p_; }
-  [[nodiscard]] void* address() const noexcept { return static_cast<void*>(p_); }
+  held(const T& t) noexcept  // NOLINT(google-explicit-constructor)
+    requires AsConst
+      : p_(&t) {}
+  held(T&&) = delete;  // would dangle: the scopes refuse it with a sentence first
+  held(const T&&) = delete;
+  [[nodiscard]] object_type& get() const noexcept { return *p_; }
+  [[nodiscard]] void* address() const noexcept { return const_cast<void*>(static_cast<const void*>(p_)); }
 
  private:
-  T* p_;
+  object_type* p_;
 };
-template <class T>
+template <class T, bool AsConst>
   requires(std::is_empty_v<T> && std::is_default_constructible_v<T>)
-class held<T> {
+class held<T, AsConst> {
  public:
+  using object_type = std::conditional_t<AsConst, const T, T>;
   held() noexcept = default;
   held(const T&) noexcept {}  // NOLINT(google-explicit-constructor)
-  [[nodiscard]] T& get() const noexcept { return t_; }
-  [[nodiscard]] void* address() const noexcept { return static_cast<void*>(&t_); }
+  [[nodiscard]] object_type& get() const noexcept { return t_; }
+  [[nodiscard]] void* address() const noexcept { return const_cast<void*>(static_cast<const void*>(&t_)); }
 
  private:
   STURDY_NO_UNIQUE_ADDRESS mutable T t_;
@@ -193,6 +210,15 @@ concept undo_policy = requires(P& p, detail::undo_policy_probe& f) {
 
 static_assert(undo_policy<run_once>);
 
+namespace detail {
+// A policy whose execute(fn) works on a const object (retry_policy,
+// run_once) may be handed to a scope as const.
+template <class P>
+inline constexpr bool runs_as_const = requires(const P& p, undo_policy_probe& f) {
+  { p.execute(f) } -> std::same_as<result<void>>;
+};
+}  // namespace detail
+
 // undo_with(policy, undo)
 //
 // Wraps one undo so that it runs through `policy.execute(...)`: per-step
@@ -202,7 +228,11 @@ template <class Policy, class F>
 struct policy_bound_undo {
   Policy* policy;
   F undo;
+  // Callable with exactly the arguments `undo` takes (none, or the action's
+  // value), so that step() asks the right question: an unconstrained call
+  // operator would claim to take the value and then fail to compile.
   template <class... A>
+    requires std::invocable<F&, const A&...>
   auto operator()(const A&... args) {
     return policy->execute([&]() -> decltype(auto) { return std::invoke(undo, args...); });
   }
@@ -214,14 +244,14 @@ template <class Policy, class F>
 }
 
 // step_info: how a step is named in the report and the dead-letter entry.
+// Both strings are owned (by this struct, then by the scope, the report and
+// the dead-letter entry), so names built at run time ("create " + user) are
+// safe; up to 15 characters each they are stored without a heap allocation.
 struct step_info {
-  // Shown in reports and dead-letter entries. Not copied: it must outlive
-  // the scope and its report (a string literal, typically). Default "".
-  std::string_view name{};
-  // Free-form data a later replay needs (an id, JSON). Copied when the undo
-  // is registered, so a temporary is fine; up to 15 characters without a
-  // heap allocation. Default "".
-  std::string_view context{};
+  // Shown in reports, events and dead-letter entries. Default "".
+  std::string name{};
+  // Free-form data a later replay needs (an id, JSON). Default "".
+  std::string context{};
 };
 
 // What happened to one step's undo during rollback.
@@ -245,8 +275,8 @@ enum class step_status : std::uint8_t {
 
 // One line of a compensation report.
 struct step_record {
-  std::string_view name{};  // step_info::name
-  std::string context{};    // step_info::context (owned)
+  std::string name{};     // step_info::name
+  std::string context{};  // step_info::context
   step_status status = step_status::undone;
   failure_info failure{};      // the error/exception when failed; empty otherwise
   bool dead_lettered = false;  // the sink accepted an entry for this step
@@ -297,11 +327,13 @@ class compensation_report {
 // compensation_options
 //
 // Aggregate; fill with designated initializers. Every value is valid, so
-// there is nothing to validate.
+// there is nothing to validate. There is no duration option: nothing in a
+// scope waits or times out (an undo policy brings its own).
 struct compensation_options {
-  // The saga's name, copied into dead-letter entries (`saga`). Must outlive
-  // the scope. Default "".
-  std::string_view name{};
+  // The saga's name, in events and dead-letter entries (`saga`). Owned: a
+  // name built at run time ("onboard-" + user) is safe; up to 15 characters
+  // without a heap allocation. Default "".
+  std::string name{};
   // false (default): every undo runs even after one fails. true: the first
   // failure stops the rollback and the remaining undos are skipped (reported
   // as `skipped` and dead-lettered with `errc::compensation_failed`): for
@@ -313,19 +345,22 @@ enum class compensation_state : std::uint8_t { active, committed, rolled_back };
 
 // Events (see sturdy/listener.hpp). Emitted on the thread that rolls back.
 //
-// An undo failed or was skipped. Emitted after the sink saw the entry. The
-// views are the caller's own names (valid as long as they are); the step's
-// context is in the dead-letter entry.
+// Events own their strings, so a listener may keep them (a recording
+// listener, a queue to a logger thread). They are built only when the
+// listener takes them: with the default null_listener nothing is copied.
+//
+// An undo failed or was skipped. Emitted after the sink saw the entry; the
+// step's context is in the dead-letter entry.
 struct compensation_step_failed {
-  std::string_view saga;  // compensation_options::name
-  std::string_view step;  // step_info::name
+  std::string saga;  // compensation_options::name
+  std::string step;  // step_info::name
   step_status status = step_status::failed;  // failed or skipped
   failure_info failure;                      // empty when skipped
   bool dead_lettered = false;                // the sink kept an entry
 };
 // A rollback finished (explicit or by the destructor). Not emitted on commit.
 struct compensation_rolled_back {
-  std::string_view saga;
+  std::string saga;
   std::size_t undone = 0;
   std::size_t failed = 0;
   std::size_t skipped = 0;
@@ -349,31 +384,64 @@ class [[nodiscard]] compensation_scope final {
   using clock_type = Clock;
   using listener_type = Listener;
 
+ private:
+  using sink_ref = detail::held<Sink>;
+  using policy_ref = detail::held<Policy, detail::runs_as_const<Policy>>;
+
+  // The sink or policy argument, after refusing a temporary that the scope
+  // would keep a reference to.
+  template <class T, class Arg>
+  static constexpr Arg& checked(Arg& arg) noexcept {
+    static_assert(std::is_lvalue_reference_v<Arg> || std::is_empty_v<T>,
+                  "compensation_scope keeps a reference to its dead-letter sink and undo policy, so they "
+                  "must be named objects that outlive the scope, not temporaries.");
+    return arg;
+  }
+
+ public:
+
+  // Constructors. The sink and the policy are taken by reference (they must
+  // outlive the scope; a temporary is refused at compile time) unless their
+  // type is empty. A policy whose execute(fn) is const may be const. The
+  // options are always the last argument, so `compensation_scope s(dlq, {})`
+  // means "dlq, default options".
   compensation_scope() noexcept
-    requires std::is_default_constructible_v<detail::held<Sink>> &&
-             std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock> &&
-             std::is_default_constructible_v<Listener>
+    requires std::is_default_constructible_v<sink_ref> && std::is_default_constructible_v<policy_ref> &&
+             std::is_default_constructible_v<Clock> && std::is_default_constructible_v<Listener>
   = default;
   explicit compensation_scope(compensation_options options) noexcept
-    requires std::is_default_constructible_v<detail::held<Sink>> &&
-             std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock> &&
+    requires std::is_default_constructible_v<sink_ref> && std::is_default_constructible_v<policy_ref> &&
+             std::is_default_constructible_v<Clock> && std::is_default_constructible_v<Listener>
+      : options_(std::move(options)) {}
+  template <class S>
+    requires std::same_as<std::remove_cvref_t<S>, Sink> && std::is_default_constructible_v<policy_ref> &&
+             std::is_default_constructible_v<Clock> && std::is_default_constructible_v<Listener>
+  explicit compensation_scope(S&& sink, compensation_options options = {}) noexcept
+      : sink_(checked<Sink, S>(sink)), options_(std::move(options)) {}
+  template <class S, class P>
+    requires std::same_as<std::remove_cvref_t<S>, Sink> && std::same_as<std::remove_cvref_t<P>, Policy> &&
+             std::is_default_constructible_v<Clock> && std::is_default_constructible_v<Listener>
+  compensation_scope(S&& sink, P&& policy, compensation_options options = {}) noexcept
+      : sink_(checked<Sink, S>(sink)), policy_(checked<Policy, P>(policy)), options_(std::move(options)) {}
+  template <class S, class P>
+    requires std::same_as<std::remove_cvref_t<S>, Sink> && std::same_as<std::remove_cvref_t<P>, Policy> &&
              std::is_default_constructible_v<Listener>
-      : options_(options) {}
-  explicit compensation_scope(detail::held<Sink> sink, compensation_options options = {}) noexcept
-    requires std::is_default_constructible_v<detail::held<Policy>> && std::is_default_constructible_v<Clock> &&
-             std::is_default_constructible_v<Listener>
-      : sink_(sink), options_(options) {}
-  compensation_scope(detail::held<Sink> sink, detail::held<Policy> policy, compensation_options options = {}) noexcept
-    requires std::is_default_constructible_v<Clock> && std::is_default_constructible_v<Listener>
-      : sink_(sink), policy_(policy), options_(options) {}
-  compensation_scope(detail::held<Sink> sink, detail::held<Policy> policy, Clock clock,
+  compensation_scope(S&& sink, P&& policy, Clock clock,
                      compensation_options options = {}) noexcept(std::is_nothrow_move_constructible_v<Clock>)
-    requires std::is_default_constructible_v<Listener>
-      : sink_(sink), policy_(policy), clock_(std::move(clock)), options_(options) {}
-  compensation_scope(detail::held<Sink> sink, detail::held<Policy> policy, Clock clock, Listener listener,
+      : sink_(checked<Sink, S>(sink)),
+        policy_(checked<Policy, P>(policy)),
+        clock_(std::move(clock)),
+        options_(std::move(options)) {}
+  template <class S, class P>
+    requires std::same_as<std::remove_cvref_t<S>, Sink> && std::same_as<std::remove_cvref_t<P>, Policy>
+  compensation_scope(S&& sink, P&& policy, Clock clock, Listener listener,
                      compensation_options options = {}) noexcept(std::is_nothrow_move_constructible_v<Clock> &&
                                                                  std::is_nothrow_move_constructible_v<Listener>)
-      : sink_(sink), policy_(policy), clock_(std::move(clock)), listener_(std::move(listener)), options_(options) {}
+      : sink_(checked<Sink, S>(sink)),
+        policy_(checked<Policy, P>(policy)),
+        clock_(std::move(clock)),
+        listener_(std::move(listener)),
+        options_(std::move(options)) {}
 
   compensation_scope(const compensation_scope&) = delete;
   compensation_scope& operator=(const compensation_scope&) = delete;
@@ -391,19 +459,33 @@ class [[nodiscard]] compensation_scope final {
   // large undo cannot be allocated; the undo is not registered then.
   template <class F>
   result<void> add(F&& undo) {
-    return add(step_info{}, std::forward<F>(undo));
+    return add_impl(names{}, std::forward<F>(undo));
   }
   template <class F>
   result<void> add(std::string_view name, F&& undo) {
-    return add(step_info{name, {}}, std::forward<F>(undo));
+    return add_impl(names{name, {}}, std::forward<F>(undo));
   }
   template <class F>
   result<void> add(const step_info& info, F&& undo) {
+    return add_impl(names{info.name, info.context}, std::forward<F>(undo));
+  }
+
+ private:
+  // A step's name and context as views of the caller's strings, alive for
+  // the call that registers the step; the stack copies them.
+  struct names {
+    std::string_view name;
+    std::string_view context;
+  };
+
+  template <class F>
+  result<void> add_impl(names info, F&& undo) {
     check_undo<F>();
     if (STURDY_UNLIKELY(state_ != compensation_state::active)) return state_error();
     return push(info, std::forward<F>(undo));
   }
 
+ public:
   // compensation_scope::step()
   //
   // Runs `action` (any return type the outcome adapters support) and, only
@@ -418,14 +500,20 @@ class [[nodiscard]] compensation_scope final {
   // or rethrows what copying the value or the undo threw (see the banner).
   template <class Action, class Undo>
   execute_result_t<Action> step(Action&& action, Undo&& undo) {
-    return step(step_info{}, std::forward<Action>(action), std::forward<Undo>(undo));
+    return step_impl(names{}, std::forward<Action>(action), std::forward<Undo>(undo));
   }
   template <class Action, class Undo>
   execute_result_t<Action> step(std::string_view name, Action&& action, Undo&& undo) {
-    return step(step_info{name, {}}, std::forward<Action>(action), std::forward<Undo>(undo));
+    return step_impl(names{name, {}}, std::forward<Action>(action), std::forward<Undo>(undo));
   }
   template <class Action, class Undo>
   execute_result_t<Action> step(const step_info& info, Action&& action, Undo&& undo) {
+    return step_impl(names{info.name, info.context}, std::forward<Action>(action), std::forward<Undo>(undo));
+  }
+
+ private:
+  template <class Action, class Undo>
+  execute_result_t<Action> step_impl(names info, Action&& action, Undo&& undo) {
     static_assert(outcome_callable<Action>,
                   "compensation_scope::step: the action must be callable with no arguments and return a "
                   "value, void, or a result-like type (not a reference).");
@@ -438,6 +526,11 @@ class [[nodiscard]] compensation_scope final {
     std::exception_ptr error;
     registration how = registration::registered;
     if constexpr (detail::undo_takes_value<std::decay_t<Undo>, V>) {
+      static_assert(!non_owning<V>,
+                    "compensation_scope::step: the undo takes the action's value, which the scope stores "
+                    "until rollback, but it is a non-owning view (a string_view, span, pointer or other "
+                    "sturdy::non_owning type) that may dangle by then: return an owning value (std::string, "
+                    "std::vector, ...) from the action, or capture what the undo needs.");
       static_assert(std::is_copy_constructible_v<V>,
                     "compensation_scope::step: an undo that takes the action's value needs a copyable "
                     "value (it is copied into the undo); capture what you need instead.");
@@ -476,6 +569,8 @@ class [[nodiscard]] compensation_scope final {
     return r;
   }
 
+
+ public:
   // compensation_scope::commit()
   //
   // Keeps every step: drops all undos without running them.
@@ -542,9 +637,10 @@ class [[nodiscard]] compensation_scope final {
       if constexpr (std::is_same_v<Policy, run_once>) {
         return detail::invoke_captured(f, out);
       } else {
-        static_assert(result_like<decltype(static_cast<Policy*>(ctx)->execute(f))>,
+        static_assert(result_like<decltype(static_cast<typename policy_ref::object_type*>(ctx)->execute(f))>,
                       "compensation_scope: the undo policy's execute(fn) must return a result-like type");
-        return detail::invoke_captured([&] { return static_cast<Policy*>(ctx)->execute(f); }, out);
+        using object = typename policy_ref::object_type;  // const for a const-executable policy
+        return detail::invoke_captured([&] { return static_cast<object*>(ctx)->execute(f); }, out);
       }
     }
   };
@@ -563,7 +659,7 @@ class [[nodiscard]] compensation_scope final {
   }
 
   template <class F>
-  result<void> push(const step_info& info, F&& undo) {
+  result<void> push(names info, F&& undo) {
     try {
       stack_.template push<runner>(info.name, info.context, std::forward<F>(undo));
     } catch (const std::bad_alloc&) {
@@ -581,7 +677,7 @@ class [[nodiscard]] compensation_scope final {
   // Either way a failing undo is dead-lettered (see the banner). `error`
   // receives an exception other than std::bad_alloc.
   template <class D, class Make, class Direct>
-  registration register_or_undo(const step_info& info, Make&& make, Direct&& direct,
+  registration register_or_undo(names info, Make&& make, Direct&& direct,
                                 std::exception_ptr& error) noexcept {
     registration how = registration::registered;
     try {
@@ -598,7 +694,7 @@ class [[nodiscard]] compensation_scope final {
   }
 
   template <class D>
-  registration push_or_undo(const step_info& info, D& local, std::exception_ptr& error) noexcept {
+  registration push_or_undo(names info, D& local, std::exception_ptr& error) noexcept {
     registration how = registration::registered;
     try {
       stack_.template push<runner>(info.name, info.context, std::move(local));
@@ -614,12 +710,12 @@ class [[nodiscard]] compensation_scope final {
   }
 
   template <class F>
-  void undo_at_once(const step_info& info, F& undo) noexcept {
+  void undo_at_once(names info, F& undo) noexcept {
     failure_info failure;
     if (!runner::run(undo, policy_.address(), failure)) {
       std::optional<time_point> now;
       const bool lettered = dead_letter(info.name, info.context, step_status::failed, failure, now);
-      emit(listener_, compensation_step_failed{options_.name, info.name, step_status::failed, failure, lettered});
+      announce_failed_step(info.name, step_status::failed, failure, lettered);
     }
   }
 
@@ -640,7 +736,9 @@ class [[nodiscard]] compensation_scope final {
       }
     }
     void* const ctx = policy_.address();
-    compensation_rolled_back done{options_.name, 0, 0, 0, !Report};
+    struct {
+      std::size_t undone = 0, failed = 0, skipped = 0;
+    } done;  // the event is built at the end, only for a listener that takes it
     bool stop = false;
     std::optional<time_point> now;
     failure_info failure;
@@ -656,7 +754,7 @@ class [[nodiscard]] compensation_scope final {
       bool lettered = false;
       if (STURDY_UNLIKELY(status != step_status::undone)) {
         lettered = dead_letter(e.name, e.context, status, failure, now);
-        emit(listener_, compensation_step_failed{options_.name, e.name, status, failure, lettered});
+        announce_failed_step(e.name, status, failure, lettered);
       }
       switch (status) {
         case step_status::undone:
@@ -672,7 +770,7 @@ class [[nodiscard]] compensation_scope final {
       if constexpr (Report) {
         if (STURDY_LIKELY(report->steps_.size() < report->steps_.capacity())) {
           // `failure` is empty unless this step failed (it is reset below).
-          report->steps_.emplace_back(step_record{e.name, std::move(e.context), status, failure, lettered});
+          report->steps_.emplace_back(step_record{std::move(e.name), std::move(e.context), status, failure, lettered});
         }
       }
       if (STURDY_UNLIKELY(status == step_status::failed)) {
@@ -687,7 +785,28 @@ class [[nodiscard]] compensation_scope final {
       report->skipped_ = done.skipped;
       if (done.failed + done.skipped > 0) report->error_ = make_error_code(errc::compensation_failed);
     }
-    emit(listener_, done);
+    if constexpr (listener_for<Listener, compensation_rolled_back> &&
+                  !std::is_same_v<std::remove_cv_t<Listener>, null_listener>) {
+      compensation_rolled_back event{{}, done.undone, done.failed, done.skipped, !Report};
+      try {
+        event.saga = options_.name;
+      } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory: announce it unnamed
+      }
+      emit(listener_, event);
+    }
+  }
+
+  // Tells the listener (if it takes the event) that a step stays undone.
+  void announce_failed_step([[maybe_unused]] std::string_view step, [[maybe_unused]] step_status status,
+                            [[maybe_unused]] const failure_info& failure,
+                            [[maybe_unused]] bool lettered) noexcept {
+    if constexpr (listener_for<Listener, compensation_step_failed> &&
+                  !std::is_same_v<std::remove_cv_t<Listener>, null_listener>) {
+      try {
+        emit(listener_, compensation_step_failed{options_.name, std::string(step), status, failure, lettered});
+      } catch (...) {  // NOLINT(bugprone-empty-catch): out of memory building the event: not announced
+      }
+    }
   }
 
   // Hands a step that stays undone to the sink; true when the sink kept it.
@@ -723,8 +842,8 @@ class [[nodiscard]] compensation_scope final {
   }
 
   detail::undo_stack stack_;
-  STURDY_NO_UNIQUE_ADDRESS detail::held<Sink> sink_;
-  STURDY_NO_UNIQUE_ADDRESS detail::held<Policy> policy_;
+  STURDY_NO_UNIQUE_ADDRESS sink_ref sink_;
+  STURDY_NO_UNIQUE_ADDRESS policy_ref policy_;
   STURDY_NO_UNIQUE_ADDRESS Clock clock_;
   STURDY_NO_UNIQUE_ADDRESS Listener listener_;
   compensation_options options_;

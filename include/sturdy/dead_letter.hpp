@@ -117,17 +117,21 @@ struct dead_letter_entry {
 
   // One line for logs and operator screens, e.g.
   //   #3 onboarding/"assign role" undo_failed: connection refused (ctx: user=42)
+  // (Built by appending to one string: GCC 12 at -O3 raises a false
+  // -Wrestrict on `"literal" + std::string`.)
   [[nodiscard]] std::string describe() const {
-    std::string s = "#" + std::to_string(id) + " ";
-    if (!saga.empty()) s += saga + "/";
-    s += "\"" + step + "\" ";
-    s += to_string(reason);
-    s += ": ";
-    if (code) s += code.message();
-    if (code && !exception_text.empty()) s += "; ";
-    if (!exception_text.empty()) s += "exception: " + exception_text;
-    if (!code && exception_text.empty()) s += "no error recorded";
-    if (!context.empty()) s += " (ctx: " + context + ")";
+    std::string s;
+    s.reserve(32 + saga.size() + step.size() + exception_text.size() + context.size());
+    s.append("#").append(std::to_string(id)).append(" ");
+    if (!saga.empty()) s.append(saga).append("/");
+    s.append("\"").append(step).append("\" ");
+    s.append(to_string(reason));
+    s.append(": ");
+    if (code) s.append(code.message());
+    if (code && !exception_text.empty()) s.append("; ");
+    if (!exception_text.empty()) s.append("exception: ").append(exception_text);
+    if (!code && exception_text.empty()) s.append("no error recorded");
+    if (!context.empty()) s.append(" (ctx: ").append(context).append(")");
     return s;
   }
 };
@@ -186,7 +190,7 @@ struct dead_letter_queue_options {
   }
   // Names the offending field, or "" when valid.
   [[nodiscard]] std::string_view validation_message() const noexcept {
-    if (capacity == 0) return "dead_letter_queue_options::capacity must be > 0";
+    if (capacity == 0) return "dead_letter_queue_options.capacity must be > 0";
     return {};
   }
 };

@@ -114,6 +114,11 @@ enum class errc : int {
   // A rate limiter refused the request: too many in the current period
   // (HTTP 429). The decision carries when to come back.
   rate_limited,
+  // An idempotency cache ran the work, but storing its outcome threw (a
+  // throwing copy of the value, a codec's encode, bad_alloc): the key was
+  // completed with this error instead, so its work never runs again while
+  // the key lives. Replays get it; the first caller got its own result.
+  outcome_not_stored,
 };
 
 // sturdy::message(errc)
@@ -165,6 +170,8 @@ enum class errc : int {
       return "the concurrency limit is reached: no permit was free in time";
     case errc::rate_limited:
       return "the rate limit is reached: too many requests in this period";
+    case errc::outcome_not_stored:
+      return "the work ran, but its outcome could not be stored for replay";
   }
   return "unknown sturdy error";
 }

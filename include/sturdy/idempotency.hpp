@@ -36,9 +36,28 @@
 // value) and `replayed` (true when it came from the store). sturdy's own
 // refusals (`missing_key`, `invalid_key`, `in_progress`, `key_mismatch`,
 // `wait_timeout`, `capacity_exceeded`, `stale_token`, `invalid_options`, a
-// store's `store_unavailable`) are returned inside `R`. An exception thrown by
-// the callable is rethrown to its caller after the store has been updated;
-// when failures are cached it is stored and rethrown to every replay.
+// store's `store_unavailable`) are returned inside `R`; `invalid_options`
+// carries the message naming the field when R's error type can hold one, and
+// the listener gets `options_rejected` on the first refused call. An
+// exception thrown by the callable is rethrown to its caller after the store
+// has been updated; when failures are cached it is stored and rethrown to
+// every replay.
+//
+// Exactly once, even when storing fails: if storing the outcome throws after
+// the work ran (a copy of T, a codec, bad_alloc), the caller still gets its
+// own outcome, the listener gets `idempotency_outcome_not_stored`, and the
+// key is completed with `errc::outcome_not_stored`, so the work never runs
+// again while the key lives (replays get that error).
+//
+// Ownership: the cache keeps T past the call, so T, and the callable's
+// success type, must own their memory (`sturdy::non_owning`, in
+// sturdy/ownership.hpp): `std::string_view`, `std::span` and pointers are
+// refused at compile time.
+//
+// Start-up check: `make_idempotency_cache<T>(options, store_options[, clock,
+// sleeper][, listener])` returns `result<std::unique_ptr<cache>>`, refusing
+// invalid options at once and deducing the clock, sleeper and listener
+// types.
 //
 // What a replay looks like (the store keeps a `sturdy::outcome<T>`: a T, a
 // `std::error_code` or an `exception_ptr`):
@@ -76,6 +95,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <initializer_list>
@@ -90,6 +110,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/detail/idempotency_shard.hpp"
@@ -98,6 +119,7 @@
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/ownership.hpp"
 
 namespace sturdy {
 
@@ -180,20 +202,23 @@ struct idempotency_policy {
   // Default `dont_cache`.
   failure_caching failures = failure_caching::dont_cache;
   // Required with `cache_if_permanent`, ignored otherwise: true for a
-  // failure that a retry cannot fix (a 4xx, a validation error). Called only
-  // on failures; one that throws counts as "not permanent". Default empty.
-  std::function<bool(const failure_info&)> is_permanent = {};
+  // failure that a retry cannot fix (a 4xx, a validation error). Any
+  // callable, capturing lambdas included (`sturdy::callback`: copying the
+  // policy never allocates). Called only on failures, possibly from several
+  // threads at once; one that throws counts as "not permanent". Default
+  // empty.
+  callback<bool(const failure_info&)> is_permanent = {};
 
   // Empty when valid, otherwise a sentence naming the bad field.
   [[nodiscard]] std::string_view validation_message() const noexcept {
-    if (wait_timeout < duration::zero()) return "idempotency_policy::wait_timeout must be >= 0";
+    if (wait_timeout < duration::zero()) return "idempotency_policy.wait_timeout must be >= 0";
     if (in_flight != in_flight_policy::reject && in_flight != in_flight_policy::wait)
-      return "idempotency_policy::in_flight is not a valid in_flight_policy";
+      return "idempotency_policy.in_flight must be reject or wait";
     if (failures != failure_caching::dont_cache && failures != failure_caching::cache &&
         failures != failure_caching::cache_if_permanent)
-      return "idempotency_policy::failures is not a valid failure_caching";
+      return "idempotency_policy.failures must be dont_cache, cache or cache_if_permanent";
     if (failures == failure_caching::cache_if_permanent && !is_permanent)
-      return "idempotency_policy::is_permanent is required with failure_caching::cache_if_permanent";
+      return "idempotency_policy.is_permanent must be set with failure_caching::cache_if_permanent";
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
@@ -226,11 +251,11 @@ struct idempotency_options {
   duration poll_max = std::chrono::milliseconds(50);
 
   [[nodiscard]] std::string_view validation_message() const noexcept {
-    if (ttl <= duration::zero()) return "idempotency_options::ttl must be > 0";
-    if (lease <= duration::zero()) return "idempotency_options::lease must be > 0";
-    if (max_key_length == 0) return "idempotency_options::max_key_length must be >= 1";
-    if (poll_initial <= duration::zero()) return "idempotency_options::poll_initial must be > 0";
-    if (poll_max < poll_initial) return "idempotency_options::poll_max must be >= poll_initial";
+    if (ttl <= duration::zero()) return "idempotency_options.ttl must be > 0";
+    if (lease <= duration::zero()) return "idempotency_options.lease must be > 0";
+    if (max_key_length == 0) return "idempotency_options.max_key_length must be >= 1";
+    if (poll_initial <= duration::zero()) return "idempotency_options.poll_initial must be > 0";
+    if (poll_max < poll_initial) return "idempotency_options.poll_max must be >= poll_initial";
     return policy.validation_message();
   }
   [[nodiscard]] result<void> validate() const noexcept {
@@ -263,10 +288,10 @@ struct memory_store_options {
 
   [[nodiscard]] std::string_view validation_message() const noexcept {
     if (shards == 0 || shards > 1024 || (shards & (shards - 1)) != 0)
-      return "memory_store_options::shards must be a power of two in [1, 1024]";
-    if (max_entries < shards) return "memory_store_options::max_entries must be >= shards";
+      return "memory_store_options.shards must be a power of two in [1, 1024]";
+    if (max_entries < shards) return "memory_store_options.max_entries must be >= shards";
     if (max_bytes != 0 && max_bytes < shards)
-      return "memory_store_options::max_bytes must be 0 (unbounded) or >= shards";
+      return "memory_store_options.max_bytes must be 0 (unbounded) or >= shards";
     return {};
   }
   [[nodiscard]] result<void> validate() const noexcept {
@@ -370,6 +395,15 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
   { cs.stats() } -> std::same_as<idempotency_store_stats>;
 };
 
+namespace detail {
+// Whether a stored value type (a `T`, or `sturdy::outcome<T>`) refers to
+// memory it does not own (see sturdy/ownership.hpp).
+template <class V>
+inline constexpr bool stores_non_owning = non_owning<V>;
+template <class T>
+inline constexpr bool stores_non_owning<outcome<T>> = non_owning<T>;
+}  // namespace detail
+
 // -----------------------------------------------------------------------------
 // memory_idempotency_store<V, Clock>
 // -----------------------------------------------------------------------------
@@ -395,6 +429,10 @@ concept idempotency_store = std::copy_constructible<typename S::value_type> &&
 // called concurrently.
 template <class V, clock_source Clock = steady_clock_source>
 class memory_idempotency_store {
+  static_assert(!detail::stores_non_owning<V>,
+                "An idempotency store keeps its values past the call, so the stored type must own its "
+                "memory: store std::string rather than std::string_view, a container rather than "
+                "std::span, a value rather than a pointer (see sturdy/ownership.hpp).");
   using shard_type = detail::idem_shard<V, idempotency_waiter>;
 
  public:
@@ -416,8 +454,8 @@ class memory_idempotency_store {
     const std::string_view m = options.validation_message();
     if (!m.empty()) return m;
     if (options.max_bytes != 0 && options.max_bytes / options.shards < min_shard_bytes)
-      return "memory_store_options::max_bytes / shards must be 0 or >= "
-             "memory_idempotency_store::min_shard_bytes (one entry with a 255-byte key)";
+      return "memory_store_options.max_bytes must be 0 or >= shards * "
+             "memory_idempotency_store::min_shard_bytes (one entry with a 255-byte key per shard)";
     return {};
   }
   // Why this store refuses every call (errc::invalid_options); empty when valid.
@@ -483,7 +521,7 @@ class memory_idempotency_store {
       if (now < e.deadline) {
         if (waiter != nullptr) s.link(e, *waiter);
         out.status = begin_status::in_progress;
-        out.lease_remaining = e.deadline - now;
+        out.lease_remaining = detail::time_between(now, e.deadline);
         return out;
       }
       // The owner's lease ran out: take over with a newer token. Parked
@@ -674,6 +712,20 @@ struct idempotency_completion_refused {
 struct idempotency_evicted {
   std::size_t count;
 };
+// The work ran, but storing its outcome threw (`exception`: a throwing copy
+// of `T`, a codec's `encode`, `std::bad_alloc`). The caller got its own
+// result (or its own exception, or failure) all the same. `fenced`: the key
+// was completed with `errc::outcome_not_stored` instead, so the work never
+// runs again while the key lives (`ttl`) and every replay gets that error.
+// Not fenced only when the store could not take even that (Redis
+// unreachable: the key then stays in progress until its lease runs out,
+// like any completion lost to an outage) or another owner holds the key.
+struct idempotency_outcome_not_stored {
+  std::string_view key;
+  fencing_token token;
+  std::exception_ptr exception;
+  bool fenced;
+};
 
 // -----------------------------------------------------------------------------
 // idempotency_cache
@@ -700,6 +752,7 @@ struct idempotency_stats {
   std::uint64_t takeovers = 0;          // expired leases taken over
   std::uint64_t expirations = 0;        // completed entries found expired
   std::uint64_t stale_completions = 0;  // completions refused (stale token)
+  std::uint64_t outcomes_not_stored = 0;  // outcomes whose storing threw (see the event)
   std::size_t entries = 0;
   std::size_t bytes = 0;
 };
@@ -712,19 +765,64 @@ inline constexpr bool carries_exception = false;
 template <class V, class EC, class EP, class P>
 inline constexpr bool carries_exception<BOOST_OUTCOME_V2_NAMESPACE::basic_outcome<V, EC, EP, P>> =
     std::conjunction_v<std::is_constructible<EP, std::exception_ptr>, std::bool_constant<can_make_error<EC>>>;
+
+// `R` holding `ec`, with `message` (a static sentence naming an invalid
+// field) wherever R's error type can carry one: through
+// `outcome_traits<R>::from_error(ec, message)` when the traits offer it,
+// else `from_error_code<E>(ec, message)` for Outcome types; otherwise only
+// the code.
+template <class R>
+[[nodiscard]] R failure_with_message(std::error_code ec, std::string_view message) {
+  using traits = outcome_traits<R>;
+  if constexpr (requires {
+                  { traits::from_error(ec, message) } -> std::convertible_to<R>;
+                }) {
+    return traits::from_error(ec, message);
+  } else if constexpr (requires { typename traits::error_type; }) {
+    using E = typename traits::error_type;
+    if constexpr (std::is_constructible_v<R, BOOST_OUTCOME_V2_NAMESPACE::failure_type<E>>) {
+      return R(BOOST_OUTCOME_V2_NAMESPACE::failure(from_error_code<E>(ec, message)));
+    } else {
+      return make_failure<R>(ec);
+    }
+  } else {
+    return make_failure<R>(ec);
+  }
+}
+
+// Why a built store refuses every call, when it can say (empty otherwise).
+template <class Store>
+[[nodiscard]] std::string_view store_validation_message(const Store& store) noexcept {
+  if constexpr (requires {
+                  { store.validation_message() } -> std::convertible_to<std::string_view>;
+                }) {
+    return store.validation_message();
+  } else if constexpr (requires {
+                         { store.options().validation_message() } -> std::convertible_to<std::string_view>;
+                       }) {
+    return store.options().validation_message();
+  } else {
+    return {};
+  }
+}
 }  // namespace detail
 
 // idempotency_cache<T, Clock, Sleeper, Listener, Store>
 //
 // `T` is the success type of the work (`void` allowed); the store keeps
 // `sturdy::outcome<T>` (a value, an error code or an exception). The cache
-// owns its store, built from `Store::options_type` (and the clock, when the
-// store takes one).
+// owns its store, built from `Store::options_type` and the clock when the
+// store takes one (the memory store), or else a copy of the listener when
+// it takes one (the Redis store).
 //
 // Pinned: not copyable or movable; share it by reference.
 template <class T, clock_source Clock = steady_clock_source, sleeper Sleeper = thread_sleeper,
           class Listener = null_listener, class Store = memory_idempotency_store<outcome<T>, Clock>>
 class idempotency_cache {
+  static_assert(!non_owning<T>,
+                "idempotency_cache<T> keeps T past the call, so T must own its memory: use std::string "
+                "rather than std::string_view, a container rather than std::span, a value rather than a "
+                "pointer (see sturdy/ownership.hpp).");
   static_assert(idempotency_store<Store>,
                 "The Store type does not model sturdy::idempotency_store: see the concept's "
                 "description in sturdy/idempotency.hpp.");
@@ -736,17 +834,28 @@ class idempotency_cache {
  public:
   using value_type = T;
   using store_type = Store;
+  using clock_type = Clock;
+  using sleeper_type = Sleeper;
+  using listener_type = Listener;
 
+  // `c({})`, `c()` and `c({.ttl = ...}, {.shards = 8})` all work. Invalid
+  // options (the cache's or the store's) make every call return
+  // `errc::invalid_options`; see `validation_message()`, or build with
+  // `make_idempotency_cache` to fail at start-up instead.
   explicit idempotency_cache(idempotency_options options = {},
                              typename Store::options_type store_options = {}, Clock clock = Clock(),
                              Sleeper sleeper = Sleeper(), Listener listener = Listener())
-      : store_(make_store(std::move(store_options), clock)),
+      : store_(make_store(std::move(store_options), clock, listener)),
         clock_(std::move(clock)),
         sleeper_(std::move(sleeper)),
         listener_(std::move(listener)),
         options_(std::move(options)),
-        options_ok_(options_.validate().has_value()) {}
-  idempotency_cache(const idempotency_cache&) = delete;
+        invalid_(first_invalid(options_, store_)),
+        options_ok_(invalid_.empty()) {}
+  // Pinned. (The deleted copy constructor takes a non-const reference, so
+  // that `c({})` is not ambiguous with copying from `{}`; there is no copy
+  // or move from any kind of reference.)
+  idempotency_cache(idempotency_cache&) = delete;
   idempotency_cache& operator=(const idempotency_cache&) = delete;
 
   // idempotency_cache::execute()
@@ -757,13 +866,21 @@ class idempotency_cache {
   template <outcome_callable F>
   [[nodiscard]] idempotency_result<execute_result_t<F>> execute(std::string_view key,
                                                                 std::uint64_t fingerprint, F&& fn) {
-    return execute_impl(key, fingerprint, options_.policy, true, std::forward<F>(fn));
+    if constexpr (callable_fits<F>()) {
+      return execute_impl(key, fingerprint, options_.policy, true, std::forward<F>(fn));
+    } else {
+      std::abort();  // unreachable: callable_fits stopped the build
+    }
   }
   template <outcome_callable F>
   [[nodiscard]] idempotency_result<execute_result_t<F>> execute(std::string_view key,
                                                                 std::uint64_t fingerprint,
                                                                 const idempotency_policy& policy, F&& fn) {
-    return execute_impl(key, fingerprint, policy, false, std::forward<F>(fn));
+    if constexpr (callable_fits<F>()) {
+      return execute_impl(key, fingerprint, policy, false, std::forward<F>(fn));
+    } else {
+      std::abort();  // unreachable: callable_fits stopped the build
+    }
   }
 
   // idempotency_cache::stats()
@@ -782,23 +899,74 @@ class idempotency_cache {
     out.rejections = counters_.rejections.load(std::memory_order_relaxed);
     out.wait_timeouts = counters_.wait_timeouts.load(std::memory_order_relaxed);
     out.stale_completions = counters_.stale_completions.load(std::memory_order_relaxed);
+    out.outcomes_not_stored = counters_.outcomes_not_stored.load(std::memory_order_relaxed);
     return out;
+  }
+
+  // idempotency_cache::validation_message()
+  //
+  // Empty when the cache's options and its store's are valid; otherwise the
+  // sentence naming the first bad field ("idempotency_options.ttl must be
+  // > 0"), which every refused call also carries (see the banner).
+  [[nodiscard]] std::string_view validation_message() const noexcept { return invalid_; }
+  // errc::invalid_options when `validation_message()` is not empty.
+  [[nodiscard]] result<void> options_status() const noexcept {
+    if (!options_ok_) return errc::invalid_options;
+    return success();
   }
 
   [[nodiscard]] Store& store() noexcept { return store_; }
   [[nodiscard]] const Store& store() const noexcept { return store_; }
   [[nodiscard]] const idempotency_options& options() const noexcept { return options_; }
+  [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
 
  private:
   template <class F>
   using value_of_t = typename outcome_traits<execute_result_t<F>>::value_type;
 
-  static Store make_store(typename Store::options_type&& store_options, const Clock& clock) {
+  // The compile-time checks of a callable, one sentence each; false (after
+  // the failed static_assert) stops `execute` from instantiating further.
+  template <class F>
+  static constexpr bool callable_fits() {
+    using V = value_of_t<F>;
+    static_assert(!non_owning<V>,
+                  "The callable returns a non-owning view (std::string_view, std::span, a pointer, ...) "
+                  "that a replay would build from a stored copy destroyed when execute returns: return "
+                  "an owning type such as the cache's T (see sturdy/ownership.hpp).");
+    if constexpr (non_owning<V>) {
+      return false;
+    } else {
+      static_assert(std::is_void_v<T> == std::is_void_v<V>,
+                    "The callable's success type must match the cache's value type T (one is void).");
+      if constexpr (std::is_void_v<T> != std::is_void_v<V>) {
+        return false;
+      } else if constexpr (!std::is_void_v<T>) {
+        constexpr bool converts = std::is_constructible_v<T, const V&> && std::is_constructible_v<V, T&&>;
+        static_assert(converts,
+                      "The callable's success type must convert to the cache's value type T and back "
+                      "(replays rebuild it from the stored T).");
+        return converts;
+      } else {
+        return true;
+      }
+    }
+  }
+
+  // The store gets the clock, or else the listener, when it takes one.
+  static Store make_store(typename Store::options_type&& store_options, const Clock& clock,
+                          const Listener& listener) {
     if constexpr (std::is_constructible_v<Store, typename Store::options_type, Clock>) {
       return Store(std::move(store_options), clock);
+    } else if constexpr (std::is_constructible_v<Store, typename Store::options_type, const Listener&>) {
+      return Store(std::move(store_options), listener);
     } else {
       return Store(std::move(store_options));
     }
+  }
+
+  static std::string_view first_invalid(const idempotency_options& options, const Store& store) noexcept {
+    const std::string_view m = options.validation_message();
+    return m.empty() ? detail::store_validation_message(store) : m;
   }
 
   template <class R>
@@ -807,21 +975,27 @@ class idempotency_cache {
     return {make_failure<R>(ec), false};
   }
 
+  // A call refused because options are invalid (the cache's, its store's, or
+  // the per-call policy): `options_rejected` on the first one, and the
+  // message naming the field inside R when R can carry it.
+  template <class R>
+  idempotency_result<R> reject_options(std::string_view key, std::string_view message) {
+    if (!options_reported_.exchange(true, std::memory_order_relaxed)) {
+      emit(listener_, options_rejected{"idempotency_cache", message});
+    }
+    emit(listener_, idempotency_rejected{key, errc::invalid_options});
+    return {detail::failure_with_message<R>(errc::invalid_options, message), false};
+  }
+
   template <class F>
   idempotency_result<execute_result_t<F>> execute_impl(std::string_view key, std::uint64_t fingerprint,
                                                        const idempotency_policy& policy, bool default_policy,
                                                        F&& fn) {
     using R = execute_result_t<F>;
-    using V = value_of_t<F>;
-    static_assert(std::is_void_v<T> == std::is_void_v<V>,
-                  "The callable's success type must match the cache's value type T (one is void).");
-    if constexpr (!std::is_void_v<T>) {
-      static_assert(std::is_constructible_v<T, const V&> && std::is_constructible_v<V, T&&>,
-                    "The callable's success type must convert to the cache's value type T and back "
-                    "(replays rebuild it from the stored T).");
-    }
-    if (STURDY_UNLIKELY(!options_ok_ || (!default_policy && !policy.validate().has_value()))) {
-      return reject<R>(key, errc::invalid_options);
+    if (STURDY_UNLIKELY(!options_ok_)) return reject_options<R>(key, invalid_);
+    if (!default_policy) {
+      const std::string_view m = policy.validation_message();
+      if (STURDY_UNLIKELY(!m.empty())) return reject_options<R>(key, m);
     }
     if (STURDY_UNLIKELY(key.empty())) return reject<R>(key, errc::missing_key);
     if (STURDY_UNLIKELY(key.size() > options_.max_key_length)) return reject<R>(key, errc::invalid_key);
@@ -872,7 +1046,7 @@ class idempotency_cache {
       }
       // Sleep until woken, the wait deadline, or the owner's lease runs out
       // (then the next begin takes over).
-      duration d = std::min(deadline - now, b.lease_remaining);
+      duration d = std::min(detail::time_between(now, deadline), b.lease_remaining);
       if constexpr (Store::wakes_waiters) {
         (void)sleeper_.sleep_for(d, waiter.wake.get_token());
         linked.release();
@@ -884,7 +1058,9 @@ class idempotency_cache {
         if (waiter.wake.stop_requested()) waiter.wake = std::stop_source(std::nostopstate);
       } else {
         d = std::min(d, poll);
-        poll = std::min(poll * 2, options_.poll_max);
+        // Doubles up to poll_max without overflowing (poll_max may be
+        // duration::max()).
+        poll = poll > options_.poll_max / 2 ? options_.poll_max : poll * 2;
         (void)sleeper_.sleep_for(d, std::stop_token{});
       }
     }
@@ -919,7 +1095,7 @@ class idempotency_cache {
         (void)store_outcome(key, fingerprint, token,
                             [&] { return outcome<T>(std::in_place_type<std::exception_ptr>, f.exception); });
       } else {
-        (void)store_.abandon(key, token);
+        release(key, token);
       }
       std::rethrow_exception(thrown);
     }
@@ -940,9 +1116,21 @@ class idempotency_cache {
       });
       if (!done.has_value()) return refused<R>(key, token, done.error());
     } else {
-      (void)store_.abandon(key, token);  // stale: someone else owns it; nothing to undo
+      release(key, token);
     }
     return {std::move(r), false};
+  }
+
+  // Releases the key after a failure that is not cached. Never throws: a
+  // store that cannot release (unreachable) leaves the key in progress until
+  // its lease runs out, which is what a failure not cached allows anyway
+  // (a retry runs the work again). Stale: someone else owns it; nothing to
+  // undo.
+  void release(std::string_view key, fencing_token token) noexcept {
+    try {
+      (void)store_.abandon(key, token);
+    } catch (...) {  // NOLINT(bugprone-empty-catch): see above
+    }
   }
 
   // Stores the outcome `make()` builds for the key that `token` owned. If the
@@ -953,17 +1141,45 @@ class idempotency_cache {
   // is stored under the new token. When the key is in progress under another
   // owner, completed by one, or bound to another payload, the refusal
   // stands.
+  //
+  // The work has run: if building or storing the outcome throws (a copy of
+  // T, a codec, bad_alloc), the key must not be lost, or a duplicate would
+  // run the work again once the lease ran out. It is fenced instead (see
+  // `fence`), and the caller keeps its own result: success is returned.
   template <class Make>
   result<void> store_outcome(std::string_view key, std::uint64_t fingerprint, fencing_token token,
-                             Make&& make) {
-    auto done = store_.complete(key, token, make(), options_.ttl);
-    if (STURDY_LIKELY(done.has_value()) || done.error() != errc::stale_token) return done;
-    auto again = store_.begin(key, fingerprint, options_.lease, nullptr);
-    if (!again.has_value() || again.assume_value().status != begin_status::acquired) return done;
-    const fencing_token fresh = again.assume_value().token;
-    auto stored = store_.complete(key, fresh, make(), options_.ttl);
-    if (!stored.has_value()) (void)store_.abandon(key, fresh);
-    return stored;
+                             Make&& make) noexcept {
+    try {
+      auto done = store_.complete(key, token, make(), options_.ttl);
+      if (STURDY_LIKELY(done.has_value()) || done.error() != errc::stale_token) return done;
+      auto again = store_.begin(key, fingerprint, options_.lease, nullptr);
+      if (!again.has_value() || again.assume_value().status != begin_status::acquired) return done;
+      token = again.assume_value().token;
+      auto stored = store_.complete(key, token, make(), options_.ttl);
+      if (!stored.has_value()) release(key, token);
+      return stored;
+    } catch (...) {
+      fence(key, token, std::current_exception());
+      return success();
+    }
+  }
+
+  // Completes the key with `errc::outcome_not_stored` (an error code: storing
+  // it allocates nothing in the memory store and cannot throw there), so the
+  // work never runs again while the key lives; replays get that error.
+  void fence(std::string_view key, fencing_token token, std::exception_ptr why) noexcept {
+    counters_.outcomes_not_stored.fetch_add(1, std::memory_order_relaxed);
+    bool fenced = false;
+    try {
+      fenced = store_
+                   .complete(key, token,
+                             outcome<T>(std::in_place_type<std::error_code>,
+                                        make_error_code(errc::outcome_not_stored)),
+                             options_.ttl)
+                   .has_value();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): reported as fenced == false
+    }
+    emit(listener_, idempotency_outcome_not_stored{key, token, std::move(why), fenced});
   }
 
   template <class R>
@@ -1038,6 +1254,7 @@ class idempotency_cache {
     std::atomic<std::uint64_t> rejections{0};
     std::atomic<std::uint64_t> wait_timeouts{0};
     std::atomic<std::uint64_t> stale_completions{0};
+    std::atomic<std::uint64_t> outcomes_not_stored{0};
   };
 
   Store store_;
@@ -1045,9 +1262,59 @@ class idempotency_cache {
   STURDY_NO_UNIQUE_ADDRESS Sleeper sleeper_;
   STURDY_NO_UNIQUE_ADDRESS Listener listener_;
   idempotency_options options_;
+  std::string_view invalid_;  // a static sentence; empty when the options are valid
   bool options_ok_;
+  std::atomic<bool> options_reported_{false};
   front_counters counters_;
 };
+
+// -----------------------------------------------------------------------------
+// make_idempotency_cache: the start-up check, with the types deduced
+// -----------------------------------------------------------------------------
+
+namespace detail {
+// A listener argument, told apart from a clock in make_idempotency_cache's
+// overloads.
+template <class L>
+concept not_a_clock = !clock_source<L>;
+}  // namespace detail
+
+// make_idempotency_cache<T>(options, store_options[, listener])
+// make_idempotency_cache<T>(options, store_options, clock, sleeper[, listener])
+//
+// Builds an `idempotency_cache<T, Clock, Sleeper, Listener>` over the memory
+// store, deducing the clock, sleeper and listener types from the arguments
+// (so adding a listener spells out no template argument), and checks the
+// options first: `errc::invalid_options` instead of a cache that would
+// refuse every call, after emitting `options_rejected{"idempotency_cache",
+// message}` to the listener (the message names the field; also available
+// as `options.validation_message()` or the store's). The cache is pinned,
+// hence the `unique_ptr`.
+//
+//   auto made = sturdy::make_idempotency_cache<Receipt>({.ttl = 24h}, {}, my_listener);
+//   if (!made) return made.error();            // misconfigured: fail at start-up
+//   std::unique_ptr cache = std::move(made).value();
+template <class T, clock_source Clock, sleeper Sleeper, class Listener = null_listener>
+[[nodiscard]] result<std::unique_ptr<idempotency_cache<T, Clock, Sleeper, Listener>>> make_idempotency_cache(
+    idempotency_options options, memory_store_options store_options, Clock clock, Sleeper sleeper,
+    Listener listener = Listener()) {
+  using cache_t = idempotency_cache<T, Clock, Sleeper, Listener>;
+  std::string_view m = options.validation_message();
+  if (m.empty()) m = cache_t::store_type::validation_message(store_options);
+  if (!m.empty()) {
+    emit(listener, options_rejected{"idempotency_cache", m});
+    return errc::invalid_options;
+  }
+  return std::make_unique<cache_t>(std::move(options), store_options, std::move(clock), std::move(sleeper),
+                                   std::move(listener));
+}
+template <class T, detail::not_a_clock Listener = null_listener>
+[[nodiscard]] result<std::unique_ptr<idempotency_cache<T, steady_clock_source, thread_sleeper, Listener>>>
+make_idempotency_cache(idempotency_options options = {}, memory_store_options store_options = {},
+                       Listener listener = Listener()) {
+  return make_idempotency_cache<T>(std::move(options), store_options, steady_clock_source(), thread_sleeper(),
+                                   std::move(listener));
+}
 
 }  // namespace sturdy
 

@@ -74,10 +74,12 @@
 #include "sturdy/callback.hpp"
 #include "sturdy/circuit_breaker.hpp"
 #include "sturdy/clock.hpp"
+#include "sturdy/concurrency_limiter.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/detail/concurrent_map.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/rate_limiter.hpp"
 
 namespace sturdy {
 
@@ -116,6 +118,25 @@ template <clock_source C, class L>
                      m.count_window.slow_calls == 0 && m.time_window.failures == 0 &&
                      m.time_window.slow_calls == 0;
   return clean ? quiescence::quiescent : quiescence::busy;
+}
+
+// The rate limiter's quiescence: a full bucket behaves exactly like a fresh
+// limiter (quiescent); otherwise busy (its debt would be forgotten, so it
+// is evicted only after registry_options::idle_timeout, by which time a
+// bucket refills anyway unless the period is longer than that).
+template <clock_source C, sleeper S, class L>
+[[nodiscard]] quiescence sturdy_quiescence(const rate_limiter<C, S, L>& r, time_point now) noexcept {
+  return r.quiescent_at(now) ? quiescence::quiescent : quiescence::busy;
+}
+
+// The concurrency limiter's quiescence: nothing in flight and nobody queued
+// (quiescent); otherwise pinned — evicting it would forget permits that are
+// still out, letting a new limiter admit past the limit. An adaptive
+// limiter's learned limit is forgotten on eviction: a fresh one starts from
+// its algorithm's initial limit.
+template <limit_algorithm A, clock_source C, class L>
+[[nodiscard]] quiescence sturdy_quiescence(const concurrency_limiter<A, C, L>& l, time_point /*now*/) noexcept {
+  return l.in_flight() == 0 && l.queued() == 0 ? quiescence::quiescent : quiescence::pinned;
 }
 
 // The heap bytes a breaker owns, estimated from its options (for

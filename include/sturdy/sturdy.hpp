@@ -18,8 +18,11 @@
 #include "sturdy/compensation.hpp"
 #include "sturdy/concurrency_limiter.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/context.hpp"
 #include "sturdy/dead_letter.hpp"
+#include "sturdy/deadline_propagation.hpp"
 #include "sturdy/error.hpp"
+#include "sturdy/fallback.hpp"
 #include "sturdy/idempotency.hpp"
 #include "sturdy/limit_algorithms.hpp"
 #include "sturdy/listener.hpp"
@@ -30,5 +33,7 @@
 #include "sturdy/registry.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
+#include "sturdy/timeout.hpp"
+#include "sturdy/timer.hpp"
 
 #endif  // STURDY_STURDY_HPP_

@@ -24,7 +24,9 @@
 
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <gtest/gtest.h>
 
@@ -34,6 +36,42 @@ namespace sturdy::test {
 
 template <class S>
 struct store_harness;  // specialise per store (see above)
+
+// `prefix` followed by `n` in decimal ("k" + 7 -> "k7"), built by appending:
+// GCC 12 at -O3 raises a false -Wrestrict on `"literal" + std::to_string(n)`.
+inline std::string numbered(std::string_view prefix, long long n) {
+  std::string out(prefix);
+  out += std::to_string(n);
+  return out;
+}
+
+// A value whose copy (or, through a store's codec, whose encoding) throws
+// while its flag is set: storing the outcome fails after the work has run.
+struct fragile {
+  static inline bool copy_fails = false;
+  static inline bool encode_fails = false;  // for codecs (the Redis tests)
+  int v = 0;
+  explicit fragile(int x) : v(x) {}
+  fragile(const fragile& o) : v(o.v) {
+    if (copy_fails) throw std::runtime_error("copy failed");
+  }
+  fragile(fragile&&) noexcept = default;
+  fragile& operator=(const fragile&) = default;
+  fragile& operator=(fragile&&) noexcept = default;
+  ~fragile() = default;
+
+  // Sets a flag for its lifetime.
+  class failing {
+   public:
+    explicit failing(bool& flag) : flag_(flag) { flag_ = true; }
+    ~failing() { flag_ = false; }
+    failing(const failing&) = delete;
+    failing& operator=(const failing&) = delete;
+
+   private:
+    bool& flag_;
+  };
+};
 
 template <class S>
 class IdempotencyStoreTest : public ::testing::Test {

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "sturdy/clock.hpp"
@@ -116,6 +117,12 @@ class count_window {
 // since + k * (now - since) / x, the last one exactly at `now`; the share that
 // falls before the window is dropped. The one failure of a single-threaded
 // batch therefore lands in the bucket of `now`.
+//
+// Any uptime, any clock: bucket indices are 64-bit floor divisions of the
+// time stamp (never a wrapping epoch), and every difference of time stamps
+// or bucket boundaries is computed in 128 bits, so a clock anywhere from
+// time_point::min() to time_point::max() and a window of 1 ns buckets are
+// exact (tests: CircuitBreakerTimeWindowTest.*).
 class time_window {
  public:
   time_window(duration span, std::uint32_t buckets)
@@ -140,12 +147,15 @@ class time_window {
       b.counts.slow += slow;
       return;
     }
-    const auto total = static_cast<std::uint64_t>(t1 - t0);
-    const std::int64_t oldest = cur - static_cast<std::int64_t>(buckets_.size()) + 1;
-    const std::int64_t first = std::max(index_of(since), oldest);
-    for (std::int64_t i = first; i <= cur; ++i) {
-      const std::uint64_t start = elapsed_to(i * bucket_ns_, t0);
-      const std::uint64_t end = elapsed_to((i + 1) * bucket_ns_, t0);
+    // t1 > t0, so the true difference is in (0, 2^64): exact in unsigned.
+    const std::uint64_t total = static_cast<std::uint64_t>(t1) - static_cast<std::uint64_t>(t0);
+    const std::int64_t first = std::max(index_of(since), oldest_index(cur));
+    // Counted by offset, not `++i <= cur`, which would overflow at cur = max.
+    const auto n = static_cast<std::uint64_t>(cur - first);  // < buckets
+    for (std::uint64_t k = 0; k <= n; ++k) {
+      const std::int64_t i = first + static_cast<std::int64_t>(k);
+      const u128 start = elapsed_to(i, 0, t0);
+      const u128 end = elapsed_to(i, 1, t0);
       window_counts& c = at(i).counts;
       c.calls += before(calls, end, total) - before(calls, start, total);
       c.failures += before(failures, end, total) - before(failures, start, total);
@@ -158,7 +168,7 @@ class time_window {
     window_counts c;
     if (buckets_.empty()) return c;
     const std::int64_t cur = index_of(now);
-    const std::int64_t oldest = cur - static_cast<std::int64_t>(buckets_.size()) + 1;
+    const std::int64_t oldest = oldest_index(cur);
     for (const auto& b : buckets_) {
       if (b.index >= oldest && b.index <= cur) {
         c.calls += b.counts.calls;
@@ -191,18 +201,31 @@ class time_window {
     if (b.index != index) b = bucket{index, {}};
     return b;
   }
-  // Time from t0 to t, clamped at 0.
-  [[nodiscard]] static std::uint64_t elapsed_to(std::int64_t t, std::int64_t t0) noexcept {
-    return t > t0 ? static_cast<std::uint64_t>(t - t0) : 0;
+  // The first bucket index of a window whose newest bucket is `cur`
+  // (saturating at the lowest index).
+  [[nodiscard]] std::int64_t oldest_index(std::int64_t cur) const noexcept {
+    const auto span = static_cast<std::int64_t>(buckets_.size()) - 1;
+    return cur < std::numeric_limits<std::int64_t>::min() + span ? std::numeric_limits<std::int64_t>::min()
+                                                                  : cur - span;
+  }
+  __extension__ using u128 = unsigned __int128;
+  __extension__ using i128 = __int128;
+
+  // Time from t0 to the start of bucket `index + extra` (extra 0 or 1: its
+  // end), clamped at 0; in 128 bits, since a bucket boundary may lie outside
+  // the 64-bit time range near time_point::min()/max().
+  [[nodiscard]] u128 elapsed_to(std::int64_t index, int extra, std::int64_t t0) const noexcept {
+    const i128 d = (static_cast<i128>(index) + extra) * bucket_ns_ - t0;
+    return d <= 0 ? 0 : static_cast<u128>(d);
   }
   // Of `x` items at offsets T/x, 2T/x, ..., T after `since`, how many lie
   // strictly before offset `e`: the k with k*T < x*e, at most x.
-  [[nodiscard]] static std::uint64_t before(std::uint64_t x, std::uint64_t e, std::uint64_t total) noexcept {
-    if (x == 0 || e == 0) return 0;
-    if (e > total) return x;
+  [[nodiscard]] static std::uint64_t before(std::uint64_t x, u128 e128, std::uint64_t total) noexcept {
+    if (x == 0 || e128 == 0) return 0;
+    if (e128 > total) return x;
+    const auto e = static_cast<std::uint64_t>(e128);
     std::uint64_t xe = 0;
     if (!__builtin_mul_overflow(x, e, &xe)) return (xe - 1) / total;  // 64-bit fast path
-    __extension__ using u128 = unsigned __int128;
     return static_cast<std::uint64_t>((static_cast<u128>(x) * e - 1) / total);
   }
 

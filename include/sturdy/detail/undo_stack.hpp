@@ -21,11 +21,12 @@
 //     nothrow move constructors. Growth may throw `std::bad_alloc`, before
 //     anything is changed (strong guarantee).
 //
-// Each entry is 88 bytes on 64-bit targets (vtable pointer, name view,
-// owned context string, buffer), so the inline part is 704 bytes. The
-// context is owned because it is usually built at run time (an id); up to 15
-// characters it needs no heap (the string's small buffer), longer ones
-// allocate.
+// Each entry is 104 bytes on 64-bit targets (vtable pointer, owned name,
+// owned context, buffer), so the inline part is 832 bytes. The name and the
+// context are owned because they are often built at run time ("create " +
+// user, an id) and must outlive the call that registered them; up to 15
+// characters each they need no heap (libstdc++'s small-string buffer; 22 with
+// libc++), longer ones allocate.
 //
 // Thread safety: none; owned by one scope on one thread.
 
@@ -63,9 +64,11 @@ struct undo_vtable {
 };
 
 struct undo_entry {
-  explicit undo_entry(std::string_view n) noexcept : name(n) {}  // buf stays uninitialized
+  // User-provided (not `= default`), so `new (p) undo_entry()` does not
+  // zero the object first: buf stays uninitialized.
+  undo_entry() noexcept {}  // NOLINT(modernize-use-equals-default)
   const undo_vtable* vt = nullptr;
-  std::string_view name;
+  std::string name;
   std::string context;
   alignas(void*) unsigned char buf[undo_small_size];
 };
@@ -131,8 +134,13 @@ class undo_stack {
   void push(std::string_view name, std::string_view context, F&& f) {
     using D = std::decay_t<F>;
     if (STURDY_UNLIKELY(size_ == cap_)) reserve(size_ + 1);
-    undo_entry* e = ::new (static_cast<void*>(data_ + size_)) undo_entry(name);
+    undo_entry* e = ::new (static_cast<void*>(data_ + size_)) undo_entry();
     try {
+      if (!name.empty()) {
+        e->name.assign(name.data(), name.size());
+        // Longer than a default string's own buffer: it allocated.
+        if (e->name.capacity() > std::string().capacity()) trivial_ = false;
+      }
       if (!context.empty()) {
         e->context.assign(context.data(), context.size());
         trivial_ = false;
@@ -162,12 +170,15 @@ class undo_stack {
   void pop() noexcept {
     undo_entry& e = data_[--size_];
     if (e.vt->destroy != nullptr) e.vt->destroy(e.buf);
-    e.~undo_entry();
+    // Names and contexts in their strings' own buffers free nothing (see
+    // clear()): their destructors are skipped on the common path.
+    if (!trivial_) e.~undo_entry();
   }
 
   // Destroys every callable without running it. (When `trivial_`, every
-  // entry holds a trivially destructible inline callable and an empty
-  // context, whose destruction has no effect, so it is skipped.)
+  // entry holds a trivially destructible inline callable, an empty context
+  // and a name in the string's own small buffer, whose destruction frees
+  // nothing, so it is skipped.)
   void clear() noexcept {
     if (!trivial_) {
       while (size_ > 0) pop();
@@ -189,8 +200,9 @@ class undo_stack {
 
  private:
   static void relocate_entry(undo_entry* dst, undo_entry* src) noexcept {
-    ::new (static_cast<void*>(dst)) undo_entry(src->name);
+    ::new (static_cast<void*>(dst)) undo_entry();
     dst->vt = src->vt;
+    dst->name = std::move(src->name);
     dst->context = std::move(src->context);
     src->vt->relocate(dst->buf, src->buf);
     src->~undo_entry();

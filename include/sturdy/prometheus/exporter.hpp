@@ -79,6 +79,7 @@
 #include "sturdy/idempotency.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/rate_limiter.hpp"
+#include "sturdy/registry.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
 
@@ -469,6 +470,30 @@ inline void collect(sample_sink& out, const label_set& base, const event_counter
               n(counted::chaos_injected));
   out.counter(p + "options_rejected_total", "Primitives that refused a call because their options are invalid", base,
               n(counted::options_rejected));
+}
+
+// A registry: its own counts, then every entry's series with a `key` label
+// (the registry's bound is the cardinality bound).
+template <class P, clock_source C, class O>
+void collect(sample_sink& out, const label_set& base, const registry<P, C, O>& r) {
+  const registry_stats s = r.stats();
+  const std::string p = "sturdy_registry_";
+  out.gauge(p + "entries", "Entries held", base, static_cast<double>(s.entries));
+  out.gauge(p + "bytes", "Bytes charged for entries", base, static_cast<double>(s.bytes));
+  out.counter(p + "hits_total", "Lookups of an existing key", base, static_cast<double>(s.hits));
+  out.counter(p + "creations_total", "Entries built on first use", base, static_cast<double>(s.creations));
+  out.counter(p + "evictions_total", "Quiescent or idle entries evicted for room", base,
+              static_cast<double>(s.evictions));
+  out.counter(p + "refusals_total", "Lookups refused with capacity_exceeded", base, static_cast<double>(s.refusals));
+  out.counter(p + "overflows_total", "Lookups answered with the shared overflow entry", base,
+              static_cast<double>(s.overflows));
+  if constexpr (requires(sample_sink& sk, const label_set& l, const P& x) { collect(sk, l, x); }) {
+    for (const auto& e : r.snapshot()) {
+      label_set l = base;
+      l["key"] = e.key;
+      collect(out, l, *e.handle.get());
+    }
+  }
 }
 
 // collectable<T>: a type the exporter can register (a `collect(sink,

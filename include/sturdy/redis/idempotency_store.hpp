@@ -35,8 +35,11 @@
 //   }
 //
 // `Receipt` must be serialisable: specialise `sturdy::redis::codec<Receipt>`
-// (`std::string` and trivially-copyable types come with one). Fingerprints
+// (`std::string`, arithmetic types and enum classes come with one; a plain
+// struct may opt in to a byte copy with `use_byte_codec`). Fingerprints
 // must be `sturdy::stable_fingerprint` (the same in every process).
+// `redis::make_idempotency_cache<Receipt>(options, store_options[, listener])`
+// is the start-up check (the options; `store().ping()` checks the server).
 //
 // When Redis fails (connection refused or lost, a connect or command timeout,
 // no free pooled connection in time, a server error such as OOM or LOADING)
@@ -118,6 +121,7 @@
 #include "sturdy/idempotency.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/ownership.hpp"
 
 namespace sturdy {
 
@@ -159,14 +163,47 @@ namespace redis {
 //     }
 //   };
 //
-// `encode` appends to `out`; `decode` returns `std::nullopt` on bytes it
-// cannot read (the store then answers `errc::corrupt_data`) and must not
-// throw. Provided: `std::string` (the bytes as they are) and trivially
-// copyable types other than pointers (their object representation: only
-// between processes of the same build and platform; `decode` checks the
-// size).
+// `encode` appends to `out` (if it throws, the cache fences the key: see
+// `idempotency_outcome_not_stored`); `decode` returns `std::nullopt` on
+// bytes it cannot read (the store then answers `errc::corrupt_data`; a
+// `decode` that throws is treated the same way).
+//
+// Provided:
+//   - `std::string`: the bytes as they are;
+//   - arithmetic types and scoped enums (`enum class`): the object
+//     representation (only between processes of the same build and
+//     platform). `decode` checks the size, and that the bytes are a valid
+//     value: a `bool` must be 0 or 1 (anything else is `corrupt_data`, not
+//     undefined behaviour); every value of a scoped enum's underlying type is
+//     a valid value of the enum;
+//   - types marked with `use_byte_codec` (below), byte for byte.
+// Anything else (a struct, a string_view, a span, a struct holding a
+// pointer: bytes that mean nothing in another process) needs a codec.
 template <class T>
 struct codec;
+
+// use_byte_codec<T>: specialise to `std::true_type` to store a trivially
+// copyable `T` as its object representation. By doing so you vouch that
+// every byte pattern of `sizeof(T)` bytes is a valid `T` and that `T` refers
+// to no memory: no pointers or views, no `bool` or enum members (their
+// invalid byte patterns would be undefined behaviour when read back), and
+// an unscoped enum only with a fixed underlying type.
+//
+//   struct price { std::int64_t cents; std::int32_t currency; };
+//   template <> struct sturdy::redis::use_byte_codec<price> : std::true_type {};
+template <class T>
+struct use_byte_codec : std::false_type {};
+
+namespace detail {
+template <class T>
+concept scoped_enum = std::is_enum_v<T> && !std::is_convertible_v<T, std::underlying_type_t<T>>;
+// The types the built-in byte codec stores (see `codec`).
+template <class T>
+concept byte_codable = !std::is_const_v<T> && !std::is_volatile_v<T> && !non_owning<T> &&
+                       (std::is_arithmetic_v<T> || scoped_enum<T> ||
+                        (use_byte_codec<T>::value && std::is_trivially_copyable_v<T> &&
+                         !std::is_pointer_v<T> && !std::is_member_pointer_v<T> && !std::is_array_v<T>));
+}  // namespace detail
 
 template <>
 struct codec<std::string> {
@@ -174,9 +211,8 @@ struct codec<std::string> {
   static std::optional<std::string> decode(std::string_view in) { return std::string(in); }
 };
 
-template <class T>
-requires(std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
-         !std::is_array_v<T>) struct codec<T> {
+template <detail::byte_codable T>
+struct codec<T> {
   static void encode(const T& v, std::string& out) {
     char bytes[sizeof(T)];
     std::memcpy(bytes, &v, sizeof(T));
@@ -184,7 +220,17 @@ requires(std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_me
   }
   static std::optional<T> decode(std::string_view in) noexcept {
     if (in.size() != sizeof(T)) return std::nullopt;
-    if constexpr (std::is_default_constructible_v<T>) {
+    if constexpr (std::is_same_v<T, bool>) {
+      // Only 0 and 1 are bools: any other byte would be undefined behaviour.
+      const auto byte = static_cast<unsigned char>(in[0]);
+      if (byte > 1) return std::nullopt;
+      return byte == 1;
+    } else if constexpr (detail::scoped_enum<T>) {
+      // Every value of the underlying type is a value of a scoped enum.
+      std::underlying_type_t<T> u{};
+      std::memcpy(&u, in.data(), sizeof(T));
+      return static_cast<T>(u);
+    } else if constexpr (std::is_default_constructible_v<T>) {
       T v{};
       std::memcpy(&v, in.data(), sizeof(T));
       return v;
@@ -261,18 +307,18 @@ struct store_options {
 
   // Empty when valid, otherwise a sentence naming the bad field.
   [[nodiscard]] std::string_view validation_message() const noexcept {
-    if (host.empty()) return "redis::store_options::host must not be empty";
-    if (host.find('\0') != std::string::npos) return "redis::store_options::host must not contain NUL";
-    if (port == 0) return "redis::store_options::port must be != 0";
-    if (connect_timeout <= duration::zero()) return "redis::store_options::connect_timeout must be > 0";
-    if (command_timeout <= duration::zero()) return "redis::store_options::command_timeout must be > 0";
-    if (pool_size == 0 || pool_size > 1024) return "redis::store_options::pool_size must be in [1, 1024]";
-    if (pool_wait_timeout < duration::zero()) return "redis::store_options::pool_wait_timeout must be >= 0";
+    if (host.empty()) return "redis::store_options.host must not be empty";
+    if (host.find('\0') != std::string::npos) return "redis::store_options.host must not contain NUL";
+    if (port == 0) return "redis::store_options.port must be != 0";
+    if (connect_timeout <= duration::zero()) return "redis::store_options.connect_timeout must be > 0";
+    if (command_timeout <= duration::zero()) return "redis::store_options.command_timeout must be > 0";
+    if (pool_size == 0 || pool_size > 1024) return "redis::store_options.pool_size must be in [1, 1024]";
+    if (pool_wait_timeout < duration::zero()) return "redis::store_options.pool_wait_timeout must be >= 0";
     if (on_unavailable != failure_mode::fail_closed && on_unavailable != failure_mode::fail_open)
-      return "redis::store_options::on_unavailable is not a valid failure_mode";
-    if (database < 0) return "redis::store_options::database must be >= 0";
+      return "redis::store_options.on_unavailable must be fail_closed or fail_open";
+    if (database < 0) return "redis::store_options.database must be >= 0";
     for (const std::error_category* c : error_categories) {
-      if (c == nullptr) return "redis::store_options::error_categories must not hold null";
+      if (c == nullptr) return "redis::store_options.error_categories must not hold null";
     }
     return {};
   }
@@ -487,7 +533,7 @@ inline void set_io_error(redisContext* c, const char* why) noexcept {
 [[nodiscard]] inline redisReply* run_command(redisContext* c, int argc, const char** argv,
                                              const std::size_t* len, duration timeout) noexcept {
   if (redisAppendCommandArgv(c, argc, argv, len) != REDIS_OK) return nullptr;
-  return send_and_read(c, std::chrono::steady_clock::now() + timeout);
+  return send_and_read(c, ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), timeout));
 }
 
 [[nodiscard]] inline timeval to_timeval(duration d) noexcept {
@@ -575,10 +621,18 @@ class pool {
     {
       std::unique_lock lock(mu_);
       const auto ready = [&] { return !idle_.empty() || open_ < options_.pool_size; };
-      if (!ready() &&
-          !cv_.wait_until(lock, std::chrono::steady_clock::now() + options_.pool_wait_timeout, ready)) {
-        err = {errc::store_unavailable, "no free connection within pool_wait_timeout"};
-        return nullptr;
+      if (!ready()) {
+        // duration::max() means "wait as long as it takes": no deadline (a
+        // saturated one would be the clock's end of time, which some
+        // condition variable implementations mishandle).
+        const time_point deadline =
+            ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.pool_wait_timeout);
+        if (deadline == time_point::max()) {
+          cv_.wait(lock, ready);
+        } else if (!cv_.wait_until(lock, deadline, ready)) {
+          err = {errc::store_unavailable, "no free connection within pool_wait_timeout"};
+          return nullptr;
+        }
       }
       if (!idle_.empty()) {
         auto c = std::move(idle_.back());
@@ -673,7 +727,8 @@ class pool {
       const std::size_t len[] = {6, 4, s.size()};
       (void)redisAppendCommandArgv(c->ctx.get(), 3, argv, len);
     }
-    const time_point deadline = std::chrono::steady_clock::now() + options_.command_timeout;
+    const time_point deadline =
+        ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.command_timeout);
     for (int i = 0; i < expected + static_cast<int>(scripts.size()); ++i) {
       reply_ptr r(send_and_read(c->ctx.get(), deadline));
       if (r == nullptr) {
@@ -748,9 +803,14 @@ class pool {
 // Pinned: not copyable or movable.
 template <class T, class Listener = null_listener>
 class idempotency_store {
-  static_assert(serializable<T>,
+  static_assert(!non_owning<T>,
+                "sturdy::redis::idempotency_store<T> keeps T past the call (in another process, even), so "
+                "T must own its memory: use std::string rather than std::string_view, a container rather "
+                "than std::span, a value rather than a pointer (see sturdy/ownership.hpp).");
+  static_assert(non_owning<T> || serializable<T>,
                 "sturdy::redis::idempotency_store<T> needs sturdy::redis::codec<T> (encode/decode): "
-                "specialise it for your type; std::string and trivially-copyable types have one.");
+                "specialise it for your type; std::string, arithmetic types and enum classes have one, "
+                "and a plain struct may opt in with sturdy::redis::use_byte_codec.");
 
  public:
   using value_type = outcome<T>;
@@ -885,7 +945,11 @@ class idempotency_store {
   // run out without waiting. Other processes and store objects are
   // unaffected.
   void testing_advance(duration d) noexcept {
-    if (d > duration::zero()) skew_ns_.fetch_add(d.count(), std::memory_order_relaxed);
+    if (d <= duration::zero()) return;
+    std::int64_t cur = skew_ns_.load(std::memory_order_relaxed);
+    while (!skew_ns_.compare_exchange_weak(cur, ::sturdy::detail::saturating_add(duration(cur), d).count(),
+                                           std::memory_order_relaxed)) {
+    }
   }
 
   // The Redis key that holds `key`'s entry (for tools and tests).
@@ -1072,7 +1136,12 @@ class idempotency_store {
         if (!in.empty()) return std::nullopt;
         return value_type(success());
       } else {
-        std::optional<T> v = codec<T>::decode(in);
+        std::optional<T> v;
+        try {
+          v = codec<T>::decode(in);
+        } catch (...) {  // a decode that throws cannot read the bytes either
+          return std::nullopt;
+        }
         if (!v.has_value()) return std::nullopt;
         return value_type(std::in_place_type<T>, std::move(*v));
       }
@@ -1140,10 +1209,36 @@ static_assert(::sturdy::idempotency_store<idempotency_store<void>>);
 
 // redis::idempotency_cache<T, Listener, Sleeper>: `sturdy::idempotency_cache`
 // over this store; built from `(idempotency_options, store_options)`. The
-// cache and its store each hold their own copy of the listener type.
+// cache and its store each hold a copy of the listener (the store's is
+// copied from the cache's constructor argument).
 template <class T, class Listener = null_listener, sleeper Sleeper = thread_sleeper>
 using idempotency_cache =
     ::sturdy::idempotency_cache<T, steady_clock_source, Sleeper, Listener, idempotency_store<T, Listener>>;
+
+// redis::make_idempotency_cache<T>(options, store_options[, listener])
+//
+// The start-up check for the Redis cache, deducing the listener type (the
+// cache and its store each get a copy): `errc::invalid_options` instead of a
+// cache that would refuse every call, after emitting
+// `options_rejected{"redis::idempotency_cache", message}` (the message names
+// the field). It does not contact Redis: call `cache->store().ping()` to
+// check the server (address, password, database) at start-up too.
+//
+//   auto made = sturdy::redis::make_idempotency_cache<Receipt>(
+//       {.ttl = std::chrono::hours(24)}, {.host = "10.0.0.5", .key_prefix = "payments:idem:"});
+//   if (!made) return made.error();
+template <class T, class Listener = null_listener>
+[[nodiscard]] result<std::unique_ptr<idempotency_cache<T, Listener>>> make_idempotency_cache(
+    idempotency_options options, store_options store, Listener listener = Listener()) {
+  std::string_view m = options.validation_message();
+  if (m.empty()) m = store.validation_message();
+  if (!m.empty()) {
+    emit(listener, options_rejected{"redis::idempotency_cache", m});
+    return errc::invalid_options;
+  }
+  return std::make_unique<idempotency_cache<T, Listener>>(
+      std::move(options), std::move(store), steady_clock_source(), thread_sleeper(), std::move(listener));
+}
 
 }  // namespace redis
 }  // namespace sturdy
