@@ -23,6 +23,7 @@
 #include "sturdy/backoff.hpp"
 #include "sturdy/retry.hpp"
 #include "sturdy/retry_budget.hpp"
+#include "retry_baseline.hpp"
 
 namespace {
 
@@ -133,6 +134,68 @@ void BM_Retry_HappyPath_PolicyWithThrottle(benchmark::State& state) {
   }
 }
 
+// Before/after: the same happy paths through the policy as it was before the
+// hardening round (bench/retry_baseline.hpp), in this binary. Report the
+// ratio Policy / BaselinePolicy per callee.
+template <class Callee>
+void BM_Retry_HappyPath_BaselinePolicy(benchmark::State& state) {
+  const sturdy::retry_baseline::retry_policy<> policy;
+  for (auto _ : state) {
+    auto r = policy.execute(Callee());
+    benchmark::DoNotOptimize(r);
+  }
+}
+template <class Callee>
+void BM_Retry_HappyPath_BaselinePolicyWithTimeLimit(benchmark::State& state) {
+  const sturdy::retry_baseline::retry_policy<> policy(
+      sturdy::retry_baseline::retry_options{.max_elapsed = std::chrono::seconds(5)});
+  for (auto _ : state) {
+    auto r = policy.execute(Callee());
+    benchmark::DoNotOptimize(r);
+  }
+}
+template <class Callee>
+void BM_Retry_HappyPath_BaselinePolicyWithTokenBucket(benchmark::State& state) {
+  static sturdy::token_bucket_budget budget;
+  const sturdy::retry_baseline::retry_policy<> policy(sturdy::retry_baseline::retry_options{.budget = budget});
+  for (auto _ : state) {
+    auto r = policy.execute(Callee());
+    benchmark::DoNotOptimize(r);
+  }
+}
+
+// The same with the policy behind a pointer the optimizer cannot see
+// through, as for a policy built at start-up and shared: no field of it is
+// known at compile time, so no check folds away.
+template <class Policy, class Callee>
+void shared_policy_loop(benchmark::State& state, const Policy& built) {
+  const Policy* policy = &built;
+  benchmark::DoNotOptimize(policy);
+  for (auto _ : state) {
+    auto r = policy->execute(Callee());
+    benchmark::DoNotOptimize(r);
+  }
+}
+template <class Callee>
+void BM_Retry_HappyPath_SharedPolicy(benchmark::State& state) {
+  static const sturdy::retry_policy<> built;
+  shared_policy_loop<sturdy::retry_policy<>, Callee>(state, built);
+}
+template <class Callee>
+void BM_Retry_HappyPath_BaselineSharedPolicy(benchmark::State& state) {
+  static const sturdy::retry_baseline::retry_policy<> built;
+  shared_policy_loop<sturdy::retry_baseline::retry_policy<>, Callee>(state, built);
+}
+
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_SharedPolicy, called);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselineSharedPolicy, called);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_SharedPolicy, inlined);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselineSharedPolicy, inlined);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselinePolicy, called);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselinePolicyWithTimeLimit, called);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselinePolicyWithTokenBucket, called);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselinePolicy, working);
+BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselinePolicy, inlined);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BareCall, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_HandWrittenLoop, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_Policy, called);

@@ -1,5 +1,6 @@
 #include "sturdy/outcome.hpp"
 
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -132,8 +133,54 @@ TEST(OutcomeTraitsTest, ResultLikeConcept) {
   static_assert(std::is_same_v<sturdy::execute_result_t<int (*)()>, sturdy::result<int>>);
   static_assert(std::is_same_v<sturdy::execute_result_t<sturdy::result<int> (*)()>, sturdy::result<int>>);
   static_assert(sturdy::outcome_callable<int (*)()>);
-  static_assert(!sturdy::outcome_callable<int& (*)()>);
+  // A reference result passes the concept and is refused with a sentence
+  // when execute_result_t is formed (compile_fail/*reference_result.cpp).
+  static_assert(sturdy::outcome_callable<int& (*)()>);
   SUCCEED();
+}
+
+// Issue 13 item 3: the detection rule for deferred results.
+namespace deferred {
+struct awaiter {
+  bool await_ready() const noexcept { return true; }
+  void await_suspend(void*) const noexcept {}
+  int await_resume() const noexcept { return 1; }
+};
+struct member_co_await {
+  awaiter operator co_await() const noexcept { return {}; }
+};
+struct free_co_await {};
+[[maybe_unused]] inline awaiter operator co_await(free_co_await) noexcept { return {}; }
+struct my_task {};
+struct not_awaitable {
+  bool await_ready() const noexcept { return true; }  // no await_resume
+};
+}  // namespace deferred
+}  // namespace
+
+template <>
+struct sturdy::is_deferred_result<deferred::my_task> : std::true_type {};
+
+namespace {
+
+TEST(OutcomeTraitsTest, Issue13_DeferredResultsAreDetected) {
+  static_assert(sturdy::deferred_result<std::future<int>>);
+  static_assert(sturdy::deferred_result<std::future<void>>);
+  static_assert(sturdy::deferred_result<std::shared_future<int&>>);
+  static_assert(sturdy::deferred_result<deferred::awaiter>);
+  static_assert(sturdy::deferred_result<deferred::member_co_await>);
+  static_assert(sturdy::deferred_result<deferred::free_co_await>);
+  static_assert(sturdy::deferred_result<const deferred::my_task&>);
+  static_assert(!sturdy::deferred_result<deferred::not_awaitable>);
+  static_assert(!sturdy::deferred_result<int>);
+  static_assert(!sturdy::deferred_result<sturdy::result<std::future<int>*>>);
+  SUCCEED();
+}
+
+TEST(OutcomeTraitsTest, MakeFailureKeepsAMessageWhereTheErrorCanCarryOne) {
+  // std::error_code cannot: the message is dropped, the code kept.
+  const auto r = sturdy::make_failure<sturdy::result<int>>(sturdy::errc::invalid_options, "x.y must be 1");
+  EXPECT_EQ(r.error(), sturdy::errc::invalid_options);
 }
 
 }  // namespace

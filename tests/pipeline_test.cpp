@@ -1,5 +1,6 @@
 #include "sturdy/pipeline.hpp"
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -159,9 +160,64 @@ TEST(PipelineTest, StopTokenReachesLayersThatTakeOne) {
   auto p = sturdy::compose(g, t);
   std::stop_source src;
   (void)p.execute([] { return 1; }, src.get_token());
-  EXPECT_TRUE(t.saw_token);
+  EXPECT_TRUE(std::get<1>(p.layers()).saw_token);  // a copyable layer is copied in
   (void)p.execute([] { return 1; });
+  EXPECT_FALSE(std::get<1>(p.layers()).saw_token);
   EXPECT_FALSE(t.saw_token);
+}
+
+// Issue 12 item 8: a named retry_policy was held by reference, so a factory
+// returning compose(policy, breaker) built from a local returned a dangling
+// pipeline (ASan: stack-use-after-return). Copyable layers are copied in;
+// pinned ones (no copy, no move) are held by reference.
+struct factory_made {
+  gate breaker;
+  auto make() {
+    again local{3};  // dies when make() returns
+    return sturdy::compose(local, breaker);
+  }
+};
+
+TEST(PipelineTest, Issue12_CopyableLayersAreCopiedPinnedOnesReferenced) {
+  factory_made f;
+  auto p = f.make();
+  static_assert(std::is_same_v<decltype(p), sturdy::pipeline<again, gate&>>);
+  EXPECT_EQ(&std::get<1>(p.layers()), &f.breaker);
+  int calls = 0;
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    if (++calls < 3) return sturdy::errc::store_unavailable;
+    return 7;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.value(), 7);
+  EXPECT_EQ(std::get<0>(p.layers()).runs, 3);  // the pipeline's own copy
+  EXPECT_EQ(f.breaker.admitted, 3);
+
+  again named{2};
+  auto q = sturdy::compose(named, f.breaker);
+  EXPECT_NE(&std::get<0>(q.layers()), &named);
+  const again constant{2};
+  static_assert(std::is_same_v<decltype(sturdy::compose(constant, f.breaker)), sturdy::pipeline<again, gate&>>);
+}
+
+// A move-only layer: moved in as an rvalue, referenced as an lvalue.
+struct move_only_layer {
+  std::unique_ptr<int> state = std::make_unique<int>(0);
+  template <class F>
+  sturdy::execute_result_t<F> execute(F&& fn) {
+    ++*state;
+    return sturdy::invoke_wrapped(std::forward<F>(fn));
+  }
+};
+
+TEST(PipelineTest, MoveOnlyLayersAreMovedOrReferenced) {
+  move_only_layer m;
+  auto by_ref = sturdy::compose(m);
+  static_assert(std::is_same_v<decltype(by_ref), sturdy::pipeline<move_only_layer&>>);
+  auto owned = sturdy::compose(move_only_layer{});
+  static_assert(std::is_same_v<decltype(owned), sturdy::pipeline<move_only_layer>>);
+  (void)by_ref.execute([] { return 1; });
+  EXPECT_EQ(*m.state, 1);
 }
 
 TEST(PipelineTest, ExecuteAllocatesNothing) {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 #include <string_view>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -186,7 +187,7 @@ TEST(RatioBudgetTest, SustainedOutageNeverExceedsTheShare) {
 // it was descheduled) lands on the slot of a newer slice. It must not reset
 // that slot and wipe the newer counts; its event is simply too old to count.
 TEST(WindowedCounterTest, AStaleWriterNeverWipesANewerSlice) {
-  sturdy::detail::windowed_counter<10> c;
+  sturdy::detail::windowed_counter<10> c(milliseconds(1));
   for (int i = 0; i < 3; ++i) c.increment(15);
   c.increment(5);  // same slot (5 % 10 == 15 % 10), one window older
   EXPECT_EQ(c.sum(15), 3u);
@@ -194,10 +195,116 @@ TEST(WindowedCounterTest, AStaleWriterNeverWipesANewerSlice) {
   EXPECT_EQ(c.sum(15), 3u);
   c.increment(25);  // a newer epoch still resets the slot
   EXPECT_EQ(c.sum(25), 1u);
-  // Epochs compare modulo 2^32: just past the wrap is newer, not older.
-  c.increment(0xffffffffu);
-  c.increment(9);
-  EXPECT_EQ(c.sum(9), 1u);
+  // Epochs are absolute: nothing wraps at 2^32.
+  c.increment(0xffffffffu);               // slot 5
+  c.increment((std::uint64_t{1} << 32) + 4);  // slot 0
+  c.increment(5);  // slot 5, older than what it holds: dropped
+  EXPECT_EQ(c.sum((std::uint64_t{1} << 32) + 4), 2u);
+  EXPECT_EQ(c.sum(5), 0u);  // the slots hold newer slices
+}
+
+// Issue 12 item 4: epochs compared modulo 2^32 expired every slot after
+// 2^31 slices without a write (24.9 days with 1 ms slices): increments were
+// dropped and sums ignored the slot, so a ratio-0 budget admitted every
+// retry. Checked at 2^31 and 2^32 slices (and a few slices around them)
+// with the smallest windows the options allow, for the ratio budget, the
+// throttle, and through the retry protocol.
+std::vector<std::uint64_t> far_slices() {
+  std::vector<std::uint64_t> v;
+  for (const std::uint64_t base : {std::uint64_t{1} << 31, std::uint64_t{1} << 32, std::uint64_t{1} << 33}) {
+    // Checkpoints more than a window (12 slices at most) apart.
+    for (const std::uint64_t d : {std::uint64_t{0}, std::uint64_t{30}, std::uint64_t{53}, std::uint64_t{77}}) {
+      v.push_back(base - 30 + d);
+    }
+  }
+  return v;
+}
+
+TEST(RatioBudgetTest, Issue12_CountsForAnyUptimeAt2To31And2To32Slices) {
+  manual_clock clock;
+  const sturdy::ratio_budget_options strict{.ratio = 0, .window = milliseconds(10), .min_retries_per_second = 0};
+  const sturdy::ratio_budget_options one_each{.ratio = 1, .window = milliseconds(10), .min_retries_per_second = 0};
+  sturdy::ratio_budget<manual_clock> none(strict, clock);
+  sturdy::ratio_budget<manual_clock> b(one_each, clock);
+  const time_point t0 = b.origin();
+  ASSERT_EQ(b.slice_width(), milliseconds(1));
+  // Write every slot once near the origin.
+  for (int i = 0; i < 10; ++i) {
+    clock.set(t0 + milliseconds(i));
+    b.record_request();
+    ASSERT_TRUE(b.try_acquire_retry());
+  }
+  std::uint64_t last = 0;
+  for (const std::uint64_t slice : far_slices()) {
+    if (slice <= last) continue;
+    last = slice;
+    const time_point t = t0 + milliseconds(static_cast<std::int64_t>(slice));
+    clock.set(t);
+    SCOPED_TRACE(slice);
+    EXPECT_FALSE(none.try_acquire_retry()) << "ratio 0, no floor: never a retry";
+    EXPECT_EQ(b.requests_in_window(t), 0u) << "old slices are outside the window";
+    EXPECT_EQ(b.retries_in_window(t), 0u);
+    EXPECT_FALSE(b.try_acquire_retry()) << "no request in the window yet";
+    b.on_attempt(false);
+    EXPECT_EQ(b.requests_in_window(t), 1u);
+    EXPECT_TRUE(b.try_retry(0));
+    EXPECT_FALSE(b.try_retry(0)) << "1 retry per request";
+    EXPECT_EQ(b.retries_in_window(t), 1u);
+  }
+}
+
+TEST(AdaptiveThrottleTest, Issue12_CountsForAnyUptimeAt2To31And2To32Slices) {
+  manual_clock clock;
+  sturdy::adaptive_throttle<manual_clock> t({.k = 2, .window = milliseconds(12)}, clock);
+  const time_point t0 = clock.now();
+  for (int i = 0; i < 12; ++i) {
+    clock.set(t0 + milliseconds(i));
+    t.record_outcome(true);
+  }
+  std::uint64_t last = 0;
+  for (const std::uint64_t slice : far_slices()) {
+    if (slice <= last) continue;
+    last = slice;
+    const time_point now = t0 + milliseconds(static_cast<std::int64_t>(slice));
+    clock.set(now);
+    SCOPED_TRACE(slice);
+    EXPECT_EQ(t.requests_in_window(now), 0u);
+    for (int i = 0; i < 10; ++i) t.on_outcome(attempt_outcome::failure);
+    EXPECT_EQ(t.requests_in_window(now), 10u);
+    EXPECT_EQ(t.accepts_in_window(now), 0u);
+    EXPECT_DOUBLE_EQ(t.rejection_probability(), 10.0 / 11.0);
+    EXPECT_FALSE(t.try_retry(0));  // u = 0 < p
+  }
+}
+
+// The same from a clock that starts near time_point::min() and runs to near
+// time_point::max(): the whole range of the time type, with no overflow
+// (UBSan) and exact windows all along.
+TEST(RatioBudgetTest, Issue12_ClockFromNearMinToNearMax) {
+  const time_point start = time_point::min() + milliseconds(5);
+  manual_clock clock(start);
+  sturdy::ratio_budget<manual_clock> b({.ratio = 1, .window = milliseconds(10), .min_retries_per_second = 0},
+                                       clock);
+  sturdy::adaptive_throttle<manual_clock> t({.k = 2, .window = milliseconds(12)}, clock);
+  const auto step = std::chrono::duration_cast<sturdy::duration>(std::chrono::hours(24 * 365 * 17));
+  for (time_point now = start;; now += step) {
+    clock.set(now);
+    SCOPED_TRACE(now.time_since_epoch().count());
+    EXPECT_EQ(b.requests_in_window(now), 0u);
+    b.on_attempt(false);
+    EXPECT_TRUE(b.try_retry(0));
+    EXPECT_FALSE(b.try_retry(0));
+    EXPECT_EQ(t.requests_in_window(now), 0u);
+    t.on_outcome(attempt_outcome::failure);
+    EXPECT_DOUBLE_EQ(t.rejection_probability(), 1.0 / 2.0);
+    if (now > time_point::max() - step - milliseconds(5)) break;
+  }
+  const time_point end = time_point::max() - milliseconds(1);
+  clock.set(end);
+  EXPECT_EQ(b.requests_in_window(end), 0u);
+  b.on_attempt(false);
+  EXPECT_TRUE(b.try_retry(0));
+  EXPECT_FALSE(b.try_retry(0));
 }
 
 TEST(RatioBudgetTest, AStaleRequestNeverErasesNewerRequests) {

@@ -845,3 +845,273 @@ TEST(RetryAllocationTest, FailingPathWithBudgetAllocatesNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+using sturdy::time_point;
+
+// Issue 12 item 5: try_retry admitted and counted a retry before the
+// backoff sleep; when the caller cancelled during the sleep the retry never
+// ran but stayed counted, and a later legitimate retry was denied.
+TEST_F(RetryTest, Issue12_ARetryCancelledDuringItsSleepIsNotCharged) {
+  // Ratio 0 with a floor of exactly one retry per window.
+  sturdy::ratio_budget<manual_clock> budget({.ratio = 0, .window = seconds(10), .min_retries_per_second = 0.1},
+                                            clock);
+  auto p = policy(retry_options{.max_attempts = 2, .budget = budget});
+  std::stop_source first;
+  sleeper.on_sleep([&](duration) { first.request_stop(); });
+  auto r1 = p.execute([]() -> sturdy::result<int> { return kUnavailable; }, first.get_token());
+  EXPECT_EQ(r1.error(), errc::cancelled);
+  EXPECT_EQ(budget.retries_in_window(clock.now()), 0u);  // refunded
+  sleeper.on_sleep(nullptr);
+  int calls = 0;
+  auto r2 = p.execute([&]() -> sturdy::result<int> {
+    if (++calls == 1) return kUnavailable;
+    return 5;
+  });
+  ASSERT_TRUE(r2) << r2.error().message();  // the one retry of the window is still there
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(budget.retries_in_window(clock.now()), 1u);
+}
+
+// Issue 12 item 6: the deadline was checked before the backoff sleep only;
+// a sleep that overshot let one more attempt start late.
+TEST_F(RetryTest, Issue12_NoAttemptStartsAfterTheDeadlineWhenASleepOvershoots) {
+  sleeper.on_sleep([&](duration) { clock.advance(seconds(2)); });  // a late wake-up
+  int calls = 0;
+  auto r = policy(retry_options{.max_attempts = 5,
+                                .backoff = sturdy::backoff::constant(milliseconds(100)),
+                                .max_elapsed = seconds(1)})
+               .execute([&]() -> sturdy::result<int> {
+                 ++calls;
+                 return kUnavailable;
+               });
+  EXPECT_EQ(r.error(), errc::deadline_exceeded);
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(events.count<sturdy::retry_deadline_exceeded>(), 1u);
+  EXPECT_EQ(events.of<sturdy::retry_deadline_exceeded>()[0].remaining, duration::zero());
+}
+
+TEST_F(RetryTest, NoAttemptIsScheduledToStartExactlyAtTheDeadline) {
+  int calls = 0;
+  const time_point deadline = clock.now() + milliseconds(100);
+  auto r = policy(retry_options{.max_attempts = 5, .backoff = sturdy::backoff::constant(milliseconds(100))})
+               .execute([&]() -> sturdy::result<int> {
+                 ++calls;
+                 return kUnavailable;
+               },
+                        std::stop_token(), deadline);
+  EXPECT_EQ(r.error(), errc::deadline_exceeded);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(sleeper.count(), 0u);  // it would have woken at the deadline: not slept
+}
+
+// Issue 12 item 11: absl::CancelledError() was retried and absl codes
+// matched no std::errc condition.
+TEST_F(RetryTest, Issue12_AbslCancelledIsNotRetriedAndCodesMatchPortableConditions) {
+  int calls = 0;
+  auto r = policy(retry_options{.max_attempts = 3}).execute([&] {
+    ++calls;
+    return absl::CancelledError("client went away");
+  });
+  EXPECT_TRUE(absl::IsCancelled(r));
+  EXPECT_EQ(calls, 1);
+  const auto code = [](const absl::Status& s) { return sturdy::status_to_error_code(s); };
+  EXPECT_EQ(code(absl::CancelledError()), std::errc::operation_canceled);
+  EXPECT_EQ(code(absl::DeadlineExceededError("")), std::errc::timed_out);
+  EXPECT_EQ(code(absl::UnavailableError("")), std::errc::resource_unavailable_try_again);
+  EXPECT_EQ(code(absl::InvalidArgumentError("")), std::errc::invalid_argument);
+  EXPECT_EQ(code(absl::NotFoundError("")), std::errc::no_such_file_or_directory);
+  EXPECT_EQ(code(absl::AlreadyExistsError("")), std::errc::file_exists);
+  EXPECT_EQ(code(absl::PermissionDeniedError("")), std::errc::permission_denied);
+  EXPECT_EQ(code(absl::UnauthenticatedError("")), std::errc::permission_denied);
+  EXPECT_EQ(code(absl::ResourceExhaustedError("")), std::errc::no_buffer_space);
+  EXPECT_EQ(code(absl::FailedPreconditionError("")), std::errc::operation_not_permitted);
+  EXPECT_EQ(code(absl::OutOfRangeError("")), std::errc::result_out_of_range);
+  EXPECT_EQ(code(absl::UnimplementedError("")), std::errc::function_not_supported);
+  EXPECT_EQ(code(absl::DataLossError("")), std::errc::illegal_byte_sequence);
+  EXPECT_NE(code(absl::InternalError("")), std::errc::resource_unavailable_try_again);
+  // A predicate written against std::errc works for statuses.
+  int unavailable_calls = 0;
+  auto only_unavailable = policy(retry_options{
+      .max_attempts = 3,
+      .retry_if = [](const failure_info& f) { return f.code == std::errc::resource_unavailable_try_again; }});
+  (void)only_unavailable.execute([&] {
+    ++unavailable_calls;
+    return absl::UnavailableError("down");
+  });
+  EXPECT_EQ(unavailable_calls, 3);
+}
+
+}  // namespace
+
+#include "sturdy/circuit_breaker.hpp"
+
+namespace {
+
+using sturdy::time_point;
+
+// Issue 13 item 1: with compose(retry, breaker) and a shared token bucket,
+// rejections by an open breaker counted as failed attempts: they drained
+// the bucket without calling the dependency, and callers saw
+// budget_exhausted instead of circuit_open.
+class RetryAroundBreakerTest : public RetryTest {
+ protected:
+  sturdy::circuit_breaker<manual_clock> breaker{
+      {.consecutive_failure_threshold = 1, .open_duration = seconds(2)}, clock};
+  sturdy::token_bucket_budget bucket{{.max_tokens = 10, .token_ratio = 0.1}};
+};
+
+TEST_F(RetryAroundBreakerTest, Issue13_RejectionsAreNeutralForEveryBudgetAndReportCircuitOpen) {
+  breaker.force_open();  // retry_after() = duration::max(): never retried
+  sturdy::ratio_budget<manual_clock> ratio({.ratio = 0, .window = seconds(10), .min_retries_per_second = 0.1},
+                                           clock);
+  sturdy::adaptive_throttle<manual_clock> throttle({}, clock);
+  int calls = 0;
+  for (sturdy::retry_budget_ref budget : {sturdy::retry_budget_ref(bucket), sturdy::retry_budget_ref(ratio),
+                                          sturdy::retry_budget_ref(throttle)}) {
+    auto pipeline = sturdy::compose(policy(retry_options{.max_attempts = 3, .budget = budget}), breaker);
+    for (int i = 0; i < 20; ++i) {
+      auto r = pipeline.execute([&]() -> sturdy::result<int> {
+        ++calls;
+        return 1;
+      });
+      ASSERT_FALSE(r);
+      EXPECT_EQ(r.error(), errc::circuit_open);
+    }
+  }
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(bucket.milli_tokens(), 10'000u);
+  EXPECT_EQ(ratio.requests_in_window(clock.now()), 0u);
+  EXPECT_EQ(ratio.retries_in_window(clock.now()), 0u);
+  EXPECT_EQ(throttle.requests_in_window(clock.now()), 0u);
+  EXPECT_EQ(sleeper.count(), 0u);  // nothing retried blindly
+  EXPECT_EQ(events.count<sturdy::retry_circuit_open>(), 60u);
+  EXPECT_EQ(events.count<sturdy::retry_budget_denied>(), 0u);
+}
+
+TEST_F(RetryAroundBreakerTest, Issue13_RetriesAfterTheBreakersRetryAfterWithinTheDeadline) {
+  auto pipeline = sturdy::compose(
+      policy(retry_options{.max_attempts = 4, .max_elapsed = seconds(10), .budget = bucket}), breaker);
+  int calls = 0;
+  auto r = pipeline.execute([&]() -> sturdy::result<int> {
+    if (++calls == 1) return kUnavailable;  // trips the breaker (threshold 1)
+    return 9;
+  });
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r.value(), 9);
+  EXPECT_EQ(calls, 2);  // the rejected attempt never reached the dependency
+  // Attempt 1 failed (backoff), attempt 2 was rejected: the loop waited the
+  // breaker's retry_after, then the probe succeeded.
+  const auto scheduled = events.of<sturdy::retry_scheduled>();
+  ASSERT_EQ(scheduled.size(), 2u);
+  EXPECT_FALSE(scheduled[0].from_server_hint);
+  EXPECT_TRUE(scheduled[1].from_server_hint);
+  EXPECT_EQ(scheduled[1].failure.code, errc::circuit_open);
+  EXPECT_GE(sleeper.total(), seconds(2));
+  EXPECT_EQ(bucket.milli_tokens(), 9'100u);  // one failure (-1), one success (+0.1)
+}
+
+TEST_F(RetryAroundBreakerTest, Issue13_StopsWithCircuitOpenWhenRetryAfterDoesNotFitTheDeadline) {
+  auto pipeline = sturdy::compose(
+      policy(retry_options{.max_attempts = 4, .max_elapsed = seconds(1), .budget = bucket}), breaker);
+  int calls = 0;
+  auto r = pipeline.execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return kUnavailable;
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), errc::circuit_open);  // the breaker caused the stop
+  EXPECT_EQ(calls, 1);
+  ASSERT_EQ(events.count<sturdy::retry_circuit_open>(), 1u);
+  EXPECT_EQ(events.count<sturdy::retry_deadline_exceeded>(), 0u);
+}
+
+TEST_F(RetryAroundBreakerTest, CircuitOpenWithoutASourceIsNeverRetriedBlindly) {
+  breaker.force_open();
+  int calls = 0;
+  auto r = policy(retry_options{.max_attempts = 5}).execute([&] {
+    return breaker.execute([&]() -> sturdy::result<int> { return ++calls; });
+  });
+  EXPECT_EQ(r.error(), errc::circuit_open);
+  EXPECT_EQ(sleeper.count(), 0u);
+  ASSERT_EQ(events.count<sturdy::retry_circuit_open>(), 1u);
+  EXPECT_EQ(events.of<sturdy::retry_circuit_open>()[0].retry_after, duration::max());
+  // With the breaker passed explicitly, the hint is used (here: forced open,
+  // so still no retry, for a different reason: the hint is too long).
+  events.clear();
+  auto r2 = policy(retry_options{.max_attempts = 5})
+                .execute([&] { return breaker.execute([&]() -> sturdy::result<int> { return ++calls; }); },
+                         std::stop_token(), time_point::max(), sturdy::retry_after_source(breaker));
+  EXPECT_EQ(r2.error(), errc::circuit_open);
+  EXPECT_EQ(calls, 0);
+}
+
+// Issue 13 item 2: retry_if and server_hint were raw function pointers, so a
+// capturing lambda did not compile. Now sturdy::callback; no allocation per
+// call.
+TEST_F(RetryTest, Issue13_CapturingPredicatesAndHintExtractors) {
+  const std::vector<int> retryable = {EAGAIN, EBUSY};  // "read from configuration"
+  const duration pushback = milliseconds(250);
+  auto p = policy(retry_options{
+      .max_attempts = 3,
+      .retry_if = [retryable](const failure_info& f) {
+        for (int v : retryable) {
+          if (f.code == std::error_code(v, std::generic_category())) return true;
+        }
+        return false;
+      },
+      .server_hint = [pushback](const failure_info&) { return retry_hint::after(pushback); },
+  });
+  int calls = 0;
+  auto r = p.execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return kBusy;
+  });
+  EXPECT_EQ(r.error(), kBusy);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(sleeper.delays(), (std::vector<duration>{pushback, pushback}));
+  calls = 0;
+  (void)p.execute([&]() -> sturdy::result<int> {
+    ++calls;
+    return kDenied;
+  });
+  EXPECT_EQ(calls, 1);
+  if (sturdy::testing::counting_new_installed()) {
+    // Seams that record nothing, so only the policy's own allocations count.
+    struct instant_sleeper {
+      bool sleep_for(duration, std::stop_token) const { return true; }
+    };
+    const sturdy::retry_policy<sturdy::backoff, manual_clock, instant_sleeper> quiet(p.options(), clock);
+    sturdy::testing::allocation_scope scope;
+    for (int i = 0; i < 10; ++i) (void)quiet.execute([]() -> sturdy::result<int> { return kBusy; });
+    EXPECT_EQ(scope.allocations(), 0u);
+  }
+}
+
+// Issue 13 item 6: an invalid options struct turned every call into an
+// anonymous invalid_options. Now also: an event naming the field on the
+// first refused call, the message in an absl::Status, and a maker.
+TEST_F(RetryTest, Issue13_InvalidOptionsAreLoud) {
+  const retry_options bad{.max_attempts = 0};
+  auto made = sturdy::make_retry_policy(bad);
+  ASSERT_FALSE(made);
+  EXPECT_EQ(made.error(), errc::invalid_options);
+  ASSERT_TRUE(sturdy::make_retry_policy(retry_options{}));
+  auto p = policy(bad);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(p.execute([] { return 1; }).error(), errc::invalid_options);
+  const auto rejected = events.of<sturdy::options_rejected>();
+  ASSERT_EQ(rejected.size(), 1u);  // once, on the first refused call
+  EXPECT_EQ(rejected[0].primitive, "retry_policy");
+  EXPECT_EQ(rejected[0].message.substr(0, 27), "retry_options.max_attempts ");
+  const absl::Status s = p.execute([] { return absl::OkStatus(); });
+  EXPECT_TRUE(absl::IsInvalidArgument(s));
+  EXPECT_NE(s.message().find("retry_options.max_attempts"), absl::string_view::npos) << s;
+  EXPECT_EQ(sturdy::status_to_error_code(s), errc::invalid_options);
+  const absl::StatusOr<int> so = p.execute([]() -> absl::StatusOr<int> { return 1; });
+  EXPECT_NE(so.status().message().find("retry_options.max_attempts"), absl::string_view::npos);
+  const absl::Status hooked = sturdy::from_error_code<absl::Status>(errc::invalid_options, "x.y must be z");
+  EXPECT_EQ(hooked.message(), "x.y must be z");
+}
+
+}  // namespace

@@ -294,3 +294,28 @@ TEST(OutageTest, BreakerRejectsLocallyDuringTheOutageAndRecovers) {
 }
 
 }  // namespace
+
+namespace {
+
+// Issue 13 item 1, at fleet scale: with the library's default predicate
+// (no hand-written opt-out for circuit_open), breaker rejections are neutral
+// for the token bucket, are retried only after the breaker's retry_after(),
+// and the requests the breaker stopped fail as circuit_open rather than as
+// "budget denied".
+TEST(OutageTest, Issue13_BreakerRejectionsAreNeutralAndReportCircuitOpen) {
+  outage_params p = small_outage();
+  p.run_time = 120 * ns_per_s;
+  for (const outage_policy& pol : outage_policies()) {
+    if (!pol.use_breaker) continue;
+    ASSERT_FALSE(pol.retry.retry_if) << "the comparison uses the library's default predicate";
+    generator gen = make_generator(4, 0);
+    outage_result r = run_outage(p, pol, gen);
+    summarise_outage(p, r);
+    EXPECT_GT(r.breaker_rejected, 0u);
+    EXPECT_GT(r.breaker_waits, 0u) << "some rejections were retried after retry_after()";
+    EXPECT_GT(r.failed_circuit_open, r.budget_denied) << "the breaker, not the budget, stopped most requests";
+    EXPECT_TRUE(r.recovered);
+  }
+}
+
+}  // namespace

@@ -27,11 +27,17 @@
 // The client's retry loop is event-driven, but every decision is sturdy's:
 // delays from `sturdy::backoff::next_delay`, budgets through the
 // `retry_budget` protocol exactly as `retry_policy` drives it (on_attempt
-// before every attempt, on_outcome after, try_retry before each retry), the
-// breaker through `try_acquire` / `record`. The order of the checks mirrors
-// `retry_policy::after_failure`: outcome to the budget, attempt limit,
-// delay, budget. A breaker rejection (`errc::circuit_open`) is treated as
-// not retryable (`retry_if` returning false for it): the request fails fast.
+// and on_outcome for an attempt that reached the service, try_retry_ticket
+// before each retry), the breaker through `try_acquire` / `record`. The
+// order of the checks mirrors `retry_policy::after_failure`: outcome to the
+// budget, attempt limit, delay, budget. A breaker rejection
+// (`errc::circuit_open`) goes through the library's predicate
+// (`retry_options::retry_if`, default `sturdy::default_retry_if`) and rule,
+// as inside `compose(retry, breaker)`: it is neutral for the budget (the
+// retry admitted for it is refunded), and it is retried only after the
+// breaker's `retry_after()` plus the backoff delay, within
+// `max_server_delay` and the attempt limit;
+// otherwise the request fails with circuit_open.
 
 #ifndef STURDY_BENCH_SIM_OUTAGE_HPP_
 #define STURDY_BENCH_SIM_OUTAGE_HPP_
@@ -242,6 +248,8 @@ struct outage_result {
   std::uint64_t requests = 0, succeeded = 0, failed = 0, in_flight_at_end = 0;
   std::uint64_t attempts_sent = 0, first_attempts = 0, retries = 0;
   std::uint64_t budget_denied = 0, breaker_rejected = 0;
+  std::uint64_t failed_circuit_open = 0;  // requests that finally failed because the breaker stopped them
+  std::uint64_t breaker_waits = 0;        // rejections retried after the breaker's retry_after()
   std::vector<std::uint64_t> client_successes;  // attempt successes per client (for budget checks)
   std::vector<std::uint64_t> client_retries;    // retries sent per client
   double amplification_outage = 0;              // attempts sent / requests, in the outage window
@@ -271,6 +279,8 @@ struct request {
   result_kind outcome = result_kind::success;
   backoff::state backoff_state{};
   std::optional<breaker_permit> permit;
+  bool sent_any = false;     // an attempt reached the service (so the next one is a retry)
+  std::uint64_t ticket = 0;  // the budget's charge for the next attempt (0: none)
 };
 
 }  // namespace detail_outage
@@ -403,21 +413,39 @@ struct request {
   auto start_attempt = [&](std::uint32_t slot) {
     request& rq = slots[slot];
     const std::uint32_t c = rq.client;
-    const bool is_retry = rq.attempt > 0;
+    const bool is_retry = rq.sent_any;
     ++rq.attempt;
-    budgets[c].on_attempt(is_retry);
-    if (trace && !is_retry) trace({c, q.now(), trace_kind::request});
     if (policy.use_breaker) {
       result<breaker_permit> permit = breakers[c].try_acquire();
       if (!permit) {
         ++bin_of(q.now()).breaker_rejected;
         ++res.breaker_rejected;
-        budgets[c].on_outcome(attempt_outcome::neutral);  // circuit_open: not retried
-        finish_failed(slot);
+        // Did not reach the service: neutral for the budget.
+        budgets[c].refund_retry(rq.ticket);
+        rq.ticket = 0;
+        const failure_info f{.code = make_error_code(errc::circuit_open), .exception = {}};
+        const bool retryable = policy.retry.retry_if ? policy.retry.retry_if(f) : default_retry_if(f);
+        const duration wait = breakers[c].retry_after();
+        duration delay = duration::max();
+        if (retryable && rq.attempt < policy.retry.max_attempts && wait <= policy.retry.max_server_delay) {
+          delay = detail::saturating_add(wait, policy.retry.backoff.next_delay(rq.attempt - 1, rq.backoff_state, gen));
+          if (delay < policy.retry.min_server_delay) delay = policy.retry.min_server_delay;
+        }
+        if (delay > policy.retry.max_server_delay) {
+          ++res.failed_circuit_open;
+          finish_failed(slot);
+          return;
+        }
+        ++res.breaker_waits;
+        q.schedule_after(from_duration(delay), {slot, kind::retry});
         return;
       }
       rq.permit = permit.value();
     }
+    budgets[c].on_attempt(is_retry);
+    rq.sent_any = true;
+    rq.ticket = 0;
+    if (trace && !is_retry) trace({c, q.now(), trace_kind::request});
     if (trace) trace({c, q.now(), trace_kind::sent});
     outage_bin& b = bin_of(q.now());
     if (is_retry) {
@@ -454,7 +482,7 @@ struct request {
       return;
     }
     const duration delay = policy.retry.backoff.next_delay(rq.attempt - 1, rq.backoff_state, gen);
-    if (budgets[c] && !budgets[c].try_retry(absl::Uniform<std::uint64_t>(gen))) {
+    if (budgets[c] && (rq.ticket = budgets[c].try_retry_ticket(absl::Uniform<std::uint64_t>(gen))) == 0) {
       if (trace) trace({c, q.now(), trace_kind::retry_denied});
       ++bin_of(q.now()).budget_denied;
       ++res.budget_denied;

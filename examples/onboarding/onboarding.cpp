@@ -420,7 +420,7 @@ class app {
   // Retry outermost: every attempt goes through the breaker, and a rejection
   // (circuit_open) is not retried (see retry_transient). Both held by
   // reference: the breaker is shared by every call to the email API.
-  sturdy::pipeline<retry_t&, breaker_t&> email_pipeline() { return sturdy::compose(email_retry_, breaker_); }
+  sturdy::pipeline<retry_t, breaker_t&> email_pipeline() { return sturdy::compose(email_retry_, breaker_); }
 
   sturdy::result<void> open(bool must_be_empty) {
     if (auto r = db_.open(opts_.db_path); !r) {

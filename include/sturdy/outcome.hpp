@@ -43,6 +43,22 @@
 //
 // and every primitive accepts callables returning `MyResult`.
 //
+// What no synchronous `execute` accepts (refused at compile time, with a
+// `static_assert` whose message is the first error line; asynchronous work
+// belongs to the asynchronous layer, and a deferred result would be taken
+// for a successful plain value: nothing retried, a breaker recording a
+// success for work that has not happened yet):
+//   - a callable returning a reference (the primitive would keep or hand
+//     back a reference it cannot keep alive);
+//   - a callable returning a deferred result, `sturdy::deferred_result<R>`:
+//     `std::future`, `std::shared_future`, anything awaitable (a member or
+//     free `operator co_await`, or members `await_ready` and
+//     `await_resume`, e.g. `boost::asio::awaitable`), Boost.Asio deferred
+//     operations (`boost::asio::deferred` and its compositions), and any
+//     type you mark by specialising `sturdy::is_deferred_result<T>`.
+// The check lives in `execute_result_t` (so in every primitive's `execute`
+// and in `compose`); see docs/foundation.md.
+//
 // Thread safety: stateless.
 
 #ifndef STURDY_OUTCOME_HPP_
@@ -51,6 +67,7 @@
 #include <concepts>
 #include <exception>
 #include <functional>
+#include <future>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
@@ -58,12 +75,32 @@
 
 #include <boost/outcome/basic_outcome.hpp>
 #include <boost/outcome/basic_result.hpp>
+#include <boost/version.hpp>
 
 #include "sturdy/config.hpp"
 #include "sturdy/error.hpp"
 
 #if STURDY_HAS_STD_EXPECTED
 #include <expected>
+#endif
+
+// Boost.Asio's deferred operation templates, declared (not defined) so that
+// `sturdy::deferred_result` recognises them without including Asio: a type
+// can only be one of these when the program included Asio itself. The
+// declarations match Boost 1.80 and later.
+#if BOOST_VERSION >= 108000
+namespace boost::asio {
+template <typename Signature, typename Initiation, typename... InitArgs>
+class deferred_async_operation;
+template <typename Head, typename Tail>
+class deferred_sequence;
+template <typename OnTrue, typename OnFalse>
+class deferred_conditional;
+template <typename... Values>
+class deferred_values;
+template <typename Function>
+class deferred_function;
+}  // namespace boost::asio
 #endif
 
 namespace sturdy {
@@ -237,23 +274,79 @@ struct outcome_traits<std::expected<T, E>> {
 };
 #endif
 
+// sturdy::is_deferred_result<T>
+//
+// The customisation point: specialise to `std::true_type` for your own
+// future or task type, so that every synchronous `execute` refuses it.
+template <class T>
+struct is_deferred_result : std::false_type {};
+
+namespace detail {
+template <class T>
+struct builtin_deferred : std::false_type {};
+template <class T>
+struct builtin_deferred<std::future<T>> : std::true_type {};
+template <class T>
+struct builtin_deferred<std::shared_future<T>> : std::true_type {};
+#if BOOST_VERSION >= 108000
+template <class S, class I, class... A>
+struct builtin_deferred<boost::asio::deferred_async_operation<S, I, A...>> : std::true_type {};
+template <class H, class T>
+struct builtin_deferred<boost::asio::deferred_sequence<H, T>> : std::true_type {};
+template <class T, class F>
+struct builtin_deferred<boost::asio::deferred_conditional<T, F>> : std::true_type {};
+template <class... V>
+struct builtin_deferred<boost::asio::deferred_values<V...>> : std::true_type {};
+template <class F>
+struct builtin_deferred<boost::asio::deferred_function<F>> : std::true_type {};
+#endif
+
+// Awaitable: a member or free `operator co_await`, or the awaiter members.
+template <class T>
+concept awaitable_like = requires(T& t) { t.operator co_await(); } ||
+                         requires(T&& t) { operator co_await(static_cast<T&&>(t)); } ||
+                         requires(T& t) {
+                           t.await_ready();
+                           t.await_resume();
+                         };
+}  // namespace detail
+
+// sturdy::deferred_result<R>
+//
+// True when `R` stands for work that has not finished when it is returned
+// (see the banner): no synchronous `execute` accepts a callable returning
+// one.
+template <class R>
+concept deferred_result = detail::builtin_deferred<std::remove_cvref_t<R>>::value ||
+                          is_deferred_result<std::remove_cvref_t<R>>::value ||
+                          detail::awaitable_like<std::remove_cvref_t<R>>;
+
 // result_like<R>: `R` has an `outcome_traits` specialization that says so.
 template <class R>
 concept result_like = outcome_traits<std::remove_cvref_t<R>>::is_result_like;
 
 namespace detail {
-template <class R, bool = result_like<R>>
-struct wrapped {
+// The two refusals, as `static_assert`s whose messages are the first error
+// line (see the banner).
+template <class R>
+constexpr bool check_callable_result() {
   static_assert(!std::is_reference_v<R>,
                 "sturdy cannot store a reference returned by the callable: return by value, or "
                 "return a std::reference_wrapper or a pointer.");
+  static_assert(!deferred_result<R>,
+                "sturdy's synchronous execute cannot run a callable that returns a future, an "
+                "awaitable or an Asio deferred operation: the work would not have happened yet; "
+                "wait for it inside the callable, or use the asynchronous layer.");
+  return true;
+}
+template <class R, bool = result_like<R>>
+struct wrapped {
+  static_assert(check_callable_result<R>());
   using type = R;
 };
 template <class R>
 struct wrapped<R, false> {
-  static_assert(!std::is_reference_v<R>,
-                "sturdy cannot store a reference returned by the callable: return by value, or "
-                "return a std::reference_wrapper or a pointer.");
+  static_assert(check_callable_result<R>());
   using type = result<std::remove_reference_t<R>>;
 };
 template <>
@@ -271,10 +364,13 @@ using wrapped_t = typename detail::wrapped<R>::type;
 template <class F>
 using execute_result_t = wrapped_t<std::invoke_result_t<F>>;
 
-// outcome_callable<F>: a callable with no arguments whose result sturdy can
-// classify.
+// outcome_callable<F>: a callable with no arguments. What it returns is
+// checked when `execute_result_t<F>` is formed (references and deferred
+// results are refused there with a sentence, see the banner), not by this
+// concept: a concept failure would bury that sentence under overload
+// resolution notes.
 template <class F>
-concept outcome_callable = std::invocable<F> && !std::is_reference_v<std::invoke_result_t<F>>;
+concept outcome_callable = std::invocable<F>;
 
 // sturdy::invoke_wrapped(fn)
 //
@@ -283,9 +379,6 @@ concept outcome_callable = std::invocable<F> && !std::is_reference_v<std::invoke
 template <class F>
 [[nodiscard]] execute_result_t<F> invoke_wrapped(F&& fn) {
   using R = std::invoke_result_t<F>;
-  static_assert(!std::is_reference_v<R>,
-                "sturdy cannot store a reference returned by the callable: return by value, or "
-                "return a std::reference_wrapper or a pointer.");
   if constexpr (result_like<R>) {
     return std::invoke(std::forward<F>(fn));
   } else if constexpr (std::is_void_v<R>) {
@@ -312,6 +405,26 @@ template <result_like R>
 template <result_like R>
 [[nodiscard]] R make_failure(std::error_code ec) {
   return outcome_traits<R>::from_error(ec);
+}
+
+// sturdy::make_failure<R>(ec, message)
+//
+// Like `make_failure<R>(ec)`, keeping `message` (a static sentence, e.g. an
+// options validation message naming the field) where `R`'s error can carry
+// one: through `outcome_traits<R>::from_error(ec, message)` when the traits
+// have it (the absl adapter does), else through
+// `from_error_code<error_type>(ec, message)`; otherwise it is dropped.
+template <result_like R>
+[[nodiscard]] R make_failure(std::error_code ec, std::string_view message) {
+  using traits = outcome_traits<R>;
+  if constexpr (requires { { traits::from_error(ec, message) } -> std::convertible_to<R>; }) {
+    return traits::from_error(ec, message);
+  } else if constexpr (requires { typename traits::error_type; } &&
+                       requires(typename traits::error_type e) { R(BOOST_OUTCOME_V2_NAMESPACE::failure(e)); }) {
+    return R(BOOST_OUTCOME_V2_NAMESPACE::failure(from_error_code<typename traits::error_type>(ec, message)));
+  } else {
+    return traits::from_error(ec);
+  }
 }
 
 }  // namespace sturdy

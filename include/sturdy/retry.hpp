@@ -10,19 +10,24 @@
 // Only retry operations that are safe to repeat (idempotent, or made so
 // with an idempotency key).
 //
-//   before the first attempt: invalid options? ---------> errc::invalid_options
+//   before the first attempt: invalid options? ---------> errc::invalid_options [options_rejected, once]
 //                             stop requested? ----------> errc::cancelled [retry_cancelled]
 //                             deadline already passed? -> errc::deadline_exceeded [retry_deadline_exceeded]
 //   attempt succeeds --> that result (even if a stop was requested meanwhile)
-//   attempt fails --> budget.on_outcome(...)   (always recorded first)
+//   attempt fails --> reached the dependency? budget.on_attempt + on_outcome (always first);
+//                     an inner breaker's circuit_open: nothing recorded, its retry refunded
 //                 --> not retryable (retry_if)? ---------> that error
 //                 --> attempts used up? -----------------> that error   [retries_exhausted]
+//                 --> circuit_open: no retry_after_source, or retry_after() + backoff
+//                     > max_server_delay, or past the deadline? --> that error [retry_circuit_open]
 //                 --> server says do not retry? ---------> that error   [retry_refused_by_server]
 //                 --> stop requested? -------------------> errc::cancelled [retry_cancelled]
 //                 --> delay = hint (clamped) or backoff
 //                 --> now + delay + est. attempt > deadline? -> errc::deadline_exceeded
 //                 --> budget denies? --------------------> errc::budget_exhausted [retry_budget_denied]
-//                 --> [retry_scheduled], sleep (cancellable: errc::cancelled), next attempt
+//                 --> [retry_scheduled], sleep (cancellable: errc::cancelled, retry refunded)
+//                 --> deadline reached while sleeping? --> errc::deadline_exceeded (retry refunded)
+//                 --> next attempt
 //
 // What comes back: the callee's own last result, unchanged, whenever the
 // loop stops on the callee's account (not retryable, attempts used up,
@@ -67,8 +72,9 @@
 //   1. a thrown `sturdy::retry_after_error` (or a class derived from it);
 //   2. `sturdy_retry_hint(const E&) -> sturdy::retry_hint`, found by ADL, for
 //      the error `E` of a result / outcome / expected;
-//   3. `retry_options::server_hint(failure_info)`, a function you supply
-//      (for absl::Status, std::error_code or your own exception types);
+//   3. `retry_options::server_hint(failure_info)`, any callable you supply
+//      (a `sturdy::callback`; for absl::Status, std::error_code or your own
+//      exception types);
 //   4. the error code `sturdy::errc::retry_refused` means "do not retry".
 // A suggested delay replaces the backoff delay, clamped to
 // `[min_server_delay, max_server_delay]`, and still needs the budget and
@@ -96,6 +102,9 @@
 // on a full bucket, one clock read and one atomic update for the ratio
 // budget, one clock read and two atomic updates for the throttle.
 //
+// Inside `compose(retry, breaker)`: see `retry_circuit_open` and
+// docs/retry.md ("Retry around a circuit breaker").
+//
 // Exhaustion, the alternative not taken: a `retries_exhausted` error
 // wrapping the last one cannot be expressed in `std::error_code`,
 // `absl::Status` or an exception without losing the original, so the
@@ -114,6 +123,7 @@
 #ifndef STURDY_RETRY_HPP_
 #define STURDY_RETRY_HPP_
 
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
@@ -129,6 +139,7 @@
 
 #include "absl/random/distributions.h"
 #include "sturdy/backoff.hpp"
+#include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
@@ -136,6 +147,7 @@
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/pipeline.hpp"
 #include "sturdy/retry_budget.hpp"
 
 namespace sturdy {
@@ -231,6 +243,17 @@ struct retry_cancelled {
   std::uint32_t attempt;
   failure_info failure;
 };
+// An inner layer (an open circuit breaker) rejected the attempt without
+// calling the dependency (`errc::circuit_open`), and the loop stops rather
+// than retry blindly: no inner layer told when it would admit a call
+// (`retry_after` is then duration::max()), or its `retry_after` exceeds
+// `max_server_delay`, or it does not fit before the deadline. The call
+// returns that `circuit_open` failure unchanged.
+struct retry_circuit_open {
+  std::uint32_t attempt;
+  duration retry_after;  // what the inner layer said (duration::max(): nothing)
+  failure_info failure;
+};
 
 // ----------------------------------------------------------------------------
 // Options
@@ -240,8 +263,11 @@ struct retry_cancelled {
 //
 // The default retry predicate: retries every failure (error or exception)
 // except sturdy's own verdicts that a retry cannot change: cancellation
-// (anything equal to std::errc::operation_canceled), errc::budget_exhausted
+// (anything equal to std::errc::operation_canceled, which includes
+// `absl::CancelledError()` through the absl adapter), errc::budget_exhausted
 // (an inner budget asked for less load) and errc::invalid_options.
+// `errc::circuit_open` passes the predicate but is never retried blindly:
+// see `retry_circuit_open`.
 [[nodiscard]] inline bool default_retry_if(const failure_info& f) noexcept {
   if (!f.code) return true;
   return !(f.code == std::errc::operation_canceled || f.code == errc::budget_exhausted ||
@@ -266,11 +292,15 @@ struct basic_retry_options {
   // policy's clock. Zero means none. Default zero. Must be >= 0. A per-call
   // deadline may be passed to `execute` as well; the earlier one wins.
   duration max_elapsed = duration::zero();
-  // Which failures to retry. Default (null): `sturdy::default_retry_if`.
-  bool (*retry_if)(const failure_info&) = nullptr;
-  // Extracts a server hint from a failure. Default (null): none (the
-  // exception type, the ADL hook and errc::retry_refused still apply).
-  retry_hint (*server_hint)(const failure_info&) = nullptr;
+  // Which failures to retry: any callable `bool(const failure_info&)`, a
+  // capturing lambda included (copied into the options; called only on
+  // failures, concurrently from every thread using the policy). Default
+  // (empty): `sturdy::default_retry_if`.
+  callback<bool(const failure_info&)> retry_if{};
+  // Extracts a server hint from a failure: any callable
+  // `retry_hint(const failure_info&)`. Default (empty): none (the exception
+  // type, the ADL hook and errc::retry_refused still apply).
+  callback<retry_hint(const failure_info&)> server_hint{};
   // Server-suggested delays are clamped to [min_server_delay,
   // max_server_delay]. Defaults 0 and 60 s. Must be 0 <= min <= max.
   duration min_server_delay = duration::zero();
@@ -279,7 +309,8 @@ struct basic_retry_options {
   retry_budget_ref budget{};
 
   // Empty when valid, otherwise a sentence naming the offending field.
-  [[nodiscard]] constexpr std::string_view validation_message() const noexcept {
+  // Every duration accepts 0 and duration::max() (sums saturate).
+  [[nodiscard]] std::string_view validation_message() const noexcept {
     if (max_attempts < 1) return "retry_options.max_attempts must be >= 1 (it counts the first call)";
     if (max_elapsed < duration::zero()) return "retry_options.max_elapsed must be >= 0 (0 = no limit)";
     if (min_server_delay < duration::zero()) return "retry_options.min_server_delay must be >= 0";
@@ -318,6 +349,23 @@ template <class R>
   return {};
 }
 
+// A "reported already" flag that a copyable value can hold: copies start
+// from the source's value. Lock-free; no allocation.
+class copyable_flag {
+ public:
+  copyable_flag() noexcept = default;
+  copyable_flag(const copyable_flag& o) noexcept : v_(o.v_.load(std::memory_order_relaxed)) {}
+  copyable_flag& operator=(const copyable_flag& o) noexcept {
+    v_.store(o.v_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return *this;
+  }
+  // Sets the flag; returns whether it was set before.
+  bool exchange() const noexcept { return v_.exchange(true, std::memory_order_relaxed); }
+
+ private:
+  mutable std::atomic<bool> v_{false};
+};
+
 }  // namespace detail
 
 // ----------------------------------------------------------------------------
@@ -327,6 +375,8 @@ template <class R>
 // retry_policy<Backoff, Clock, Sleeper, Listener, Random>
 //
 // A copyable value: options plus the seams. Build it once and share it.
+// `compose()` copies it into a pipeline (its only state is its options and
+// seams), so a factory may build one in a local and return the pipeline.
 template <backoff_strategy Backoff = backoff, clock_source Clock = steady_clock_source,
           sleeper Sleeper = thread_sleeper, class Listener = null_listener,
           std::uniform_random_bit_generator Random = thread_local_random>
@@ -334,14 +384,31 @@ class retry_policy {
  public:
   using options_type = basic_retry_options<Backoff>;
 
-  explicit retry_policy(options_type options = {}, Clock clock = Clock(), Sleeper sleeper = Sleeper(),
-                        Listener listener = Listener(), Random random = Random())
+  // The seams left out are default-constructed. (Overloads rather than
+  // default arguments: a seam without a default constructor, such as
+  // `testing::recording_sleeper`, must not make the shorter forms ill-formed
+  // when a trait such as std::is_default_constructible asks about them.)
+  explicit retry_policy(options_type options, Clock clock, Sleeper sleeper, Listener listener, Random random)
       : options_(std::move(options)),
         clock_(std::move(clock)),
         sleeper_(std::move(sleeper)),
         listener_(std::move(listener)),
         random_(std::move(random)),
         valid_(options_.validation_message().empty()) {}
+  explicit retry_policy(options_type options, Clock clock, Sleeper sleeper, Listener listener)
+    requires std::default_initializable<Random>
+      : retry_policy(std::move(options), std::move(clock), std::move(sleeper), std::move(listener), Random()) {}
+  explicit retry_policy(options_type options, Clock clock, Sleeper sleeper)
+    requires(std::default_initializable<Listener> && std::default_initializable<Random>)
+      : retry_policy(std::move(options), std::move(clock), std::move(sleeper), Listener(), Random()) {}
+  explicit retry_policy(options_type options, Clock clock)
+    requires(std::default_initializable<Sleeper> && std::default_initializable<Listener> &&
+             std::default_initializable<Random>)
+      : retry_policy(std::move(options), std::move(clock), Sleeper(), Listener(), Random()) {}
+  explicit retry_policy(options_type options = {})
+    requires(std::default_initializable<Clock> && std::default_initializable<Sleeper> &&
+             std::default_initializable<Listener> && std::default_initializable<Random>)
+      : retry_policy(std::move(options), Clock(), Sleeper(), Listener(), Random()) {}
 
   // retry_policy::execute()
   //
@@ -349,23 +416,31 @@ class retry_policy {
   // `execute_result_t<F>`; rethrows the last exception whenever the last
   // attempt threw. The overloads take the caller's stop token and an
   // absolute deadline (the earlier of it and `max_elapsed` applies; a
-  // deadline already passed means `fn` is never called).
+  // deadline already passed means `fn` is never called; no attempt ever
+  // starts at or after the deadline), and the `retry_after_source` of an
+  // inner layer that may reject calls (`compose` passes it).
   template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn) const {
-    return run(fn, std::stop_token(), time_point::max());
+    return run(fn, std::stop_token(), time_point::max(), retry_after_source());
   }
   template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop) const {
-    return run(fn, stop, time_point::max());
+    return run(fn, stop, time_point::max(), retry_after_source());
   }
   template <std::invocable F>
   [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline) const {
-    return run(fn, stop, deadline);
+    return run(fn, stop, deadline, retry_after_source());
+  }
+  template <std::invocable F>
+  [[nodiscard]] execute_result_t<F> execute(F&& fn, std::stop_token stop, time_point deadline,
+                                            retry_after_source inner) const {
+    return run(fn, stop, deadline, inner);
   }
 
   [[nodiscard]] const options_type& options() const noexcept { return options_; }
   // False when the options failed validation (execute then returns
-  // errc::invalid_options without calling).
+  // errc::invalid_options without calling, and emits `options_rejected`
+  // on the first such call).
   [[nodiscard]] bool valid() const noexcept { return valid_; }
 
  private:
@@ -379,6 +454,7 @@ class retry_policy {
   struct call_state {
     bool stopped_early = false;  // no attempt made (invalid options, stop, deadline passed)
     bool timed = false;
+    bool sent_any = false;       // an attempt reached the dependency (so the next is a retry)
     retry_hint hint{};
     std::exception_ptr thrown;  // the last attempt's exception, if any
     time_point deadline;        // set when timed
@@ -389,6 +465,7 @@ class retry_policy {
     typename Backoff::state backoff_state{};
     bool has_estimate = false;
     duration estimate{};
+    std::uint64_t ticket = 0;  // the budget's charge for the attempt about to run (0: none)
   };
 
   // One attempt; an exception is caught into `cs` and a placeholder failure
@@ -399,6 +476,17 @@ class retry_policy {
                                                       [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
   }
 
+  // Invalid options: errc::invalid_options with the message naming the
+  // field where R can carry it; options_rejected on the first refusal. Kept
+  // out of line: the first attempt's path stays small.
+  template <class R>
+  [[gnu::noinline, gnu::cold]] R refuse() const {
+    if (!rejected_reported_.exchange()) {
+      emit(listener_, options_rejected{"retry_policy", options_.validation_message()});
+    }
+    return make_failure<R>(make_error_code(errc::invalid_options), options_.validation_message());
+  }
+
   // Checks, starts the clock if needed, and makes the first attempt.
   template <class F>
   [[nodiscard]] execute_result_t<F> first_attempt(F& fn, const std::stop_token& stop, time_point deadline,
@@ -406,7 +494,7 @@ class retry_policy {
     using R = execute_result_t<F>;
     if (STURDY_UNLIKELY(!valid_)) {
       cs.stopped_early = true;
-      return make_failure<R>(errc::invalid_options);
+      return refuse<R>();
     }
     if (STURDY_UNLIKELY(stop.stop_requested())) {
       cs.stopped_early = true;
@@ -419,7 +507,7 @@ class retry_policy {
       cs.deadline = deadline;
       if (options_.max_elapsed > duration::zero() &&
           options_.max_elapsed < detail::time_between(cs.attempt_start, cs.deadline)) {
-        cs.deadline = cs.attempt_start + options_.max_elapsed;
+        cs.deadline = detail::saturating_add(cs.attempt_start, options_.max_elapsed);
       }
       if (STURDY_UNLIKELY(cs.deadline <= cs.attempt_start)) {  // passed already: never start
         cs.stopped_early = true;
@@ -427,22 +515,23 @@ class retry_policy {
         return make_failure<R>(errc::deadline_exceeded);
       }
     }
-    options_.budget.on_attempt(false);
     return attempt(fn, cs);
   }
 
   // Every path returns the one object `r`, so it is built in the caller's
   // return slot (NRVO): the success path copies nothing.
   template <class F>
-  [[nodiscard]] execute_result_t<F> run(F& fn, const std::stop_token& stop, time_point deadline) const {
+  [[nodiscard]] execute_result_t<F> run(F& fn, const std::stop_token& stop, time_point deadline,
+                                        const retry_after_source& inner) const {
     using R = execute_result_t<F>;
     call_state cs;
     R r = first_attempt(fn, stop, deadline, cs);
     if (STURDY_LIKELY(!cs.thrown && !cs.stopped_early && succeeded(r))) {
+      options_.budget.on_attempt(false);
       options_.budget.on_outcome(attempt_outcome::success);
       return r;
     }
-    if (!cs.stopped_early) retry_loop(fn, r, stop, cs);
+    if (!cs.stopped_early) retry_loop(fn, r, stop, inner, cs);
     return r;
   }
 
@@ -450,15 +539,17 @@ class retry_policy {
   // the outcome in `r` (or rethrows the callee's last exception: whenever
   // the last attempt threw, whatever the stop reason).
   template <class F>
-  void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop, call_state& cs) const {
+  [[gnu::noinline]] void retry_loop(F& fn, execute_result_t<F>& r, const std::stop_token& stop,
+                                    const retry_after_source& inner, call_state& cs) const {
     using R = execute_result_t<F>;
     loop_state ls;
     for (std::uint32_t attempt_no = 1;; ++attempt_no) {
       verdict v{};
       if (cs.thrown) {
-        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, stop);
+        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, stop,
+                          inner);
       } else {
-        v = after_failure(attempt_no, failure_of(r), detail::error_value_hint(r), cs, ls, stop);
+        v = after_failure(attempt_no, failure_of(r), detail::error_value_hint(r), cs, ls, stop, inner);
       }
       if (v.what == action::return_last) {
         if (cs.thrown) std::rethrow_exception(cs.thrown);
@@ -469,55 +560,84 @@ class retry_policy {
         r = make_failure<R>(v.code);
         return;
       }
-      options_.budget.on_attempt(true);
       cs.thrown = nullptr;
       cs.hint = {};
       r = attempt(fn, cs);
       if (!cs.thrown && succeeded(r)) {
+        options_.budget.on_attempt(cs.sent_any);
         options_.budget.on_outcome(attempt_outcome::success);
         return;
       }
     }
   }
 
-  // Everything after a failed attempt: decide, and sleep when retrying.
+  // Everything after a failed attempt: record it, decide, and sleep when
+  // retrying.
   [[nodiscard]] verdict after_failure(std::uint32_t attempt, failure_info failure, retry_hint hint,
-                                      call_state& cs, loop_state& ls,
-                                      const std::stop_token& stop) const {
+                                      call_state& cs, loop_state& ls, const std::stop_token& stop,
+                                      const retry_after_source& inner) const {
     const bool retryable = options_.retry_if ? options_.retry_if(failure) : default_retry_if(failure);
     const bool stopped = stop.stop_requested();
-    // The attempt is recorded first, whatever happens next (the throttle
-    // counted it as a request). Cancellation is never the callee's
-    // failure: an attempt that failed while the caller was stopping is
-    // neutral, like a non-retryable error.
-    options_.budget.on_outcome(retryable && !stopped ? attempt_outcome::failure : attempt_outcome::neutral);
+    // An inner layer (a breaker) refused the attempt without calling the
+    // dependency: neutral for every budget (nothing recorded, and the retry
+    // admitted for it, if any, is refunded).
+    const bool not_sent = !failure.exception && failure.code == errc::circuit_open;
+    if (not_sent) {
+      options_.budget.refund_retry(ls.ticket);
+    } else {
+      // The attempt is recorded first, whatever happens next (the throttle
+      // counted it as a request). Cancellation is never the callee's
+      // failure: an attempt that failed while the caller was stopping is
+      // neutral, like a non-retryable error.
+      options_.budget.on_attempt(cs.sent_any);
+      options_.budget.on_outcome(retryable && !stopped ? attempt_outcome::failure : attempt_outcome::neutral);
+      cs.sent_any = true;
+    }
+    ls.ticket = 0;
     if (!retryable) return {action::return_last, {}};
     if (attempt >= options_.max_attempts) {
       emit(listener_, retries_exhausted{attempt, std::move(failure)});
       return {action::return_last, {}};
     }
-    if (hint.verdict == retry_hint::kind::none && options_.server_hint) hint = options_.server_hint(failure);
-    if (hint.verdict == retry_hint::kind::none && failure.code == errc::retry_refused) {
-      hint = retry_hint::do_not_retry();
-    }
-    if (hint.verdict == retry_hint::kind::do_not_retry) {
-      emit(listener_, retry_refused_by_server{attempt, std::move(failure)});
-      return {action::return_last, {}};
+    duration delay{};
+    bool hinted = false;
+    if (not_sent) {
+      // Never blindly: only after the inner layer's own retry_after(), plus
+      // this retry's backoff delay, so that the callers a breaker rejected
+      // together do not all come back at the instant it reopens.
+      const duration wait = inner ? inner() : duration::max();
+      if (inner && wait <= options_.max_server_delay) {
+        delay = detail::saturating_add(wait, options_.backoff.next_delay(attempt - 1, ls.backoff_state, random_));
+        if (delay < options_.min_server_delay) delay = options_.min_server_delay;
+      }
+      if (!inner || wait > options_.max_server_delay || delay > options_.max_server_delay) {
+        emit(listener_, retry_circuit_open{attempt, wait, std::move(failure)});
+        return {action::return_last, {}};
+      }
+      hinted = true;
+    } else {
+      if (hint.verdict == retry_hint::kind::none && options_.server_hint) hint = options_.server_hint(failure);
+      if (hint.verdict == retry_hint::kind::none && failure.code == errc::retry_refused) {
+        hint = retry_hint::do_not_retry();
+      }
+      if (hint.verdict == retry_hint::kind::do_not_retry) {
+        emit(listener_, retry_refused_by_server{attempt, std::move(failure)});
+        return {action::return_last, {}};
+      }
+      hinted = hint.verdict == retry_hint::kind::delay;
+      if (hinted) {
+        delay = hint.delay < options_.min_server_delay   ? options_.min_server_delay
+                : hint.delay > options_.max_server_delay ? options_.max_server_delay
+                                                          : hint.delay;
+      } else {
+        delay = options_.backoff.next_delay(attempt - 1, ls.backoff_state, random_);
+      }
     }
     // Only now, when the loop would otherwise retry, does a stop request
     // replace the failure.
     if (stopped) {
       emit(listener_, retry_cancelled{attempt, std::move(failure)});
       return {action::return_code, errc::cancelled};
-    }
-    duration delay{};
-    const bool hinted = hint.verdict == retry_hint::kind::delay;
-    if (hinted) {
-      delay = hint.delay < options_.min_server_delay   ? options_.min_server_delay
-              : hint.delay > options_.max_server_delay ? options_.max_server_delay
-                                                        : hint.delay;
-    } else {
-      delay = options_.backoff.next_delay(attempt - 1, ls.backoff_state, random_);
     }
     if (cs.timed) {
       const time_point now = clock_.now();
@@ -527,27 +647,50 @@ class retry_policy {
       ls.estimate = ls.has_estimate ? ls.estimate / 2 + took / 2 : took;
       ls.has_estimate = true;
       const duration remaining = detail::time_between(now, cs.deadline);
-      if (detail::saturating_add(delay, ls.estimate) > remaining) {
+      // No room for the delay plus an attempt, or the attempt would start at
+      // or after the deadline.
+      if (detail::saturating_add(delay, ls.estimate) > remaining || delay >= remaining) {
+        if (not_sent) {  // the breaker caused the stop: the caller sees circuit_open
+          emit(listener_, retry_circuit_open{attempt, delay, std::move(failure)});
+          return {action::return_last, {}};
+        }
         emit(listener_, retry_deadline_exceeded{attempt, delay, remaining, ls.estimate, std::move(failure)});
         return {action::return_code, errc::deadline_exceeded};
       }
     }
-    if (options_.budget) {
+    if (!not_sent && options_.budget) {
       // Entropy only for budgets that read it: no draw (and no shift of a
       // seeded jitter sequence) for the token bucket or the ratio budget.
       const std::uint64_t entropy = options_.budget.uses_entropy() ? absl::Uniform<std::uint64_t>(random_) : 0;
-      if (!options_.budget.try_retry(entropy)) {
+      ls.ticket = options_.budget.try_retry_ticket(entropy);
+      if (ls.ticket == 0) {
         emit(listener_, retry_budget_denied{attempt, std::move(failure)});
         return {action::return_code, errc::budget_exhausted};
       }
     }
     emit(listener_, retry_scheduled{attempt, delay, failure, hinted});
     if (!sleeper_.sleep_for(delay, stop)) {
+      refund(ls);  // the retry never ran: not charged
       emit(listener_, retry_cancelled{attempt, std::move(failure)});
       return {action::return_code, errc::cancelled};
     }
-    if (cs.timed) cs.attempt_start = clock_.now();
+    if (cs.timed) {
+      // The sleep may overshoot: never start an attempt at or after the
+      // deadline.
+      const time_point now = clock_.now();
+      if (now >= cs.deadline) {
+        refund(ls);
+        emit(listener_, retry_deadline_exceeded{attempt, delay, duration::zero(), ls.estimate, std::move(failure)});
+        return {action::return_code, errc::deadline_exceeded};
+      }
+      cs.attempt_start = now;
+    }
     return {action::retry, {}};
+  }
+
+  void refund(loop_state& ls) const noexcept {
+    options_.budget.refund_retry(ls.ticket);
+    ls.ticket = 0;
   }
 
   options_type options_;
@@ -556,7 +699,28 @@ class retry_policy {
   STURDY_NO_UNIQUE_ADDRESS mutable Listener listener_;
   STURDY_NO_UNIQUE_ADDRESS mutable Random random_;
   bool valid_;
+  detail::copyable_flag rejected_reported_;  // options_rejected emitted (invalid options only)
 };
+
+// sturdy::make_retry_policy(options[, clock, sleeper, listener, random])
+//
+// The start-up check: the policy, or `errc::invalid_options` when the
+// options do not validate (`options.validation_message()` names the field).
+// For code that wants to fail early instead of on the first call.
+//
+//   auto policy = sturdy::make_retry_policy(read_options());
+//   if (!policy) return log_and_exit(read_options().validation_message());
+template <backoff_strategy Backoff = backoff, clock_source Clock = steady_clock_source,
+          sleeper Sleeper = thread_sleeper, class Listener = null_listener,
+          std::uniform_random_bit_generator Random = thread_local_random>
+[[nodiscard]] result<retry_policy<Backoff, Clock, Sleeper, Listener, Random>> make_retry_policy(
+    basic_retry_options<Backoff> options, Clock clock = Clock(), Sleeper sleeper = Sleeper(),
+    Listener listener = Listener(), Random random = Random()) {
+  if (auto valid = options.validate(); !valid) return valid.error();
+  return retry_policy<Backoff, Clock, Sleeper, Listener, Random>(std::move(options), std::move(clock),
+                                                                 std::move(sleeper), std::move(listener),
+                                                                 std::move(random));
+}
 
 // ----------------------------------------------------------------------------
 // Free functions
@@ -567,7 +731,10 @@ class retry_policy {
 // One-off retry with the default clock, sleeper and generator.
 template <std::invocable F>
 [[nodiscard]] execute_result_t<F> retry(F&& fn) {
-  return retry_policy<>().execute(std::forward<F>(fn));
+  // One immutable default policy, shared (execute is const and thread-safe
+  // with the default seams): nothing is built per call.
+  static const retry_policy<> defaults;
+  return defaults.execute(std::forward<F>(fn));
 }
 template <backoff_strategy Backoff, std::invocable F>
 [[nodiscard]] execute_result_t<F> retry(const basic_retry_options<Backoff>& options, F&& fn,

@@ -29,12 +29,16 @@
 //   auto r = policy.execute([&] { return client.Get(key); });
 //   if (!r && r.error() == sturdy::errc::budget_exhausted) { /* shed load */ }
 //
-// The budget protocol (`sturdy::retry_budget`): a retry loop calls
-// `on_attempt(is_retry)` before every attempt, `on_outcome(o)` after every
-// attempt (success, retryable failure, or neutral: a non-retryable error, or
-// any failure that ended while the caller was cancelling; cancellation is
-// never the dependency's failure), and `try_retry(entropy)` before
-// each retry; `false` denies it. All three are noexcept; `entropy` is 64
+// The budget protocol (`sturdy::retry_budget`): for every attempt that
+// reached the dependency, a retry loop calls `on_attempt(is_retry)` and then
+// `on_outcome(o)` (success, retryable failure, or neutral: a non-retryable
+// error, or any failure that ended while the caller was cancelling;
+// cancellation is never the dependency's failure), and `try_retry(entropy)`
+// before each retry; `false` denies it. An attempt that an inner layer
+// rejected without calling (an open breaker's `errc::circuit_open`) is not
+// reported at all, and a retry that never ran (cancelled during its sleep,
+// stopped by the deadline, rejected by a breaker) is refunded through the
+// optional `refundable_retry_budget` extension. All three are noexcept; `entropy` is 64
 // random bits from the policy's generator, drawn only for budgets that use
 // it: a budget that ignores it says so with
 // `static constexpr bool uses_entropy = false;` (the token bucket and the
@@ -49,6 +53,10 @@
 // to call from any number of threads. Budgets are pinned (not copyable or
 // movable); share them by reference and keep them alive as long as any
 // policy refers to them.
+//
+// Uptime: the windowed budgets count exactly for any uptime and over the
+// whole range of `time_point` (absolute 64-bit slice epochs; see
+// detail/windowed_counter.hpp).
 //
 // Testing: `ratio_budget` and `adaptive_throttle` take a `clock_source`
 // (use `sturdy::testing::manual_clock`), and every time-dependent member has
@@ -92,6 +100,22 @@ concept retry_budget = requires(B& b, bool is_retry, attempt_outcome o, std::uin
   { b.try_retry(entropy) } noexcept -> std::same_as<bool>;
 };
 
+// refundable_retry_budget<B>: a budget that charges a retry when it admits
+// it (`ratio_budget`) and can take the charge back when that retry never
+// reaches the dependency (the caller cancelled during the backoff sleep,
+// the deadline passed meanwhile, or an inner layer such as an open breaker
+// rejected the attempt without calling). Optional: a budget without these
+// members is driven through `try_retry` and never refunded (the token bucket
+// and the throttle charge nothing at admission, so they need none).
+//   try_retry_ticket(entropy): like try_retry; 0 = denied, otherwise a
+//                              non-zero ticket naming the charge;
+//   refund_retry(ticket):      takes that charge back.
+template <class B>
+concept refundable_retry_budget = requires(B& b, std::uint64_t entropy, std::uint64_t ticket) {
+  { b.try_retry_ticket(entropy) } noexcept -> std::same_as<std::uint64_t>;
+  { b.refund_retry(ticket) } noexcept;
+};
+
 // budget_uses_entropy_v<B>: whether `B::try_retry` reads its entropy
 // argument: `B::uses_entropy` when declared, otherwise true (safe default).
 template <class B>
@@ -125,7 +149,17 @@ class retry_budget_ref {
     if (obj_) vt_->on_outcome(obj_, o);
   }
   [[nodiscard]] bool try_retry(std::uint64_t entropy) const noexcept {
-    return obj_ == nullptr || vt_->try_retry(obj_, entropy);
+    return obj_ == nullptr || vt_->try_retry(obj_, entropy) != 0;
+  }
+  // Like `try_retry`, returning 0 when denied and otherwise a non-zero
+  // ticket for `refund_retry` (1 when the budget keeps no charge to refund).
+  [[nodiscard]] std::uint64_t try_retry_ticket(std::uint64_t entropy) const noexcept {
+    return obj_ == nullptr ? 1 : vt_->try_retry(obj_, entropy);
+  }
+  // Takes back the charge of an admitted retry that never reached the
+  // dependency (see `refundable_retry_budget`); nothing for other budgets.
+  void refund_retry(std::uint64_t ticket) const noexcept {
+    if (obj_ && vt_->refund_retry) vt_->refund_retry(obj_, ticket);
   }
   // Whether the budget reads `try_retry`'s entropy (false for none).
   [[nodiscard]] bool uses_entropy() const noexcept { return obj_ != nullptr && vt_->uses_entropy; }
@@ -138,14 +172,31 @@ class retry_budget_ref {
   struct vtable {
     void (*on_attempt)(void*, bool) noexcept;
     void (*on_outcome)(void*, attempt_outcome) noexcept;
-    bool (*try_retry)(void*, std::uint64_t) noexcept;
+    std::uint64_t (*try_retry)(void*, std::uint64_t) noexcept;  // 0 = denied, else a ticket
+    void (*refund_retry)(void*, std::uint64_t) noexcept;         // null: nothing to refund
     bool uses_entropy;
   };
+  template <class B>
+  static constexpr auto refund_for() noexcept -> void (*)(void*, std::uint64_t) noexcept {
+    if constexpr (refundable_retry_budget<B>) {
+      return [](void* p, std::uint64_t t) noexcept { static_cast<B*>(p)->refund_retry(t); };
+    } else {
+      return nullptr;
+    }
+  }
+
   template <class B>
   static constexpr vtable vtable_for{
       [](void* p, bool r) noexcept { static_cast<B*>(p)->on_attempt(r); },
       [](void* p, attempt_outcome o) noexcept { static_cast<B*>(p)->on_outcome(o); },
-      [](void* p, std::uint64_t e) noexcept { return static_cast<B*>(p)->try_retry(e); },
+      [](void* p, std::uint64_t e) noexcept -> std::uint64_t {
+        if constexpr (refundable_retry_budget<B>) {
+          return static_cast<B*>(p)->try_retry_ticket(e);
+        } else {
+          return static_cast<B*>(p)->try_retry(e) ? 1 : 0;
+        }
+      },
+      refund_for<B>(),
       budget_uses_entropy_v<B>,
   };
 
@@ -299,8 +350,10 @@ class ratio_budget {
         ratio_(options.ratio),
         reserve_(options.min_retries_per_second *
                  std::chrono::duration<double>(options.window).count()),
-        width_(valid_ ? options.window / static_cast<duration::rep>(slices) : duration(1)),
-        origin_(clock_.now()) {}
+        width_(valid_ ? options.window / static_cast<duration::rep>(slices) : std::chrono::milliseconds(1)),
+        origin_(clock_.now()),
+        requests_(width_),
+        retries_(width_) {}
   ratio_budget(const ratio_budget&) = delete;
   ratio_budget& operator=(const ratio_budget&) = delete;
 
@@ -312,7 +365,7 @@ class ratio_budget {
   [[nodiscard]] bool try_acquire_retry() noexcept { return try_acquire_retry(clock_.now()); }
   [[nodiscard]] bool try_acquire_retry(time_point now) noexcept {
     if (!valid_) return false;
-    const std::uint32_t e = epoch(now);
+    const std::uint64_t e = epoch(now);
     retries_.increment(e);
     const auto retries = static_cast<double>(retries_.sum(e));
     const auto requests = static_cast<double>(requests_.sum(e));
@@ -345,11 +398,20 @@ class ratio_budget {
   }
   void on_outcome(attempt_outcome) noexcept {}
   [[nodiscard]] bool try_retry(std::uint64_t) noexcept { return try_acquire_retry(); }
+  // The refund extension: the ticket is the admission's slice (epoch + 1),
+  // so a refund takes the retry back from the slice that counted it (and
+  // from nowhere once that slice has been reused).
+  [[nodiscard]] std::uint64_t try_retry_ticket(std::uint64_t) noexcept {
+    if (!valid_) return 0;
+    const time_point now = clock_.now();
+    return try_acquire_retry(now) ? epoch(now) + 1 : 0;
+  }
+  void refund_retry(std::uint64_t ticket) noexcept {
+    if (ticket != 0) retries_.decrement(ticket - 1);
+  }
 
  private:
-  [[nodiscard]] std::uint32_t epoch(time_point now) const noexcept {
-    return detail::windowed_counter<slices>::epoch_of(now - origin_, width_);
-  }
+  [[nodiscard]] std::uint64_t epoch(time_point now) const noexcept { return requests_.epoch(origin_, now); }
 
   STURDY_NO_UNIQUE_ADDRESS mutable Clock clock_;
   const bool valid_;
@@ -362,6 +424,7 @@ class ratio_budget {
 };
 
 static_assert(retry_budget<ratio_budget<>>);
+static_assert(refundable_retry_budget<ratio_budget<>>);
 
 // ----------------------------------------------------------------------------
 // adaptive_throttle: SRE book client-side adaptive throttling
@@ -408,8 +471,10 @@ class adaptive_throttle {
       : clock_(std::move(clock)),
         valid_(options.validate().has_value()),
         k_(options.k),
-        width_(valid_ ? options.window / static_cast<duration::rep>(slices) : duration(1)),
-        origin_(clock_.now()) {}
+        width_(valid_ ? options.window / static_cast<duration::rep>(slices) : std::chrono::milliseconds(1)),
+        origin_(clock_.now()),
+        requests_(width_),
+        accepts_(width_) {}
   adaptive_throttle(const adaptive_throttle&) = delete;
   adaptive_throttle& operator=(const adaptive_throttle&) = delete;
 
@@ -424,7 +489,7 @@ class adaptive_throttle {
   [[nodiscard]] bool try_admit(std::uint64_t entropy) noexcept { return try_admit(entropy, clock_.now()); }
   [[nodiscard]] bool try_admit(std::uint64_t entropy, time_point now) noexcept {
     if (!valid_) return false;
-    const std::uint32_t e = epoch(now);
+    const std::uint64_t e = epoch(now);
     requests_.increment(e);
     return unit(entropy) >= probability(e, 0);
   }
@@ -444,7 +509,7 @@ class adaptive_throttle {
   // `accepted`, with one `now`.
   void record_outcome(bool accepted) noexcept { record_outcome(accepted, clock_.now()); }
   void record_outcome(bool accepted, time_point now) noexcept {
-    const std::uint32_t e = epoch(now);
+    const std::uint64_t e = epoch(now);
     requests_.increment(e);
     if (accepted) accepts_.increment(e);
   }
@@ -463,7 +528,7 @@ class adaptive_throttle {
   void on_outcome(attempt_outcome o) noexcept { record_outcome(o != attempt_outcome::failure); }
   [[nodiscard]] bool try_retry(std::uint64_t entropy) noexcept {
     if (!valid_) return false;
-    const std::uint32_t e = epoch(clock_.now());
+    const std::uint64_t e = epoch(clock_.now());
     if (unit(entropy) >= probability(e, 1)) return true;  // sent: counted with its outcome
     requests_.increment(e);                                 // rejected locally: a request all the same
     return false;
@@ -472,7 +537,7 @@ class adaptive_throttle {
  private:
   // The rejection probability at epoch `e` with `pending` requests not yet
   // counted.
-  [[nodiscard]] double probability(std::uint32_t e, std::uint64_t pending) const noexcept {
+  [[nodiscard]] double probability(std::uint64_t e, std::uint64_t pending) const noexcept {
     const auto req = static_cast<double>(requests_.sum(e) + pending);
     const auto acc = static_cast<double>(accepts_.sum(e));
     const double p = (req - k_ * acc) / (req + 1.0);
@@ -481,9 +546,7 @@ class adaptive_throttle {
   [[nodiscard]] static double unit(std::uint64_t entropy) noexcept {
     return static_cast<double>(entropy >> 11) * 0x1.0p-53;  // [0, 1)
   }
-  [[nodiscard]] std::uint32_t epoch(time_point now) const noexcept {
-    return detail::windowed_counter<slices>::epoch_of(now - origin_, width_);
-  }
+  [[nodiscard]] std::uint64_t epoch(time_point now) const noexcept { return requests_.epoch(origin_, now); }
 
   STURDY_NO_UNIQUE_ADDRESS mutable Clock clock_;
   const bool valid_;

@@ -9,12 +9,32 @@
 //
 // Mapping:
 //   - a non-OK status becomes a `std::error_code` in `absl_status_category()`
-//     whose value is the `absl::StatusCode`;
+//     whose value is the `absl::StatusCode`. The category maps each code to
+//     the portable `std::errc` condition, so `sturdy::default_retry_if` and
+//     predicates written against `std::errc` work for statuses too:
+//       kCancelled          -> operation_canceled (never retried by default)
+//       kDeadlineExceeded   -> timed_out
+//       kUnavailable        -> resource_unavailable_try_again
+//       kInvalidArgument    -> invalid_argument
+//       kNotFound           -> no_such_file_or_directory
+//       kAlreadyExists      -> file_exists
+//       kPermissionDenied,
+//       kUnauthenticated    -> permission_denied
+//       kResourceExhausted  -> no_buffer_space
+//       kFailedPrecondition -> operation_not_permitted
+//       kOutOfRange         -> result_out_of_range
+//       kUnimplemented      -> function_not_supported
+//       kDataLoss           -> illegal_byte_sequence
+//     (kUnknown, kAborted and kInternal have no portable equivalent and
+//     match only themselves);
 //   - a sturdy error put into a status (a breaker rejecting, a retry giving
 //     up) gets the closest canonical code (circuit_open -> kUnavailable,
 //     deadline_exceeded -> kDeadlineExceeded, ...), sturdy's message, and a
 //     payload under `sturdy_errc_payload_url` that holds the `errc` value, so
-//     the original `sturdy::errc` comes back out unchanged.
+//     the original `sturdy::errc` comes back out unchanged;
+//   - a sturdy error that comes with a message (an options validation
+//     message naming the field, via `sturdy::from_error_code(ec, message)`)
+//     puts that message into the status.
 //
 // Example:
 //
@@ -30,6 +50,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -49,6 +70,37 @@ class absl_status_category_impl final : public std::error_category {
   [[nodiscard]] const char* name() const noexcept override { return "absl.status"; }
   [[nodiscard]] std::string message(int ev) const override {
     return absl::StatusCodeToString(static_cast<absl::StatusCode>(ev));
+  }
+  [[nodiscard]] std::error_condition default_error_condition(int ev) const noexcept override {
+    switch (static_cast<absl::StatusCode>(ev)) {
+      case absl::StatusCode::kCancelled:
+        return std::make_error_condition(std::errc::operation_canceled);
+      case absl::StatusCode::kDeadlineExceeded:
+        return std::make_error_condition(std::errc::timed_out);
+      case absl::StatusCode::kUnavailable:
+        return std::make_error_condition(std::errc::resource_unavailable_try_again);
+      case absl::StatusCode::kInvalidArgument:
+        return std::make_error_condition(std::errc::invalid_argument);
+      case absl::StatusCode::kNotFound:
+        return std::make_error_condition(std::errc::no_such_file_or_directory);
+      case absl::StatusCode::kAlreadyExists:
+        return std::make_error_condition(std::errc::file_exists);
+      case absl::StatusCode::kPermissionDenied:
+      case absl::StatusCode::kUnauthenticated:
+        return std::make_error_condition(std::errc::permission_denied);
+      case absl::StatusCode::kResourceExhausted:
+        return std::make_error_condition(std::errc::no_buffer_space);
+      case absl::StatusCode::kFailedPrecondition:
+        return std::make_error_condition(std::errc::operation_not_permitted);
+      case absl::StatusCode::kOutOfRange:
+        return std::make_error_condition(std::errc::result_out_of_range);
+      case absl::StatusCode::kUnimplemented:
+        return std::make_error_condition(std::errc::function_not_supported);
+      case absl::StatusCode::kDataLoss:
+        return std::make_error_condition(std::errc::illegal_byte_sequence);
+      default:
+        return {ev, *this};
+    }
   }
 };
 
@@ -111,19 +163,20 @@ class absl_status_category_impl final : public std::error_category {
   return {static_cast<int>(s.code()), absl_status_category()};
 }
 
-// sturdy::error_code_to_status(ec): the status carrying `ec` (see banner).
-[[nodiscard]] inline absl::Status error_code_to_status(std::error_code ec) {
+// sturdy::error_code_to_status(ec[, message]): the status carrying `ec`
+// (see banner); a non-empty `message` replaces the code's generic message.
+[[nodiscard]] inline absl::Status error_code_to_status(std::error_code ec, std::string_view message = {}) {
   if (!ec) return absl::OkStatus();
+  const std::string text = message.empty() ? ec.message() : std::string(message);
   if (ec.category() == absl_status_category()) {
-    return absl::Status(static_cast<absl::StatusCode>(ec.value()), ec.message());
+    return absl::Status(static_cast<absl::StatusCode>(ec.value()), text);
   }
   if (ec.category() == error_category()) {
-    absl::Status s(detail::canonical_code(static_cast<errc>(ec.value())), ec.message());
+    absl::Status s(detail::canonical_code(static_cast<errc>(ec.value())), text);
     s.SetPayload(sturdy_errc_payload_url, absl::Cord(std::to_string(ec.value())));
     return s;
   }
-  return absl::Status(absl::StatusCode::kUnknown,
-                      std::string(ec.category().name()) + ": " + ec.message());
+  return absl::Status(absl::StatusCode::kUnknown, std::string(ec.category().name()) + ": " + text);
 }
 
 template <>
@@ -135,6 +188,9 @@ struct outcome_traits<absl::Status> {
     return {.code = status_to_error_code(s), .exception = {}};
   }
   [[nodiscard]] static absl::Status from_error(std::error_code ec) { return error_code_to_status(ec); }
+  [[nodiscard]] static absl::Status from_error(std::error_code ec, std::string_view message) {
+    return error_code_to_status(ec, message);
+  }
 };
 
 template <class T>
@@ -148,8 +204,27 @@ struct outcome_traits<absl::StatusOr<T>> {
   [[nodiscard]] static absl::StatusOr<T> from_error(std::error_code ec) {
     return error_code_to_status(ec);
   }
+  [[nodiscard]] static absl::StatusOr<T> from_error(std::error_code ec, std::string_view message) {
+    return error_code_to_status(ec, message);
+  }
 };
 
 }  // namespace sturdy
+
+namespace absl {
+
+// The ADL hooks of `sturdy::from_error_code<E>(ec, message)` and
+// `sturdy::from_error_code<E>(ec)` for statuses (declared in namespace absl,
+// where argument-dependent lookup of `std::type_identity<absl::Status>`
+// finds them): the message naming the invalid field reaches the status.
+[[nodiscard]] inline Status sturdy_from_error_code(std::error_code ec, std::string_view message,
+                                                   std::type_identity<Status>) {
+  return sturdy::error_code_to_status(ec, message);
+}
+[[nodiscard]] inline Status sturdy_from_error_code(std::error_code ec, std::type_identity<Status>) {
+  return sturdy::error_code_to_status(ec);
+}
+
+}  // namespace absl
 
 #endif  // STURDY_ADAPTERS_ABSL_STATUS_HPP_
