@@ -87,7 +87,7 @@ start_rabbitmq() {
 # start_prometheus: a private Prometheus (own config and TSDB folder,
 # 127.0.0.1 only) from port 19090 up, scraping STURDY_PROMETHEUS_TARGETS
 # (host:port list, may be empty); exports STURDY_PROMETHEUS_URL.
-prometheus_ready() { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3 && grep -q '200 OK' <&3; }
+prometheus_ready() ( exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /-/ready HTTP/1.0\r\n\r\n' >&3 && grep -q '200 OK' <&3 )
 start_prometheus() {
   command -v prometheus >/dev/null || { echo "sturdy test: prometheus not installed" >&2; return 1; }
   local dir port targets=""

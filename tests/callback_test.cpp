@@ -62,4 +62,22 @@ TEST(CallbackTest, SmallCallablesNeverAllocateAndCopiesNeverAllocate) {
   EXPECT_EQ(scope.allocations(), after_build);
 }
 
+bool above_one(int v) { return v > 1; }
+
+// A function named directly (a reference: never null) holds it; a null
+// function pointer gives an empty callback. GCC 12 at -O3 warned
+// -Wnonnull-compare on the first (the -O3 CI stage compiles this).
+TEST(CallbackTest, FunctionReferenceAndFunctionPointers) {
+  sturdy::callback<bool(int)> by_name = above_one;
+  bool (*null_pointer)(int) = nullptr;
+  sturdy::callback<bool(int)> from_null = null_pointer;
+  bool (*pointer)(int) = &above_one;
+  sturdy::callback<bool(int)> from_pointer = pointer;
+  ASSERT_TRUE(by_name);
+  EXPECT_TRUE(by_name(2));
+  EXPECT_FALSE(from_null);
+  ASSERT_TRUE(from_pointer);
+  EXPECT_FALSE(from_pointer(1));
+}
+
 }  // namespace
