@@ -4,16 +4,20 @@
 set -euo pipefail
 # libboost1.81-dev: Boost.Outcome v2.2 (libboost-dev is 1.74, with an older TRY syntax).
 # libsqlite3-dev: the onboarding example. libhiredis-dev, redis-server: the Redis
-# idempotency store and its tests. librabbitmq-dev, rabbitmq-server: sturdy::rabbitmq
-# and its tests. gnuplot-nox: the fleet simulation plots.
+# idempotency store and its tests. gnuplot-nox: the fleet simulation plots.
+# prometheus-cpp-dev, prometheus (promtool): the Prometheus export and its alert
+# rules. rabbitmq-server, librabbitmq-dev: the broker variant of the onboarding
+# flow. libtbb-dev, libcuckoo-dev: baselines in the benchmarks only.
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libboost1.81-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev
   libhiredis-dev redis-server
-  librabbitmq-dev rabbitmq-server
   gnuplot-nox
+  prometheus-cpp-dev prometheus
+  rabbitmq-server librabbitmq-dev
+  libtbb-dev libcuckoo-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
