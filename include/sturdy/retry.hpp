@@ -432,7 +432,7 @@ class retry_policy {
   // point read on this policy's clock).
   template <context_invocable F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn) const {
-    return run(fn, call_context{}, retry_after_source());
+    return run<false>(fn, call_context{}, retry_after_source());
   }
   template <context_invocable F>
   [[nodiscard]] context_execute_result_t<F> execute(F&& fn, const call_context& ctx) const {
@@ -482,7 +482,6 @@ class retry_policy {
     std::exception_ptr thrown;  // the last attempt's exception, if any
     time_point deadline;        // set when timed
     time_point attempt_start;   // set when timed
-    sturdy::deadline handed{};  // the deadline each attempt receives (on this policy's clock when timed)
   };
   // Per-call state only the retry loop needs.
   struct loop_state {
@@ -494,13 +493,28 @@ class retry_policy {
 
   // One attempt; an exception is caught into `cs` and a placeholder failure
   // returned in its place (never handed to the caller).
+  // A callable taking the context receives {ctx.token, the deadline the
+  // loop plans against, attempt_no}; one that does not is called exactly as
+  // before the context existed (nothing built on the happy path).
   template <class F>
   [[nodiscard]] context_execute_result_t<F> attempt(F& fn, call_state& cs, const call_context& ctx,
                                                     std::uint32_t attempt_no) const {
-    const call_context mine{ctx.token, cs.handed, attempt_no};
-    return detail::invoke_captured<retry_after_error>(
-        [&]() -> context_execute_result_t<F> { return invoke_with_context(fn, mine); }, cs.thrown,
-        errc::retries_exhausted, [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); });
+    const auto on_hint = [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); };
+    if constexpr (context_callable<F>) {
+      // When timed, the deadline is cs.deadline on this policy's clock (the
+      // earlier of max_elapsed and ctx.deadline, carried over); otherwise
+      // the caller's, unchanged.
+      const call_context mine{ctx.token,
+                              cs.timed ? sturdy::deadline::at(cs.deadline, clock_ref::of(clock_)) : ctx.deadline,
+                              attempt_no};
+      return detail::invoke_captured<retry_after_error>(
+          [&]() -> context_execute_result_t<F> { return invoke_with_context(fn, mine); }, cs.thrown,
+          errc::retries_exhausted, on_hint);
+    } else {
+      (void)ctx;
+      (void)attempt_no;
+      return detail::invoke_captured<retry_after_error>(fn, cs.thrown, errc::retries_exhausted, on_hint);
+    }
   }
 
   // Invalid options: errc::invalid_options with the message naming the
@@ -515,14 +529,16 @@ class retry_policy {
   }
 
   // Checks, starts the clock if needed, and makes the first attempt.
-  template <class F>
+  // `Contextual` false: `ctx` is the default one (execute(fn)), so the
+  // token and deadline checks are skipped at compile time.
+  template <bool Contextual, class F>
   [[nodiscard]] context_execute_result_t<F> first_attempt(F& fn, const call_context& ctx, call_state& cs) const {
     using R = context_execute_result_t<F>;
     if (STURDY_UNLIKELY(!valid_)) {
       cs.stopped_early = true;
       return refuse<R>();
     }
-    if (STURDY_UNLIKELY(ctx.token.stop_requested())) {
+    if (STURDY_UNLIKELY(Contextual && ctx.token.stop_requested())) {
       cs.stopped_early = true;
       if (ctx.token.reason() == cancel_reason::deadline) {
         emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
@@ -531,7 +547,7 @@ class retry_policy {
       emit(listener_, retry_cancelled{0, {}});
       return make_failure<R>(errc::cancelled);
     }
-    if (!ctx.deadline.is_none() || options_.max_elapsed > duration::zero()) {
+    if ((Contextual && !ctx.deadline.is_none()) || options_.max_elapsed > duration::zero()) {
       cs.timed = true;
       cs.attempt_start = clock_.now();
       // The earlier of max_elapsed and the caller's deadline, on this
@@ -541,8 +557,7 @@ class retry_policy {
       const sturdy::deadline own = options_.max_elapsed > duration::zero()
                                        ? sturdy::deadline::after(options_.max_elapsed, mine, cs.attempt_start)
                                        : sturdy::deadline::at(time_point::max(), mine);
-      cs.handed = own.earliest(ctx.deadline, cs.attempt_start);
-      cs.deadline = cs.handed.at();
+      cs.deadline = own.earliest(ctx.deadline, cs.attempt_start).at();
       if (STURDY_UNLIKELY(cs.deadline <= cs.attempt_start)) {  // passed already: never start
         cs.stopped_early = true;
         emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
@@ -554,12 +569,12 @@ class retry_policy {
 
   // Every path returns the one object `r`, so it is built in the caller's
   // return slot (NRVO): the success path copies nothing.
-  template <class F>
+  template <bool Contextual = true, class F>
   [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx,
                                                 const retry_after_source& inner) const {
     using R = context_execute_result_t<F>;
     call_state cs;
-    R r = first_attempt(fn, ctx, cs);
+    R r = first_attempt<Contextual>(fn, ctx, cs);
     if (STURDY_LIKELY(!cs.thrown && !cs.stopped_early && succeeded(r))) {
       options_.budget.on_attempt(false);
       options_.budget.on_outcome(attempt_outcome::success);
