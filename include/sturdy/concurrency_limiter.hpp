@@ -58,6 +58,11 @@
 // limit updates take one internal `std::mutex`. No background thread: the
 // limit changes on the releasing thread.
 //
+// Waiting: on steady_clock_source and coarse_steady_clock_source a waiter
+// wakes when its time runs out (the coarse clock: within one tick after);
+// on any other clock (sturdy::clock_ref, a wall clock) it re-reads the clock
+// every 10 ms at most.
+//
 // Testing: use `sturdy::testing::manual_clock`; a waiter then checks its
 // deadline only when woken, so advance the clock and call
 // `recheck_waiters()`. Cancellation through `std::stop_token` needs no time.
@@ -93,6 +98,11 @@
 #include "sturdy/outcome.hpp"
 
 namespace sturdy {
+
+namespace testing {
+class manual_clock;  // sturdy/testing/manual_clock.hpp
+class manual_timer;  // sturdy/testing/manual_timer.hpp
+}  // namespace testing
 
 // Which waiter gets a released permit: the oldest (fifo) or the newest
 // (lifo: serves the freshest requests under overload, whose callers are
@@ -308,22 +318,50 @@ class limiter_permit {
 
 namespace detail {
 
-// The blocking driver's wait: until woken, or until `until` on clocks that
-// can wait for their own time (steady_clock_source, or a clock with
-// `wait_until(cv, lock, t)`). Other clocks (manual_clock) wait until woken.
+// Clocks the blocking driver only waits on until woken: their time moves
+// when a test says so, and the test calls `recheck_waiters()`.
+template <class Clock>
+inline constexpr bool limiter_test_clock =
+    std::is_same_v<Clock, testing::manual_clock> || std::is_same_v<Clock, testing::manual_timer>;
+
+// Clocks whose time points are std::chrono::steady_clock's (same epoch,
+// same rate): the driver waits on the steady clock for their deadlines.
+template <class Clock>
+inline constexpr bool limiter_steady_epoch_clock =
+    std::is_same_v<Clock, steady_clock_source> || std::is_same_v<Clock, coarse_steady_clock_source>;
+
+// Real-time slice after which a waiter on a clock of unknown epoch re-reads
+// it (sturdy::clock_ref, a wall clock, a user's clock).
+inline constexpr duration limiter_wait_slice = std::chrono::milliseconds(10);
+
+// The blocking driver's wait: until woken, or until `until` (the caller
+// re-checks the clock after every return):
+//   - a clock with `wait_until(cv, lock, t)` waits for its own time;
+//   - steady_clock_source and coarse_steady_clock_source: a timed wait on
+//     the steady clock, for the coarse clock until `until` plus its
+//     resolution (it lags the steady clock by less than that, so it has
+//     passed `until` when the wait returns; no spinning through the lag);
+//   - testing::manual_clock / manual_timer: until woken (`recheck_waiters()`);
+//   - any other clock: real-time slices of at most `limiter_wait_slice`,
+//     re-reading the clock after each.
 template <class Clock>
 void limiter_wait(Clock& clock, std::condition_variable& cv, std::unique_lock<std::mutex>& lock, time_point until) {
   if constexpr (requires { clock.wait_until(cv, lock, until); }) {
     clock.wait_until(cv, lock, until);
-  } else if constexpr (std::is_same_v<Clock, steady_clock_source>) {
-    if (until == time_point::max()) {
-      cv.wait(lock);
-    } else {
-      const time_point cap = detail::saturating_add(std::chrono::steady_clock::now(), std::chrono::hours(24 * 365));
-      cv.wait_until(lock, std::min(until, cap));
-    }
-  } else {
+  } else if constexpr (limiter_test_clock<Clock>) {
     cv.wait(lock);
+  } else if (until == time_point::max()) {
+    cv.wait(lock);  // only a hand-over or a stop ends it
+  } else if constexpr (limiter_steady_epoch_clock<Clock>) {
+    time_point end = until;
+    if constexpr (std::is_same_v<Clock, coarse_steady_clock_source>) {
+      end = detail::saturating_add(end, Clock::resolution());
+    }
+    const time_point cap = detail::saturating_add(std::chrono::steady_clock::now(), std::chrono::hours(24 * 365));
+    cv.wait_until(lock, std::min(end, cap));
+  } else {
+    const duration left = detail::time_between(clock.now(), until);
+    cv.wait_for(lock, std::clamp(left, duration(1), limiter_wait_slice));
   }
 }
 
