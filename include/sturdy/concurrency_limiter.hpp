@@ -266,7 +266,10 @@ enum class wait_status : std::uint8_t {
 //
 // The right to run one call. Move-only; report the outcome once with
 // `record_*` (later reports do nothing). Destroyed unreported, it is
-// released as `ignored` (no sample). Must not outlive its limiter.
+// released as `ignored` (no sample). Must not outlive its limiter. A limiter
+// in a sturdy::registry is kept while it has permits out (neither evicted
+// nor erased), so a permit taken through a temporary handle stays valid
+// while the entry is in the registry (see sturdy/registry.hpp).
 template <class Limiter>
 class limiter_permit {
  public:
@@ -403,7 +406,8 @@ class concurrency_limiter {
         valid_(message_.empty()),
         parts_(std::max<std::size_t>(1, options_.partitions.size())),
         partitions_(std::make_unique<partition_state[]>(parts_)) {
-    limit_.store(valid_ ? algorithm_.limit() : 0, std::memory_order_relaxed);
+    initial_limit_ = valid_ ? algorithm_.limit() : 0;
+    limit_.store(initial_limit_, std::memory_order_relaxed);
     for (std::size_t i = 0; i < options_.partitions.size(); ++i) partitions_[i].share = options_.partitions[i].share;
     if (options_.partitions.empty()) partitions_[0].share = 1.0;
   }
@@ -564,6 +568,16 @@ class concurrency_limiter {
   // --- observation -----------------------------------------------------------
 
   [[nodiscard]] std::uint32_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
+  // The algorithm's limit at construction (0 when the options are invalid).
+  [[nodiscard]] std::uint32_t initial_limit() const noexcept { return initial_limit_; }
+  // True while a permit is out or a caller is queued. Read under the lock a
+  // release with waiters holds to its end, so once it says false no release
+  // is still touching the limiter: an owner may destroy it (sturdy::registry
+  // asks this before evicting or erasing an entry).
+  [[nodiscard]] bool in_use() const noexcept {
+    std::lock_guard lock(mu_);
+    return word_.load(std::memory_order_acquire) != 0;
+  }
   [[nodiscard]] std::uint32_t in_flight() const noexcept { return low(word_.load(std::memory_order_relaxed)); }
   [[nodiscard]] std::uint32_t queued() const noexcept { return high(word_.load(std::memory_order_relaxed)); }
   [[nodiscard]] concurrency_limiter_metrics metrics() const noexcept {
@@ -781,6 +795,10 @@ class concurrency_limiter {
     }
   }
 
+  // A permit's release. Returning its slot (in_flight - 1) is the last
+  // access to *this: an owner that destroys the limiter once nothing is in
+  // flight (sturdy::registry evicting or erasing it) may do so right after,
+  // so the limit update and its event come first.
   void release(std::uint32_t p, time_point start, std::uint32_t in_flight, limit_outcome o) noexcept {
     if (parts_ > 1) partitions_[p].in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (o == limit_outcome::dropped) dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -799,17 +817,24 @@ class concurrency_limiter {
           to = std::max<std::uint32_t>(1, update_algorithm(sample));
           limit_.store(to, std::memory_order_relaxed);
           samples_.fetch_add(1, std::memory_order_relaxed);
-          word_.fetch_sub(1, std::memory_order_release);
-          release_locked();
         }
         if (from != to) emit(listener_, limiter_limit_changed{from, to});
-        return;
       }
     }
-    // One RMW when nobody waits (as a semaphore's release); with waiters,
-    // the freed permit is handed over under the lock.
-    if (STURDY_LIKELY(high(word_.fetch_sub(1, std::memory_order_release)) == 0)) return;
+    return_slot();
+  }
+
+  // in_flight - 1. Nobody queued: one CAS, the last access. Waiters: under
+  // the lock, which then hands the slot over (or, if the limit rose, more);
+  // `in_use()` takes the same lock, so an owner never sees the limiter idle
+  // before this returns.
+  void return_slot() noexcept {
+    std::uint64_t w = word_.load(std::memory_order_relaxed);
+    while (STURDY_LIKELY(high(w) == 0)) {
+      if (word_.compare_exchange_weak(w, w - 1, std::memory_order_release, std::memory_order_relaxed)) return;
+    }
     std::lock_guard lock(mu_);
+    word_.fetch_sub(1, std::memory_order_release);
     release_locked();
   }
 
@@ -836,10 +861,11 @@ class concurrency_limiter {
   const bool valid_;
   const std::uint32_t parts_;
   const std::unique_ptr<partition_state[]> partitions_;
+  std::uint32_t initial_limit_ = 0;
 
   // The queue, and the lock that serialises queueing, hand-over and limit
   // updates.
-  alignas(cache_line_size) std::mutex mu_;
+  alignas(cache_line_size) mutable std::mutex mu_;
   limiter_waiter* head_ = nullptr;
   limiter_waiter* tail_ = nullptr;
 

@@ -46,6 +46,13 @@
 //   - Whatever the primitive says, an entry some caller holds a handle to is
 //     never evicted: its calls (permits) may be outstanding.
 //
+// Permits: a concurrency limiter's permit holds no handle. It stays valid
+// while its entry is in the registry (an entry with a permit out is pinned
+// and `erase` keeps it: `sturdy_in_use`), or while a handle is held; so
+// `reg.get(k).value()->try_acquire()` with a temporary handle is safe. A
+// permit taken through a handle to an erased or evicted entry must not
+// outlive that handle; release every permit before destroying the registry.
+//
 // Thread safety: every member function may be called from any number of
 // threads at once. Looking up an existing key takes a shard's read lock (a
 // per-thread counter, see detail/concurrent_map.hpp), copies a reference-
@@ -129,14 +136,22 @@ template <clock_source C, sleeper S, class L>
   return r.quiescent_at(now) ? quiescence::quiescent : quiescence::busy;
 }
 
-// The concurrency limiter's quiescence: nothing in flight and nobody queued
-// (quiescent); otherwise pinned — evicting it would forget permits that are
-// still out, letting a new limiter admit past the limit. An adaptive
-// limiter's learned limit is forgotten on eviction: a fresh one starts from
-// its algorithm's initial limit.
+// The concurrency limiter's quiescence: pinned while a permit is out or a
+// caller is queued (evicting it would forget permits that are still out,
+// letting a new limiter admit past the limit, and leave them dangling);
+// otherwise quiescent. `in_use()` takes the limiter's lock, so a release
+// still running on another thread is never missed.
 template <limit_algorithm A, clock_source C, class L>
 [[nodiscard]] quiescence sturdy_quiescence(const concurrency_limiter<A, C, L>& l, time_point /*now*/) noexcept {
-  return l.in_flight() == 0 && l.queued() == 0 ? quiescence::quiescent : quiescence::pinned;
+  return l.in_use() ? quiescence::pinned : quiescence::quiescent;
+}
+
+// sturdy_in_use(p): whether deleting `p` now would leave calls dangling
+// (the customization point `registry::erase` asks; ADL, default false). A
+// concurrency limiter is in use while a permit is out or a caller queued.
+template <limit_algorithm A, clock_source C, class L>
+[[nodiscard]] bool sturdy_in_use(const concurrency_limiter<A, C, L>& l) noexcept {
+  return l.in_use();
 }
 
 // The heap bytes a breaker owns, estimated from its options (for
@@ -195,6 +210,17 @@ template <class P>
     return sturdy_heap_bytes(p);
   } else {
     return 0;
+  }
+}
+
+template <class P>
+[[nodiscard]] bool primitive_in_use(const P& p) noexcept {
+  if constexpr (requires {
+                  { sturdy_in_use(p) } -> std::convertible_to<bool>;
+                }) {
+    return sturdy_in_use(p);
+  } else {
+    return false;
   }
 }
 
@@ -455,15 +481,18 @@ class registry {
 
   // registry::erase()
   //
-  // Removes `key` whatever its state (an operator's decision); handles held
-  // stay valid. Returns whether it was present.
+  // Removes `key` whatever its quiescence (an operator's decision), unless
+  // its primitive is in use (`sturdy_in_use`: a concurrency limiter with a
+  // permit out or a caller queued), which deleting would leave dangling:
+  // then the entry stays (erase again once the calls are done). Handles held
+  // stay valid. Returns whether it was removed.
   bool erase(std::string_view key) {
     if (!ok_) return false;
     const std::size_t h = map_type::hash(key);
     handle victim;
     map_.write(h, [&](typename map_type::shard& s) {
       const auto it = s.table.find(detail::map_key{key, h});
-      if (it == s.table.end()) return;
+      if (it == s.table.end() || detail::primitive_in_use(it->second.n_->value)) return;
       s.state.bytes -= it->second.n_->charge;
       victim = std::move(it->second);
       s.table.erase(it);
