@@ -80,3 +80,59 @@ TEST(RegistryLimiterTest, EvictionWaitsForAReleaseInProgress) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(RegistryLimiterTest, PerKeyLimitAndAlgorithmOptions) {
+  sturdy::registry<sturdy::concurrency_limiter<>> bulkheads({.options_for = [](std::string_view key) {
+    return sturdy::concurrency_limiter_entry_options<sturdy::fixed_limit>{
+        .limiter = {.max_queue = 5}, .algorithm = sturdy::fixed_limit({.limit = key == "big" ? 100u : 2u})};
+  }});
+  EXPECT_EQ(bulkheads.get("big").value()->limit(), 100u);
+  EXPECT_EQ(bulkheads.get("small").value()->limit(), 2u);
+  EXPECT_EQ(bulkheads.get("small").value()->options().max_queue, 5u);
+}
+
+TEST(RegistryLimiterTest, TheRegistrysClockIsPassedToTheLimiter) {
+  using limiter = sturdy::concurrency_limiter<sturdy::aimd_limit, manual_clock>;
+  manual_clock clock;
+  sturdy::registry<limiter, manual_clock> reg(
+      {.options_for =
+           [](std::string_view) {
+             return sturdy::concurrency_limiter_entry_options<sturdy::aimd_limit>{
+                 .algorithm = sturdy::aimd_limit({.initial_limit = 20, .min_limit = 1})};
+           }},
+      clock);
+  auto h = reg.get("a").value();
+  auto p = h->try_acquire();
+  ASSERT_TRUE(p);
+  clock.advance(6s);  // slower than aimd's timeout (5 s): a drop, on the registry's clock
+  p.value().record_success();
+  EXPECT_EQ(h->limit(), 18u) << "the limiter read its own clock, not the registry's";
+}
+
+TEST(RegistryLimiterTest, AnAdaptiveLimiterWhoseLimitMovedIsBusyAndKeptUntilIdle) {
+  manual_clock clock;
+  using limiter = sturdy::concurrency_limiter<sturdy::aimd_limit, manual_clock>;
+  sturdy::registry<limiter, manual_clock> reg({.max_entries = 1, .idle_timeout = 1min}, clock);
+  std::uint32_t learned = 0;
+  {
+    auto h = reg.get("a").value();
+    EXPECT_EQ(sturdy::quiescence_of(*h, clock.now()), sturdy::quiescence::quiescent) << "fresh";
+    std::vector<limiter::permit> ps;
+    for (int i = 0; i < 12; ++i) ps.push_back(h->try_acquire().value());
+    EXPECT_EQ(sturdy::quiescence_of(*h, clock.now()), sturdy::quiescence::pinned) << "permits out";
+    for (auto& p : ps) p.record_success();
+    learned = h->limit();
+    ASSERT_NE(learned, h->initial_limit());
+    EXPECT_EQ(sturdy::quiescence_of(*h, clock.now()), sturdy::quiescence::busy);
+  }
+  EXPECT_FALSE(reg.get("b")) << "evicting \"a\" would lose its learned limit";
+  EXPECT_EQ(reg.find("a")->limit(), learned);
+  clock.advance(2min);
+  (void)reg.get("b");  // the sweep stamps "a"'s last use (its CLOCK bit was set by find)
+  clock.advance(2min);
+  EXPECT_TRUE(reg.get("b")) << "idle longer than idle_timeout: evictable";
+}
+
+}  // namespace

@@ -139,11 +139,14 @@ template <clock_source C, sleeper S, class L>
 // The concurrency limiter's quiescence: pinned while a permit is out or a
 // caller is queued (evicting it would forget permits that are still out,
 // letting a new limiter admit past the limit, and leave them dangling);
+// busy when its algorithm moved the limit from the initial one (evicting it
+// would forget the learned limit: only after registry_options::idle_timeout);
 // otherwise quiescent. `in_use()` takes the limiter's lock, so a release
 // still running on another thread is never missed.
 template <limit_algorithm A, clock_source C, class L>
 [[nodiscard]] quiescence sturdy_quiescence(const concurrency_limiter<A, C, L>& l, time_point /*now*/) noexcept {
-  return l.in_use() ? quiescence::pinned : quiescence::quiescent;
+  if (l.in_use()) return quiescence::pinned;
+  return l.limit() == l.initial_limit() ? quiescence::quiescent : quiescence::busy;
 }
 
 // sturdy_in_use(p): whether deleting `p` now would leave calls dangling
@@ -201,7 +204,51 @@ template <reports_quiescence P>
   }
 }
 
+// concurrency_limiter_entry_options<A>
+//
+// What a registry of `concurrency_limiter<A, ...>` builds each entry from
+// (its options type): the limiter's options and its algorithm, built from
+// the algorithm's own options. Aggregate; the registry's clock is passed on
+// when the limiter's Clock is the registry's.
+//
+//   sturdy::registry<sturdy::concurrency_limiter<>> bulkheads({
+//       .options_for = [](std::string_view tenant) {
+//         return sturdy::concurrency_limiter_entry_options<sturdy::fixed_limit>{
+//             .limiter = {.max_queue = 10},
+//             .algorithm = sturdy::fixed_limit({.limit = tenant == "batch" ? 4U : 50U})};
+//       }});
+template <limit_algorithm A>
+struct concurrency_limiter_entry_options {
+  concurrency_limiter_options limiter{};
+  A algorithm{};
+};
+
 namespace detail {
+template <class P>
+struct limiter_algorithm_of {};
+template <limit_algorithm A, clock_source C, class L>
+struct limiter_algorithm_of<concurrency_limiter<A, C, L>> {
+  using type = A;
+};
+
+// Options that build P from two parts: P(limiter, algorithm[, clock]).
+template <class O>
+concept two_part_options = requires(O& o) {
+  o.limiter;
+  o.algorithm;
+};
+
+template <class P, class Options, class Clock>
+inline constexpr bool registry_can_build = [] {
+  if constexpr (two_part_options<Options>) {
+    using Lim = decltype(std::declval<Options&>().limiter);
+    using Alg = decltype(std::declval<Options&>().algorithm);
+    return std::constructible_from<P, Lim, Alg, Clock> || std::constructible_from<P, Lim, Alg>;
+  } else {
+    return std::constructible_from<P, Options, Clock> || std::constructible_from<P, Options>;
+  }
+}();
+
 template <class P>
 [[nodiscard]] std::size_t primitive_heap_bytes(const P& p) noexcept {
   if constexpr (requires {
@@ -226,7 +273,9 @@ template <class P>
 
 template <class P>
 auto primitive_options_of() {
-  if constexpr (requires { typename P::options_type; }) {
+  if constexpr (requires { typename limiter_algorithm_of<P>::type; }) {
+    return std::type_identity<concurrency_limiter_entry_options<typename limiter_algorithm_of<P>::type>>{};
+  } else if constexpr (requires { typename P::options_type; }) {
     return std::type_identity<typename P::options_type>{};
   } else if constexpr (requires(const P& p) { p.options(); }) {
     return std::type_identity<std::remove_cvref_t<decltype(std::declval<const P&>().options())>>{};
@@ -236,9 +285,10 @@ auto primitive_options_of() {
 }
 }  // namespace detail
 
-// The options type a registry builds P from: `P::options_type`, else what
-// `P::options()` returns; void when P has neither (then name it as the
-// registry's third template argument).
+// The options type a registry builds P from: for a concurrency limiter,
+// `concurrency_limiter_entry_options<Algorithm>`; else `P::options_type`,
+// else what `P::options()` returns; void when P has none (then name it as
+// the registry's third template argument).
 template <class P>
 using primitive_options_t = typename decltype(detail::primitive_options_of<P>())::type;
 
@@ -406,9 +456,10 @@ class registry {
                 "sturdy::registry<P> needs to know when a P may be evicted: give P a member "
                 "`quiescence(sturdy::time_point) const` or an ADL function `sturdy_quiescence(const P&, "
                 "sturdy::time_point)` returning sturdy::quiescence.");
-  static_assert(std::constructible_from<P, Options, Clock> || std::constructible_from<P, Options>,
-                "sturdy::registry<P> builds each entry as P(options, clock) or P(options): P has neither "
-                "constructor.");
+  static_assert(detail::registry_can_build<P, Options, Clock>,
+                "sturdy::registry<P> builds each entry as P(options, clock) or P(options) (with options "
+                "of two parts, P(o.limiter, o.algorithm, clock) or P(o.limiter, o.algorithm)): P has no "
+                "such constructor.");
 
   using node = detail::registry_node<P>;
   using handle_type = registry_handle<P>;
@@ -561,7 +612,14 @@ class registry {
   handle build(std::string_view key, bool is_overflow) {
     Options o = options_.options_for ? options_.options_for(key) : Options{};
     node* n = nullptr;
-    if constexpr (std::constructible_from<P, Options, Clock>) {
+    if constexpr (detail::two_part_options<Options>) {
+      if constexpr (std::constructible_from<P, decltype(std::move(o.limiter)), decltype(std::move(o.algorithm)),
+                                            Clock>) {
+        n = new node(is_overflow, std::move(o.limiter), std::move(o.algorithm), clock_);
+      } else {
+        n = new node(is_overflow, std::move(o.limiter), std::move(o.algorithm));
+      }
+    } else if constexpr (std::constructible_from<P, Options, Clock>) {
       n = new node(is_overflow, std::move(o), clock_);
     } else {
       n = new node(is_overflow, std::move(o));
