@@ -574,12 +574,33 @@ class registry {
     return out;
   }
 
+  // registry::visit(f)
+  //
+  // Calls `f(std::string_view key, const P& primitive)` for every entry, one
+  // shard at a time under that shard's read lock (entries created or evicted
+  // meanwhile may or may not be visited). Unlike `snapshot()` it copies no
+  // handle, so it keeps nothing from eviction once it returns, and it
+  // allocates nothing: what an exporter's scrape uses. `f` runs under the
+  // lock (writers of that shard wait): keep it quick, and never call back
+  // into this registry from it (it could deadlock). An exception from `f`
+  // releases the lock and propagates.
+  template <class F>
+    requires std::invocable<F&, std::string_view, const P&>
+  void visit(F&& f) const {
+    for (std::size_t i = 0; i < map_.shard_count(); ++i) {
+      map_.read_shard(i, [&](const typename map_type::shard& s) {
+        for (const auto& [key, h] : s.table) f(std::string_view(key), std::as_const(h.n_->value));
+      });
+    }
+  }
+
   // registry::snapshot()
   //
   // Every entry with its quiescence and idle time, for health checks and
   // enumeration (one shard at a time: entries created or evicted meanwhile
   // may or may not appear). The handles keep the entries alive (and
-  // unevictable) while the snapshot is held. Allocates.
+  // unevictable) while the snapshot is held: to read every entry without
+  // blocking eviction, use `visit`. Allocates.
   [[nodiscard]] std::vector<registry_entry<P>> snapshot() const {
     std::vector<registry_entry<P>> out;
     const time_point now = clock_.now();

@@ -473,7 +473,9 @@ inline void collect(sample_sink& out, const label_set& base, const event_counter
 }
 
 // A registry: its own counts, then every entry's series with a `key` label
-// (the registry's bound is the cardinality bound).
+// (the registry's bound is the cardinality bound). Entries are read with
+// `registry::visit`, each shard under its read lock: the registry's writers
+// of that shard wait for its entries' collection.
 template <class P, clock_source C, class O>
 void collect(sample_sink& out, const label_set& base, const registry<P, C, O>& r) {
   const registry_stats s = r.stats();
@@ -488,11 +490,13 @@ void collect(sample_sink& out, const label_set& base, const registry<P, C, O>& r
   out.counter(p + "overflows_total", "Lookups answered with the shared overflow entry", base,
               static_cast<double>(s.overflows));
   if constexpr (requires(sample_sink& sk, const label_set& l, const P& x) { collect(sk, l, x); }) {
-    for (const auto& e : r.snapshot()) {
+    // visit, not snapshot(): a scrape copies no handle, so it never keeps an
+    // entry from eviction (a new key is not refused during a scrape).
+    r.visit([&](std::string_view key, const P& entry) {
       label_set l = base;
-      l["key"] = e.key;
-      collect(out, l, *e.handle.get());
-    }
+      l["key"] = std::string(key);
+      collect(out, l, entry);
+    });
   }
 }
 
