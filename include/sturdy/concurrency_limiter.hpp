@@ -72,6 +72,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -82,6 +83,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <thread>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -90,6 +92,7 @@
 #include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
+#include "sturdy/detail/breaker_word.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
@@ -216,7 +219,9 @@ struct concurrency_limiter_metrics {
   std::uint64_t timed_out = 0;  // waiters whose max_wait or deadline ran out
   std::uint64_t cancelled = 0;  // waiters (or callers) that stopped
   std::uint64_t dropped = 0;    // permits reported dropped
-  std::uint64_t samples = 0;    // samples fed to the algorithm (success + dropped)
+  std::uint64_t samples = 0;    // samples fed to the algorithm (success + dropped; 0 for fixed_limit)
+  std::uint64_t completed = 0;  // permits reported success or dropped, whatever the algorithm
+  std::uint64_t ignored = 0;    // permits reported ignored or destroyed unreported
 };
 
 // limiter_waiter
@@ -367,6 +372,47 @@ void limiter_wait(Clock& clock, std::condition_variable& cv, std::unique_lock<st
     cv.wait_for(lock, std::clamp(left, duration(1), limiter_wait_slice));
   }
 }
+
+// report_counters: how many permits were reported completed (success or
+// dropped) and ignored, counted on the release fast path without a locked
+// instruction. Stripe i (i < stripes) is written only by the live thread
+// whose detail::thread_index() is i (indices are unique among live threads,
+// and a reused index is handed over with release/acquire), so it is bumped
+// with a relaxed load and store; threads with a higher index share the last
+// stripe and use fetch_add. Reads sum the stripes (not one atomic snapshot).
+// 64-bit: never wraps in practice. Stripes: the hardware threads rounded up
+// to a power of two, at most 16 (2 KiB per limiter at most).
+class report_counters {
+ public:
+  report_counters()
+      : stripes_(std::min<std::uint32_t>(16, std::bit_ceil(std::max(1U, std::thread::hardware_concurrency())))),
+        c_(std::make_unique<stripe[]>(stripes_ + 1)) {}
+
+  void count(bool completed) noexcept {
+    const std::uint32_t i = thread_index();
+    if (STURDY_LIKELY(i < stripes_)) {
+      std::atomic<std::uint64_t>& c = completed ? c_[i].completed : c_[i].ignored;
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    } else {
+      (completed ? c_[stripes_].completed : c_[stripes_].ignored).fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  [[nodiscard]] std::uint64_t completed() const noexcept { return sum(&stripe::completed); }
+  [[nodiscard]] std::uint64_t ignored() const noexcept { return sum(&stripe::ignored); }
+
+ private:
+  struct alignas(counter_stripe_size) stripe {
+    std::atomic<std::uint64_t> completed{0};
+    std::atomic<std::uint64_t> ignored{0};
+  };
+  [[nodiscard]] std::uint64_t sum(std::atomic<std::uint64_t> stripe::*field) const noexcept {
+    std::uint64_t n = 0;
+    for (std::uint32_t i = 0; i <= stripes_; ++i) n += (c_[i].*field).load(std::memory_order_relaxed);
+    return n;
+  }
+  const std::uint32_t stripes_;
+  const std::unique_ptr<stripe[]> c_;
+};
 
 // Result types that can carry a message get the validation sentence.
 template <class R>
@@ -589,7 +635,9 @@ class concurrency_limiter {
             .timed_out = timed_out_.load(std::memory_order_relaxed),
             .cancelled = cancelled_.load(std::memory_order_relaxed),
             .dropped = dropped_.load(std::memory_order_relaxed),
-            .samples = samples_.load(std::memory_order_relaxed)};
+            .samples = samples_.load(std::memory_order_relaxed),
+            .completed = reports_.completed(),
+            .ignored = reports_.ignored()};
   }
   // Permits held by a partition's calls (0 for an unknown partition; with no
   // partitions configured, partition 0 is not counted separately: read
@@ -802,6 +850,7 @@ class concurrency_limiter {
   void release(std::uint32_t p, time_point start, std::uint32_t in_flight, limit_outcome o) noexcept {
     if (parts_ > 1) partitions_[p].in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (o == limit_outcome::dropped) dropped_.fetch_add(1, std::memory_order_relaxed);
+    reports_.count(o != limit_outcome::ignored);
     if constexpr (Algorithm::uses_samples) {
       if (o != limit_outcome::ignored) {
         const time_point now = clock_.now();
@@ -821,15 +870,16 @@ class concurrency_limiter {
         if (from != to) emit(listener_, limiter_limit_changed{from, to});
       }
     }
-    return_slot();
+    return_slot(in_flight);
   }
 
-  // in_flight - 1. Nobody queued: one CAS, the last access. Waiters: under
-  // the lock, which then hands the slot over (or, if the limit rose, more);
-  // `in_use()` takes the same lock, so an owner never sees the limiter idle
-  // before this returns.
-  void return_slot() noexcept {
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
+  // in_flight - 1. Nobody queued: one CAS, the last access (its first guess
+  // is the word as this permit's admission left it, right when calls do not
+  // overlap, which saves a load). Waiters: under the lock, which then hands
+  // the slot over (or, if the limit rose, more); `in_use()` takes the same
+  // lock, so an owner never sees the limiter idle before this returns.
+  void return_slot(std::uint32_t in_flight_at_admission) noexcept {
+    std::uint64_t w = in_flight_at_admission;
     while (STURDY_LIKELY(high(w) == 0)) {
       if (word_.compare_exchange_weak(w, w - 1, std::memory_order_release, std::memory_order_relaxed)) return;
     }
@@ -876,6 +926,8 @@ class concurrency_limiter {
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> samples_{0};
   std::atomic<bool> reported_{false};
+  // Every reported permit, on the release fast path.
+  detail::report_counters reports_;
 };
 
 }  // namespace sturdy

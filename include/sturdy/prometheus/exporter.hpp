@@ -402,8 +402,10 @@ void collect(sample_sink& out, const label_set& base, const concurrency_limiter<
   out.counter(p + "cancelled_total", "Waiters or callers that stopped", base, static_cast<double>(m.cancelled));
   out.counter(p + "dropped_total", "Permits reported dropped (timeouts, overload)", base,
               static_cast<double>(m.dropped));
-  out.counter(p + "completed_total", "Permits reported with a latency sample or as dropped", base,
-              static_cast<double>(m.samples));
+  out.counter(p + "completed_total", "Permits reported success or dropped (calls that ran to an answer)", base,
+              static_cast<double>(m.completed));
+  out.counter(p + "ignored_total", "Permits reported ignored or released unreported (cancelled, exceptions)", base,
+              static_cast<double>(m.ignored));
 }
 
 template <clock_source C, sleeper S, class L>
