@@ -36,6 +36,21 @@ TEST(RegistryLimiterTest, EraseKeepsAnEntryWithAPermitOut) {
   EXPECT_FALSE(reg.find("tenant-a"));
 }
 
+// A handle held could still take a permit that would outlive an erased
+// entry: a limiter is erased only when nobody holds it.
+TEST(RegistryLimiterTest, EraseKeepsALimiterSomeoneHolds) {
+  sturdy::registry<sturdy::concurrency_limiter<>> reg;
+  {
+    auto h = reg.get("tenant-a").value();
+    EXPECT_FALSE(reg.erase("tenant-a"));
+    auto p = h->try_acquire();  // would dangle once h goes, had erase deleted the entry
+    ASSERT_TRUE(p);
+    h = {};
+    p.value().record_success();
+  }
+  EXPECT_TRUE(reg.erase("tenant-a"));
+}
+
 // Holds the release inside its limiter_limit_changed listener until the test
 // lets it go.
 struct gate {

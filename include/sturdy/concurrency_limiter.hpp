@@ -83,8 +83,8 @@
 #include <optional>
 #include <stop_token>
 #include <string>
-#include <thread>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>

@@ -41,17 +41,19 @@
 //     `sturdy::quiescence`, or an ADL function `sturdy_quiescence(const P&,
 //     time_point)`, or a member `quiescent(time_point) const` returning bool
 //     (true = quiescent, false = busy). A rate limiter's header is expected
-//     to say quiescent when its bucket is full; a concurrency limiter pinned
-//     while anything is in flight.
+//     to say quiescent when its bucket is full; a concurrency limiter is
+//     pinned while a permit is out or a caller queued, busy when its
+//     adaptive limit moved (below).
 //   - Whatever the primitive says, an entry some caller holds a handle to is
 //     never evicted: its calls (permits) may be outstanding.
 //
-// Permits: a concurrency limiter's permit holds no handle. It stays valid
-// while its entry is in the registry (an entry with a permit out is pinned
-// and `erase` keeps it: `sturdy_in_use`), or while a handle is held; so
-// `reg.get(k).value()->try_acquire()` with a temporary handle is safe. A
-// permit taken through a handle to an erased or evicted entry must not
-// outlive that handle; release every permit before destroying the registry.
+// Permits: a concurrency limiter's permit holds no handle. The registry
+// never deletes a limiter a permit may still reach: eviction and `erase`
+// take it only when nobody holds a handle and it is not in use (no permit
+// out, nobody queued, read under its lock: `sturdy_in_use`). So
+// `reg.get(k).value()->try_acquire()` with a temporary handle is safe, even
+// with other threads erasing and evicting. Release every permit before
+// destroying the registry.
 //
 // Thread safety: every member function may be called from any number of
 // threads at once. Looking up an existing key takes a shard's read lock (a
@@ -150,8 +152,8 @@ template <limit_algorithm A, clock_source C, class L>
 }
 
 // sturdy_in_use(p): whether deleting `p` now would leave calls dangling
-// (the customization point `registry::erase` asks; ADL, default false). A
-// concurrency limiter is in use while a permit is out or a caller queued.
+// (ADL; a type that provides it is erased only when unheld and not in use).
+// A concurrency limiter is in use while a permit is out or a caller queued.
 template <limit_algorithm A, clock_source C, class L>
 [[nodiscard]] bool sturdy_in_use(const concurrency_limiter<A, C, L>& l) noexcept {
   return l.in_use();
@@ -260,16 +262,11 @@ template <class P>
   }
 }
 
+// A primitive whose calls (permits) may outlive every handle to it.
 template <class P>
-[[nodiscard]] bool primitive_in_use(const P& p) noexcept {
-  if constexpr (requires {
-                  { sturdy_in_use(p) } -> std::convertible_to<bool>;
-                }) {
-    return sturdy_in_use(p);
-  } else {
-    return false;
-  }
-}
+concept tracks_use = requires(const P& p) {
+  { sturdy_in_use(p) } -> std::convertible_to<bool>;
+};
 
 template <class P>
 auto primitive_options_of() {
@@ -532,18 +529,25 @@ class registry {
 
   // registry::erase()
   //
-  // Removes `key` whatever its quiescence (an operator's decision), unless
-  // its primitive is in use (`sturdy_in_use`: a concurrency limiter with a
-  // permit out or a caller queued), which deleting would leave dangling:
-  // then the entry stays (erase again once the calls are done). Handles held
-  // stay valid. Returns whether it was removed.
+  // Removes `key` whatever its quiescence (an operator's decision). For a
+  // primitive whose calls may outlive every handle (`sturdy_in_use` found by
+  // ADL: a concurrency limiter, whose permits hold no handle), only when
+  // nobody holds a handle and it is not in use (no permit out, nobody
+  // queued): deleting it then would leave permits dangling, and a handle
+  // held could still take one. Otherwise the entry stays (erase again
+  // later). Handles held stay valid. Returns whether it was removed.
   bool erase(std::string_view key) {
     if (!ok_) return false;
     const std::size_t h = map_type::hash(key);
     handle victim;
     map_.write(h, [&](typename map_type::shard& s) {
       const auto it = s.table.find(detail::map_key{key, h});
-      if (it == s.table.end() || detail::primitive_in_use(it->second.n_->value)) return;
+      if (it == s.table.end()) return;
+      if constexpr (detail::tracks_use<P>) {
+        // Held by a caller: it may be about to take a permit through its
+        // handle, which would then outlive the entry. In use: permits out.
+        if (it->second.n_->refs.load(std::memory_order_acquire) != 1 || sturdy_in_use(it->second.n_->value)) return;
+      }
       s.state.bytes -= it->second.n_->charge;
       victim = std::move(it->second);
       s.table.erase(it);
