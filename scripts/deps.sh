@@ -5,6 +5,9 @@ set -euo pipefail
 # libboost1.81-dev: Boost.Outcome v2.2 (libboost-dev is 1.74, with an older TRY syntax).
 # libsqlite3-dev: the onboarding example. libhiredis-dev, redis-server: the Redis
 # idempotency store and its tests. gnuplot-nox: the fleet simulation plots.
+# prometheus-cpp-dev, prometheus (promtool): the Prometheus export and its alert
+# rules. rabbitmq-server, librabbitmq-dev: the broker variant of the onboarding
+# flow. libtbb-dev, libcuckoo-dev: baselines in the benchmarks only.
 PACKAGES=(
   cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libboost1.81-dev
@@ -12,6 +15,9 @@ PACKAGES=(
   libsqlite3-dev
   libhiredis-dev redis-server
   gnuplot-nox
+  prometheus-cpp-dev prometheus
+  rabbitmq-server librabbitmq-dev
+  libtbb-dev libcuckoo-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

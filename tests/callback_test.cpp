@@ -25,6 +25,8 @@ TEST(CallbackTest, EmptyByDefaultAndFromNull) {
 
 TEST(CallbackTest, CallsFunctionPointersAndCaptureLessLambdas) {
   sturdy::callback<bool(int)> f = &is_even;
+  sturdy::callback<bool(int)> by_reference = is_even;  // a function reference: never null
+  EXPECT_TRUE(by_reference(2));
   sturdy::callback<bool(int)> g = [](int v) { return v > 10; };
   ASSERT_TRUE(f);
   EXPECT_TRUE(f(4));
@@ -46,7 +48,7 @@ TEST(CallbackTest, OwnsACapturedSetAndCopiesShareIt) {
 
 TEST(CallbackTest, SmallCallablesNeverAllocateAndCopiesNeverAllocate) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "no counting allocator in this build";
-  const int threshold = 7;
+  int threshold = 7;  // not const: a constant would need no capture (clang -Wunused-lambda-capture)
   sturdy::testing::allocation_scope scope;
   sturdy::callback<bool(int)> small = [threshold](int v) { return v > threshold; };
   sturdy::callback<bool(int)> copy = small;
@@ -60,6 +62,24 @@ TEST(CallbackTest, SmallCallablesNeverAllocateAndCopiesNeverAllocate) {
   sturdy::callback<bool(int)> large_copy = large;
   EXPECT_TRUE(large_copy(100));
   EXPECT_EQ(scope.allocations(), after_build);
+}
+
+bool above_one(int v) { return v > 1; }
+
+// A function named directly (a reference: never null) holds it; a null
+// function pointer gives an empty callback. GCC 12 at -O3 warned
+// -Wnonnull-compare on the first (the -O3 CI stage compiles this).
+TEST(CallbackTest, FunctionReferenceAndFunctionPointers) {
+  sturdy::callback<bool(int)> by_name = above_one;
+  bool (*null_pointer)(int) = nullptr;
+  sturdy::callback<bool(int)> from_null = null_pointer;
+  bool (*pointer)(int) = &above_one;
+  sturdy::callback<bool(int)> from_pointer = pointer;
+  ASSERT_TRUE(by_name);
+  EXPECT_TRUE(by_name(2));
+  EXPECT_FALSE(from_null);
+  ASSERT_TRUE(from_pointer);
+  EXPECT_FALSE(from_pointer(1));
 }
 
 }  // namespace

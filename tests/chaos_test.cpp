@@ -232,7 +232,7 @@ TEST(ChaosTest, SwitchTurnsInjectionOnAndOffAcrossCopies) {
   EXPECT_TRUE(copy.execute(ok));
 }
 
-TEST(ChaosTest, InvalidOptionsRefuseEveryCallNamingTheFieldOnce) {
+TEST(ChaosTest, InvalidOptionsInjectNothingAndNameTheFieldOnce) {
   recording_listener events;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (const double rate : {-0.1, 1.5, nan}) {
@@ -241,14 +241,22 @@ TEST(ChaosTest, InvalidOptionsRefuseEveryCallNamingTheFieldOnce) {
   sturdy::chaos_policy chaos({.enabled = sturdy::chaos_switch(true), .injection_rate = 2.0},
                              sturdy::chaos_error{sturdy::errc::store_unavailable}, sturdy::steady_clock_source{},
                              sturdy::thread_sleeper{}, events);
-  EXPECT_EQ(chaos.execute(ok).error(), sturdy::errc::invalid_options);
-  EXPECT_EQ(chaos.execute(ok).error(), sturdy::errc::invalid_options);
+  // A misconfigured drill injects nothing and never fails a call on its own
+  // account (review finding r11: a typo used to fail every call).
+  EXPECT_EQ(chaos.execute(ok).value(), 7);
+  EXPECT_EQ(chaos.execute(ok).value(), 7);
+  EXPECT_EQ(chaos.injected(), 0u);
   ASSERT_EQ(events.count<sturdy::options_rejected>(), 1u);
   EXPECT_EQ(events.of<sturdy::options_rejected>()[0].message, "chaos_options.injection_rate must be in [0, 1]");
   EXPECT_FALSE((sturdy::chaos_options{.schedule = {sturdy::chaos_window::calls(5, 4)}}.validate()));
   EXPECT_FALSE((sturdy::chaos_options{.schedule = {sturdy::chaos_window::between(-1s, 1s)}}.validate()));
   sturdy::chaos_policy negative({.enabled = sturdy::chaos_switch(true)}, sturdy::chaos_latency{-1ns});
   EXPECT_EQ(negative.validation_message(), "chaos_latency.delay must be >= 0");
+  // An empty error code would inject a "failure" whose error is Success
+  // (review finding r9).
+  sturdy::chaos_policy empty({.enabled = sturdy::chaos_switch(true), .injection_rate = 1.0}, sturdy::chaos_error{});
+  EXPECT_EQ(empty.validation_message(), "chaos_error.code must be an error (not an empty std::error_code)");
+  EXPECT_EQ(empty.execute(ok).value(), 7);
 }
 
 TEST(ChaosTest, DurationsAtZeroOneNanosecondAndMax) {

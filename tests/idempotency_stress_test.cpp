@@ -1,20 +1,27 @@
 // Concurrency stress of sturdy/idempotency.hpp (ctest label `concurrency`,
 // run under TSan): exactly-once per key with 8 threads racing, an exception
 // never lost while waiters take over, and mixed keys with eviction. Real
-// clock and thread_sleeper: waiting duplicates park and are woken.
+// clock and thread_sleeper: waiting duplicates park and are woken. Then the
+// replay path of the memory store (its shard's read lock) against every
+// write path, on a shared manual clock.
 #include <atomic>
 #include <barrier>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "sturdy/idempotency.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
+#include "sturdy/testing/manual_clock.hpp"
 #include "support/stress.hpp"
 
 namespace {
@@ -211,6 +218,131 @@ TEST(IdempotencyStressTest, ExpiredLeasesAreTakenOverOnceUnderContention) {
     ASSERT_EQ(b.value().status, sturdy::begin_status::completed);
     ASSERT_GE(acquired[static_cast<std::size_t>(round)].load(), 1);
   }
+}
+
+// A value whose copy runs `on_copy` once when armed: lets a test act while a
+// replay copies the value out with its shard locked.
+struct copy_probe {
+  static inline std::function<void()> on_copy;
+  int v = 0;
+  explicit copy_probe(int x) : v(x) {}
+  copy_probe(const copy_probe& o) : v(o.v) {
+    if (auto hook = std::exchange(on_copy, nullptr)) hook();
+  }
+  copy_probe(copy_probe&&) noexcept = default;
+  copy_probe& operator=(const copy_probe&) = default;
+  copy_probe& operator=(copy_probe&&) noexcept = default;
+  ~copy_probe() = default;
+};
+
+TEST(IdempotencyStressTest, AReplayHoldsOnlyTheReadLockSoAnotherReplayOfTheKeyOverlapsIt) {
+  sturdy::memory_idempotency_store<copy_probe> store({.shards = 1, .max_entries = 16});
+  auto b = store.begin("k", 1, 60s).value();
+  ASSERT_TRUE(store.complete("k", b.token, copy_probe(7), 1h).has_value());
+  std::future<int> other;
+  std::future_status overlapped = std::future_status::timeout;
+  copy_probe::on_copy = [&] {
+    // Inside the first replay's copy, its shard locked: a second replay of
+    // the same key on another thread completes at once under a shared lock;
+    // under an exclusive one it would wait for this copy, past the bound.
+    other = std::async(std::launch::async, [&] { return store.begin("k", 1, 60s).value().value->v; });
+    overlapped = other.wait_for(30s);
+  };
+  auto first = store.begin("k", 1, 60s);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first.value().value->v, 7);
+  EXPECT_EQ(overlapped, std::future_status::ready);
+  EXPECT_EQ(other.get(), 7);
+  EXPECT_EQ(store.stats().hits, 2U);
+}
+
+TEST(IdempotencyStressTest,
+     ReplaysRacingCompletionsEvictionsAndExpiryReturnOnlyStoredValuesAndCountEveryHit) {
+  // Two threads replay 16 hot keys (completing those they acquire, with a
+  // short TTL, and moving the shared clock so TTLs run out) while a third
+  // churns unique keys through a tiny bound (constant eviction) and a fourth
+  // reads stats and memory usage: read-side replays race every write path.
+  const auto ops = sturdy::test::stress_iterations(200'000);
+  using store_t =
+      sturdy::memory_idempotency_store<sturdy::outcome<std::uint64_t>, sturdy::testing::manual_clock>;
+  sturdy::testing::manual_clock clock;
+  store_t store({.shards = 2, .max_entries = 32}, clock);
+  std::atomic<std::uint64_t> bad{0};
+  std::atomic<std::uint64_t> replays{0};
+  std::atomic<bool> done{false};
+  const auto check = [&](const sturdy::result<sturdy::begin_outcome<sturdy::outcome<std::uint64_t>>>& b,
+                         std::uint64_t expected) {
+    if (!b.has_value()) {
+      if (b.error() != sturdy::errc::capacity_exceeded) bad.fetch_add(1);
+      return false;
+    }
+    if (b.value().status == sturdy::begin_status::mismatch) bad.fetch_add(1);
+    if (b.value().status != sturdy::begin_status::completed) return false;
+    replays.fetch_add(1, std::memory_order_relaxed);
+    if (!b.value().value.has_value() || b.value().value->value() != expected) bad.fetch_add(1);
+    return true;
+  };
+  const auto finish = [&](std::string_view key, sturdy::fencing_token token, std::uint64_t v,
+                          sturdy::duration ttl) {
+    auto c = store.complete(key, token, sturdy::outcome<std::uint64_t>(v), ttl);
+    // stale_token: the 1 s lease ran out on the moving clock and the entry
+    // was evicted or taken over.
+    if (!c.has_value() && c.error() != sturdy::errc::stale_token) bad.fetch_add(1);
+  };
+  auto replayer = [&](std::uint64_t seed) {
+    std::mt19937_64 gen(seed);
+    for (std::uint64_t i = 0; i < ops / 4; ++i) {
+      if ((i & 63) == 0) clock.advance(1ms);
+      const std::uint64_t k = gen() % 16;
+      const std::string key = numbered("hot-", static_cast<long long>(k));
+      auto b = store.begin(key, k, 1s);
+      if (check(b, k * 31) || !b.has_value() || b.value().status != sturdy::begin_status::acquired) continue;
+      if ((gen() & 7) == 0) {
+        auto a = store.abandon(key, b.value().token);
+        if (!a.has_value() && a.error() != sturdy::errc::stale_token) bad.fetch_add(1);
+      } else {
+        finish(key, b.value().token, k * 31, 20ms);
+      }
+    }
+  };
+  auto churn = [&] {
+    for (std::uint64_t i = 0; i < ops / 4; ++i) {
+      const std::string key = numbered("cold-", static_cast<long long>(i));
+      auto b = store.begin(key, i, 1s);
+      if (!b.has_value() || b.value().status != sturdy::begin_status::acquired) {
+        (void)check(b, i * 31);
+        continue;
+      }
+      finish(key, b.value().token, i * 31, 1h);
+      auto again = store.begin(key, i, 1s);  // a replay, or evicted meanwhile: acquired
+      if (!check(again, i * 31) && again.has_value() &&
+          again.value().status == sturdy::begin_status::acquired)
+        (void)store.abandon(key, again.value().token);
+    }
+  };
+  auto reader = [&] {
+    while (!done.load()) {
+      if (store.stats().entries > 32) bad.fetch_add(1);
+      const std::size_t bytes = store.memory_usage();
+      sturdy::testing::escape(&bytes);
+      std::this_thread::yield();
+    }
+  };
+  std::thread r(reader);
+  std::vector<std::thread> threads;
+  threads.emplace_back(replayer, 11);
+  threads.emplace_back(replayer, 12);
+  threads.emplace_back(churn);
+  for (auto& th : threads) th.join();
+  done.store(true);
+  r.join();
+  EXPECT_EQ(bad.load(), 0U);
+  const auto st = store.stats();
+  EXPECT_EQ(st.hits, replays.load());  // striped hits lose none
+  EXPECT_LE(st.entries, 32U);
+  EXPECT_GT(st.evictions, 0U);
+  EXPECT_GT(st.expirations, 0U);
+  EXPECT_GT(replays.load(), 0U);
 }
 
 }  // namespace

@@ -850,6 +850,36 @@ TEST(IdempotencyCacheTest, ReplayAllocatesNothing) {
   EXPECT_EQ(scope.allocations(), 0U);
 }
 
+// The store's replay (a begin that finds a completed key) runs under the
+// shard's read lock: no allocation either, with a key longer than SSO.
+TEST(IdempotencyCacheTest, AStoreReplayAllocatesNothingAndCountsEveryHit) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not installed";
+  manual_clock clock;
+  memory_store store({.shards = 4, .max_entries = 1024}, clock);
+  const std::string key(100, 'k');
+  auto b = store.begin(key, 1, 10s).value();
+  ASSERT_TRUE(store.complete(key, b.token, sturdy::outcome<int>(7), 1h).has_value());
+  sturdy::testing::allocation_scope scope;
+  for (int i = 0; i < 100; ++i) {
+    auto r = store.begin(key, 1, 10s);
+    sturdy::testing::escape(&r);
+    ASSERT_EQ(r.value().status, sturdy::begin_status::completed);
+    ASSERT_EQ(r.value().value->value(), 7);
+  }
+  EXPECT_EQ(scope.allocations(), 0U);
+  EXPECT_EQ(store.stats().hits, 100U);
+  // A replay that misses (another fingerprint, past the TTL) falls through to
+  // the write path and is counted there, not as a hit.
+  EXPECT_EQ(store.begin(key, 2, 10s).value().status, sturdy::begin_status::mismatch);
+  clock.advance(1h);
+  EXPECT_EQ(store.begin(key, 1, 10s).value().status, sturdy::begin_status::acquired);
+  const auto st = store.stats();
+  EXPECT_EQ(st.hits, 100U);
+  EXPECT_EQ(st.mismatches, 1U);
+  EXPECT_EQ(st.expirations, 1U);
+  EXPECT_EQ(st.misses, 2U);
+}
+
 // --- Hardening: exactly-once when storing throws (issue 12, item 3) -------------
 
 // Fails on main before the fix: the copy's exception escaped execute() and

@@ -297,9 +297,15 @@ TEST(RateLimiterTest, AcquireRefusesATurnAfterTheDeadline) {
   EXPECT_EQ(d.error(), sturdy::errc::deadline_exceeded);
   EXPECT_EQ(f.sleeper.count(), 0u);
   EXPECT_TRUE(f.limiter.acquire(1, 1s, {}, f.clock.now() + 100ms).allowed);
-  // A deadline already past with a free turn: admitted at once.
+  // A deadline already reached with a free turn: refused, like the
+  // concurrency limiter and the timeout (the caller gave up), and nothing is
+  // taken.
   fixture g({.rate = 10, .period = 1s, .burst = 1});
-  EXPECT_TRUE(g.limiter.acquire(1, 1s, {}, time_point{} - 1s).allowed);
+  const auto late = g.limiter.acquire(1, 1s, {}, g.clock.now() - 1s);
+  EXPECT_FALSE(late.allowed);
+  EXPECT_EQ(late.reason, rate_limit_reason::deadline_exceeded);
+  EXPECT_FALSE(g.limiter.acquire(1, 1s, {}, g.clock.now()).allowed);
+  EXPECT_TRUE(g.limiter.try_acquire().allowed) << "a refused acquire must not take the turn";
 }
 
 TEST(RateLimiterTest, CancelledWhileSleepingGivesTheTurnBack) {

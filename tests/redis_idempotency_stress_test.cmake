@@ -5,3 +5,4 @@ if(TARGET sturdy::redis)
 else()
   target_compile_definitions(${name} PRIVATE STURDY_NO_HIREDIS=1)
 endif()
+list(APPEND labels slow)  # talks to a real redis-server

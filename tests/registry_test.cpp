@@ -539,18 +539,35 @@ TEST(RegistryTest, BoolQuiescentMemberMeansQuiescentOrBusy) {
   EXPECT_EQ(reg.get("b").error(), sturdy::errc::capacity_exceeded);
 }
 
-TEST(RegistryTest, RateLimiterEntriesAreQuiescentOnlyWithAFullBucket) {
+TEST(RegistryTest, RateLimiterEntriesInDebtAreNeverEvictedEvenWhenIdle) {
+  // A 10-per-hour tenant that used its burst must not get a fresh quota by
+  // being evicted after the idle timeout (review finding r10).
   manual_clock clock;
   sturdy::registry<sturdy::rate_limiter<manual_clock>, manual_clock> reg(
-      {.max_entries = 1, .overflow = sturdy::registry_overflow::refuse}, clock);
+      {.max_entries = 1,
+       .idle_timeout = std::chrono::minutes(10),
+       .overflow = sturdy::registry_overflow::refuse,
+       .options_for = [](std::string_view) {
+         return sturdy::rate_limiter_options{.rate = 10, .period = std::chrono::hours(1), .burst = 10};
+       }},
+      clock);
+  int admitted = 0;
   {
     auto a = reg.get("tenant-a");
     ASSERT_TRUE(a);
-    ASSERT_TRUE(a.value()->try_acquire().allowed);  // the bucket is no longer full
+    for (int i = 0; i < 20; ++i) admitted += a.value()->try_acquire().allowed ? 1 : 0;
   }
-  EXPECT_EQ(sturdy::quiescence_of(*reg.find("tenant-a").get(), clock.now()), sturdy::quiescence::busy);
-  EXPECT_FALSE(reg.get("tenant-b")) << "a limiter with debt must not be evicted";
-  clock.advance(std::chrono::seconds(1));  // refilled: like a fresh limiter
+  EXPECT_EQ(admitted, 10);
+  EXPECT_EQ(sturdy::quiescence_of(*reg.find("tenant-a").get(), clock.now()), sturdy::quiescence::pinned);
+  clock.advance(std::chrono::minutes(11));  // idle longer than idle_timeout, bucket still in debt
+  EXPECT_FALSE(reg.get("tenant-b")) << "evicting a limiter in debt would reset the tenant's quota";
+  {
+    auto a = reg.get("tenant-a");
+    ASSERT_TRUE(a);
+    for (int i = 0; i < 20; ++i) admitted += a.value()->try_acquire().allowed ? 1 : 0;
+  }
+  EXPECT_EQ(admitted, 11) << "11 minutes at 10 per hour refill one request";
+  clock.advance(std::chrono::hours(2));  // full again: like a fresh limiter
   EXPECT_EQ(sturdy::quiescence_of(*reg.find("tenant-a").get(), clock.now()), sturdy::quiescence::quiescent);
   EXPECT_TRUE(reg.get("tenant-b"));
 }

@@ -153,8 +153,22 @@ TEST(TimerServiceTest, InvalidOptionsAreRefusedWithTheFieldNamed) {
   EXPECT_FALSE(bad.valid());
   counter_entry e;
   EXPECT_FALSE(bad.arm(e.entry, bad.now()));
-  const sturdy::timer_service_options tiny{.resolution = duration(1), .shards = 1, .slots = 1};
+  const sturdy::timer_service_options tiny{.resolution = duration(1), .shards = 1, .slots = 1, .start_thread = false};
   EXPECT_TRUE(tiny.validate());
+  // A thread ticking every nanosecond would spin (review finding r5).
+  EXPECT_EQ(sturdy::timer_service_options{.resolution = duration(1)}.validation_message().substr(0, 52),
+            "timer_service_options.resolution must be >= 1 us for");
+}
+
+TEST(TimerServiceTest, ResolutionNearMaxRunsItsThreadWithoutOverflow) {
+  // Under UBSan this overflowed in the thread's wait ((ns % r) + r and the
+  // condition variable's now + wait). The thread must start, sleep in bounded
+  // chunks, and stop promptly at destruction.
+  sturdy::timer_service s({.resolution = duration::max(), .shards = 1, .slots = 1});
+  ASSERT_TRUE(s.valid());
+  counter_entry e;
+  EXPECT_TRUE(s.arm(e.entry, s.now() + 1ms));
+  EXPECT_TRUE(s.disarm(e.entry));
 }
 
 TEST(TimerServiceTest, TheSharedServiceFiresARealTimer) {

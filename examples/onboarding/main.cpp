@@ -4,6 +4,7 @@
 //
 //   example_onboarding [--seed S] [--users N] [--db PATH] [--json] [--real-time]
 //                      [--no-replay] [--crash-after N] [--redis HOST:PORT]
+//                      [--metrics-port N [--linger-seconds S]]
 //   example_onboarding signup --db PATH --users N   only the outbox signups
 //   example_onboarding worker --db PATH [--redis HOST:PORT] [--duplicate-every N]
 //                                                (re)start a worker; several may run at once
@@ -42,6 +43,10 @@ options:
                     process on the same database (e.g. --redis "$STURDY_REDIS_URL")
   --duplicate-every N  worker: after every N-th message, the relay also delivers the message
                     another worker claimed last to this one (duplicate delivery across processes)
+  --metrics-port N  serve the metrics (Prometheus text format) at http://127.0.0.1:N/metrics
+                    while the command runs (demo and worker); 0 picks a free port; the URL is printed
+  --linger-seconds S  with --metrics-port: keep serving S seconds after the run (default 0),
+                    e.g. to curl the final state: curl -s http://127.0.0.1:N/metrics
 )";
 
 bool parse_u64(const char* s, std::uint64_t& out) {
@@ -84,6 +89,12 @@ int main(int argc, char** argv) {
     } else if (a == "--duplicate-every" && parse_u64(next, v) && v <= 1'000'000) {
       o.duplicate_every = static_cast<int>(v);
       ++i;
+    } else if (a == "--metrics-port" && parse_u64(next, v) && v <= 65535) {
+      o.metrics_port = static_cast<int>(v);
+      ++i;
+    } else if (a == "--linger-seconds" && parse_u64(next, v) && v <= 86400) {
+      o.linger_seconds = static_cast<int>(v);
+      ++i;
     } else if (a == "--crash-after" && parse_u64(next, v) && v <= 1'000'000) {
       o.crash_after = static_cast<int>(v);
       ++i;
@@ -98,6 +109,16 @@ int main(int argc, char** argv) {
   if (!o.redis.empty() && !onboarding::redis_supported()) {
     std::cerr << "--redis: this build of example_onboarding has no Redis support: hiredis was not found\n"
                  "when it was configured (Debian: apt install libhiredis-dev, then configure again)\n";
+    return 2;
+  }
+
+  if (o.metrics_port >= 0 && !onboarding::metrics_supported()) {
+    std::cerr << "--metrics-port: this build of example_onboarding cannot serve metrics: prometheus-cpp was not\n"
+                 "found when it was configured (Debian: apt install prometheus-cpp-dev, then configure again)\n";
+    return 2;
+  }
+  if (o.linger_seconds > 0 && o.metrics_port < 0) {
+    std::cerr << "--linger-seconds needs --metrics-port\n";
     return 2;
   }
 

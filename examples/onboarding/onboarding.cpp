@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -18,11 +20,13 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "sqlite_dead_letter_queue.hpp"
 #include "sturdy/backoff.hpp"
+#include "sturdy/chaos.hpp"
 #include "sturdy/circuit_breaker.hpp"
 #include "sturdy/compensation.hpp"
 #include "sturdy/idempotency.hpp"
@@ -33,6 +37,9 @@
 
 #ifdef ONBOARDING_HAVE_REDIS
 #include "sturdy/redis/idempotency_store.hpp"
+#endif
+#ifdef ONBOARDING_HAVE_PROMETHEUS
+#include "sturdy/prometheus/exporter.hpp"
 #endif
 
 namespace onboarding {
@@ -69,6 +76,14 @@ std::error_code make_error_code(service_errc e) noexcept { return {static_cast<i
 
 bool redis_supported() noexcept {
 #ifdef ONBOARDING_HAVE_REDIS
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool metrics_supported() noexcept {
+#ifdef ONBOARDING_HAVE_PROMETHEUS
   return true;
 #else
   return false;
@@ -216,11 +231,21 @@ class timeline {
   std::vector<event> events_;
 };
 
+// With --metrics-port, each retry policy's events are also counted for the
+// exporter (a retry policy is a value: its counts come through a listener).
+#ifdef ONBOARDING_HAVE_PROMETHEUS
+using event_counter_t = sturdy::prometheus::event_counter;
+#else
+using event_counter_t = sturdy::null_listener;
+#endif
+
 // Listeners: each primitive reports to the timeline with its dependency's name.
 struct retry_listener {
   timeline* tl;
   const char* dep;
+  event_counter_t counter{};
   void operator()(const sturdy::retry_scheduled& e) const {
+    counter(e);
     tl->last_failure = e.failure.code;
     ++tl->summary.retries;
     tl->say(tl->who, "retry",
@@ -228,19 +253,21 @@ struct retry_listener {
                 "); retry in " + ms(e.delay) + " (jittered backoff)");
   }
   void operator()(const sturdy::retries_exhausted& e) const {
+    counter(e);
     tl->last_failure = e.failure.code;
     tl->say(tl->who, "retries_exhausted",
             std::string(dep) + ": gave up after " + std::to_string(e.attempts) + " attempts (" +
                 describe(e.failure) + ")");
   }
   void operator()(const sturdy::retry_budget_denied& e) const {
+    counter(e);
     tl->last_failure = e.failure.code;
     ++tl->summary.budget_denials;
     tl->say(tl->who, "budget_denied",
             std::string(dep) + ": attempt " + std::to_string(e.attempt) + " failed (" + describe(e.failure) +
                 "); the retry budget denies a retry: too many failures lately");
   }
-  void operator()(const auto&) const {}
+  void operator()(const auto& e) const { counter(e); }
 };
 
 struct breaker_listener {
@@ -269,21 +296,94 @@ struct compensation_listener {
 };
 
 // ---------------------------------------------------------------------------
-// The fault schedule
+// Faults: sturdy's chaos layers (sturdy/chaos.hpp) around every simulated call
 // ---------------------------------------------------------------------------
+//
+// The demo writes no fault code of its own: every call to the role service
+// and the email API goes through chaos layers, and the worker's step
+// boundaries through one that can crash the process. What stays here is the
+// drill script: which drill starts at which of the worker's messages.
 
-struct fault_schedule {
-  bool scripted = true;          // false: only transient errors (restart, operator)
+// drill: a scripted fault that the scenario starts at a moment of its
+// choosing ("the email API goes down now, for 25 s"). Its chaos layers are
+// off until then (one relaxed load per call) and read time on a
+// `drill::clock`, which starts at 0 when the drill starts, so their time
+// windows are measured from that moment.
+class drill {
+ public:
+  drill(std::shared_ptr<time_source> t, duration length)
+      : t_(std::move(t)), t0_(std::make_shared<std::atomic<std::int64_t>>(0)), length_(length) {}
+
+  void start() {
+    t0_->store(t_->now().time_since_epoch().count(), std::memory_order_relaxed);
+    on_.enable();
+    started_ = true;
+  }
+  void stop() const { on_.disable(); }
+  // When its windows close (the epoch when it never started).
+  [[nodiscard]] time_point ends_at() const {
+    return started_ ? time_point(duration(t0_->load(std::memory_order_relaxed))) + length_ : time_point{};
+  }
+  [[nodiscard]] duration length() const { return length_; }
+  [[nodiscard]] const sturdy::chaos_switch& on() const { return on_; }
+
+  // Time since the drill started (a chaos layer's schedule clock).
+  struct clock {
+    std::shared_ptr<time_source> t;
+    std::shared_ptr<std::atomic<std::int64_t>> t0;
+    [[nodiscard]] time_point now() const noexcept {
+      const duration since = t->now().time_since_epoch() - duration(t0->load(std::memory_order_relaxed));
+      return time_point(std::max(since, duration::zero()));
+    }
+  };
+  [[nodiscard]] clock time() const { return {t_, t0_}; }
+
+ private:
+  std::shared_ptr<time_source> t_;
+  std::shared_ptr<std::atomic<std::int64_t>> t0_;
+  sturdy::chaos_switch on_;
+  duration length_;
+  bool started_ = false;
+};
+
+// The email client gives up after 1 s: a chaos latency sleeps on the demo's
+// time, but never past the deadline of the call in progress (the request
+// still reaches the provider, which processes it; the client just stopped
+// waiting).
+class client_sleeper {
+ public:
+  client_sleeper(std::shared_ptr<time_source> t, const time_point* deadline)
+      : t_(std::move(t)), deadline_(deadline) {}
+  bool sleep_for(duration d, std::stop_token stop) const {
+    const duration left = std::max(*deadline_ - t_->now(), duration::zero());
+    return demo_sleeper(t_).sleep_for(std::min(d, left), stop);
+  }
+
+ private:
+  std::shared_ptr<time_source> t_;
+  const time_point* deadline_;
+};
+
+template <class Fault>
+using chaos_t = sturdy::chaos_policy<Fault, drill::clock, client_sleeper>;
+// The crash: replaces the step boundary's outcome with the process's death.
+using crash_t = chaos_t<sturdy::chaos_outcome<sturdy::callback<sturdy::result<void>()>>>;
+
+// The drill script, drawn from the seed: at which of the worker's messages
+// (0-based pickups) the email API turns slow and goes down, how long the
+// outage lasts, and which message the relay delivers twice.
+struct drill_script {
+  bool scripted = true;          // false: only the transient errors (restart, operator)
   double transient_rate = 0.12;  // per role/email call
-  int slow_at = -1;              // worker pickup that starts the slow period
+  int slow_at = -1;
   duration slow_for = 4s;
-  int outage_at = -1;  // worker pickup that starts the email outage
+  int outage_at = -1;
   duration outage_for = 25s;
-  int duplicate_at = -1;  // worker pickup delivered twice
+  int duplicate_at = -1;  // not a fault of a dependency: the relay's at-least-once delivery
   duration revoke_broken_for = 30s;
 
-  static fault_schedule from_seed(std::uint64_t seed, int users) {
-    fault_schedule f;
+  static drill_script from_seed(std::uint64_t seed, int users) {
+    drill_script f;
     std::mt19937_64 g(seed * 0x9e3779b97f4a7c15ULL + 7);
     auto pick = [&](int lo, int hi) { return hi <= lo ? lo : lo + static_cast<int>(g() % (hi - lo + 1)); };
     f.outage_at = pick(users / 3, users / 2);
@@ -293,16 +393,6 @@ struct fault_schedule {
     f.outage_for = duration(std::chrono::seconds(20 + static_cast<int>(g() % 11)));
     return f;
   }
-};
-
-// Live fault state: windows start when the schedule triggers them.
-struct fault_state {
-  fault_schedule plan;
-  std::mt19937_64 gen;
-  time_point slow_until{};
-  time_point outage_until{};
-  time_point revoke_broken_until{};
-  bool transient() { return std::uniform_real_distribution<double>(0, 1)(gen) < plan.transient_rate; }
 };
 
 // ---------------------------------------------------------------------------
@@ -356,6 +446,21 @@ bool process_alive(std::int64_t pid) {
 }
 const char* const kRole = "member";
 
+#ifdef ONBOARDING_HAVE_PROMETHEUS
+}  // namespace
+
+// The exporter finds this by argument-dependent lookup: the durable queue's
+// depth under the same name as sturdy's own queue, so the shipped alerts
+// (docs/operations/sturdy-alerts.rules.yml) apply to it unchanged.
+void collect(sturdy::prometheus::sample_sink& out, const sturdy::prometheus::label_set& labels,
+             const sqlite_dead_letter_queue& q) {
+  out.gauge("sturdy_dead_letter_queue_depth", "Dead letters waiting for an operator", labels,
+            static_cast<double>(q.depth()));
+}
+
+namespace {
+#endif
+
 using backoff_t = sturdy::backoff;
 using retry_t = sturdy::retry_policy<backoff_t, demo_clock, demo_sleeper, retry_listener, shared_random>;
 using breaker_t = sturdy::circuit_breaker<demo_clock, breaker_listener>;
@@ -393,18 +498,42 @@ class app {
         time_(std::make_shared<time_source>()),
         tl_(out, *time_, o.json, o.quiet),
         jitter_(o.seed ^ 0x5eedULL),
-        faults_{scripted ? fault_schedule::from_seed(o.seed, o.users) : fault_schedule{.scripted = false},
-                std::mt19937_64(o.seed)},
+        script_(scripted ? drill_script::from_seed(o.seed, o.users) : drill_script{.scripted = false}),
+        slow_(time_, script_.slow_for),
+        outage_(time_, script_.outage_for),
+        revoke_broken_(time_, script_.revoke_broken_for),
+        role_transient_(always(script_.transient_rate, o.seed),
+                        sturdy::chaos_error{make_error_code(service_errc::unavailable)}, demo_time(),
+                        client_sleeper(time_, &call_deadline_)),
+        revoke_fault_(during(revoke_broken_, 1.0, 0), sturdy::chaos_error{make_error_code(service_errc::internal)},
+                      revoke_broken_.time(), client_sleeper(time_, &call_deadline_)),
+        email_slow_(during(slow_, 1.0, 0), sturdy::chaos_latency{250ms}, slow_.time(),
+                    client_sleeper(time_, &call_deadline_)),
+        email_very_slow_(during(slow_, 0.5, o.seed ^ 0x510ULL), sturdy::chaos_latency{1500ms}, slow_.time(),
+                         client_sleeper(time_, &call_deadline_)),
+        email_outage_(during(outage_, 1.0, 0), sturdy::chaos_error{make_error_code(service_errc::unavailable)},
+                      outage_.time(), client_sleeper(time_, &call_deadline_)),
+        email_transient_(always(script_.transient_rate, o.seed ^ 0xe3a1ULL),
+                         sturdy::chaos_error{make_error_code(service_errc::unavailable)}, demo_time(),
+                         client_sleeper(time_, &call_deadline_)),
+        crash_(
+            {.enabled = sturdy::chaos_switch(o.crash_after > 0),
+             .schedule = {sturdy::chaos_window::calls(static_cast<std::uint64_t>(std::max(o.crash_after, 1)),
+                                                      static_cast<std::uint64_t>(std::max(o.crash_after, 1)))},
+             .start = time_point{}},
+            {sturdy::callback<sturdy::result<void>()>([this]() -> sturdy::result<void> { crash_now(); })},
+            demo_time(), client_sleeper(time_, &call_deadline_)),
         role_budget_({.max_tokens = 10, .token_ratio = 0.5}),
         email_budget_({.max_tokens = 10, .token_ratio = 0.5}),
         role_retry_(retry_options(role_budget_), demo_clock(time_), demo_sleeper(time_),
-                    retry_listener{&tl_, "role service"}, shared_random{&jitter_}),
+                    retry_listener{&tl_, "role service", role_events_}, shared_random{&jitter_}),
         email_retry_(retry_options(email_budget_), demo_clock(time_), demo_sleeper(time_),
-                     retry_listener{&tl_, "email API"}, shared_random{&jitter_}),
+                     retry_listener{&tl_, "email API", email_events_}, shared_random{&jitter_}),
         undo_retry_(
             sturdy::retry_options{
                 .max_attempts = 3, .backoff = backoff_t::exponential(200ms, 2s), .retry_if = retry_transient},
-            demo_clock(time_), demo_sleeper(time_), retry_listener{&tl_, "undo"}, shared_random{&jitter_}),
+            demo_clock(time_), demo_sleeper(time_), retry_listener{&tl_, "undo", undo_events_},
+            shared_random{&jitter_}),
         breaker_(sturdy::circuit_breaker_options{.consecutive_failure_threshold = 5,
                                                  .failure_rate_threshold = 0,
                                                  .open_duration = 5s,
@@ -499,51 +628,50 @@ class app {
 
   // ----- the simulated services -------------------------------------------
 
-  // The role service: 30 ms per call; transient 503s; revokes answer 500
-  // while its revoke endpoint is broken. Idempotent: assigning twice is fine.
+  // The role service: 30 ms per call, then its chaos layers: transient 503s
+  // (assign and revoke), and 500s on revoke while the bad deploy's drill
+  // runs. Idempotent: assigning twice is fine.
   sturdy::result<void> assign_role(std::int64_t user) {
     ++tl_.summary.attempts_role;
     sleep(30ms);
-    if (faults_.transient()) return service_errc::unavailable;
-    auto st = db_.prepare("INSERT OR IGNORE INTO user_roles(user_id, role) VALUES (?1, ?2)");
-    st.bind(1, user).bind(2, kRole);
-    return st.run();
+    return role_transient_.execute([&] {
+      auto st = db_.prepare("INSERT OR IGNORE INTO user_roles(user_id, role) VALUES (?1, ?2)");
+      st.bind(1, user).bind(2, kRole);
+      return st.run();
+    });
   }
   sturdy::result<void> revoke_role(std::int64_t user) {
     ++tl_.summary.attempts_role;
     sleep(30ms);
-    if (now() < faults_.revoke_broken_until) return service_errc::internal;
-    if (faults_.transient()) return service_errc::unavailable;
-    auto st = db_.prepare("DELETE FROM user_roles WHERE user_id = ?1 AND role = ?2");
-    st.bind(1, user).bind(2, kRole);
-    return st.run();
+    return sturdy::compose(revoke_fault_, role_transient_).execute([&] {
+      auto st = db_.prepare("DELETE FROM user_roles WHERE user_id = ?1 AND role = ?2");
+      st.bind(1, user).bind(2, kRole);
+      return st.run();
+    });
   }
 
-  // The email API: 50 ms per call, honours an Idempotency-Key (a key it has
-  // seen returns the first receipt and sends nothing). Slow period: 0.3-1.8 s,
-  // and the client gives up after 1 s (the send may still have happened).
+  // The email API: 50 ms per call, then its chaos layers (the slow drill's
+  // latencies, the outage drill's 503s, transient 503s). The client gives
+  // up after 1 s: a call that took that long is a timeout, although the
+  // provider may have sent the email (ambiguous).
   sturdy::result<std::string> send_email(const std::string& key, std::int64_t user, const std::string& to) {
     ++tl_.summary.attempts_email;
-    const time_point t = now();
-    const bool slow = t < faults_.slow_until;
-    duration latency = 50ms;
-    if (slow) latency = std::chrono::milliseconds(300 + static_cast<int>(faults_.gen() % 1500));
-    if (t < faults_.outage_until) {
-      sleep(latency);
-      return service_errc::unavailable;
-    }
-    if (faults_.transient()) {
-      sleep(latency);
-      return service_errc::unavailable;
-    }
-    if (to.ends_with(".invalid")) {
-      sleep(latency);
-      return service_errc::invalid_address;
-    }
-    const bool timed_out = latency > 1s;
-    sleep(timed_out ? duration(1s) : latency);
-    // The provider processes the request whether or not the client waited.
-    // Its check-and-send is atomic (several workers may call it at once).
+    call_deadline_ = now() + 1s;
+    sleep(50ms);
+    auto r = sturdy::compose(email_slow_, email_very_slow_, email_outage_, email_transient_).execute([&] {
+      return provider_send(key, user, to);
+    });
+    if (now() >= call_deadline_) return service_errc::timeout;
+    return r;
+  }
+
+  // What the provider does with a request that reached it. It honours an
+  // Idempotency-Key (a key it has seen returns the first receipt and sends
+  // nothing), and processes the request whether or not the client still
+  // waits. Its check-and-send is atomic (several workers may call it at once).
+  sturdy::result<std::string> provider_send(const std::string& key, std::int64_t user, const std::string& to) {
+    if (to.ends_with(".invalid")) return service_errc::invalid_address;
+    const bool client_gone = now() >= call_deadline_;
     sqlite::transaction tx(db_);
     if (!tx.began()) return std::make_error_code(std::errc::io_error);
     auto find = db_.prepare("SELECT receipt FROM email_provider WHERE idempotency_key = ?1");
@@ -553,7 +681,7 @@ class app {
     if (found && found.value()) receipt = find.column_text(0);
     find.reset();
     if (!receipt.empty()) {
-      if (!timed_out) {
+      if (!client_gone) {
         ++tl_.summary.provider_dedups;
         tl_.say(tl_.who, "provider_dedup",
                 "email API: Idempotency-Key " + key + " seen before: returns " + receipt + ", sends nothing");
@@ -569,7 +697,6 @@ class app {
       ++tl_.summary.emails_sent;
     }
     BOOST_OUTCOME_TRY(tx.commit());
-    if (timed_out) return service_errc::timeout;
     return receipt;
   }
 
@@ -603,10 +730,10 @@ class app {
         saga.add({.name = "assign role", .context = ctx}, [this, id] { return revoke_role(id); }));
 
     if (break_revokes) {
-      faults_.revoke_broken_until = now() + faults_.plan.revoke_broken_for;
+      revoke_broken_.start();
       tl_.say("role-svc", "fault",
               "FAULT: a bad deploy breaks the role service's revoke endpoint for " +
-                  ms(faults_.plan.revoke_broken_for));
+                  ms(revoke_broken_.length()) + " (chaos drill: every revoke 500)");
     }
     auto mail =
         email_pipeline().execute([&] { return send_email("welcome-user-" + std::to_string(id), id, email); });
@@ -736,14 +863,14 @@ class app {
   void deliver(message m, int pickup) {
     const std::string who = user_name(m.user_id);
     tl_.who = who;
-    if (faults_.plan.scripted) trigger_faults(pickup);
+    if (script_.scripted) trigger_drills(pickup);
     ++tl_.summary.deliveries;  // the claim counted it in the outbox
     tl_.say(
         who, "deliver",
         "worker takes message #" + std::to_string(m.id) + " (delivery " + std::to_string(m.deliveries) + ")");
     tl_.last_failure.clear();
     auto r = process(m);
-    if (faults_.plan.scripted && pickup == faults_.plan.duplicate_at) {
+    if (script_.scripted && pickup == script_.duplicate_at) {
       ++tl_.summary.duplicate_deliveries;
       tl_.say(who, "fault",
               "FAULT: the relay delivers message #" + std::to_string(m.id) + " again (at-least-once)");
@@ -909,21 +1036,53 @@ class app {
     return ok;
   }
 
+  // ----- metrics ------------------------------------------------------------
+
+#ifdef ONBOARDING_HAVE_PROMETHEUS
+  // Registers every primitive with shared state, the retry policies' event
+  // counters and the chaos layers; call after open().
+  std::vector<sturdy::prometheus::registration> register_metrics(sturdy::prometheus::exporter& m) {
+    std::vector<sturdy::prometheus::registration> r;
+    r.push_back(m.add(breaker_, {.name = "email-api"}));
+    r.push_back(m.add(role_budget_, {.name = "role-service"}));
+    r.push_back(m.add(email_budget_, {.name = "email-api"}));
+    r.push_back(m.add(role_events_, {.name = "role-service"}));
+    r.push_back(m.add(email_events_, {.name = "email-api"}));
+    r.push_back(m.add(undo_events_, {.name = "undo"}));
+    r.push_back(m.add(cache_, {.name = "messages"}));
+#ifdef ONBOARDING_HAVE_REDIS
+    if (redis_cache_) r.push_back(m.add(*redis_cache_, {.name = "messages", .labels = {{"store", "redis"}}}));
+#endif
+    if (dlq_) r.push_back(m.add(*dlq_, {.name = "onboarding"}));
+    auto fault = [&](const auto& layer, const char* dependency, const char* kind) {
+      r.push_back(m.add(layer, {.name = dependency, .labels = {{"fault", kind}}}));
+    };
+    fault(role_transient_, "role-service", "transient");
+    fault(revoke_fault_, "role-service", "revoke_broken");
+    fault(email_slow_, "email-api", "slow");
+    fault(email_very_slow_, "email-api", "very_slow");
+    fault(email_outage_, "email-api", "outage");
+    fault(email_transient_, "email-api", "transient");
+    fault(crash_, "worker", "crash");
+    return r;
+  }
+#endif
+
   // ----- helpers ----------------------------------------------------------
 
-  time_point faults_end() const {
-    return std::max({faults_.slow_until, faults_.outage_until, faults_.revoke_broken_until});
-  }
+  time_point faults_end() const { return std::max({slow_.ends_at(), outage_.ends_at(), revoke_broken_.ends_at()}); }
+  // The drills are over: their layers are switched off (only the transient
+  // errors remain).
   void heal() {
-    faults_.plan.scripted = false;
-    faults_.slow_until = faults_.outage_until = faults_.revoke_broken_until = time_point{};
+    script_.scripted = false;
+    for (const drill* d : {&slow_, &outage_, &revoke_broken_}) d->stop();
   }
   void sleep(duration d) { (void)demo_sleeper(time_).sleep_for(d, {}); }
   time_point now() const { return time_->now(); }
   timeline& tl() { return tl_; }
   sqlite::database& db() { return db_; }
   sqlite_dead_letter_queue& dlq() { return *dlq_; }
-  const fault_schedule& plan() const { return faults_.plan; }
+  const drill_script& script() const { return script_; }
   double elapsed() const { return seconds(now().time_since_epoch()); }
 
   std::string user_name(std::int64_t id) {
@@ -997,37 +1156,70 @@ class app {
     return 0;
   }
 
-  void trigger_faults(int pickup) {
-    if (pickup == faults_.plan.slow_at) {
-      faults_.slow_until = now() + faults_.plan.slow_for;
+  // The drill script: the drills that start at this pickup.
+  void trigger_drills(int pickup) {
+    if (pickup == script_.slow_at) {
+      slow_.start();
       tl_.say("email-api", "fault",
-              "FAULT: the email API turns slow (0.3-1.8 s per call; clients time out at 1 s) for " +
-                  ms(faults_.plan.slow_for));
+              "FAULT: the email API turns slow for " + ms(slow_.length()) +
+                  " (chaos drill: +250 ms on every call, +1.5 s more on half of them; clients time out at 1 s)");
     }
-    if (pickup == faults_.plan.outage_at) {
-      faults_.outage_until = now() + faults_.plan.outage_for;
+    if (pickup == script_.outage_at) {
+      outage_.start();
       tl_.say("email-api", "fault",
-              "FAULT: the email API goes down (every call 503) for " + ms(faults_.plan.outage_for));
+              "FAULT: the email API goes down for " + ms(outage_.length()) + " (chaos drill: every call 503)");
     }
   }
 
+  // A step boundary of the worker goes through the crash layer: with
+  // --crash-after N, its N-th call is replaced by the process's death.
   void step_boundary(const char* what) {
-    ++steps_;
-    if (opts_.crash_after > 0 && steps_ == opts_.crash_after) {
-      tl_.say(tl_.who, "crash",
-              std::string("CRASH injected after step ") + std::to_string(steps_) + " (" + what +
-                  "): the worker process dies now");
-      tl_.flush();
-      std::fflush(nullptr);
-      _exit(crash_exit_code);
-    }
+    crash_step_ = what;
+    (void)crash_.execute([] { return sturdy::result<void>(sturdy::success()); });
+  }
+  [[noreturn]] void crash_now() {
+    tl_.say(tl_.who, "crash",
+            "CRASH injected after step " + std::to_string(crash_.calls()) + " (" + crash_step_ +
+                "): the worker process dies now");
+    tl_.flush();
+    std::fflush(nullptr);
+    _exit(crash_exit_code);
+  }
+
+  // The demo's own time, as a chaos layer's clock (for the layers of no drill).
+  drill::clock demo_time() const { return {time_, std::make_shared<std::atomic<std::int64_t>>(0)}; }
+  // Chaos options: a layer that is always on, at `rate`; a layer of a drill,
+  // inside the drill's window.
+  static sturdy::chaos_options always(double rate, std::uint64_t seed) {
+    return {.enabled = sturdy::chaos_switch(true), .injection_rate = rate, .seed = seed, .start = time_point{}};
+  }
+  static sturdy::chaos_options during(const drill& d, double rate, std::uint64_t seed) {
+    return {.enabled = d.on(),
+            .schedule = {sturdy::chaos_window::between(duration::zero(), d.length(), rate)},
+            .seed = seed,
+            .start = time_point{}};
   }
 
   run_options opts_;
   std::shared_ptr<time_source> time_;
   timeline tl_;
   std::mt19937_64 jitter_;
-  fault_state faults_;
+  drill_script script_;
+  time_point call_deadline_{};  // the email client's deadline for the call in progress
+  drill slow_;
+  drill outage_;
+  drill revoke_broken_;
+  chaos_t<sturdy::chaos_error> role_transient_;
+  chaos_t<sturdy::chaos_error> revoke_fault_;
+  chaos_t<sturdy::chaos_latency> email_slow_;       // +250 ms on every call
+  chaos_t<sturdy::chaos_latency> email_very_slow_;  // +1.5 s on half of the calls
+  chaos_t<sturdy::chaos_error> email_outage_;
+  chaos_t<sturdy::chaos_error> email_transient_;
+  crash_t crash_;
+  std::string crash_step_;
+  event_counter_t role_events_;
+  event_counter_t email_events_;
+  event_counter_t undo_events_;
   sqlite::database db_;
   sturdy::token_bucket_budget role_budget_;
   sturdy::token_bucket_budget email_budget_;
@@ -1044,7 +1236,57 @@ class app {
   std::string error_;
   std::string failed_step_ = "send welcome email";
   int pickups_ = 0;
-  int steps_ = 0;
+};
+
+// metrics_session: with --metrics-port, serves the app's metrics on
+// 127.0.0.1 while the command runs, and for --linger-seconds after it.
+class metrics_session {
+ public:
+  // Starts serving (no-op without --metrics-port) and prints the URL: on
+  // `out`, or on stderr when `out` carries JSON or nothing.
+  sturdy::result<void> start([[maybe_unused]] app& a, const run_options& o, std::ostream& out) {
+    if (o.metrics_port < 0) return sturdy::success();
+#ifdef ONBOARDING_HAVE_PROMETHEUS
+    std::ostream& say = o.json || o.quiet ? std::cerr : out;
+    const std::string address = "127.0.0.1:" + std::to_string(o.metrics_port);
+    registrations_ = a.register_metrics(exporter_);
+    try {
+      server_ = sturdy::prometheus::serve(exporter_, address);
+    } catch (const std::exception& e) {
+      say << "error: cannot serve metrics on " << address << ": " << e.what() << '\n';
+      return std::make_error_code(std::errc::address_in_use);
+    }
+    const std::vector<int> ports = server_->GetListeningPorts();
+    url_ = "http://127.0.0.1:" + std::to_string(ports.empty() ? o.metrics_port : ports.front()) + "/metrics";
+    say << "metrics: " << url_ << " (Prometheus text format; try: curl -s " << url_ << ")" << std::endl;
+    return sturdy::success();
+#else
+    (void)out;
+    return sturdy::errc::invalid_options;  // main() refuses the flag first
+#endif
+  }
+
+  // After the run: keeps serving for --linger-seconds (real time).
+  void linger(const run_options& o, std::ostream& out) const {
+#ifdef ONBOARDING_HAVE_PROMETHEUS
+    if (!server_ || o.linger_seconds <= 0) return;
+    std::ostream& say = o.json || o.quiet ? std::cerr : out;
+    say << "\nserving metrics at " << url_ << " for " << o.linger_seconds << " s more (Ctrl-C to stop)"
+        << std::endl;
+    std::this_thread::sleep_for(std::chrono::seconds(o.linger_seconds));
+#else
+    (void)o;
+    (void)out;
+#endif
+  }
+
+ private:
+#ifdef ONBOARDING_HAVE_PROMETHEUS
+  sturdy::prometheus::exporter exporter_;
+  std::vector<sturdy::prometheus::registration> registrations_;  // before the server: removed after it stops
+  std::unique_ptr<prometheus::Exposer> server_;
+  std::string url_;
+#endif
 };
 
 const char* const kNames[] = {"alice", "bob",    "carol", "dave",  "erin",   "frank",  "grace", "heidi",
@@ -1205,21 +1447,23 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
   if (o.users < 1 || o.users > 1000) return sturdy::errc::invalid_options;
   app a(o, out, /*scripted=*/true);
   BOOST_OUTCOME_TRY(start_new_run(a, o, out));
+  metrics_session metrics;
+  BOOST_OUTCOME_TRY(metrics.start(a, o, out));
   timeline& tl = a.tl();
-  const fault_schedule& plan = a.plan();
+  const drill_script& plan = a.script();
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "sturdy onboarding demo: seed %" PRIu64 ", %d outbox signups + 3 synchronous, %s, db %s",
                 o.seed, o.users, o.real_time ? "real time" : "virtual time", o.db_path.c_str());
   tl.line(buf);
   tl.line("Flow: create user (SQLite) -> assign role (role service) -> send welcome email (email API)");
-  tl.line("Fault schedule drawn from the seed:");
+  tl.line("Fault schedule drawn from the seed (sturdy chaos layers on every role/email call):");
   std::snprintf(buf, sizeof buf, "  - every role/email call fails transiently with probability %.0f%%",
                 plan.transient_rate * 100);
   tl.line(buf);
   if (plan.slow_at >= 0) {
     tl.line("  - the email API turns slow for " + ms(plan.slow_for) + " from the worker's " +
-            ordinal(plan.slow_at + 1) + " message on");
+            ordinal(plan.slow_at + 1) + " message on (+250 ms per call, +1.5 s more on half of them)");
   }
   tl.line("  - the email API goes down for " + ms(plan.outage_for) + " from the worker's " +
           ordinal(plan.outage_at + 1) + " message on");
@@ -1324,6 +1568,7 @@ sturdy::result<run_summary> run_demo(const run_options& o, std::ostream& out) {
         "  example_onboarding dlq list --db onboarding.db; ... dlq replay ID --db onboarding.db");
   }
   if (o.json) write_json(out, o, a, s);
+  metrics.linger(o, out);
   return s;
 }
 
@@ -1357,6 +1602,8 @@ sturdy::result<worker_report> resume_worker(const run_options& o, std::ostream& 
     out << "error: " << a.error() << '\n';
     return r.error();
   }
+  metrics_session metrics;
+  BOOST_OUTCOME_TRY(metrics.start(a, ro, out));
   a.tl().line("worker " + std::to_string(worker_id()) + " started on " + o.db_path +
               ": draining what is pending in the outbox; idempotency cache: " +
               (a.uses_redis() ? "Redis at " + o.redis + " (shared by every worker on this database)"
@@ -1374,6 +1621,7 @@ sturdy::result<worker_report> resume_worker(const run_options& o, std::ostream& 
                 static_cast<long long>(worker_id()), s.deliveries, s.duplicate_deliveries, s.cache_replays,
                 s.cache_in_progress, s.emails_sent, s.provider_dedups);
   out << buf << std::endl;
+  metrics.linger(ro, out);
   return w;
 }
 

@@ -77,10 +77,21 @@ struct run_options {
   // delivers to it the message another worker claimed last (a duplicate
   // delivery across processes). 0 (default): never.
   int duplicate_every = 0;
+  // Serve this process's metrics (Prometheus text format: its breaker,
+  // retry budgets and retry events, idempotency cache, dead-letter queue and
+  // chaos layers) at http://127.0.0.1:PORT/metrics while it runs; 0 picks a
+  // free port (the URL is printed). -1 (default): off. Needs a build with
+  // prometheus-cpp (`metrics_supported()`).
+  int metrics_port = -1;
+  // With metrics: keep serving this many seconds after the run, so a reader
+  // (or a Prometheus server) can scrape the final state. Default 0.
+  int linger_seconds = 0;
 };
 
 // True when this build has the Redis-backed cache (hiredis was found).
 [[nodiscard]] bool redis_supported() noexcept;
+// True when this build can serve metrics (prometheus-cpp was found).
+[[nodiscard]] bool metrics_supported() noexcept;
 
 // How one signed-up user ended.
 struct user_state {

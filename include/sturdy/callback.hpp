@@ -72,7 +72,11 @@ class callback<R(Args...)> {
              std::is_invocable_r_v<R, const std::decay_t<F>&, Args...>)
   callback(F&& f) {  // NOLINT: implicit, like std::function
     using D = std::decay_t<F>;
-    if constexpr (std::is_pointer_v<D> || std::is_member_pointer_v<D>) {
+    // Only a pointer can be null; a function reference (D is its decayed
+    // pointer) cannot, and GCC 12 at -O3 warns if it is compared
+    // (-Wnonnull-compare).
+    using P = std::remove_cvref_t<F>;
+    if constexpr (std::is_pointer_v<P> || std::is_member_pointer_v<P>) {
       if (f == nullptr) return;
     }
     if constexpr (fits_inline<D>) {

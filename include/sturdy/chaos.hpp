@@ -54,8 +54,10 @@
 // off), injection_rate 0.001 (Polly's), no predicate, no schedule, seed 0,
 // schedule time measured from the policy's construction. Invalid options
 // (a rate outside [0, 1] or NaN, a window with last < first, a negative
-// length or latency) make every call return errc::invalid_options without
-// calling fn, and emit `options_rejected` once.
+// length or latency, an empty error code) make the layer inject nothing: it
+// calls fn and emits `options_rejected` once, when enabled. Chaos never
+// breaks calls on its own account; check `validate()` /
+// `validation_message()` at start-up to catch a misconfigured drill.
 //
 // Compiled out: define STURDY_NO_CHAOS (CMake option of the same name) and
 // every chaos layer calls fn directly; the types stay, so code compiles
@@ -290,6 +292,10 @@ class chaos_policy {
       if (state_->message.empty() && state_->fault.delay < duration::zero()) {
         state_->message = "chaos_latency.delay must be >= 0";
       }
+    } else if constexpr (std::is_same_v<Fault, chaos_error>) {
+      if (state_->message.empty() && !state_->fault.code) {
+        state_->message = "chaos_error.code must be an error (not an empty std::error_code)";
+      }
     }
   }
 
@@ -308,10 +314,13 @@ class chaos_policy {
     state& s = *state_;
     if (STURDY_LIKELY(!s.options.enabled.enabled())) return invoke_wrapped(std::forward<F>(fn));
     if (STURDY_UNLIKELY(!s.message.empty())) {
+      // A misconfigured drill injects nothing: chaos must never break calls
+      // on its own account (a typo in a rate must not fail every call the
+      // moment the game day starts).
       if (!s.reported.exchange(true, std::memory_order_relaxed)) {
         emit(listener_, options_rejected{.primitive = "chaos_policy", .message = s.message});
       }
-      return outcome_traits<R>::from_error(make_error_code(errc::invalid_options));
+      return invoke_wrapped(std::forward<F>(fn));
     }
     const std::uint64_t call = s.calls.fetch_add(1, std::memory_order_relaxed) + 1;
     const duration since = detail::time_between(s.options.start, clock_.now());

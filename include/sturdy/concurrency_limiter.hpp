@@ -475,6 +475,18 @@ class concurrency_limiter {
     return reject(errc::limit_exceeded, p);
   }
 
+  // concurrency_limiter::try_admit()
+  //
+  // `try_acquire` for a driver that will queue when refused: a permit if one
+  // is free and nobody is queued, otherwise nothing (not counted, not
+  // reported: the driver's `enqueue` decides). Never blocks; lock-free.
+  [[nodiscard]] std::optional<permit> try_admit(partition_id p = {}) noexcept {
+    if (STURDY_UNLIKELY(!valid_ || p.index >= parts_)) return std::nullopt;
+    std::uint32_t in_flight = 0;
+    if (STURDY_LIKELY(admit(in_flight))) return make_permit(p.index, in_flight);
+    return std::nullopt;
+  }
+
   // concurrency_limiter::enqueue(node, max_wait, deadline, partition)
   //
   // Admits at once (granted), queues the node (waiting) to be handed a

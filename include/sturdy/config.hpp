@@ -9,6 +9,12 @@
 #ifndef STURDY_CONFIG_HPP_
 #define STURDY_CONFIG_HPP_
 
+// sturdy needs C++20. Said here because pkg-config cannot require a standard
+// (a -std flag in sturdy.pc would override a consumer's newer one).
+#if (defined(_MSVC_LANG) ? _MSVC_LANG : __cplusplus) < 202002L
+#error "sturdy needs C++20 or newer: compile with -std=c++20 (or a later standard, e.g. -std=c++23)."
+#endif
+
 #include <cstddef>
 #include <version>
 

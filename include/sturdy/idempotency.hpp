@@ -75,9 +75,11 @@
 //     make it part of the value (`T` = a response that carries the status).
 //
 // Thread safety: `execute`, `stats` and every store operation may be called
-// from any number of threads at once. The memory store is sharded: each
-// shard is an Abseil `flat_hash_map` behind a `std::mutex`; a lookup hashes
-// the `std::string_view` key once and allocates nothing. Duplicates waiting
+// from any number of threads at once. The memory store is sharded (the
+// `detail::concurrent_map` the registries use): each shard is an Abseil
+// `flat_hash_map` under a reader-writer lock; a replay takes only the read
+// side and writes no cache line another thread's replay writes; a lookup
+// hashes the `std::string_view` key once and allocates nothing. Duplicates waiting
 // for an in-flight key park on their sleeper (no busy-waiting) and are woken
 // by the completion.
 //
@@ -162,7 +164,7 @@ namespace sturdy {
 
 // process_fingerprint(bytes): Abseil's salted hash; in-process use only.
 [[nodiscard]] inline std::uint64_t process_fingerprint(std::string_view bytes) noexcept {
-  return static_cast<std::uint64_t>(detail::idem_hash_key(bytes));
+  return static_cast<std::uint64_t>(detail::map_hash(bytes));
 }
 
 // -----------------------------------------------------------------------------
@@ -363,7 +365,7 @@ struct idempotency_store_stats {
 //
 // What `idempotency_cache` needs from its memory. Every operation is atomic
 // with respect to the others on the same key (the memory store: a shard
-// mutex; Redis: one Lua script per operation, see docs/idempotency.md).
+// lock; Redis: one Lua script per operation, see docs/idempotency.md).
 //
 //   S::value_type                           the stored outcome (copyable)
 //   S::wakes_waiters                        true when begin links waiters and
@@ -408,21 +410,30 @@ inline constexpr bool stores_non_owning<outcome<T>> = non_owning<T>;
 // memory_idempotency_store<V, Clock>
 // -----------------------------------------------------------------------------
 //
-// The in-process store: `options.shards` shards, each an Abseil
-// `flat_hash_map<std::string, entry>` behind a `std::mutex`. Keys are looked
-// up by `std::string_view` with a precomputed hash: no allocation, one hash
-// per call. Bounded by `max_entries` (and `max_bytes`): admitting a key into
-// a full shard evicts with CLOCK. Evictable are completed entries and
-// in-progress entries whose lease ran out (a crashed owner's); a replay sets
-// a completed entry's reference bit. The hand walks on from where it stopped
-// and evicts the first evictable entry whose bit is clear, clearing set bits
-// as it passes (a second chance); an entry past its TTL or lease gets no
-// second chance, but the hand does not search for expired entries first.
-// Live in-progress entries are never evicted; when they alone fill the shard
-// new keys get `errc::capacity_exceeded` at once, without evicting. TTLs are
-// lazy: an expired entry is dropped when it is next looked up or reached by
-// the hand. An owner whose lease-expired entry was evicted gets
-// `stale_token` from `complete`; the cache then re-acquires the key (see
+// The in-process store, on the same `detail::concurrent_map` as the
+// registries: `options.shards` shards, each an Abseil
+// `flat_hash_map<std::string, entry>` under a reader-writer lock whose
+// readers announce themselves in per-thread counters. Keys are looked up by
+// `std::string_view` with a precomputed hash: no allocation, one hash per
+// call. A replay (a completed key, within its TTL, same fingerprint) takes
+// only the read lock: it copies the value out, sets the entry's reference
+// bit (a relaxed atomic, written only when clear) and counts the hit on a
+// per-thread stripe, so replays on several threads write no cache line in
+// common. Everything else (a new, mismatching, expired or in-progress key,
+// linking a waiter, complete, abandon, cancel_wait, eviction) takes the
+// shard's write lock. Bounded by `max_entries` (and `max_bytes`): admitting
+// a key into a full shard evicts with CLOCK. Evictable are completed
+// entries and in-progress entries whose lease ran out (a crashed owner's);
+// a replay sets a completed entry's reference bit. The hand walks on from
+// where it stopped and evicts the first evictable entry whose bit is clear,
+// clearing set bits as it passes (a second chance); an entry past its TTL
+// or lease gets no second chance, but the hand does not search for expired
+// entries first. Live in-progress entries are never evicted; when they
+// alone fill the shard new keys get `errc::capacity_exceeded` at once,
+// without evicting. TTLs are lazy: an expired entry is dropped when it is
+// next looked up or reached by the hand. The clock is read once per call.
+// An owner whose lease-expired entry was evicted gets `stale_token` from
+// `complete`; the cache then re-acquires the key (see
 // `idempotency_completion_refused`).
 //
 // Pinned: not copyable or movable. Thread safety: every member function may be
@@ -433,7 +444,10 @@ class memory_idempotency_store {
                 "An idempotency store keeps its values past the call, so the stored type must own its "
                 "memory: store std::string rather than std::string_view, a container rather than "
                 "std::span, a value rather than a pointer (see sturdy/ownership.hpp).");
-  using shard_type = detail::idem_shard<V, idempotency_waiter>;
+  using ops = detail::idem_shard<V, idempotency_waiter>;
+  using entry = typename ops::entry;
+  using map_type = typename ops::map_type;
+  using shard = typename map_type::shard;
 
  public:
   using value_type = V;
@@ -441,10 +455,10 @@ class memory_idempotency_store {
   static constexpr bool wakes_waiters = true;
   // Bytes charged per entry besides its key (if longer than 15 bytes) and the
   // value's heap bytes.
-  static constexpr std::size_t entry_overhead = shard_type::entry_overhead;
+  static constexpr std::size_t entry_overhead = ops::entry_overhead;
   // The least byte bound per shard (`max_bytes / shards`): one entry with a
   // 255-byte key (the default `idempotency_options::max_key_length`).
-  static constexpr std::size_t min_shard_bytes = entry_overhead + shard_type::key_charge_of(255);
+  static constexpr std::size_t min_shard_bytes = entry_overhead + ops::key_charge_of(255);
 
   // Empty when this store accepts `options`, otherwise a sentence naming the
   // bad field: `options.validation_message()`, plus the byte floor, which
@@ -462,13 +476,12 @@ class memory_idempotency_store {
   [[nodiscard]] std::string_view validation_message() const noexcept { return validation_message(options_); }
 
   explicit memory_idempotency_store(memory_store_options options = {}, Clock clock = Clock())
-      : clock_(std::move(clock)), options_(options), options_ok_(validation_message(options).empty()) {
-    const std::size_t n = options_ok_ ? options_.shards : 1;
-    shards_ = std::make_unique<shard_type[]>(n);
-    mask_ = n - 1;
-    shard_entries_ = options_ok_ ? options_.max_entries / n : 0;
-    shard_bytes_ = options_ok_ ? options_.max_bytes / n : 0;
-  }
+      : clock_(std::move(clock)),
+        options_(options),
+        options_ok_(validation_message(options).empty()),
+        map_(options_ok_ ? options_.shards : 1),
+        shard_entries_(options_ok_ ? options_.max_entries / map_.shard_count() : 0),
+        shard_bytes_(options_ok_ ? options_.max_bytes / map_.shard_count() : 0) {}
   memory_idempotency_store(const memory_idempotency_store&) = delete;
   memory_idempotency_store& operator=(const memory_idempotency_store&) = delete;
 
@@ -476,78 +489,28 @@ class memory_idempotency_store {
   //
   // See `idempotency_store`. `waiter`, when not null and the answer is
   // `in_progress`, is linked to the entry and woken when its state changes.
+  // A replay takes the shard's read lock only; every other answer its write
+  // lock.
   [[nodiscard]] result<begin_outcome<V>> begin(std::string_view key, std::uint64_t fingerprint,
                                                duration lease, idempotency_waiter* waiter = nullptr) {
     if (STURDY_UNLIKELY(!options_ok_ || lease <= duration::zero())) return errc::invalid_options;
-    const std::size_t hash = detail::idem_hash_key(key);
-    shard_type& s = shard_for(hash);
+    const detail::map_key k{key, map_type::hash(key)};
     const time_point now = clock_.now();
     begin_outcome<V> out;
-    std::lock_guard lock(s.mu);
-    auto it = s.map.find(detail::idem_lookup{key, hash});
-    if (STURDY_LIKELY(it != s.map.end())) {
-      auto& e = it->second;
-      if (e.state == detail::idem_state::completed) {
-        if (STURDY_LIKELY(now < e.deadline)) {
-          if (STURDY_UNLIKELY(e.fingerprint != fingerprint)) {
-            ++s.mismatches;
-            out.status = begin_status::mismatch;
-            return out;
-          }
-          ++s.hits;
-          e.referenced = true;
-          out.status = begin_status::completed;
-          out.value.emplace(*e.value);
-          return out;
-        }
-        // Past its TTL: the key is absent again; reuse the slot.
-        ++s.expirations;
-        ++s.misses;
-        const std::size_t value_bytes = e.charge - entry_overhead - shard_type::key_charge(key);
-        e.charge -= value_bytes;
-        s.bytes -= value_bytes;
-        e.value.reset();
-        acquire(s, e, fingerprint, now, lease, false, out);
-        return out;
+    bool replayed = false;
+    (void)map_.find(k, [&](const entry& e) {
+      if (e.state == detail::idem_state::completed && now < e.deadline && e.fingerprint == fingerprint) {
+        hits_.add();
+        e.referenced.store_if_changed(true);
+        out.value.emplace(*e.value);  // may throw: the read lock is released
+        replayed = true;
       }
-      // In progress, lease live or not: the key stays bound to the payload it
-      // was begun with, so another payload is refused even after the lease ran
-      // out (it must not take over and run: IETF 422).
-      if (e.fingerprint != fingerprint) {
-        ++s.mismatches;
-        out.status = begin_status::mismatch;
-        return out;
-      }
-      if (now < e.deadline) {
-        if (waiter != nullptr) s.link(e, *waiter);
-        out.status = begin_status::in_progress;
-        out.lease_remaining = detail::time_between(now, e.deadline);
-        return out;
-      }
-      // The owner's lease ran out: take over with a newer token. Parked
-      // waiters stay parked; the new owner's completion wakes them.
-      ++s.takeovers;
-      acquire(s, e, fingerprint, now, lease, true, out);
-      out.took_over = true;
+    });
+    if (STURDY_LIKELY(replayed)) {
+      out.status = begin_status::completed;
       return out;
     }
-    const std::size_t charge = entry_overhead + shard_type::key_charge(key);
-    // An entry larger than the whole shard can never fit: refuse it before
-    // evicting anything (a key longer than the store was sized for).
-    if (STURDY_UNLIKELY(shard_bytes_ != 0 && charge > shard_bytes_)) return errc::capacity_exceeded;
-    if (!s.make_room(now, shard_entries_, shard_bytes_, charge, out.evicted)) return errc::capacity_exceeded;
-    auto& e = s.map
-                  .lazy_emplace(detail::idem_lookup{key, hash},
-                                [&](const auto& ctor) {
-                                  ctor(std::piecewise_construct, std::forward_as_tuple(key),
-                                       std::forward_as_tuple());
-                                })
-                  ->second;
-    e.charge = charge;
-    s.bytes += charge;
-    ++s.misses;
-    acquire(s, e, fingerprint, now, lease, false, out);
-    return out;
+    return begin_slow(k, fingerprint, now, lease, waiter);
   }
 
   // memory_idempotency_store::complete()
@@ -555,25 +518,25 @@ class memory_idempotency_store {
   // Stores `value` for `ttl` if `token` still owns the key; wakes waiters.
   [[nodiscard]] result<void> complete(std::string_view key, fencing_token token, V value, duration ttl) {
     if (STURDY_UNLIKELY(!options_ok_ || ttl <= duration::zero())) return errc::invalid_options;
-    const std::size_t hash = detail::idem_hash_key(key);
-    shard_type& s = shard_for(hash);
+    const detail::map_key k{key, map_type::hash(key)};
     const time_point now = clock_.now();
-    std::lock_guard lock(s.mu);
-    auto it = s.map.find(detail::idem_lookup{key, hash});
-    if (it == s.map.end() || it->second.state != detail::idem_state::in_progress ||
-        it->second.token != token.value) {
-      return errc::stale_token;
-    }
-    auto& e = it->second;
-    e.value.emplace(std::move(value));
-    s.unpin(e);
-    const std::size_t value_bytes = detail::heap_bytes(*e.value);
-    e.charge += value_bytes;
-    s.bytes += value_bytes;
-    e.deadline = detail::saturating_add(now, ttl);
-    e.referenced = false;
-    shard_type::wake_all(e);
-    return success();
+    return map_.write(k.hash, [&](shard& s) -> result<void> {
+      auto it = s.table.find(k);
+      if (it == s.table.end() || it->second.state != detail::idem_state::in_progress ||
+          it->second.token != token.value) {
+        return errc::stale_token;
+      }
+      auto& e = it->second;
+      e.value.emplace(std::move(value));
+      ops::unpin(s.state, e);
+      const std::size_t value_bytes = detail::heap_bytes(*e.value);
+      e.charge += value_bytes;
+      s.state.bytes += value_bytes;
+      e.deadline = detail::saturating_add(now, ttl);
+      e.referenced.store(false);
+      ops::wake_all(e);
+      return success();
+    });
   }
 
   // memory_idempotency_store::abandon()
@@ -581,46 +544,44 @@ class memory_idempotency_store {
   // Releases the key (the next begin acquires it) if `token` still owns it.
   [[nodiscard]] result<void> abandon(std::string_view key, fencing_token token) {
     if (STURDY_UNLIKELY(!options_ok_)) return errc::invalid_options;
-    const std::size_t hash = detail::idem_hash_key(key);
-    shard_type& s = shard_for(hash);
-    std::lock_guard lock(s.mu);
-    auto it = s.map.find(detail::idem_lookup{key, hash});
-    if (it == s.map.end() || it->second.state != detail::idem_state::in_progress ||
-        it->second.token != token.value) {
-      return errc::stale_token;
-    }
-    s.erase(it);
-    return success();
+    const detail::map_key k{key, map_type::hash(key)};
+    return map_.write(k.hash, [&](shard& s) -> result<void> {
+      auto it = s.table.find(k);
+      if (it == s.table.end() || it->second.state != detail::idem_state::in_progress ||
+          it->second.token != token.value) {
+        return errc::stale_token;
+      }
+      ops::erase(s, it);
+      return success();
+    });
   }
 
   // memory_idempotency_store::cancel_wait()
   //
   // Unlinks `waiter` if the store has not already woken it.
   void cancel_wait(std::string_view key, idempotency_waiter& waiter) noexcept {
-    const std::size_t hash = detail::idem_hash_key(key);
-    shard_type& s = shard_for(hash);
-    std::lock_guard lock(s.mu);
-    s.unlink(key, hash, waiter);
+    const detail::map_key k{key, map_type::hash(key)};
+    map_.write(k.hash, [&](shard& s) noexcept { ops::unlink(s, k, waiter); });
   }
 
   // memory_idempotency_store::stats()
   //
-  // Sums the shards' counters (each read under its shard's lock; the total
-  // is not one atomic snapshot).
+  // Sums the shards' counters (each read under its shard's read lock) and
+  // the hit stripes; the total is not one atomic snapshot.
   [[nodiscard]] idempotency_store_stats stats() const {
     idempotency_store_stats out;
-    for (std::size_t i = 0; i <= mask_; ++i) {
-      shard_type& s = shards_[i];
-      std::lock_guard lock(s.mu);
-      out.hits += s.hits;
-      out.misses += s.misses;
-      out.mismatches += s.mismatches;
-      out.evictions += s.evictions;
-      out.takeovers += s.takeovers;
-      out.expirations += s.expirations;
-      out.entries += s.map.size();
-      out.bytes += s.bytes;
+    for (std::size_t i = 0; i < map_.shard_count(); ++i) {
+      map_.read_shard(i, [&](const shard& s) {
+        out.misses += s.state.misses;
+        out.mismatches += s.state.mismatches;
+        out.evictions += s.state.evictions;
+        out.takeovers += s.state.takeovers;
+        out.expirations += s.state.expirations;
+        out.entries += s.table.size();
+        out.bytes += s.state.bytes;
+      });
     }
+    out.hits = hits_.sum();
     return out;
   }
 
@@ -629,11 +590,11 @@ class memory_idempotency_store {
   // Approximate bytes held: every shard table's slots and control bytes at
   // their current capacity, plus keys' and values' heap bytes.
   [[nodiscard]] std::size_t memory_usage() const {
-    std::size_t total = sizeof(*this) + (mask_ + 1) * sizeof(shard_type);
-    for (std::size_t i = 0; i <= mask_; ++i) {
-      shard_type& s = shards_[i];
-      std::lock_guard lock(s.mu);
-      total += s.map.capacity() * entry_overhead + (s.bytes - s.map.size() * entry_overhead);
+    std::size_t total = sizeof(*this) + map_.shard_count() * sizeof(shard);
+    for (std::size_t i = 0; i < map_.shard_count(); ++i) {
+      total += map_.read_shard(i, [](const shard& s) {
+        return s.table.capacity() * entry_overhead + (s.state.bytes - s.table.size() * entry_overhead);
+      });
     }
     return total;
   }
@@ -641,17 +602,96 @@ class memory_idempotency_store {
   [[nodiscard]] const memory_store_options& options() const noexcept { return options_; }
 
  private:
-  shard_type& shard_for(std::size_t hash) const noexcept {
-    // The top bits pick the shard; Abseil's table probes with the low bits.
-    return shards_[(hash >> (std::numeric_limits<std::size_t>::digits - 10)) & mask_];
+  // Kept out of line so that begin()'s replay path stays small enough to
+  // be inlined with the table lookup.
+  [[gnu::noinline]] result<begin_outcome<V>> begin_slow(detail::map_key k, std::uint64_t fingerprint,
+                                                        time_point now, duration lease,
+                                                        idempotency_waiter* waiter) {
+    begin_outcome<V> out;
+    const bool admitted = map_.write(
+        k.hash, [&](shard& s) { return begin_locked(s, k, fingerprint, now, lease, waiter, out); });
+    if (STURDY_UNLIKELY(!admitted)) return errc::capacity_exceeded;
+    return out;
   }
 
-  static void acquire(shard_type& s, typename shard_type::entry& e, std::uint64_t fingerprint, time_point now,
+  // begin() under the write lock: every case but a replay that found its
+  // entry under the read lock (which may also end here, when the entry
+  // changed in between). False: no room (capacity_exceeded).
+  bool begin_locked(shard& s, detail::map_key k, std::uint64_t fingerprint, time_point now, duration lease,
+                    idempotency_waiter* waiter, begin_outcome<V>& out) {
+    detail::idem_shard_state& st = s.state;
+    auto it = s.table.find(k);
+    if (STURDY_LIKELY(it != s.table.end())) {
+      auto& e = it->second;
+      if (e.state == detail::idem_state::completed) {
+        if (STURDY_LIKELY(now < e.deadline)) {
+          if (STURDY_UNLIKELY(e.fingerprint != fingerprint)) {
+            ++st.mismatches;
+            out.status = begin_status::mismatch;
+            return true;
+          }
+          hits_.add();
+          e.referenced.store(true);
+          out.status = begin_status::completed;
+          out.value.emplace(*e.value);
+          return true;
+        }
+        // Past its TTL: the key is absent again; reuse the slot.
+        ++st.expirations;
+        ++st.misses;
+        const std::size_t value_bytes = e.charge - entry_overhead - ops::key_charge_of(k.key.size());
+        e.charge -= value_bytes;
+        st.bytes -= value_bytes;
+        e.value.reset();
+        acquire(st, e, fingerprint, now, lease, false, out);
+        return true;
+      }
+      // In progress, lease live or not: the key stays bound to the payload it
+      // was begun with, so another payload is refused even after the lease ran
+      // out (it must not take over and run: IETF 422).
+      if (e.fingerprint != fingerprint) {
+        ++st.mismatches;
+        out.status = begin_status::mismatch;
+        return true;
+      }
+      if (now < e.deadline) {
+        if (waiter != nullptr) ops::link(e, *waiter);
+        out.status = begin_status::in_progress;
+        out.lease_remaining = detail::time_between(now, e.deadline);
+        return true;
+      }
+      // The owner's lease ran out: take over with a newer token. Parked
+      // waiters stay parked; the new owner's completion wakes them.
+      ++st.takeovers;
+      acquire(st, e, fingerprint, now, lease, true, out);
+      out.took_over = true;
+      return true;
+    }
+    const std::size_t charge = entry_overhead + ops::key_charge_of(k.key.size());
+    // An entry larger than the whole shard can never fit: refuse it before
+    // evicting anything (a key longer than the store was sized for).
+    if (STURDY_UNLIKELY(shard_bytes_ != 0 && charge > shard_bytes_)) return false;
+    if (!ops::make_room(s, now, shard_entries_, shard_bytes_, charge, out.evicted)) return false;
+    auto& e = s.table
+                  .lazy_emplace(k,
+                                [&](const auto& ctor) {
+                                  ctor(std::piecewise_construct, std::forward_as_tuple(k.key),
+                                       std::forward_as_tuple());
+                                })
+                  ->second;
+    e.charge = charge;
+    st.bytes += charge;
+    ++st.misses;
+    acquire(st, e, fingerprint, now, lease, false, out);
+    return true;
+  }
+
+  static void acquire(detail::idem_shard_state& st, entry& e, std::uint64_t fingerprint, time_point now,
                       duration lease, bool takeover, begin_outcome<V>& out) noexcept {
-    s.pin(e, detail::saturating_add(now, lease), takeover);
-    e.token = ++s.next_token;
+    ops::pin(st, e, detail::saturating_add(now, lease), takeover);
+    e.token = ++st.next_token;
     e.fingerprint = fingerprint;
-    e.referenced = false;
+    e.referenced.store(false);
     out.status = begin_status::acquired;
     out.token = fencing_token{e.token};
   }
@@ -659,10 +699,10 @@ class memory_idempotency_store {
   STURDY_NO_UNIQUE_ADDRESS Clock clock_;
   memory_store_options options_;
   bool options_ok_;
-  std::size_t mask_ = 0;
+  map_type map_;
   std::size_t shard_entries_ = 0;
   std::size_t shard_bytes_ = 0;
-  std::unique_ptr<shard_type[]> shards_;
+  detail::striped_counter hits_;
 };
 
 static_assert(idempotency_store<memory_idempotency_store<outcome<int>>>);

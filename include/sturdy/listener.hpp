@@ -17,7 +17,7 @@
 //
 //   struct log_listener {
 //     void operator()(const sturdy::breaker_state_changed& e) const {
-//       std::printf("breaker: %s -> %s\n", to_string(e.from), to_string(e.to));
+//       std::cerr << "breaker: " << to_string(e.from) << " -> " << to_string(e.to) << "\n";
 //     }
 //     void operator()(const auto&) const {}  // everything else
 //   };

@@ -310,6 +310,13 @@ namespace detail {
 //
 // Pinned: not copyable or movable; share it by reference (`compose` holds an
 // lvalue limiter by reference).
+// What `rate_limiter::reserve` decided: the decision (admitted: the turn is
+// reserved) and how long until that turn (0: admitted now).
+struct rate_limit_reservation {
+  rate_limit_decision decision;
+  duration wait{};
+};
+
 template <clock_source Clock = steady_clock_source, sleeper Sleeper = thread_sleeper,
           class Listener = null_listener>
 class rate_limiter final {
@@ -382,7 +389,9 @@ class rate_limiter final {
   // without reserving or sleeping: rate_limited (the turn is more than
   // max_wait away; retry_after says when the request would be admitted at
   // once), deadline_exceeded (the turn is after the deadline),
-  // exceeds_burst, cancelled (stop already requested), invalid_options.
+  // exceeds_burst, cancelled (stop already requested), invalid_options;
+  // deadline_exceeded at once when `deadline` is not after now (even with a
+  // free turn). A negative `max_wait` means "do not wait", like zero.
   // A stop request while sleeping returns cancelled and gives the
   // reservation back when no later request has reserved after it (then the
   // limiter is as if it had never been made); otherwise the turn is
@@ -393,7 +402,47 @@ class rate_limiter final {
     if (STURDY_UNLIKELY(invalid_)) return reject_invalid(n);
     if (stop.stop_requested())
       return reject(detail::refusal(rate_limit_reason::cancelled, options_.burst, n), n);
+    const rate_limit_reservation r = reserve(n, max_wait, deadline);
+    if (!r.decision.allowed || r.wait == duration::zero()) return r.decision;
+    // Our turn is r.wait away: sleep, giving the reservation back if stopped
+    // (or if the sleeper throws).
+    rate_limit_decision d = r.decision;
+    bool slept = false;
+    try {
+      slept = sleeper_.sleep_for(r.wait, stop);
+    } catch (...) {
+      (void)give_back(d);
+      throw;
+    }
+    if (!slept) {
+      (void)give_back(d);
+      d.allowed = false;
+      d.ticket = 0;
+      d.reason = rate_limit_reason::cancelled;
+      d.retry_after = duration::zero();
+      return reject(d, n);
+    }
+    d.waited = r.wait;
+    return d;
+  }
+
+  // rate_limiter::reserve()
+  //
+  // The decision core of `acquire`, without the sleep: reserves the
+  // earliest turn within `max_wait` and `deadline` and says how far away it
+  // is (`wait`; 0 when admitted at once). A driver (the blocking `acquire`,
+  // sturdy/asio/admission.hpp's timer) waits `wait` and gives the decision
+  // back with `give_back` if its caller gives up first. Refusals are as for
+  // `acquire` (never `cancelled`: stop requests are the driver's).
+  [[nodiscard]] rate_limit_reservation reserve(std::uint64_t n = 1, duration max_wait = duration::max(),
+                                               time_point deadline = time_point::max()) {
+    if (STURDY_UNLIKELY(invalid_)) return {reject_invalid(n), duration::zero()};
     const time_point now = clock_.now();
+    // A deadline already reached is refused even when a turn is free, as the
+    // concurrency limiter and the timeout policy do: the caller gave up.
+    if (deadline != time_point::max() && deadline <= now) {
+      return {reject(detail::refusal(rate_limit_reason::deadline_exceeded, options_.burst, n), n), duration::zero()};
+    }
     const std::uint64_t t = detail::to_biased(now);
     const duration to_deadline = detail::time_between(now, deadline);
     const bool deadline_binds = to_deadline < max_wait;
@@ -415,31 +464,12 @@ class rate_limiter final {
       if (turn <= max_wait) {
         rate_limit_decision d = detail::to_decision(o, options_.burst, n);
         d.reason = rate_limit_reason::deadline_exceeded;
-        return reject(d, n);
+        return {reject(d, n), duration::zero()};
       }
     }
     if (o.verdict != detail::gcra_verdict::admitted || o.wait == duration::zero() || n == 0)
-      return finish(o, n);
-    // Our turn is o.wait away: sleep, giving the reservation back if stopped
-    // (or if the sleeper throws).
-    rate_limit_decision d = detail::to_decision(o, options_.burst, n);
-    bool slept = false;
-    try {
-      slept = sleeper_.sleep_for(o.wait, stop);
-    } catch (...) {
-      (void)give_back(d);
-      throw;
-    }
-    if (!slept) {
-      (void)give_back(d);
-      d.allowed = false;
-      d.ticket = 0;
-      d.reason = rate_limit_reason::cancelled;
-      d.retry_after = duration::zero();
-      return reject(d, n);
-    }
-    d.waited = o.wait;
-    return d;
+      return {finish(o, n), duration::zero()};
+    return {detail::to_decision(o, options_.burst, n), o.wait};
   }
 
   // rate_limiter::execute()

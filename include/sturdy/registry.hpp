@@ -130,12 +130,14 @@ template <clock_source C, class L>
 }
 
 // The rate limiter's quiescence: a full bucket behaves exactly like a fresh
-// limiter (quiescent); otherwise busy (its debt would be forgotten, so it
-// is evicted only after registry_options::idle_timeout, by which time a
-// bucket refills anyway unless the period is longer than that).
+// limiter (quiescent); a bucket in debt is pinned, never evicted, not even
+// after registry_options::idle_timeout: a rebuilt limiter would start full
+// and hand the tenant a fresh quota. The debt pays itself off with time
+// (after the decision's reset_after the bucket is full again), so an idle
+// limiter becomes quiescent on its own and is evicted by a later sweep.
 template <clock_source C, sleeper S, class L>
 [[nodiscard]] quiescence sturdy_quiescence(const rate_limiter<C, S, L>& r, time_point now) noexcept {
-  return r.quiescent_at(now) ? quiescence::quiescent : quiescence::busy;
+  return r.quiescent_at(now) ? quiescence::quiescent : quiescence::pinned;
 }
 
 // The concurrency limiter's quiescence: pinned while a permit is out or a
@@ -250,17 +252,6 @@ inline constexpr bool registry_can_build = [] {
     return std::constructible_from<P, Options, Clock> || std::constructible_from<P, Options>;
   }
 }();
-
-template <class P>
-[[nodiscard]] std::size_t primitive_heap_bytes(const P& p) noexcept {
-  if constexpr (requires {
-                  { sturdy_heap_bytes(p) } -> std::convertible_to<std::size_t>;
-                }) {
-    return sturdy_heap_bytes(p);
-  } else {
-    return 0;
-  }
-}
 
 // A primitive whose calls (permits) may outlive every handle to it.
 template <class P>
@@ -677,8 +668,8 @@ class registry {
 
   result<handle> create(std::string_view key, std::size_t h) {
     handle fresh = build(key, false);  // outside the lock; may throw
-    const std::size_t charge = entry_overhead + map_type::key_heap_bytes(key.size()) +
-                               detail::primitive_heap_bytes(fresh.n_->value);
+    const std::size_t charge =
+        entry_overhead + map_type::key_heap_bytes(key.size()) + detail::heap_bytes(fresh.n_->value);
     const time_point now = clock_.now();
     fresh.n_->charge = charge;
     fresh.n_->last_use.store(now.time_since_epoch().count());

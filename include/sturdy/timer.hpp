@@ -69,7 +69,10 @@ namespace sturdy {
 // Aggregate; fill with designated initializers.
 struct timer_service_options {
   // The wheel's tick: timers fire at tick boundaries, never before their
-  // deadline. Default 1 ms. Must be > 0 (1 ns works: the manual timer uses it).
+  // deadline. Default 1 ms. Must be > 0, and >= 1 us when the service runs
+  // its own thread (1 ns works without one: the manual timer uses it). A
+  // resolution near duration::max() is valid: timers then fire only at
+  // ticks that far apart, i.e. practically never.
   duration resolution = std::chrono::milliseconds(1);
   // Number of wheels; each thread uses one. 0 (the default) means the next
   // power of two >= max(4, std::thread::hardware_concurrency()), at most 64.
@@ -84,6 +87,10 @@ struct timer_service_options {
 
   [[nodiscard]] constexpr std::string_view validation_message() const noexcept {
     if (resolution <= duration::zero()) return "timer_service_options.resolution must be > 0";
+    if (start_thread && resolution < std::chrono::microseconds(1)) {
+      return "timer_service_options.resolution must be >= 1 us for a service with its own thread "
+             "(a finer tick would keep the thread spinning; the manual timer, without a thread, uses 1 ns)";
+    }
     if (shards > 1024 || (shards & (shards - 1)) != 0) {
       return "timer_service_options.shards must be 0 (automatic) or a power of two <= 1024";
     }
@@ -269,11 +276,16 @@ class timer_service {
         idle = 0;
         continue;
       }
+      // Sleep to the next tick boundary, in chunks of at most an hour: with
+      // a resolution near duration::max() neither `(ns % r) + r` nor the
+      // condition variable's `now + wait` may overflow.
       const std::int64_t r = options_.resolution.count();
       const std::int64_t ns = clock_.now().time_since_epoch().count();
-      const std::int64_t into = ((ns % r) + r) % r;
+      std::int64_t into = ns % r;
+      if (into < 0) into += r;
+      const duration to_tick(r - into);
       lock.lock();
-      cv_.wait_for(lock, duration(r - into), [&] { return stop_; });
+      cv_.wait_for(lock, std::min<duration>(to_tick, std::chrono::hours(1)), [&] { return stop_; });
     }
   }
 

@@ -4,8 +4,8 @@
 // -----------------------------------------------------------------------------
 //
 // `detail::concurrent_map<V, ShardState>`: the one sharded, string-keyed map
-// under every keyed structure of sturdy (the registries; the idempotency
-// memory store is meant to move onto it). Lookups scale with threads: a
+// under every keyed structure of sturdy (the registries and the idempotency
+// memory store). Lookups scale with threads: a
 // lookup writes no cache line that another thread's lookup writes.
 //
 // How:
@@ -37,15 +37,15 @@
 // insert costs O(thread slots) cache transfers; `thread_slots` trades lookup
 // scaling for insert cost (1 = a classic shared counter per shard).
 //
-// Users: `sturdy::registry` (values: reference-counted handles). The
-// idempotency memory store is meant to move here: its entry becomes the V
-// (the CLOCK bit a `relaxed_atomic<bool>`, the rest written only under the
-// write lock), its per-shard counters and lease bookkeeping the ShardState,
-// its hit counter a `striped_counter`; a replay is `find` (state, TTL and
-// fingerprint checked and the value copied out under the read lock), every
-// other path (`begin` on a miss, a mismatch or an in-progress key, complete,
-// abandon, waiter linking) is `write`, and its CLOCK sweep is `evict_one`
-// with its own `evictable` test.
+// Users: `sturdy::registry` (values: reference-counted handles) and
+// `sturdy::memory_idempotency_store` (detail/idempotency_shard.hpp): its entry
+// is the V (the CLOCK bit a `relaxed_atomic<bool>`, the rest written only
+// under the write lock), its per-shard counters and lease bookkeeping the
+// ShardState, its hit counter a `striped_counter`; a replay is `find` (state,
+// TTL and fingerprint checked and the value copied out under the read lock),
+// every other path (`begin` on a miss, a mismatch or an in-progress key,
+// complete, abandon, waiter linking) is `write`, and its CLOCK sweep is
+// `evict_one` with its own test.
 //
 // Rules for callers: visitors run under the shard lock and must not call
 // back into the same map (the lock is not reentrant; a nested read could
@@ -61,6 +61,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -176,6 +177,39 @@ inline void cpu_relax() noexcept {
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
   __builtin_ia32_pause();
 #endif
+}
+
+// heap_bytes(v): the bytes a stored value owns on the heap, for byte
+// bounds. A type can answer through ADL's `sturdy_heap_bytes(const T&)`;
+// strings and contiguous containers of trivially copyable elements report
+// their capacity, Outcome/optional wrappers what they hold; anything else
+// counts 0 (only its inline size is charged).
+template <class T>
+[[nodiscard]] std::size_t heap_bytes(const T& v) noexcept {
+  if constexpr (requires {
+                  { sturdy_heap_bytes(v) } -> std::convertible_to<std::size_t>;
+                }) {
+    return sturdy_heap_bytes(v);
+  } else if constexpr (requires {
+                         v.has_value();
+                         v.assume_value();
+                       }) {
+    if constexpr (requires { typename T::value_type; } && !std::is_void_v<typename T::value_type>) {
+      return v.has_value() ? heap_bytes(v.assume_value()) : 0;
+    } else {
+      return 0;
+    }
+  } else if constexpr (requires {
+                         typename T::value_type;
+                         v.capacity();
+                         v.data();
+                       }) {
+    return std::is_trivially_copyable_v<typename T::value_type>
+               ? v.capacity() * sizeof(typename T::value_type)
+               : 0;
+  } else {
+    return 0;
+  }
 }
 
 struct empty_shard_state {};
