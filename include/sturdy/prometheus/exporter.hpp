@@ -193,7 +193,7 @@ enum class counted : std::uint8_t {
 // A copyable listener handle: pass it as a primitive's Listener and register
 // it with the exporter. Copies share the counters. Counting is one relaxed
 // increment on the calling thread's stripe (no shared cache line between
-// threads up to `stripes` threads); reading sums the stripes.
+// threads up to 16 threads); reading sums the stripes.
 class event_counter {
   static constexpr std::size_t slots = static_cast<std::size_t>(counted::count_);
   struct alignas(sturdy::detail::counter_stripe_size) stripe {
@@ -201,9 +201,9 @@ class event_counter {
   };
 
  public:
-  // `stripes` must be a power of two; default 16.
-  explicit event_counter(std::uint32_t stripes = 16)
-      : state_(std::make_shared<state>(std::bit_ceil(stripes == 0 ? 1u : stripes))) {}
+  // 16 stripes: up to 16 threads count without sharing a cache line; more
+  // threads share stripes (still exact, only slower).
+  event_counter() : state_(std::make_shared<state>(16)) {}
 
   void count(counted c) const noexcept {
     state& s = *state_;
