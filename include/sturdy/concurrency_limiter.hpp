@@ -58,6 +58,11 @@
 // limit updates take one internal `std::mutex`. No background thread: the
 // limit changes on the releasing thread.
 //
+// Waiting: on steady_clock_source and coarse_steady_clock_source a waiter
+// wakes when its time runs out (the coarse clock: within one tick after);
+// on any other clock (sturdy::clock_ref, a wall clock) it re-reads the clock
+// every 10 ms at most.
+//
 // Testing: use `sturdy::testing::manual_clock`; a waiter then checks its
 // deadline only when woken, so advance the clock and call
 // `recheck_waiters()`. Cancellation through `std::stop_token` needs no time.
@@ -67,6 +72,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -78,6 +84,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -86,6 +93,7 @@
 #include "sturdy/clock.hpp"
 #include "sturdy/config.hpp"
 #include "sturdy/context.hpp"
+#include "sturdy/detail/breaker_word.hpp"
 #include "sturdy/detail/invoke_captured.hpp"
 #include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
@@ -94,6 +102,11 @@
 #include "sturdy/outcome.hpp"
 
 namespace sturdy {
+
+namespace testing {
+class manual_clock;  // sturdy/testing/manual_clock.hpp
+class manual_timer;  // sturdy/testing/manual_timer.hpp
+}  // namespace testing
 
 // Which waiter gets a released permit: the oldest (fifo) or the newest
 // (lifo: serves the freshest requests under overload, whose callers are
@@ -207,7 +220,9 @@ struct concurrency_limiter_metrics {
   std::uint64_t timed_out = 0;  // waiters whose max_wait or deadline ran out
   std::uint64_t cancelled = 0;  // waiters (or callers) that stopped
   std::uint64_t dropped = 0;    // permits reported dropped
-  std::uint64_t samples = 0;    // samples fed to the algorithm (success + dropped)
+  std::uint64_t samples = 0;    // samples fed to the algorithm (success + dropped; 0 for fixed_limit)
+  std::uint64_t completed = 0;  // permits reported success or dropped, whatever the algorithm
+  std::uint64_t ignored = 0;    // permits reported ignored or destroyed unreported
 };
 
 // limiter_waiter
@@ -257,7 +272,10 @@ enum class wait_status : std::uint8_t {
 //
 // The right to run one call. Move-only; report the outcome once with
 // `record_*` (later reports do nothing). Destroyed unreported, it is
-// released as `ignored` (no sample). Must not outlive its limiter.
+// released as `ignored` (no sample). Must not outlive its limiter. A limiter
+// in a sturdy::registry is kept while it has permits out (neither evicted
+// nor erased), so a permit taken through a temporary handle stays valid
+// while the entry is in the registry (see sturdy/registry.hpp).
 template <class Limiter>
 class limiter_permit {
  public:
@@ -309,24 +327,93 @@ class limiter_permit {
 
 namespace detail {
 
-// The blocking driver's wait: until woken, or until `until` on clocks that
-// can wait for their own time (steady_clock_source, or a clock with
-// `wait_until(cv, lock, t)`). Other clocks (manual_clock) wait until woken.
+// Clocks the blocking driver only waits on until woken: their time moves
+// when a test says so, and the test calls `recheck_waiters()`.
+template <class Clock>
+inline constexpr bool limiter_test_clock =
+    std::is_same_v<Clock, testing::manual_clock> || std::is_same_v<Clock, testing::manual_timer>;
+
+// Clocks whose time points are std::chrono::steady_clock's (same epoch,
+// same rate): the driver waits on the steady clock for their deadlines.
+template <class Clock>
+inline constexpr bool limiter_steady_epoch_clock =
+    std::is_same_v<Clock, steady_clock_source> || std::is_same_v<Clock, coarse_steady_clock_source>;
+
+// Real-time slice after which a waiter on a clock of unknown epoch re-reads
+// it (sturdy::clock_ref, a wall clock, a user's clock).
+inline constexpr duration limiter_wait_slice = std::chrono::milliseconds(10);
+
+// The blocking driver's wait: until woken, or until `until` (the caller
+// re-checks the clock after every return):
+//   - a clock with `wait_until(cv, lock, t)` waits for its own time;
+//   - steady_clock_source and coarse_steady_clock_source: a timed wait on
+//     the steady clock, for the coarse clock until `until` plus its
+//     resolution (it lags the steady clock by less than that, so it has
+//     passed `until` when the wait returns; no spinning through the lag);
+//   - testing::manual_clock / manual_timer: until woken (`recheck_waiters()`);
+//   - any other clock: real-time slices of at most `limiter_wait_slice`,
+//     re-reading the clock after each.
 template <class Clock>
 void limiter_wait(Clock& clock, std::condition_variable& cv, std::unique_lock<std::mutex>& lock, time_point until) {
   if constexpr (requires { clock.wait_until(cv, lock, until); }) {
     clock.wait_until(cv, lock, until);
-  } else if constexpr (std::is_same_v<Clock, steady_clock_source>) {
-    if (until == time_point::max()) {
-      cv.wait(lock);
-    } else {
-      const time_point cap = detail::saturating_add(std::chrono::steady_clock::now(), std::chrono::hours(24 * 365));
-      cv.wait_until(lock, std::min(until, cap));
-    }
-  } else {
+  } else if constexpr (limiter_test_clock<Clock>) {
     cv.wait(lock);
+  } else if (until == time_point::max()) {
+    cv.wait(lock);  // only a hand-over or a stop ends it
+  } else if constexpr (limiter_steady_epoch_clock<Clock>) {
+    time_point end = until;
+    if constexpr (std::is_same_v<Clock, coarse_steady_clock_source>) {
+      end = detail::saturating_add(end, Clock::resolution());
+    }
+    const time_point cap = detail::saturating_add(std::chrono::steady_clock::now(), std::chrono::hours(24 * 365));
+    cv.wait_until(lock, std::min(end, cap));
+  } else {
+    const duration left = detail::time_between(clock.now(), until);
+    cv.wait_for(lock, std::clamp(left, duration(1), limiter_wait_slice));
   }
 }
+
+// report_counters: how many permits were reported completed (success or
+// dropped) and ignored, counted on the release fast path without a locked
+// instruction. Stripe i (i < stripes) is written only by the live thread
+// whose detail::thread_index() is i (indices are unique among live threads,
+// and a reused index is handed over with release/acquire), so it is bumped
+// with a relaxed load and store; threads with a higher index share the last
+// stripe and use fetch_add. Reads sum the stripes (not one atomic snapshot).
+// 64-bit: never wraps in practice. Stripes: the hardware threads rounded up
+// to a power of two, at most 16 (2 KiB per limiter at most).
+class report_counters {
+ public:
+  report_counters()
+      : stripes_(std::min<std::uint32_t>(16, std::bit_ceil(std::max(1U, std::thread::hardware_concurrency())))),
+        c_(std::make_unique<stripe[]>(stripes_ + 1)) {}
+
+  void count(bool completed) noexcept {
+    const std::uint32_t i = thread_index();
+    if (STURDY_LIKELY(i < stripes_)) {
+      std::atomic<std::uint64_t>& c = completed ? c_[i].completed : c_[i].ignored;
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    } else {
+      (completed ? c_[stripes_].completed : c_[stripes_].ignored).fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  [[nodiscard]] std::uint64_t completed() const noexcept { return sum(&stripe::completed); }
+  [[nodiscard]] std::uint64_t ignored() const noexcept { return sum(&stripe::ignored); }
+
+ private:
+  struct alignas(counter_stripe_size) stripe {
+    std::atomic<std::uint64_t> completed{0};
+    std::atomic<std::uint64_t> ignored{0};
+  };
+  [[nodiscard]] std::uint64_t sum(std::atomic<std::uint64_t> stripe::*field) const noexcept {
+    std::uint64_t n = 0;
+    for (std::uint32_t i = 0; i <= stripes_; ++i) n += (c_[i].*field).load(std::memory_order_relaxed);
+    return n;
+  }
+  const std::uint32_t stripes_;
+  const std::unique_ptr<stripe[]> c_;
+};
 
 // Result types that can carry a message get the validation sentence.
 template <class R>
@@ -366,7 +453,8 @@ class concurrency_limiter {
         valid_(message_.empty()),
         parts_(std::max<std::size_t>(1, options_.partitions.size())),
         partitions_(std::make_unique<partition_state[]>(parts_)) {
-    limit_.store(valid_ ? algorithm_.limit() : 0, std::memory_order_relaxed);
+    initial_limit_ = valid_ ? algorithm_.limit() : 0;
+    limit_.store(initial_limit_, std::memory_order_relaxed);
     for (std::size_t i = 0; i < options_.partitions.size(); ++i) partitions_[i].share = options_.partitions[i].share;
     if (options_.partitions.empty()) partitions_[0].share = 1.0;
   }
@@ -587,6 +675,16 @@ class concurrency_limiter {
   // --- observation -----------------------------------------------------------
 
   [[nodiscard]] std::uint32_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
+  // The algorithm's limit at construction (0 when the options are invalid).
+  [[nodiscard]] std::uint32_t initial_limit() const noexcept { return initial_limit_; }
+  // True while a permit is out or a caller is queued. Read under the lock a
+  // release with waiters holds to its end, so once it says false no release
+  // is still touching the limiter: an owner may destroy it (sturdy::registry
+  // asks this before evicting or erasing an entry).
+  [[nodiscard]] bool in_use() const noexcept {
+    std::lock_guard lock(mu_);
+    return word_.load(std::memory_order_acquire) != 0;
+  }
   [[nodiscard]] std::uint32_t in_flight() const noexcept { return low(word_.load(std::memory_order_relaxed)); }
   [[nodiscard]] std::uint32_t queued() const noexcept { return high(word_.load(std::memory_order_relaxed)); }
   [[nodiscard]] concurrency_limiter_metrics metrics() const noexcept {
@@ -598,7 +696,9 @@ class concurrency_limiter {
             .timed_out = timed_out_.load(std::memory_order_relaxed),
             .cancelled = cancelled_.load(std::memory_order_relaxed),
             .dropped = dropped_.load(std::memory_order_relaxed),
-            .samples = samples_.load(std::memory_order_relaxed)};
+            .samples = samples_.load(std::memory_order_relaxed),
+            .completed = reports_.completed(),
+            .ignored = reports_.ignored()};
   }
   // Permits held by a partition's calls (0 for an unknown partition; with no
   // partitions configured, partition 0 is not counted separately: read
@@ -804,9 +904,14 @@ class concurrency_limiter {
     }
   }
 
+  // A permit's release. Returning its slot (in_flight - 1) is the last
+  // access to *this: an owner that destroys the limiter once nothing is in
+  // flight (sturdy::registry evicting or erasing it) may do so right after,
+  // so the limit update and its event come first.
   void release(std::uint32_t p, time_point start, std::uint32_t in_flight, limit_outcome o) noexcept {
     if (parts_ > 1) partitions_[p].in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (o == limit_outcome::dropped) dropped_.fetch_add(1, std::memory_order_relaxed);
+    reports_.count(o != limit_outcome::ignored);
     if constexpr (Algorithm::uses_samples) {
       if (o != limit_outcome::ignored) {
         const time_point now = clock_.now();
@@ -822,17 +927,25 @@ class concurrency_limiter {
           to = std::max<std::uint32_t>(1, update_algorithm(sample));
           limit_.store(to, std::memory_order_relaxed);
           samples_.fetch_add(1, std::memory_order_relaxed);
-          word_.fetch_sub(1, std::memory_order_release);
-          release_locked();
         }
         if (from != to) emit(listener_, limiter_limit_changed{from, to});
-        return;
       }
     }
-    // One RMW when nobody waits (as a semaphore's release); with waiters,
-    // the freed permit is handed over under the lock.
-    if (STURDY_LIKELY(high(word_.fetch_sub(1, std::memory_order_release)) == 0)) return;
+    return_slot(in_flight);
+  }
+
+  // in_flight - 1. Nobody queued: one CAS, the last access (its first guess
+  // is the word as this permit's admission left it, right when calls do not
+  // overlap, which saves a load). Waiters: under the lock, which then hands
+  // the slot over (or, if the limit rose, more); `in_use()` takes the same
+  // lock, so an owner never sees the limiter idle before this returns.
+  void return_slot(std::uint32_t in_flight_at_admission) noexcept {
+    std::uint64_t w = in_flight_at_admission;
+    while (STURDY_LIKELY(high(w) == 0)) {
+      if (word_.compare_exchange_weak(w, w - 1, std::memory_order_release, std::memory_order_relaxed)) return;
+    }
     std::lock_guard lock(mu_);
+    word_.fetch_sub(1, std::memory_order_release);
     release_locked();
   }
 
@@ -859,10 +972,11 @@ class concurrency_limiter {
   const bool valid_;
   const std::uint32_t parts_;
   const std::unique_ptr<partition_state[]> partitions_;
+  std::uint32_t initial_limit_ = 0;
 
   // The queue, and the lock that serialises queueing, hand-over and limit
   // updates.
-  alignas(cache_line_size) std::mutex mu_;
+  alignas(cache_line_size) mutable std::mutex mu_;
   limiter_waiter* head_ = nullptr;
   limiter_waiter* tail_ = nullptr;
 
@@ -873,6 +987,8 @@ class concurrency_limiter {
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<std::uint64_t> samples_{0};
   std::atomic<bool> reported_{false};
+  // Every reported permit, on the release fast path.
+  detail::report_counters reports_;
 };
 
 }  // namespace sturdy

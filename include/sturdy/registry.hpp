@@ -41,10 +41,19 @@
 //     `sturdy::quiescence`, or an ADL function `sturdy_quiescence(const P&,
 //     time_point)`, or a member `quiescent(time_point) const` returning bool
 //     (true = quiescent, false = busy). A rate limiter's header is expected
-//     to say quiescent when its bucket is full; a concurrency limiter pinned
-//     while anything is in flight.
+//     to say quiescent when its bucket is full; a concurrency limiter is
+//     pinned while a permit is out or a caller queued, busy when its
+//     adaptive limit moved (below).
 //   - Whatever the primitive says, an entry some caller holds a handle to is
 //     never evicted: its calls (permits) may be outstanding.
+//
+// Permits: a concurrency limiter's permit holds no handle. The registry
+// never deletes a limiter a permit may still reach: eviction and `erase`
+// take it only when nobody holds a handle and it is not in use (no permit
+// out, nobody queued, read under its lock: `sturdy_in_use`). So
+// `reg.get(k).value()->try_acquire()` with a temporary handle is safe, even
+// with other threads erasing and evicting. Release every permit before
+// destroying the registry.
 //
 // Thread safety: every member function may be called from any number of
 // threads at once. Looking up an existing key takes a shard's read lock (a
@@ -131,14 +140,25 @@ template <clock_source C, sleeper S, class L>
   return r.quiescent_at(now) ? quiescence::quiescent : quiescence::pinned;
 }
 
-// The concurrency limiter's quiescence: nothing in flight and nobody queued
-// (quiescent); otherwise pinned — evicting it would forget permits that are
-// still out, letting a new limiter admit past the limit. An adaptive
-// limiter's learned limit is forgotten on eviction: a fresh one starts from
-// its algorithm's initial limit.
+// The concurrency limiter's quiescence: pinned while a permit is out or a
+// caller is queued (evicting it would forget permits that are still out,
+// letting a new limiter admit past the limit, and leave them dangling);
+// busy when its algorithm moved the limit from the initial one (evicting it
+// would forget the learned limit: only after registry_options::idle_timeout);
+// otherwise quiescent. `in_use()` takes the limiter's lock, so a release
+// still running on another thread is never missed.
 template <limit_algorithm A, clock_source C, class L>
 [[nodiscard]] quiescence sturdy_quiescence(const concurrency_limiter<A, C, L>& l, time_point /*now*/) noexcept {
-  return l.in_flight() == 0 && l.queued() == 0 ? quiescence::quiescent : quiescence::pinned;
+  if (l.in_use()) return quiescence::pinned;
+  return l.limit() == l.initial_limit() ? quiescence::quiescent : quiescence::busy;
+}
+
+// sturdy_in_use(p): whether deleting `p` now would leave calls dangling
+// (ADL; a type that provides it is erased only when unheld and not in use).
+// A concurrency limiter is in use while a permit is out or a caller queued.
+template <limit_algorithm A, clock_source C, class L>
+[[nodiscard]] bool sturdy_in_use(const concurrency_limiter<A, C, L>& l) noexcept {
+  return l.in_use();
 }
 
 // The heap bytes a breaker owns, estimated from its options (for
@@ -188,10 +208,62 @@ template <reports_quiescence P>
   }
 }
 
+// concurrency_limiter_entry_options<A>
+//
+// What a registry of `concurrency_limiter<A, ...>` builds each entry from
+// (its options type): the limiter's options and its algorithm, built from
+// the algorithm's own options. Aggregate; the registry's clock is passed on
+// when the limiter's Clock is the registry's.
+//
+//   sturdy::registry<sturdy::concurrency_limiter<>> bulkheads({
+//       .options_for = [](std::string_view tenant) {
+//         return sturdy::concurrency_limiter_entry_options<sturdy::fixed_limit>{
+//             .limiter = {.max_queue = 10},
+//             .algorithm = sturdy::fixed_limit({.limit = tenant == "batch" ? 4U : 50U})};
+//       }});
+template <limit_algorithm A>
+struct concurrency_limiter_entry_options {
+  concurrency_limiter_options limiter{};
+  A algorithm{};
+};
+
 namespace detail {
 template <class P>
+struct limiter_algorithm_of {};
+template <limit_algorithm A, clock_source C, class L>
+struct limiter_algorithm_of<concurrency_limiter<A, C, L>> {
+  using type = A;
+};
+
+// Options that build P from two parts: P(limiter, algorithm[, clock]).
+template <class O>
+concept two_part_options = requires(O& o) {
+  o.limiter;
+  o.algorithm;
+};
+
+template <class P, class Options, class Clock>
+inline constexpr bool registry_can_build = [] {
+  if constexpr (two_part_options<Options>) {
+    using Lim = decltype(std::declval<Options&>().limiter);
+    using Alg = decltype(std::declval<Options&>().algorithm);
+    return std::constructible_from<P, Lim, Alg, Clock> || std::constructible_from<P, Lim, Alg>;
+  } else {
+    return std::constructible_from<P, Options, Clock> || std::constructible_from<P, Options>;
+  }
+}();
+
+// A primitive whose calls (permits) may outlive every handle to it.
+template <class P>
+concept tracks_use = requires(const P& p) {
+  { sturdy_in_use(p) } -> std::convertible_to<bool>;
+};
+
+template <class P>
 auto primitive_options_of() {
-  if constexpr (requires { typename P::options_type; }) {
+  if constexpr (requires { typename limiter_algorithm_of<P>::type; }) {
+    return std::type_identity<concurrency_limiter_entry_options<typename limiter_algorithm_of<P>::type>>{};
+  } else if constexpr (requires { typename P::options_type; }) {
     return std::type_identity<typename P::options_type>{};
   } else if constexpr (requires(const P& p) { p.options(); }) {
     return std::type_identity<std::remove_cvref_t<decltype(std::declval<const P&>().options())>>{};
@@ -201,9 +273,10 @@ auto primitive_options_of() {
 }
 }  // namespace detail
 
-// The options type a registry builds P from: `P::options_type`, else what
-// `P::options()` returns; void when P has neither (then name it as the
-// registry's third template argument).
+// The options type a registry builds P from: for a concurrency limiter,
+// `concurrency_limiter_entry_options<Algorithm>`; else `P::options_type`,
+// else what `P::options()` returns; void when P has none (then name it as
+// the registry's third template argument).
 template <class P>
 using primitive_options_t = typename decltype(detail::primitive_options_of<P>())::type;
 
@@ -371,9 +444,10 @@ class registry {
                 "sturdy::registry<P> needs to know when a P may be evicted: give P a member "
                 "`quiescence(sturdy::time_point) const` or an ADL function `sturdy_quiescence(const P&, "
                 "sturdy::time_point)` returning sturdy::quiescence.");
-  static_assert(std::constructible_from<P, Options, Clock> || std::constructible_from<P, Options>,
-                "sturdy::registry<P> builds each entry as P(options, clock) or P(options): P has neither "
-                "constructor.");
+  static_assert(detail::registry_can_build<P, Options, Clock>,
+                "sturdy::registry<P> builds each entry as P(options, clock) or P(options) (with options "
+                "of two parts, P(o.limiter, o.algorithm, clock) or P(o.limiter, o.algorithm)): P has no "
+                "such constructor.");
 
   using node = detail::registry_node<P>;
   using handle_type = registry_handle<P>;
@@ -446,8 +520,13 @@ class registry {
 
   // registry::erase()
   //
-  // Removes `key` whatever its state (an operator's decision); handles held
-  // stay valid. Returns whether it was present.
+  // Removes `key` whatever its quiescence (an operator's decision). For a
+  // primitive whose calls may outlive every handle (`sturdy_in_use` found by
+  // ADL: a concurrency limiter, whose permits hold no handle), only when
+  // nobody holds a handle and it is not in use (no permit out, nobody
+  // queued): deleting it then would leave permits dangling, and a handle
+  // held could still take one. Otherwise the entry stays (erase again
+  // later). Handles held stay valid. Returns whether it was removed.
   bool erase(std::string_view key) {
     if (!ok_) return false;
     const std::size_t h = map_type::hash(key);
@@ -455,6 +534,11 @@ class registry {
     map_.write(h, [&](typename map_type::shard& s) {
       const auto it = s.table.find(detail::map_key{key, h});
       if (it == s.table.end()) return;
+      if constexpr (detail::tracks_use<P>) {
+        // Held by a caller: it may be about to take a permit through its
+        // handle, which would then outlive the entry. In use: permits out.
+        if (it->second.n_->refs.load(std::memory_order_acquire) != 1 || sturdy_in_use(it->second.n_->value)) return;
+      }
       s.state.bytes -= it->second.n_->charge;
       victim = std::move(it->second);
       s.table.erase(it);
@@ -485,12 +569,33 @@ class registry {
     return out;
   }
 
+  // registry::visit(f)
+  //
+  // Calls `f(std::string_view key, const P& primitive)` for every entry, one
+  // shard at a time under that shard's read lock (entries created or evicted
+  // meanwhile may or may not be visited). Unlike `snapshot()` it copies no
+  // handle, so it keeps nothing from eviction once it returns, and it
+  // allocates nothing: what an exporter's scrape uses. `f` runs under the
+  // lock (writers of that shard wait): keep it quick, and never call back
+  // into this registry from it (it could deadlock). An exception from `f`
+  // releases the lock and propagates.
+  template <class F>
+    requires std::invocable<F&, std::string_view, const P&>
+  void visit(F&& f) const {
+    for (std::size_t i = 0; i < map_.shard_count(); ++i) {
+      map_.read_shard(i, [&](const typename map_type::shard& s) {
+        for (const auto& [key, h] : s.table) f(std::string_view(key), std::as_const(h.n_->value));
+      });
+    }
+  }
+
   // registry::snapshot()
   //
   // Every entry with its quiescence and idle time, for health checks and
   // enumeration (one shard at a time: entries created or evicted meanwhile
   // may or may not appear). The handles keep the entries alive (and
-  // unevictable) while the snapshot is held. Allocates.
+  // unevictable) while the snapshot is held: to read every entry without
+  // blocking eviction, use `visit`. Allocates.
   [[nodiscard]] std::vector<registry_entry<P>> snapshot() const {
     std::vector<registry_entry<P>> out;
     const time_point now = clock_.now();
@@ -523,7 +628,14 @@ class registry {
   handle build(std::string_view key, bool is_overflow) {
     Options o = options_.options_for ? options_.options_for(key) : Options{};
     node* n = nullptr;
-    if constexpr (std::constructible_from<P, Options, Clock>) {
+    if constexpr (detail::two_part_options<Options>) {
+      if constexpr (std::constructible_from<P, decltype(std::move(o.limiter)), decltype(std::move(o.algorithm)),
+                                            Clock>) {
+        n = new node(is_overflow, std::move(o.limiter), std::move(o.algorithm), clock_);
+      } else {
+        n = new node(is_overflow, std::move(o.limiter), std::move(o.algorithm));
+      }
+    } else if constexpr (std::constructible_from<P, Options, Clock>) {
       n = new node(is_overflow, std::move(o), clock_);
     } else {
       n = new node(is_overflow, std::move(o));

@@ -107,7 +107,10 @@ inline thread_local std::uint32_t this_thread_index = 0;  // index + 1; 0 = none
     std::uint64_t v = thread_index_pool[w].load(std::memory_order_relaxed);
     while (~v != 0) {
       const int bit = std::countr_one(v);
-      if (thread_index_pool[w].compare_exchange_weak(v, v | (std::uint64_t{1} << bit), std::memory_order_relaxed)) {
+      // acquire: sees every write the index's previous owner made before it
+      // released the index (per-thread stripes written without RMW rely on it).
+      if (thread_index_pool[w].compare_exchange_weak(v, v | (std::uint64_t{1} << bit), std::memory_order_acquire,
+                                                     std::memory_order_relaxed)) {
         return w * 64 + static_cast<std::uint32_t>(bit);
       }
     }
@@ -117,7 +120,7 @@ inline thread_local std::uint32_t this_thread_index = 0;  // index + 1; 0 = none
 
 inline void release_thread_index(std::uint32_t i) noexcept {
   if (i < thread_index_pool_words * 64) {
-    thread_index_pool[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_relaxed);
+    thread_index_pool[i / 64].fetch_and(~(std::uint64_t{1} << (i % 64)), std::memory_order_release);
   }
 }
 
@@ -126,7 +129,13 @@ struct thread_index_holder {
   thread_index_holder() noexcept : index(claim_thread_index()) {}
   thread_index_holder(const thread_index_holder&) = delete;
   thread_index_holder& operator=(const thread_index_holder&) = delete;
-  ~thread_index_holder() { release_thread_index(index); }
+  ~thread_index_holder() {
+    release_thread_index(index);
+    // Later calls on this thread (other thread_local destructors) must not
+    // use the released index, which another thread may claim: they get a
+    // shared overflow index.
+    this_thread_index = std::numeric_limits<std::uint32_t>::max();
+  }
 };
 
 inline std::uint32_t assign_thread_index() noexcept {

@@ -193,7 +193,7 @@ enum class counted : std::uint8_t {
 // A copyable listener handle: pass it as a primitive's Listener and register
 // it with the exporter. Copies share the counters. Counting is one relaxed
 // increment on the calling thread's stripe (no shared cache line between
-// threads up to `stripes` threads); reading sums the stripes.
+// threads up to 16 threads); reading sums the stripes.
 class event_counter {
   static constexpr std::size_t slots = static_cast<std::size_t>(counted::count_);
   struct alignas(sturdy::detail::counter_stripe_size) stripe {
@@ -201,9 +201,9 @@ class event_counter {
   };
 
  public:
-  // `stripes` must be a power of two; default 16.
-  explicit event_counter(std::uint32_t stripes = 16)
-      : state_(std::make_shared<state>(std::bit_ceil(stripes == 0 ? 1u : stripes))) {}
+  // 16 stripes: up to 16 threads count without sharing a cache line; more
+  // threads share stripes (still exact, only slower).
+  event_counter() : state_(std::make_shared<state>(16)) {}
 
   void count(counted c) const noexcept {
     state& s = *state_;
@@ -402,8 +402,10 @@ void collect(sample_sink& out, const label_set& base, const concurrency_limiter<
   out.counter(p + "cancelled_total", "Waiters or callers that stopped", base, static_cast<double>(m.cancelled));
   out.counter(p + "dropped_total", "Permits reported dropped (timeouts, overload)", base,
               static_cast<double>(m.dropped));
-  out.counter(p + "completed_total", "Permits reported with a latency sample or as dropped", base,
-              static_cast<double>(m.samples));
+  out.counter(p + "completed_total", "Permits reported success or dropped (calls that ran to an answer)", base,
+              static_cast<double>(m.completed));
+  out.counter(p + "ignored_total", "Permits reported ignored or released unreported (cancelled, exceptions)", base,
+              static_cast<double>(m.ignored));
 }
 
 template <clock_source C, sleeper S, class L>
@@ -473,7 +475,9 @@ inline void collect(sample_sink& out, const label_set& base, const event_counter
 }
 
 // A registry: its own counts, then every entry's series with a `key` label
-// (the registry's bound is the cardinality bound).
+// (the registry's bound is the cardinality bound). Entries are read with
+// `registry::visit`, each shard under its read lock: the registry's writers
+// of that shard wait for its entries' collection.
 template <class P, clock_source C, class O>
 void collect(sample_sink& out, const label_set& base, const registry<P, C, O>& r) {
   const registry_stats s = r.stats();
@@ -488,11 +492,13 @@ void collect(sample_sink& out, const label_set& base, const registry<P, C, O>& r
   out.counter(p + "overflows_total", "Lookups answered with the shared overflow entry", base,
               static_cast<double>(s.overflows));
   if constexpr (requires(sample_sink& sk, const label_set& l, const P& x) { collect(sk, l, x); }) {
-    for (const auto& e : r.snapshot()) {
+    // visit, not snapshot(): a scrape copies no handle, so it never keeps an
+    // entry from eviction (a new key is not refused during a scrape).
+    r.visit([&](std::string_view key, const P& entry) {
       label_set l = base;
-      l["key"] = e.key;
-      collect(out, l, *e.handle.get());
-    }
+      l["key"] = std::string(key);
+      collect(out, l, entry);
+    });
   }
 }
 
