@@ -137,7 +137,11 @@ TEST(RedisRateLimiterFleetTest, RedisKilledAndRestartedMidRunKeepsTheFailureMode
     sturdy::redis::rate_limiter<> l({.rate = 1000, .period = 1s, .burst = 50}, s);
     std::atomic<bool> stop{false};
     std::atomic<int> phase{0};  // 0 up, 1 down, 2 up again, 3 changing (not checked)
-    std::atomic<long> bad{0}, seen_down{0}, seen_up_again{0};
+    std::atomic<long> bad{0}, seen_up{0}, seen_down{0}, seen_up_again{0};
+    // Waits (polling, bounded at 4 s) until `counter` reaches `n`.
+    auto wait_for_count = [](const std::atomic<long>& counter, long n) {
+      for (int i = 0; i < 400 && counter.load() < n; ++i) std::this_thread::sleep_for(10ms);
+    };
     std::vector<std::thread> threads;
     for (int i = 0; i < 3; ++i) {
       threads.emplace_back([&] {
@@ -157,22 +161,25 @@ TEST(RedisRateLimiterFleetTest, RedisKilledAndRestartedMidRunKeepsTheFailureMode
             ++bad;
           } else if (p == 2) {
             ++seen_up_again;
+          } else {
+            ++seen_up;
           }
         }
       });
     }
-    std::this_thread::sleep_for(200ms);
+    wait_for_count(seen_up, 50);
     phase = 3;
     server.kill();
     phase = 1;
-    std::this_thread::sleep_for(600ms);
+    wait_for_count(seen_down, 50);
     phase = 3;
     ASSERT_TRUE(server.start());
     phase = 2;
-    for (int i = 0; i < 400 && seen_up_again.load() < 50; ++i) std::this_thread::sleep_for(10ms);
+    wait_for_count(seen_up_again, 50);
     stop = true;
     for (auto& t : threads) t.join();
     EXPECT_EQ(bad.load(), 0);
+    EXPECT_GE(seen_up.load(), 50);
     EXPECT_GT(seen_down.load(), 0);
     EXPECT_GE(seen_up_again.load(), 50);
   }
