@@ -118,6 +118,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "sturdy/asio/detail/attempt.hpp"
 #include "sturdy/asio/detail/common.hpp"
 #include "sturdy/callback.hpp"
 #include "sturdy/clock.hpp"
@@ -384,67 +385,6 @@ class hedge_decider {
 
 namespace detail {
 
-template <class T>
-struct is_awaitable : std::false_type {};
-template <class T, class E>
-struct is_awaitable<boost::asio::awaitable<T, E>> : std::true_type {
-  using value_type = T;
-};
-
-// R from an attempt's completion signature.
-template <class Sig>
-struct hedge_result_of {
-  static_assert(sturdy::detail::always_false_v<Sig>,
-                "An attempt's completion signature must be void(R), void(error_code, T) or void(error_code).");
-};
-template <class R>
-struct hedge_result_of<void(R)> {
-  using type = std::decay_t<R>;
-};
-template <>
-struct hedge_result_of<void(boost::system::error_code)> {
-  using type = result<void>;
-};
-template <>
-struct hedge_result_of<void(std::error_code)> {
-  using type = result<void>;
-};
-template <class T>
-struct hedge_result_of<void(boost::system::error_code, T)> {
-  using type = result<std::decay_t<T>>;
-};
-template <class T>
-struct hedge_result_of<void(std::error_code, T)> {
-  using type = result<std::decay_t<T>>;
-};
-
-template <class Op, bool = is_awaitable<Op>::value>
-struct attempt_result {
-  using type = typename hedge_result_of<boost::asio::completion_signature_of_t<Op>>::type;
-};
-template <class Op>
-struct attempt_result<Op, true> {
-  using type = typename is_awaitable<Op>::value_type;
-};
-
-template <class R>
-R to_result(R&& r) {
-  return std::move(r);
-}
-template <class R, class EC>
-  requires(std::is_same_v<EC, boost::system::error_code> || std::is_same_v<EC, std::error_code>)
-R to_result(const EC& ec) {
-  if (ec) return make_failure<R>(std::error_code(ec));
-  return R(BOOST_OUTCOME_V2_NAMESPACE::success());
-}
-template <class R, class EC, class T>
-  requires(std::is_same_v<std::decay_t<EC>, boost::system::error_code> ||
-           std::is_same_v<std::decay_t<EC>, std::error_code>)
-R to_result(const EC& ec, T&& v) {
-  if (ec) return make_failure<R>(std::error_code(ec));
-  return R(std::in_place_type<typename R::value_type>, std::forward<T>(v));
-}
-
 template <class R, class Timer, class MakeAttempt, class Handler>
 class hedge_op : public async_op_base<hedge_op<R, Timer, MakeAttempt, Handler>, Handler> {
   using base = async_op_base<hedge_op, Handler>;
@@ -467,27 +407,11 @@ class hedge_op : public async_op_base<hedge_op<R, Timer, MakeAttempt, Handler>, 
  private:
   void on_cancelled() { cancel(); }
 
-  struct attempt_handler {
+  struct attempt_done {
     std::shared_ptr<hedge_op> self;
     std::uint32_t index;
-    template <class... Args>
-    void operator()(Args&&... args) {
-      self->on_attempt(index, self->normalize(std::forward<Args>(args)...));
-    }
+    void operator()(R r) { self->on_attempt(index, std::move(r)); }
   };
-
-  template <class... Args>
-  R normalize(Args&&... args) {
-    return to_result<R>(std::forward<Args>(args)...);
-  }
-  R normalize(std::exception_ptr e, std::optional<R> r) {
-    if (e || !r) return make_failure<R>(std::make_error_code(std::errc::state_not_recoverable));
-    return std::move(*r);
-  }
-  // co_spawn needs a default-constructible result: carry R in an optional.
-  static boost::asio::awaitable<std::optional<R>> as_optional(boost::asio::awaitable<R> a) {
-    co_return std::optional<R>(co_await std::move(a));
-  }
 
   void begin() {
     if (this->cancel_requested() != boost::asio::cancellation_type::none) {  // before anything started
@@ -516,15 +440,9 @@ class hedge_op : public async_op_base<hedge_op<R, Timer, MakeAttempt, Handler>, 
   }
 
   void launch(std::uint32_t i) {
-    auto token = boost::asio::bind_cancellation_slot(
-        signals_[i].slot(), boost::asio::bind_executor(this->strand_, attempt_handler{this->shared_from_this(), i}));
     attempts_[i] = hedge_attempt{i, key_};  // lives as long as the attempt (coroutines may keep the reference)
-    auto op = make_(static_cast<const hedge_attempt&>(attempts_[i]));
-    if constexpr (is_awaitable<decltype(op)>::value) {
-      boost::asio::co_spawn(ex_, as_optional(std::move(op)), std::move(token));
-    } else {
-      std::move(op)(std::move(token));
-    }
+    launch_attempt<R>(ex_, make_(static_cast<const hedge_attempt&>(attempts_[i])), signals_[i].slot(), this->strand_,
+                      attempt_done{this->shared_from_this(), i});
   }
 
   void rearm(duration d) {
