@@ -84,6 +84,7 @@
 #include "sturdy/config.hpp"
 #include "sturdy/context.hpp"
 #include "sturdy/detail/gcra.hpp"
+#include "sturdy/detail/spin.hpp"
 #include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
@@ -355,6 +356,21 @@ class rate_limiter final {
     if (STURDY_UNLIKELY(invalid_)) return reject_invalid(n);
     const std::uint64_t t = detail::to_biased(now);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
+    // The hot path: 1 <= n <= burst, admitted at once. A lost
+    // compare-and-swap backs off before retrying (see the banner).
+    if (STURDY_LIKELY(n - 1 < options_.burst)) {
+      const std::uint64_t need = n * core_.interval();
+      const std::uint64_t floor = core_.floor_at(t);
+      detail::backoff<> spin;
+      for (;;) {
+        const std::uint64_t next = core_.admit(state, floor, t, need);
+        if (STURDY_UNLIKELY(next == 0)) break;  // refused: the general path says why
+        if (STURDY_LIKELY(state_.compare_exchange_weak(state, next, std::memory_order_relaxed)))
+          return admitted(next, t, n);
+        spin.pause();
+        state = state_.load(std::memory_order_relaxed);
+      }
+    }
     for (;;) {
       const detail::gcra_step s = core_.step(state, t, n);
       if (s.verdict != detail::gcra_verdict::admitted || s.next == state ||
@@ -570,6 +586,20 @@ class rate_limiter final {
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
+  // The decision for an admission of n at t that stored `next`: what
+  // `finish(describe(...))` says, without the general path's branches.
+  [[nodiscard]] rate_limit_decision admitted(std::uint64_t next, std::uint64_t t, std::uint64_t n) const noexcept {
+    rate_limit_decision d;
+    d.allowed = true;
+    d.reason = rate_limit_reason::admitted;
+    d.remaining = core_.remaining_after(next, t);
+    d.reset_after = core_.reset_after(next, t);
+    d.limit = options_.burst;
+    d.requested = n;
+    d.ticket = next;
+    return d;
+  }
+
   rate_limit_decision finish(const detail::gcra_outcome& o, std::uint64_t n) noexcept {
     rate_limit_decision d = detail::to_decision(o, options_.burst, n);
     if (STURDY_UNLIKELY(!d.allowed)) return reject(d, n);
