@@ -72,9 +72,9 @@
 // `std::mutex` (held only to take or return a connection, never during I/O);
 // a call uses one connection for its round trip; callers beyond `pool_size`
 // wait for a free connection, at most `pool_wait_timeout`. A broken connection is closed and replaced on
-// the next call. While a command runs, the calling thread blocks SIGPIPE and
-// consumes one it raised, so a dropped connection cannot kill the process
-// and the process's signal dispositions are left alone.
+// the next call. Commands are written with send(MSG_NOSIGNAL), so a dropped
+// connection cannot kill the process with SIGPIPE, and the process's signal
+// mask and dispositions are left alone.
 //
 // Testing: point the store at a private `redis-server` on loopback.
 // `testing_advance(d)` shifts this store object's view of the server clock
@@ -779,7 +779,6 @@ class idempotency_store {
     const std::string pattern = detail::glob_escape(options_.key_prefix) + "k:*";
     std::string cursor = "0";
     std::size_t n = 0;
-    detail::sigpipe_guard guard;
     for (;;) {
       const char* argv[] = {"SCAN", cursor.c_str(), "MATCH", pattern.c_str(), "COUNT", "1000"};
       const std::size_t len[] = {4, cursor.size(), 5, pattern.size(), 5, 4};

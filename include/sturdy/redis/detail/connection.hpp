@@ -7,9 +7,11 @@
 // idempotency store and the rate limiter): a pool of hiredis connections
 // with deadline-bounded I/O (connect_timeout, command_timeout,
 // pool_wait_timeout), AUTH and SELECT at connect, Lua scripts loaded on
-// every connection and run by SHA1 with an EVAL fallback, SIGPIPE kept away
-// from the process, and the classification of the server's error replies
+// every connection and run by SHA1 with an EVAL fallback, and the classification of the server's error replies
 // into sturdy::errc (store_unavailable, invalid_options, corrupt_data).
+// Commands are written with send(MSG_NOSIGNAL): a dropped connection cannot
+// raise SIGPIPE, and the process's signal mask and dispositions are never
+// touched.
 //
 // Thread safety: `pool` may be used from any number of threads; its mutex
 // is held only to take or return a connection, never during I/O. A
@@ -21,8 +23,7 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <array>
@@ -85,40 +86,6 @@ struct call_error {
   std::string detail;
 };
 
-// Blocks SIGPIPE on this thread for its lifetime and swallows one that the
-// guarded I/O raised (a write to a connection the server closed).
-class sigpipe_guard {
- public:
-  sigpipe_guard() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
-  }
-  ~sigpipe_guard() {
-    if (!blocked_) return;
-    if (!was_pending_) {
-      sigset_t pending;
-      sigpending(&pending);
-      if (sigismember(&pending, SIGPIPE) == 1) {
-        const timespec zero{0, 0};
-        (void)sigtimedwait(&pipe_, nullptr, &zero);
-      }
-    }
-    (void)pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  sigpipe_guard(const sigpipe_guard&) = delete;
-  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
-
- private:
-  sigset_t pipe_{};
-  sigset_t old_{};
-  bool was_pending_ = false;
-  bool blocked_ = false;
-};
-
 // Deadline-bounded I/O. After connecting, a connection's socket is made
 // non-blocking and hiredis's blocking flag is cleared, so hiredis never
 // waits in the kernel: these functions wait in poll() until a deadline.
@@ -145,17 +112,44 @@ inline void set_io_error(redisContext* c, const char* why) noexcept {
   }
 }
 
-// Sends the commands appended to `c`, then reads one reply, all before
-// `deadline`. Null on failure, with `c->err`/`c->errstr` set.
-[[nodiscard]] inline redisReply* send_and_read(redisContext* c, time_point deadline) noexcept {
-  for (int done = 0;;) {
-    if (redisBufferWrite(c, &done) != REDIS_OK) return nullptr;
-    if (done != 0) break;
-    if (!wait_ready(c->fd, POLLOUT, deadline)) {
-      set_io_error(c, "timed out sending (command_timeout)");
-      return nullptr;
-    }
+// Sends one command before `deadline`; false on failure, with
+// `c->err`/`c->errstr` set. Written with send(MSG_NOSIGNAL), not hiredis's
+// write(): a connection the server closed gives EPIPE, never a SIGPIPE, so
+// no signal mask is touched (that cost four system calls per command).
+[[nodiscard]] inline bool send_command(redisContext* c, int argc, const char** argv, const std::size_t* len,
+                                       time_point deadline) noexcept {
+  char* cmd = nullptr;
+  const auto total = redisFormatCommandArgv(&cmd, argc, argv, len);
+  if (total < 0 || cmd == nullptr) {
+    set_io_error(c, "cannot format the command (out of memory)");
+    return false;
   }
+  const auto size = static_cast<std::size_t>(total);
+  std::size_t sent = 0;
+  bool ok = true;
+  while (sent < size) {
+    const ssize_t w = ::send(c->fd, cmd + sent, size - sent, MSG_NOSIGNAL);
+    if (w > 0) {
+      sent += static_cast<std::size_t>(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (wait_ready(c->fd, POLLOUT, deadline)) continue;
+      set_io_error(c, "timed out sending (command_timeout)");
+    } else {
+      set_io_error(c, "connection lost while sending");
+    }
+    ok = false;
+    break;
+  }
+  redisFreeCommand(cmd);
+  return ok;
+}
+
+// Reads one reply before `deadline`. Null on failure, with
+// `c->err`/`c->errstr` set.
+[[nodiscard]] inline redisReply* read_reply(redisContext* c, time_point deadline) noexcept {
   for (;;) {
     void* raw = nullptr;
     if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return nullptr;
@@ -171,8 +165,9 @@ inline void set_io_error(redisContext* c, const char* why) noexcept {
 // One command, one reply, within `timeout`.
 [[nodiscard]] inline redisReply* run_command(redisContext* c, int argc, const char** argv,
                                              const std::size_t* len, duration timeout) noexcept {
-  if (redisAppendCommandArgv(c, argc, argv, len) != REDIS_OK) return nullptr;
-  return send_and_read(c, ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), timeout));
+  const time_point deadline = ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), timeout);
+  if (!send_command(c, argc, argv, len, deadline)) return nullptr;
+  return read_reply(c, deadline);
 }
 
 [[nodiscard]] inline timeval to_timeval(duration d) noexcept {
@@ -324,19 +319,15 @@ class pool {
       argv[3 + NK + i] = args[i].data();
       len[3 + NK + i] = args[i].size();
     }
-    reply_ptr r;
-    {
-      sigpipe_guard guard;
+    reply_ptr r(run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
+                            options_.command_timeout));
+    if (r != nullptr && is_error(r.get(), "NOSCRIPT")) {
+      argv[0] = "EVAL";
+      len[0] = 4;
+      argv[1] = scripts_[index].data();
+      len[1] = scripts_[index].size();
       r.reset(run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
                           options_.command_timeout));
-      if (r != nullptr && is_error(r.get(), "NOSCRIPT")) {
-        argv[0] = "EVAL";
-        len[0] = 4;
-        argv[1] = scripts_[index].data();
-        len[1] = scripts_[index].size();
-        r.reset(run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
-                            options_.command_timeout));
-      }
     }
     if (r == nullptr) {
       err = {errc::store_unavailable, c->ctx->errstr[0] != '\0' ? std::string(c->ctx->errstr) : "no reply"};
@@ -358,7 +349,6 @@ class pool {
     call_error err;
     auto c = acquire(err);
     if (c == nullptr) return err.code;
-    sigpipe_guard guard;
     const char* argv[] = {"PING"};
     const std::size_t len[] = {4};
     reply_ptr r(run_command(c->ctx.get(), 1, argv, len, options_.command_timeout));
@@ -406,7 +396,6 @@ class pool {
   }
 
   std::unique_ptr<connection> connect(call_error& err) {
-    sigpipe_guard guard;
     auto c = std::make_unique<connection>();
     c->ctx.reset(
         redisConnectWithTimeout(options_.host.c_str(), options_.port, to_timeval(options_.connect_timeout)));
@@ -418,8 +407,8 @@ class pool {
       err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
       return nullptr;
     }
-    // From here on hiredis does not block: send_and_read() waits, with a
-    // deadline (see there).
+    // From here on hiredis does not block: send_command() and read_reply()
+    // wait, with a deadline (see there).
     const int fl = ::fcntl(c->ctx->fd, F_GETFL);
     if (fl == -1 || ::fcntl(c->ctx->fd, F_SETFL, fl | O_NONBLOCK) == -1) {
       err = {errc::store_unavailable, "connect: cannot make the socket non-blocking"};
@@ -428,11 +417,18 @@ class pool {
     c->ctx->flags &= ~REDIS_BLOCK;
     // AUTH, SELECT and the SCRIPT LOADs in one pipelined round trip, within
     // one command_timeout.
+    const time_point deadline =
+        ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.command_timeout);
+    const auto sent = [&](int argc, const char** argv, const std::size_t* len) {
+      if (send_command(c->ctx.get(), argc, argv, len, deadline)) return true;
+      err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
+      return false;
+    };
     int expected = 0;
     if (!options_.password.empty()) {
       const char* argv[] = {"AUTH", options_.password.data()};
       const std::size_t len[] = {4, options_.password.size()};
-      (void)redisAppendCommandArgv(c->ctx.get(), 2, argv, len);
+      if (!sent(2, argv, len)) return nullptr;
       ++expected;
     }
     std::array<char, 24> db_buf;
@@ -440,19 +436,17 @@ class pool {
       const std::string_view db = to_chars(options_.database, db_buf);
       const char* argv[] = {"SELECT", db.data()};
       const std::size_t len[] = {6, db.size()};
-      (void)redisAppendCommandArgv(c->ctx.get(), 2, argv, len);
+      if (!sent(2, argv, len)) return nullptr;
       ++expected;
     }
     for (const std::string_view s : scripts_) {
       const char* argv[] = {"SCRIPT", "LOAD", s.data()};
       const std::size_t len[] = {6, 4, s.size()};
-      (void)redisAppendCommandArgv(c->ctx.get(), 3, argv, len);
+      if (!sent(3, argv, len)) return nullptr;
     }
-    const time_point deadline =
-        ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.command_timeout);
     c->sha.resize(scripts_.size());
     for (int i = 0; i < expected + static_cast<int>(scripts_.size()); ++i) {
-      reply_ptr r(send_and_read(c->ctx.get(), deadline));
+      reply_ptr r(read_reply(c->ctx.get(), deadline));
       if (r == nullptr) {
         err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
         return nullptr;
