@@ -58,8 +58,12 @@
 //
 // Thread safety: every member function may be called from any number of
 // threads at once. try_acquire is one load and (when admitted) one
-// compare-and-swap of one atomic word, retried while other threads change it;
-// no lock, no allocation, no wait. acquire sleeps only through the Sleeper.
+// compare-and-swap of one atomic word; no lock, no allocation. A
+// compare-and-swap that loses to another thread backs off (1, 2, 4, ... up to
+// 64 spin-wait hints) before it re-reads the word and retries, so under
+// contention the thread holding the cache line completes a run of
+// admissions instead of both failing in turn. Lock-free, not wait-free.
+// acquire sleeps only through the Sleeper.
 //
 // Testing: instantiate with `sturdy::testing::manual_clock` and
 // `sturdy::testing::recording_sleeper` (acquire then advances the clock
@@ -497,12 +501,15 @@ class rate_limiter final {
         deadline_binds ? to_deadline : (max_wait < duration::zero() ? duration::zero() : max_wait);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
     detail::gcra_step s;
+    detail::backoff<> spin;
     for (;;) {
       s = core_.step(state, t, n, static_cast<std::uint64_t>(wait_bound.count()));
       if (s.verdict != detail::gcra_verdict::admitted || s.next == state ||
           state_.compare_exchange_weak(state, s.next, std::memory_order_relaxed)) {
         break;
       }
+      spin.pause();
+      state = state_.load(std::memory_order_relaxed);
     }
     const detail::gcra_outcome o = core_.describe(s, t, n);
     if (o.verdict == detail::gcra_verdict::limited && deadline_binds && n != 0) {

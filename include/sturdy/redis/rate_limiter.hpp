@@ -18,11 +18,16 @@
 // caller's wall-clock time instead, for servers that refuse `TIME` in scripts
 // (some managed Redis); then every process's clock must agree (NTP).
 //
-// Keys: `key_prefix + key`, a small string ("<seconds> <nanoseconds>" of
-// GCRA's TAT − τ) with a TTL until the bucket is full again (1 s more with
-// client time, as a margin for the server's clock, which expires keys), so
-// an idle key disappears by itself (and a missing key is exactly a full
-// bucket).
+// Keys: `key_prefix + key`, 12 bytes (GCRA's TAT − τ as a little-endian
+// int64 of seconds and an int32 of nanoseconds, packed by the script) with a
+// TTL until the bucket is full again (1 s more with client time, as a margin
+// for the server's clock, which expires keys), so an idle key disappears by
+// itself (and a missing key is exactly a full bucket).
+//
+// acquire(key, n, max_wait, stop, deadline) reserves the turn in the same
+// round trip (the script admits a request whose turn comes within max_wait)
+// and sleeps until it through the injected Sleeper; a stop request while
+// sleeping forfeits the turn (across a fleet it cannot be given back).
 //
 // Example:
 //
@@ -35,6 +40,9 @@
 //   d.write_headers([&](std::string_view n, std::string_view v) { resp.set(n, v); });
 //   if (!d.allowed) return reply_429(resp);   // d.error(): errc::rate_limited
 //
+//   // A background sender waits for its turn, at most 200 ms:
+//   if (per_tenant.acquire(tenant_id, 1, std::chrono::milliseconds(200), stop).allowed) send();
+//
 // Failures: Redis unreachable (refused, lost, a connect or command timeout,
 // no free pooled connection in time, LOADING/BUSY/OOM...) is handled by
 // `on_unavailable`: `failure_mode::fail_open` (the default here: an outage
@@ -44,8 +52,9 @@
 // the password, database or an ACL permission is `invalid_options`, and a
 // key holding data this limiter cannot read is `corrupt_data`: both refuse,
 // never fail open (a misconfiguration is not an outage). Timeouts and the
-// connection pool are the idempotency store's (`sturdy/redis/idempotency_store.hpp`):
-// at most pool_wait_timeout + connect_timeout + 2 · command_timeout per call.
+// connection pool are the idempotency store's (one layer,
+// `sturdy/redis/detail/connection.hpp`): at most pool_wait_timeout +
+// connect_timeout + 2 · command_timeout per call (plus the sleep of acquire).
 //
 // Thread safety: every member function may be called from any number of
 // threads; at most `pool_size` connections, each used by one call at a time.
