@@ -417,18 +417,6 @@ return 1
 
 enum class script : std::uint8_t { begin, complete, abandon };
 
-// The connection fields of `options`, for the pool.
-[[nodiscard]] inline connection_config connection_config_of(const store_options& options) {
-  return {.host = options.host,
-          .port = options.port,
-          .connect_timeout = options.connect_timeout,
-          .command_timeout = options.command_timeout,
-          .pool_size = options.pool_size,
-          .pool_wait_timeout = options.pool_wait_timeout,
-          .password = options.password,
-          .database = options.database};
-}
-
 // Escapes glob characters for SCAN MATCH.
 [[nodiscard]] inline std::string glob_escape(std::string_view s) {
   std::string out;

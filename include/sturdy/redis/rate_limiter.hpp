@@ -169,20 +169,6 @@ struct limiter_store_options {
   return options;
 }
 
-namespace detail {
-// The connection fields of `options`, for the shared pool.
-[[nodiscard]] inline connection_config connection_config_of(const limiter_store_options& options) {
-  return {.host = options.host,
-          .port = options.port,
-          .connect_timeout = options.connect_timeout,
-          .command_timeout = options.command_timeout,
-          .pool_size = options.pool_size,
-          .pool_wait_timeout = options.pool_wait_timeout,
-          .password = options.password,
-          .database = options.database};
-}
-}  // namespace detail
-
 // rate_limiter<Listener, Clock, Sleeper>
 //
 // Pinned: not copyable or movable. `Clock` is read for the time with

@@ -80,6 +80,20 @@ struct connection_config {
   int database = 0;
 };
 
+// The connection fields of a component's options (`store_options`,
+// `limiter_store_options`: the same names), for the pool.
+template <class Options>
+[[nodiscard]] connection_config connection_config_of(const Options& options) {
+  return {.host = options.host,
+          .port = options.port,
+          .connect_timeout = options.connect_timeout,
+          .command_timeout = options.command_timeout,
+          .pool_size = options.pool_size,
+          .pool_wait_timeout = options.pool_wait_timeout,
+          .password = options.password,
+          .database = options.database};
+}
+
 // A failed call: which errc, and the text hiredis or the server gave.
 struct call_error {
   errc code = errc::store_unavailable;
