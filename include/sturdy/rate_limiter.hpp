@@ -60,9 +60,10 @@
 // threads at once. try_acquire is one load and (when admitted) one
 // compare-and-swap of one atomic word; no lock, no allocation. A
 // compare-and-swap that loses to another thread backs off (1, 2, 4, ... up to
-// 64 spin-wait hints) before it re-reads the word and retries, so under
-// contention the thread holding the cache line completes a run of
-// admissions instead of both failing in turn. Lock-free, not wait-free.
+// 64 spin-wait hints) and retries from the value the failed CAS returned,
+// without re-reading the word, so under contention the thread holding the
+// cache line completes a run of admissions instead of both failing in turn.
+// Lock-free, not wait-free.
 // acquire sleeps only through the Sleeper.
 //
 // Testing: instantiate with `sturdy::testing::manual_clock` and
@@ -371,8 +372,11 @@ class rate_limiter final {
         if (STURDY_UNLIKELY(next == 0)) break;  // refused: the general path says why
         if (STURDY_LIKELY(state_.compare_exchange_weak(state, next, std::memory_order_relaxed)))
           return admitted(next, t, n);
+        // `state` now holds the word as the failed CAS saw it. Back off and
+        // retry from that value WITHOUT re-reading the word: a plain load
+        // would pull the line back in shared state and take it from the
+        // thread that holds it; the next CAS reads it anyway.
         spin.pause();
-        state = state_.load(std::memory_order_relaxed);
       }
     }
     for (;;) {
@@ -508,8 +512,7 @@ class rate_limiter final {
           state_.compare_exchange_weak(state, s.next, std::memory_order_relaxed)) {
         break;
       }
-      spin.pause();
-      state = state_.load(std::memory_order_relaxed);
+      spin.pause();  // retry from the value the failed CAS saw (see try_acquire_at)
     }
     const detail::gcra_outcome o = core_.describe(s, t, n);
     if (o.verdict == detail::gcra_verdict::limited && deadline_binds && n != 0) {
