@@ -370,8 +370,10 @@ class rate_limiter final {
       for (;;) {
         const std::uint64_t next = core_.admit(state, floor, t, need);
         if (STURDY_UNLIKELY(next == 0)) break;  // refused: the general path says why
-        if (STURDY_LIKELY(state_.compare_exchange_weak(state, next, std::memory_order_relaxed)))
-          return admitted(next, t, n);
+        // The decision is built before the CAS, so that its arithmetic
+        // overlaps the CAS instead of following it.
+        const rate_limit_decision d = admitted(next, t, n);
+        if (STURDY_LIKELY(state_.compare_exchange_weak(state, next, std::memory_order_relaxed))) return d;
         // `state` now holds the word as the failed CAS saw it. Back off and
         // retry from that value WITHOUT re-reading the word: a plain load
         // would pull the line back in shared state and take it from the
