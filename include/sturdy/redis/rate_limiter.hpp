@@ -313,23 +313,16 @@ class rate_limiter {
     const bool client = store_.time == time_source::client;
     const std::int64_t at =
         client ? clock_.now().time_since_epoch().count() : skew_ns_.load(std::memory_order_relaxed);
-    std::array<std::array<char, 24>, 8> bufs;
-    const sd::split_ns a = sd::split(at);
-    const sd::split_ns nd = sd::split(static_cast<std::int64_t>(need));
-    const sd::split_ns tau = sd::split(static_cast<std::int64_t>(core_.tolerance()));
-    const sd::split_ns wait = sd::split(static_cast<std::int64_t>(asked == 0 ? 0 : max_wait));
-    namespace rd = sturdy::redis::detail;
+    const sd::gcra_args packed{.time_or_offset = at,
+                               .need = static_cast<std::int64_t>(need),
+                               .tolerance = static_cast<std::int64_t>(core_.tolerance()),
+                               .max_wait = static_cast<std::int64_t>(asked == 0 ? 0 : max_wait),
+                               .ttl_slack_ms = client ? sd::client_time_ttl_slack_ms : 0};
+    std::array<char, sd::gcra_args::size> buf;
     const std::string_view args[] = {client ? std::string_view("c") : std::string_view("s"),
-                                     rd::to_chars(a.s, bufs[0]),
-                                     rd::to_chars(a.ns, bufs[1]),
-                                     rd::to_chars(nd.s, bufs[2]),
-                                     rd::to_chars(nd.ns, bufs[3]),
-                                     rd::to_chars(tau.s, bufs[4]),
-                                     rd::to_chars(tau.ns, bufs[5]),
                                      asked == 0 ? std::string_view("1") : std::string_view("0"),
-                                     client ? sd::client_time_ttl_slack_ms : std::string_view("0"),
-                                     rd::to_chars(wait.s, bufs[6]),
-                                     rd::to_chars(wait.ns, bufs[7])};
+                                     packed.pack(buf)};
+    namespace rd = sturdy::redis::detail;
     const std::string redis_key = key_of(key);
     const std::string_view keys[] = {redis_key};
     call_error err;
