@@ -7,8 +7,9 @@
 // idempotency store and the rate limiter): a pool of hiredis connections
 // with deadline-bounded I/O (connect_timeout, command_timeout,
 // pool_wait_timeout), AUTH and SELECT at connect, Lua scripts loaded on
-// every connection and run by SHA1 with an EVAL fallback, and the classification of the server's error replies
-// into sturdy::errc (store_unavailable, invalid_options, corrupt_data).
+// every connection and run by SHA1 with an EVAL fallback, and the
+// classification of the server's error replies into sturdy::errc
+// (store_unavailable, invalid_options, corrupt_data).
 // Commands are written with send(MSG_NOSIGNAL): a dropped connection cannot
 // raise SIGPIPE, and the process's signal mask and dispositions are never
 // touched.
