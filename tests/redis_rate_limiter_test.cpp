@@ -5,6 +5,10 @@
 //   - server time: burst, refusal, refill; idle keys expire; NOSCRIPT reload;
 //   - unreadable state is corrupt_data; validation names the field;
 //     unreachable Redis follows fail_open / fail_closed;
+//   - acquire: reservations decide exactly like the local core's reserve;
+//     it sleeps through the injected sleeper exactly until its turn, within
+//     max_wait and the deadline, and is cancellable (manual clock, recording
+//     sleeper, client time);
 // The fleet tests (two processes, Redis killed mid-run) are in
 // redis_rate_limiter_fleet_test.cpp (label slow).
 #ifdef STURDY_NO_HIREDIS
@@ -22,10 +26,12 @@ TEST(RedisRateLimiterTest, NeedsHiredis) { GTEST_SKIP() << "built without hiredi
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <random>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <utility>
@@ -116,6 +122,186 @@ TEST(RedisRateLimiterTest, ScriptDecidesExactlyLikeTheLocalCore) {
                            << to_string(got.reason);
     }
   }
+}
+
+using fleet_limiter = sturdy::redis::rate_limiter<sturdy::testing::recording_listener, sturdy::testing::manual_clock,
+                                                  sturdy::testing::recording_sleeper>;
+
+TEST(RedisRateLimiterTest, ReservationsDecideExactlyLikeTheLocalCore) {
+  const std::string address = sturdy::test::required_redis_address();
+  std::mt19937_64 gen(16408);
+  for (int round = 0; round < 4; ++round) {
+    const std::uint64_t rate = std::uniform_int_distribution<std::uint64_t>(1, 50)(gen);
+    const std::uint64_t burst = std::uniform_int_distribution<std::uint64_t>(1, 6)(gen);
+    const sturdy::rate_limiter_options o{.rate = rate, .period = 1s, .burst = burst};
+    const std::int64_t starts[] = {0, 1'700'000'000'000'000'000, -5'000'000'000,
+                                   std::numeric_limits<std::int64_t>::max() - 3'000'000'000'000};
+    sturdy::testing::manual_clock clock{time_point(duration(starts[round]))};
+    limiter_store_options s =
+        sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("resv" + std::to_string(round)));
+    s.time = sturdy::redis::time_source::client;
+    // The fleet limiter sleeps on a clock of its own, so that only the test
+    // moves the shared one.
+    sturdy::testing::manual_clock scratch;
+    sturdy::testing::recording_listener events;
+    fleet_limiter fleet(o, s, clock, events, sturdy::testing::recording_sleeper(scratch));
+    sturdy::rate_limiter<sturdy::testing::manual_clock> local(o, clock);
+    const std::int64_t T = o.interval().count();
+    for (int step = 0; step < 120; ++step) {
+      clock.advance(duration(std::uniform_int_distribution<std::int64_t>(0, 2 * T)(gen)));
+      const std::uint64_t n = std::uniform_int_distribution<std::uint64_t>(1, burst + 1)(gen);
+      const duration max_wait =
+          step % 7 == 0 ? duration::max() : duration(std::uniform_int_distribution<std::int64_t>(0, 4 * T)(gen));
+      const sturdy::rate_limit_reservation want = local.reserve(n, max_wait);
+      const rate_limit_decision got = fleet.acquire("k", n, max_wait);
+      rate_limit_decision expect = want.decision;
+      expect.ticket = 0;
+      expect.waited = want.wait;
+      ASSERT_EQ(got, expect) << "round " << round << " step " << step << " n " << n << " reason "
+                             << to_string(got.reason) << " want " << to_string(want.decision.reason);
+    }
+  }
+}
+
+TEST(RedisRateLimiterTest, AcquireSleepsThroughTheSleeperExactlyUntilItsTurn) {
+  const std::string address = sturdy::test::required_redis_address();
+  limiter_store_options s = sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("acq"));
+  s.time = sturdy::redis::time_source::client;
+  sturdy::testing::manual_clock clock{time_point(1'700'000'000s)};
+  sturdy::testing::recording_sleeper sleeper(clock);
+  sturdy::testing::recording_listener events;
+  // 10 per second, burst 1: one turn every 100 ms.
+  fleet_limiter a({.rate = 10, .period = 1s, .burst = 1}, s, clock, events, sleeper);
+  fleet_limiter b({.rate = 10, .period = 1s, .burst = 1}, s, clock, events, sleeper);  // another process
+  const auto first = a.acquire("k");
+  ASSERT_TRUE(first.allowed) << to_string(first.reason);
+  EXPECT_EQ(first.waited, duration::zero());
+  EXPECT_EQ(sleeper.count(), 0u);
+  // The next turn is 100 ms away: reserved, then slept through the sleeper
+  // (which advances the manual clock).
+  const auto second = b.acquire("k");
+  ASSERT_TRUE(second.allowed) << to_string(second.reason);
+  EXPECT_EQ(second.waited, 100ms);
+  EXPECT_EQ(sleeper.delays(), std::vector<duration>{100ms});
+  // Both reserve before either sleeps: the turns are 100 ms apart, across
+  // both limiter objects (one Redis state).
+  sturdy::testing::manual_clock frozen{clock.now()};
+  sturdy::testing::recording_sleeper no_advance(sturdy::testing::manual_clock{});
+  fleet_limiter c({.rate = 10, .period = 1s, .burst = 1}, s, frozen, events, no_advance);
+  fleet_limiter d({.rate = 10, .period = 1s, .burst = 1}, s, frozen, events, no_advance);
+  EXPECT_EQ(c.acquire("k").waited, 100ms);
+  EXPECT_EQ(d.acquire("k").waited, 200ms);
+  EXPECT_EQ(c.acquire("k").waited, 300ms);
+  // A turn further away than max_wait is refused without reserving or
+  // sleeping; retry_after says when it would be admitted at once.
+  const auto far = d.acquire("k", 1, 350ms);
+  EXPECT_FALSE(far.allowed);
+  EXPECT_EQ(far.reason, rate_limit_reason::rate_limited);
+  EXPECT_EQ(far.retry_after, 400ms);
+  EXPECT_EQ(d.acquire("k", 1, 400ms).waited, 400ms);
+  EXPECT_EQ(no_advance.count(), 4u);
+  // max_wait 0 and negative: admitted only at once.
+  EXPECT_EQ(d.acquire("k", 1, 0ns).reason, rate_limit_reason::rate_limited);
+  EXPECT_EQ(d.acquire("k", 1, -1s).reason, rate_limit_reason::rate_limited);
+  // n > burst: refused at once, never waits.
+  const auto big = d.acquire("k", 2);
+  EXPECT_EQ(big.reason, rate_limit_reason::exceeds_burst);
+  EXPECT_EQ(big.retry_after, duration::max());
+  EXPECT_EQ(no_advance.count(), 4u);
+  EXPECT_EQ(events.count<sturdy::rate_limit_rejected>(), 4u);
+  EXPECT_EQ(events.count<sturdy::redis_store_failed>(), 0u);
+}
+
+TEST(RedisRateLimiterTest, AcquireRespectsTheDeadlineAndCancellation) {
+  const std::string address = sturdy::test::required_redis_address();
+  limiter_store_options s = sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("acqdl"));
+  s.time = sturdy::redis::time_source::client;
+  sturdy::testing::manual_clock clock{time_point(1'700'000'000s)};
+  sturdy::testing::recording_sleeper sleeper(clock);
+  sturdy::testing::recording_listener events;
+  fleet_limiter l({.rate = 10, .period = 1s, .burst = 1}, s, clock, events, sleeper);
+  ASSERT_TRUE(l.acquire("k").allowed);
+  // The turn (100 ms away) is after the deadline: deadline_exceeded, nothing
+  // reserved, no sleep.
+  const auto late = l.acquire("k", 1, 1s, {}, clock.now() + 50ms);
+  EXPECT_FALSE(late.allowed);
+  EXPECT_EQ(late.reason, rate_limit_reason::deadline_exceeded);
+  EXPECT_EQ(late.error(), sturdy::errc::deadline_exceeded);
+  // ...but when max_wait refuses it first, it is rate_limited.
+  EXPECT_EQ(l.acquire("k", 1, 20ms, {}, clock.now() + 50ms).reason, rate_limit_reason::rate_limited);
+  // A deadline already reached refuses at once, even with a free turn.
+  EXPECT_EQ(l.acquire("other", 1, 1s, {}, clock.now()).reason, rate_limit_reason::deadline_exceeded);
+  EXPECT_EQ(l.try_acquire("other", 0).remaining, 1u);  // nothing taken
+  // A deadline exactly at the turn admits it.
+  EXPECT_EQ(l.acquire("k", 1, 1s, {}, clock.now() + 100ms).waited, 100ms);
+  EXPECT_EQ(sleeper.count(), 1u);
+  // Stop requested before: cancelled, nothing reserved.
+  std::stop_source stop;
+  stop.request_stop();
+  const auto before = l.acquire("k", 1, 1s, stop.get_token());
+  EXPECT_EQ(before.reason, rate_limit_reason::cancelled);
+  EXPECT_EQ(before.error(), sturdy::errc::cancelled);
+  EXPECT_EQ(l.try_acquire("k", 0).retry_after, 100ms);  // the next turn is unchanged
+  // Stop requested while sleeping: cancelled; the reserved turn is
+  // forfeited (never given to anyone else: admits less, never more).
+  std::stop_source mid;
+  sleeper.on_sleep([&](duration) { mid.request_stop(); });
+  const auto cut = l.acquire("k", 1, 1s, mid.get_token());
+  EXPECT_FALSE(cut.allowed);
+  EXPECT_EQ(cut.reason, rate_limit_reason::cancelled);
+  EXPECT_EQ(sleeper.cancelled_count(), 1u);
+  EXPECT_EQ(l.try_acquire("k", 0).retry_after, 200ms);
+  EXPECT_EQ(events.count<sturdy::redis_store_failed>(), 0u);
+}
+
+TEST(RedisRateLimiterTest, AcquireFollowsTheFailureModeWithoutWaiting) {
+  const int port = sturdy::test::free_loopback_port();  // nothing listens
+  for (const auto mode : {sturdy::redis::failure_mode::fail_open, sturdy::redis::failure_mode::fail_closed}) {
+    limiter_store_options s = sturdy::test::limiter_store_at("127.0.0.1:" + std::to_string(port), "x:");
+    s.on_unavailable = mode;
+    sturdy::testing::manual_clock clock;
+    sturdy::testing::recording_sleeper sleeper(clock);
+    sturdy::testing::recording_listener events;
+    fleet_limiter l({}, s, clock, events, sleeper);
+    const auto d = l.acquire("k", 1, 1s);
+    EXPECT_EQ(d.allowed, mode == sturdy::redis::failure_mode::fail_open);
+    if (!d.allowed) {
+      EXPECT_EQ(d.reason, rate_limit_reason::store_unavailable);
+    }
+    EXPECT_EQ(sleeper.count(), 0u);
+    EXPECT_EQ(events.count<sturdy::redis_store_failed>(), 1u);
+    EXPECT_EQ(events.count<sturdy::rate_limit_rejected>(), 0u);
+  }
+}
+
+TEST(RedisRateLimiterTest, StateIsTwelvePackedBytesWithATtlUntilFull) {
+  const std::string address = sturdy::test::required_redis_address();
+  limiter_store_options s = sturdy::test::limiter_store_at(address, sturdy::test::unique_prefix("fmt"));
+  s.time = sturdy::redis::time_source::client;
+  // 1 per hour, burst 2, at t = 1.7e9 s + 5 ns: Z = TAT - tau = now - 2h + 1h.
+  sturdy::testing::manual_clock clock{time_point(1'700'000'000s + 5ns)};
+  sturdy::redis::rate_limiter<sturdy::null_listener, sturdy::testing::manual_clock> l(
+      {.rate = 1, .period = 1h, .burst = 2}, s, clock);
+  ASSERT_TRUE(l.try_acquire("k").allowed);
+  redisContext* c = redisConnectWithTimeout(s.host.c_str(), s.port, timeval{2, 0});
+  ASSERT_TRUE(c != nullptr && c->err == 0);
+  auto* r = static_cast<redisReply*>(redisCommand(c, "GET %b", l.key_of("k").data(), l.key_of("k").size()));
+  ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_STRING);
+  ASSERT_EQ(r->len, 12u);
+  std::int64_t sec = 0;
+  std::int32_t nsec = 0;
+  std::memcpy(&sec, r->str, 8);  // little-endian host (x86-64, arm64)
+  std::memcpy(&nsec, r->str + 8, 4);
+  EXPECT_EQ(sec, 1'700'000'000 - 3600);
+  EXPECT_EQ(nsec, 5);
+  freeReplyObject(r);
+  // TTL: until full (Z + tau - now = 1 h) plus the client-time slack (1 s).
+  r = static_cast<redisReply*>(redisCommand(c, "PTTL %b", l.key_of("k").data(), l.key_of("k").size()));
+  ASSERT_TRUE(r != nullptr && r->type == REDIS_REPLY_INTEGER);
+  EXPECT_GT(r->integer, 3'600'000 + 1'000 - 60'000);
+  EXPECT_LE(r->integer, 3'600'000 + 1'000);
+  freeReplyObject(r);
+  redisFree(c);
 }
 
 TEST(RedisRateLimiterTest, ServerTimeBurstRefusalRefillAndIdleExpiry) {

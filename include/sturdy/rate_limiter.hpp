@@ -58,8 +58,13 @@
 //
 // Thread safety: every member function may be called from any number of
 // threads at once. try_acquire is one load and (when admitted) one
-// compare-and-swap of one atomic word, retried while other threads change it;
-// no lock, no allocation, no wait. acquire sleeps only through the Sleeper.
+// compare-and-swap of one atomic word; no lock, no allocation. A
+// compare-and-swap that loses to another thread backs off (1, 2, 4, ... up to
+// 64 spin-wait hints) and retries from the value the failed CAS returned,
+// without re-reading the word, so under contention the thread holding the
+// cache line completes a run of admissions instead of both failing in turn.
+// Lock-free, not wait-free.
+// acquire sleeps only through the Sleeper.
 //
 // Testing: instantiate with `sturdy::testing::manual_clock` and
 // `sturdy::testing::recording_sleeper` (acquire then advances the clock
@@ -84,6 +89,7 @@
 #include "sturdy/config.hpp"
 #include "sturdy/context.hpp"
 #include "sturdy/detail/gcra.hpp"
+#include "sturdy/detail/spin.hpp"
 #include "sturdy/detail/validation.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/listener.hpp"
@@ -355,6 +361,26 @@ class rate_limiter final {
     if (STURDY_UNLIKELY(invalid_)) return reject_invalid(n);
     const std::uint64_t t = detail::to_biased(now);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
+    // The hot path: 1 <= n <= burst, admitted at once. A lost
+    // compare-and-swap backs off before retrying (see the banner).
+    if (STURDY_LIKELY(n - 1 < options_.burst)) {
+      const std::uint64_t need = n * core_.interval();
+      const std::uint64_t floor = core_.floor_at(t);
+      detail::backoff<> spin;
+      for (;;) {
+        const std::uint64_t next = core_.admit(state, floor, t, need);
+        if (STURDY_UNLIKELY(next == 0)) break;  // refused: the general path says why
+        // The decision is built before the CAS, so that its arithmetic
+        // overlaps the CAS instead of following it.
+        const rate_limit_decision d = admitted(next, t, n);
+        if (STURDY_LIKELY(state_.compare_exchange_weak(state, next, std::memory_order_relaxed))) return d;
+        // `state` now holds the word as the failed CAS saw it. Back off and
+        // retry from that value WITHOUT re-reading the word: a plain load
+        // would pull the line back in shared state and take it from the
+        // thread that holds it; the next CAS reads it anyway.
+        spin.pause();
+      }
+    }
     for (;;) {
       const detail::gcra_step s = core_.step(state, t, n);
       if (s.verdict != detail::gcra_verdict::admitted || s.next == state ||
@@ -481,12 +507,14 @@ class rate_limiter final {
         deadline_binds ? to_deadline : (max_wait < duration::zero() ? duration::zero() : max_wait);
     std::uint64_t state = state_.load(std::memory_order_relaxed);
     detail::gcra_step s;
+    detail::backoff<> spin;
     for (;;) {
       s = core_.step(state, t, n, static_cast<std::uint64_t>(wait_bound.count()));
       if (s.verdict != detail::gcra_verdict::admitted || s.next == state ||
           state_.compare_exchange_weak(state, s.next, std::memory_order_relaxed)) {
         break;
       }
+      spin.pause();  // retry from the value the failed CAS saw (see try_acquire_at)
     }
     const detail::gcra_outcome o = core_.describe(s, t, n);
     if (o.verdict == detail::gcra_verdict::limited && deadline_binds && n != 0) {
@@ -570,6 +598,20 @@ class rate_limiter final {
   [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
+  // The decision for an admission of n at t that stored `next`: what
+  // `finish(describe(...))` says, without the general path's branches.
+  [[nodiscard]] rate_limit_decision admitted(std::uint64_t next, std::uint64_t t, std::uint64_t n) const noexcept {
+    rate_limit_decision d;
+    d.allowed = true;
+    d.reason = rate_limit_reason::admitted;
+    d.remaining = core_.remaining_after(next, t);
+    d.reset_after = core_.reset_after(next, t);
+    d.limit = options_.burst;
+    d.requested = n;
+    d.ticket = next;
+    return d;
+  }
+
   rate_limit_decision finish(const detail::gcra_outcome& o, std::uint64_t n) noexcept {
     rate_limit_decision d = detail::to_decision(o, options_.burst, n);
     if (STURDY_UNLIKELY(!d.allowed)) return reject(d, n);

@@ -78,6 +78,7 @@
 
 #include "sturdy/config.hpp"
 #include "sturdy/detail/breaker_word.hpp"  // thread_index()
+#include "sturdy/detail/spin.hpp"           // cpu_relax()
 
 namespace sturdy::detail {
 
@@ -172,12 +173,6 @@ class striped_counter {
   std::uint32_t mask_;
   std::unique_ptr<cell[]> cells_;
 };
-
-inline void cpu_relax() noexcept {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-  __builtin_ia32_pause();
-#endif
-}
 
 // heap_bytes(v): the bytes a stored value owns on the heap, for byte
 // bounds. A type can answer through ADL's `sturdy_heap_bytes(const T&)`;

@@ -118,6 +118,29 @@ class gcra {
     return state <= floor_at(now);
   }
 
+  // gcra::admit()
+  //
+  // The admitting case of `step` alone, for drivers' hot paths: the state
+  // to store when a request costing `need` = n·T (n in [1, B]) is admitted
+  // at `now` from `state` without waiting (`floor` = floor_at(now)), or 0
+  // when it is not (then the driver takes the general path). Never 0 when
+  // admitted, since need >= 1.
+  [[nodiscard]] constexpr std::uint64_t admit(std::uint64_t state, std::uint64_t floor, std::uint64_t now,
+                                              std::uint64_t need) const noexcept {
+    const std::uint64_t base = state > floor ? state : floor;
+    return base <= now && now - base >= need ? base + need : 0;
+  }
+
+  // For an admission that stored `next` at `now` (next <= now, as `admit`
+  // guarantees): the requests of one still admitted at once, and the time
+  // until the bucket is full again. Equal to `describe`'s fields.
+  [[nodiscard]] constexpr std::uint64_t remaining_after(std::uint64_t next, std::uint64_t now) const noexcept {
+    return div_interval(now - next);
+  }
+  [[nodiscard]] constexpr duration reset_after(std::uint64_t next, std::uint64_t now) const noexcept {
+    return until_full(next, now);
+  }
+
   // gcra::step()
   //
   // The admission half of `decide`: the verdict and the state to store,

@@ -6,20 +6,29 @@
 // Internal: the GCRA decision of `detail/gcra.hpp` as a Redis Lua script,
 // for `sturdy::redis::rate_limiter`. Lua 5.1 numbers are doubles, exact only
 // up to 2^53, so every time and duration travels as a pair (seconds,
-// nanoseconds in [0, 1e9)) and the script does pair arithmetic; every value
-// stays far below 2^53 and the maths is exact (and prints exactly: Lua
-// writes numbers with "%.14g", and every value written is an integer below
-// 10^13). The script only decides
-// "admitted or not" and stores the new state; the client feeds the state and
-// time the script saw to `detail::gcra::decide` for `remaining`,
-// `retry_after` and `reset_after`, and checks that both agree.
+// nanoseconds in [0, 1e9)) and the script does pair arithmetic on integers
+// far below 2^53: exact. The script only decides "admitted or not" and
+// stores the new state; the client feeds the state and time the script saw
+// to `detail::gcra::decide` for `remaining`, `retry_after`, `reset_after` and
+// the wait of a reservation, and checks that both agree.
 //
-// KEYS[1]: the state, "<s> <ns>" of Z = TAT − τ, with a TTL until the bucket
-//          is full again (a missing key is a full bucket).
-// ARGV: mode ('s': server TIME plus the offset; 'c': the given time),
-//       time_or_offset s, ns, need (n·T) s, ns, τ s, ns, peek ('1': do not
-//       write), extra TTL in ms (the key outlives the state's meaning by
-//       that much; see `client_time_ttl_slack`).
+// It is kept minimal, because its server-side cost is most of a decision's
+// price beyond a plain GET: one `TIME` (server time), one `GET`, and when
+// admitting one `SET key state PX ttl`; no string formatting or parsing (the
+// state is 12 bytes packed by Redis's `struct` library: the seconds as a
+// little-endian int64, the nanoseconds as an int32; the numeric arguments
+// arrive packed the same way in one argument, so the script neither creates
+// nor converts a string per number), a reply of six integers.
+//
+// KEYS[1]: the state (Z = TAT − τ), with a TTL until the bucket is full
+//          again (a missing key is a full bucket).
+// ARGV[1]: mode ('s': server TIME plus the offset; 'c': the given time).
+// ARGV[2]: peek ('1': do not write).
+// ARGV[3]: `gcra_args`, packed '<i8i4i8i4i8i4i8i4i4': time_or_offset s, ns,
+//          need (n·T) s, ns, τ s, ns, max_wait s, ns (a reservation:
+//          admitted when its turn comes within max_wait), extra TTL in ms
+//          (the key outlives the state's meaning by that much; see
+//          `client_time_ttl_slack_ms`).
 // Reply: {admitted 0|1, had_state 0|1, state s, state ns, now s, now ns},
 //        or {-1} when KEYS[1] holds something unreadable.
 //
@@ -30,6 +39,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string_view>
@@ -39,18 +50,14 @@
 namespace sturdy::detail {
 
 inline constexpr std::string_view gcra_script = R"lua(
-local B, floor = 1000000000, math.floor
-local now_s, now_ns
+local B = 1000000000
+local now_s, now_ns, need_s, need_ns, tau_s, tau_ns, wait_s, wait_ns, slack =
+  struct.unpack('<i8i4i8i4i8i4i8i4i4', ARGV[3])
 if ARGV[1] == 's' then
   local t = redis.call('TIME')
-  now_s, now_ns = t[1] + ARGV[2], t[2] * 1000 + ARGV[3]
-else
-  now_s, now_ns = ARGV[2] + 0, ARGV[3] + 0
+  now_s, now_ns = t[1] + now_s, t[2] * 1000 + now_ns
+  if now_ns >= B then now_s, now_ns = now_s + 1, now_ns - B end
 end
-local c = floor(now_ns / B)
-now_s, now_ns = now_s + c, now_ns - c * B
-local tau_s, tau_ns = ARGV[6] + 0, ARGV[7] + 0
--- base = max(now - tau, the earliest representable time, the stored state)
 local base_s, base_ns = now_s - tau_s, now_ns - tau_ns
 if base_ns < 0 then base_s, base_ns = base_s - 1, base_ns + B end
 if base_s < -9223372037 or (base_s == -9223372037 and base_ns < 145224192) then
@@ -59,27 +66,29 @@ end
 local had, old_s, old_ns = 0, 0, 0
 local v = redis.call('GET', KEYS[1])
 if v then
-  local sp = string.find(v, ' ', 1, true)
-  old_s, old_ns = tonumber(sp and string.sub(v, 1, sp - 1)), tonumber(sp and string.sub(v, sp + 1))
-  if not old_s or not old_ns or old_ns < 0 or old_ns >= B or old_s ~= floor(old_s) or old_ns ~= floor(old_ns) then
-    return {-1}
-  end
+  if #v ~= 12 then return {-1} end
+  old_s, old_ns = struct.unpack('<i8i4', v)
+  if old_ns < 0 or old_ns >= B then return {-1} end
   had = 1
   if base_s < old_s or (base_s == old_s and base_ns < old_ns) then base_s, base_ns = old_s, old_ns end
 end
--- next = base + need; admitted iff next <= now (a peek writes nothing)
-local next_s, next_ns = base_s + ARGV[4], base_ns + ARGV[5]
+local next_s, next_ns = base_s + need_s, base_ns + need_ns
 if next_ns >= B then next_s, next_ns = next_s + 1, next_ns - B end
-local ok = next_s < now_s or (next_s == now_s and next_ns <= now_ns)
-if ok and ARGV[8] == '0' then
-  -- the key lives until the bucket is full again (next + tau - now, in ms
-  -- rounded up), plus ARGV[9] ms
-  local ms = (next_s + tau_s - now_s) * 1000 + math.ceil((next_ns + tau_ns - now_ns) / 1000000)
-  if ms < 1 then ms = 1 end
-  ms = ms + ARGV[9]
-  redis.call('SET', KEYS[1], next_s .. ' ' .. next_ns, 'PX', ms)
+local lim_s, lim_ns = now_s + wait_s, now_ns + wait_ns
+if lim_ns >= B then lim_s, lim_ns = lim_s + 1, lim_ns - B end
+if lim_s > 9223372036 or (lim_s == 9223372036 and lim_ns > 854775807) then
+  lim_s, lim_ns = 9223372036, 854775807
 end
-return {ok and 1 or 0, had, old_s, old_ns, now_s, now_ns}
+if next_s < lim_s or (next_s == lim_s and next_ns <= lim_ns) then
+  if ARGV[2] == '0' then
+    local x = next_ns + tau_ns - now_ns + 999999
+    local ms = (next_s + tau_s - now_s) * 1000 + (x - x % 1000000) / 1000000
+    if ms < 1 then ms = 1 end
+    redis.call('SET', KEYS[1], struct.pack('<i8i4', next_s, next_ns), 'PX', ms + slack)
+  end
+  return {1, had, old_s, old_ns, now_s, now_ns}
+end
+return {0, had, old_s, old_ns, now_s, now_ns}
 )lua";
 
 // With client time, Redis still expires keys by its own clock: a key lives
@@ -87,7 +96,7 @@ return {ok and 1 or 0, had, old_s, old_ns, now_s, now_ns}
 // runs a little fast (or a client's that runs slow) cannot drop a state
 // early, which would admit more than the limit. (A state kept longer than
 // needed is harmless: once the bucket is full it decides like no state.)
-inline constexpr std::string_view client_time_ttl_slack_ms = "1000";
+inline constexpr std::int32_t client_time_ttl_slack_ms = 1000;
 
 // A nanosecond count as (seconds, nanoseconds in [0, 1e9)).
 struct split_ns {
@@ -103,6 +112,32 @@ struct split_ns {
   }
   return {s, ns};
 }
+
+// The script's numeric arguments, packed as its ARGV[3]: each duration or
+// time as (seconds int64, nanoseconds int32), little-endian whatever the
+// host's byte order.
+struct gcra_args {
+  static constexpr std::size_t size = 4 * 12 + 4;
+  std::int64_t time_or_offset = 0;  // ns: the client's time, or the server-time offset
+  std::int64_t need = 0;            // ns, n·T
+  std::int64_t tolerance = 0;       // ns, τ
+  std::int64_t max_wait = 0;        // ns, >= 0
+  std::int32_t ttl_slack_ms = 0;
+
+  [[nodiscard]] std::string_view pack(std::array<char, size>& out) const noexcept {
+    std::size_t at = 0;
+    const auto put = [&](std::uint64_t v, int bytes) {
+      for (int i = 0; i < bytes; ++i) out[at++] = static_cast<char>((v >> (8 * i)) & 0xff);
+    };
+    for (const std::int64_t v : {time_or_offset, need, tolerance, max_wait}) {
+      const split_ns p = split(v);
+      put(static_cast<std::uint64_t>(p.s), 8);
+      put(static_cast<std::uint64_t>(p.ns), 4);
+    }
+    put(static_cast<std::uint64_t>(static_cast<std::uint32_t>(ttl_slack_ms)), 4);
+    return {out.data(), at};
+  }
+};
 
 // (s, ns) back to a biased nanosecond count; false when out of range.
 [[nodiscard]] constexpr bool join_biased(long long s, long long ns, std::uint64_t& out) noexcept {

@@ -72,9 +72,9 @@
 // `std::mutex` (held only to take or return a connection, never during I/O);
 // a call uses one connection for its round trip; callers beyond `pool_size`
 // wait for a free connection, at most `pool_wait_timeout`. A broken connection is closed and replaced on
-// the next call. While a command runs, the calling thread blocks SIGPIPE and
-// consumes one it raised, so a dropped connection cannot kill the process
-// and the process's signal dispositions are left alone.
+// the next call. Commands are written with send(MSG_NOSIGNAL), so a dropped
+// connection cannot kill the process with SIGPIPE, and the process's signal
+// mask and dispositions are left alone.
 //
 // Testing: point the store at a private `redis-server` on loopback.
 // `testing_advance(d)` shifts this store object's view of the server clock
@@ -83,21 +83,13 @@
 #ifndef STURDY_REDIS_IDEMPOTENCY_STORE_HPP_
 #define STURDY_REDIS_IDEMPOTENCY_STORE_HPP_
 
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/time.h>
 
 #include <array>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <climits>
 #include <concepts>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -122,6 +114,7 @@
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
 #include "sturdy/ownership.hpp"
+#include "sturdy/redis/detail/connection.hpp"
 
 namespace sturdy {
 
@@ -423,344 +416,6 @@ return 1
 )lua";
 
 enum class script : std::uint8_t { begin, complete, abandon };
-inline constexpr std::array<std::string_view, 3> scripts = {begin_script, complete_script, abandon_script};
-
-struct reply_deleter {
-  void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-struct context_deleter {
-  void operator()(redisContext* c) const noexcept { redisFree(c); }
-};
-
-// One connection and the SHA1s of the scripts as loaded on it.
-struct connection {
-  std::unique_ptr<redisContext, context_deleter> ctx;
-  std::array<std::string, 3> sha;
-};
-
-// A failed call: which errc, and the text hiredis or the server gave.
-struct call_error {
-  errc code = errc::store_unavailable;
-  std::string detail;
-};
-
-// Blocks SIGPIPE on this thread for its lifetime and swallows one that the
-// guarded I/O raised (a write to a connection the server closed).
-class sigpipe_guard {
- public:
-  sigpipe_guard() noexcept {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    sigset_t pending;
-    sigpending(&pending);
-    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
-    blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
-  }
-  ~sigpipe_guard() {
-    if (!blocked_) return;
-    if (!was_pending_) {
-      sigset_t pending;
-      sigpending(&pending);
-      if (sigismember(&pending, SIGPIPE) == 1) {
-        const timespec zero{0, 0};
-        (void)sigtimedwait(&pipe_, nullptr, &zero);
-      }
-    }
-    (void)pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  sigpipe_guard(const sigpipe_guard&) = delete;
-  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
-
- private:
-  sigset_t pipe_{};
-  sigset_t old_{};
-  bool was_pending_ = false;
-  bool blocked_ = false;
-};
-
-// Deadline-bounded I/O. After connecting, a connection's socket is made
-// non-blocking and hiredis's blocking flag is cleared, so hiredis never
-// waits in the kernel: these functions wait in poll() until a deadline.
-// (A socket timeout, SO_RCVTIMEO, bounds one recv(), not a reply: a server
-// that trickles its reply could stretch a call without limit.)
-
-// Marks `c` failed (so the pool closes it) with `why`.
-inline void set_io_error(redisContext* c, const char* why) noexcept {
-  c->err = REDIS_ERR_IO;
-  std::snprintf(c->errstr, sizeof(c->errstr), "%s", why);
-}
-
-// Waits until `fd` is ready for `events` (or has an error or hang-up, which
-// the next read/write reports); false when `deadline` passes first.
-[[nodiscard]] inline bool wait_ready(int fd, short events, time_point deadline) noexcept {
-  for (;;) {
-    const auto left =
-        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{fd, events, 0};
-    const int n = ::poll(&p, 1, left.count() > INT_MAX ? INT_MAX : static_cast<int>(left.count()));
-    if (n > 0) return true;
-    if (n < 0 && errno != EINTR) return false;
-  }
-}
-
-// Sends the commands appended to `c`, then reads one reply, all before
-// `deadline`. Null on failure, with `c->err`/`c->errstr` set.
-[[nodiscard]] inline redisReply* send_and_read(redisContext* c, time_point deadline) noexcept {
-  for (int done = 0;;) {
-    if (redisBufferWrite(c, &done) != REDIS_OK) return nullptr;
-    if (done != 0) break;
-    if (!wait_ready(c->fd, POLLOUT, deadline)) {
-      set_io_error(c, "timed out sending (command_timeout)");
-      return nullptr;
-    }
-  }
-  for (;;) {
-    void* raw = nullptr;
-    if (redisGetReplyFromReader(c, &raw) != REDIS_OK) return nullptr;
-    if (raw != nullptr) return static_cast<redisReply*>(raw);
-    if (!wait_ready(c->fd, POLLIN, deadline)) {
-      set_io_error(c, "timed out waiting for the reply (command_timeout)");
-      return nullptr;
-    }
-    if (redisBufferRead(c) != REDIS_OK) return nullptr;
-  }
-}
-
-// One command, one reply, within `timeout`.
-[[nodiscard]] inline redisReply* run_command(redisContext* c, int argc, const char** argv,
-                                             const std::size_t* len, duration timeout) noexcept {
-  if (redisAppendCommandArgv(c, argc, argv, len) != REDIS_OK) return nullptr;
-  return send_and_read(c, ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), timeout));
-}
-
-[[nodiscard]] inline timeval to_timeval(duration d) noexcept {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  const auto clamped = us < 1 ? 1 : us;
-  return timeval{static_cast<time_t>(clamped / 1000000), static_cast<suseconds_t>(clamped % 1000000)};
-}
-
-// Milliseconds, rounded up (a lease of 1 ns still lasts 1 ms).
-[[nodiscard]] inline std::int64_t ceil_ms(duration d) noexcept {
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(d).count();
-  return ms < 1 ? 1 : static_cast<std::int64_t>(ms);
-}
-
-template <std::integral I>
-[[nodiscard]] inline std::string_view to_chars(I v, std::array<char, 24>& buf) noexcept {
-  const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v);
-  (void)ec;  // 24 bytes hold every 64-bit integer
-  return {buf.data(), static_cast<std::size_t>(end - buf.data())};
-}
-
-[[nodiscard]] inline bool is_error(const redisReply* r, std::string_view prefix) noexcept {
-  return r->type == REDIS_REPLY_ERROR && std::string_view(r->str, r->len).substr(0, prefix.size()) == prefix;
-}
-
-[[nodiscard]] inline std::string_view text(const redisReply* r) noexcept {
-  return r->str == nullptr ? std::string_view() : std::string_view(r->str, r->len);
-}
-
-[[nodiscard]] inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
-  return s.substr(0, prefix.size()) == prefix;
-}
-
-// Refusals that mean the options do not fit the server: a password missing
-// (NOAUTH) or wrong (WRONGPASS), an ACL user without a needed permission
-// (NOPERM). Retrying cannot help, so they are `errc::invalid_options`, which
-// is never failed open: a password typo must not silently turn idempotency
-// off as if Redis were down.
-[[nodiscard]] inline bool is_auth_error(std::string_view msg) noexcept {
-  return starts_with(msg, "NOAUTH") || starts_with(msg, "WRONGPASS") || starts_with(msg, "NOPERM");
-}
-
-// Server states that pass (loading a dataset, a busy script, a replica
-// without its master, a cluster resharding, out of memory).
-[[nodiscard]] inline bool is_transient_error(std::string_view msg) noexcept {
-  return starts_with(msg, "LOADING") || starts_with(msg, "BUSY") || starts_with(msg, "MASTERDOWN") ||
-         starts_with(msg, "TRYAGAIN") || starts_with(msg, "OOM");
-}
-
-// An error reply means the data is not ours (a key of another type, a
-// counter that is not a number), that the options do not fit the server
-// (see is_auth_error), or that the server cannot serve now.
-[[nodiscard]] inline errc classify_error_reply(std::string_view msg) noexcept {
-  if (msg.find("WRONGTYPE") != std::string_view::npos ||
-      msg.find("not an integer") != std::string_view::npos ||
-      msg.find("increment or decrement would overflow") != std::string_view::npos)
-    return errc::corrupt_data;
-  if (is_auth_error(msg)) return errc::invalid_options;
-  return errc::store_unavailable;
-}
-
-// An error reply to the connection's own AUTH or SELECT: the password or
-// the database index is wrong ("WRONGPASS ...", "ERR AUTH <password> called
-// without any password configured ...", "ERR DB index is out of range"),
-// unless the server is only passing through a transient state.
-[[nodiscard]] inline errc classify_setup_error(std::string_view msg) noexcept {
-  return is_transient_error(msg) ? errc::store_unavailable : errc::invalid_options;
-}
-
-// The connection pool: at most `size` connections, idle ones in a stack.
-class pool {
- public:
-  explicit pool(const store_options& options) : options_(options) {}
-  pool(const pool&) = delete;
-  pool& operator=(const pool&) = delete;
-
-  // Takes an idle connection, or opens one (outside the lock) when fewer
-  // than `pool_size` are open; otherwise waits for one to be returned, at
-  // most `pool_wait_timeout` (then null, `store_unavailable`: with a frozen
-  // Redis every holder times out in turn, and an unbounded wait would make
-  // the N-th caller wait N/pool_size command timeouts).
-  // An idle connection the server has closed meanwhile (a restart, an idle
-  // timeout) is noticed here and replaced, so that call does not fail.
-  [[nodiscard]] std::unique_ptr<connection> acquire(call_error& err) {
-    {
-      std::unique_lock lock(mu_);
-      const auto ready = [&] { return !idle_.empty() || open_ < options_.pool_size; };
-      if (!ready()) {
-        // duration::max() means "wait as long as it takes": no deadline (a
-        // saturated one would be the clock's end of time, which some
-        // condition variable implementations mishandle).
-        const time_point deadline =
-            ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.pool_wait_timeout);
-        if (deadline == time_point::max()) {
-          cv_.wait(lock, ready);
-        } else if (!cv_.wait_until(lock, deadline, ready)) {
-          err = {errc::store_unavailable, "no free connection within pool_wait_timeout"};
-          return nullptr;
-        }
-      }
-      if (!idle_.empty()) {
-        auto c = std::move(idle_.back());
-        idle_.pop_back();
-        lock.unlock();
-        if (STURDY_LIKELY(!closed_by_peer(*c))) return c;
-        c.reset();  // replaced below; its slot stays counted
-      } else {
-        ++open_;
-      }
-    }
-    auto c = connect(err);
-    if (c == nullptr) release_slot();
-    return c;
-  }
-
-  // Returns a healthy connection; closes a broken one (the next call opens
-  // a fresh one).
-  void release(std::unique_ptr<connection> c) noexcept {
-    if (c->ctx->err != 0) {
-      c.reset();
-      release_slot();
-      return;
-    }
-    {
-      std::lock_guard lock(mu_);
-      idle_.push_back(std::move(c));
-    }
-    cv_.notify_one();
-  }
-
-  void discard(std::unique_ptr<connection> c) noexcept {
-    c.reset();
-    release_slot();
-  }
-
- private:
-  void release_slot() noexcept {
-    {
-      std::lock_guard lock(mu_);
-      --open_;
-    }
-    cv_.notify_one();
-  }
-
-  // An idle connection has nothing to read unless the server hung up.
-  static bool closed_by_peer(const connection& c) noexcept {
-    pollfd p{c.ctx->fd, POLLIN, 0};
-    return ::poll(&p, 1, 0) != 0;
-  }
-
-  std::unique_ptr<connection> connect(call_error& err) {
-    sigpipe_guard guard;
-    auto c = std::make_unique<connection>();
-    c->ctx.reset(
-        redisConnectWithTimeout(options_.host.c_str(), options_.port, to_timeval(options_.connect_timeout)));
-    if (c->ctx == nullptr) {
-      err = {errc::store_unavailable, "cannot allocate a hiredis context"};
-      return nullptr;
-    }
-    if (c->ctx->err != 0) {
-      err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
-      return nullptr;
-    }
-    // From here on hiredis does not block: send_and_read() waits, with a
-    // deadline (see there).
-    const int fl = ::fcntl(c->ctx->fd, F_GETFL);
-    if (fl == -1 || ::fcntl(c->ctx->fd, F_SETFL, fl | O_NONBLOCK) == -1) {
-      err = {errc::store_unavailable, "connect: cannot make the socket non-blocking"};
-      return nullptr;
-    }
-    c->ctx->flags &= ~REDIS_BLOCK;
-    // AUTH, SELECT and the three SCRIPT LOADs in one pipelined round trip,
-    // within one command_timeout.
-    int expected = 0;
-    if (!options_.password.empty()) {
-      const char* argv[] = {"AUTH", options_.password.data()};
-      const std::size_t len[] = {4, options_.password.size()};
-      (void)redisAppendCommandArgv(c->ctx.get(), 2, argv, len);
-      ++expected;
-    }
-    std::array<char, 24> db_buf;
-    if (options_.database != 0) {
-      const std::string_view db = to_chars(options_.database, db_buf);
-      const char* argv[] = {"SELECT", db.data()};
-      const std::size_t len[] = {6, db.size()};
-      (void)redisAppendCommandArgv(c->ctx.get(), 2, argv, len);
-      ++expected;
-    }
-    for (const std::string_view s : scripts) {
-      const char* argv[] = {"SCRIPT", "LOAD", s.data()};
-      const std::size_t len[] = {6, 4, s.size()};
-      (void)redisAppendCommandArgv(c->ctx.get(), 3, argv, len);
-    }
-    const time_point deadline =
-        ::sturdy::detail::saturating_add(std::chrono::steady_clock::now(), options_.command_timeout);
-    for (int i = 0; i < expected + static_cast<int>(scripts.size()); ++i) {
-      reply_ptr r(send_and_read(c->ctx.get(), deadline));
-      if (r == nullptr) {
-        err = {errc::store_unavailable, std::string("connect: ") + c->ctx->errstr};
-        return nullptr;
-      }
-      if (r->type == REDIS_REPLY_ERROR) {
-        // The AUTH and SELECT replies come first; see classify_setup_error.
-        const std::string_view msg = text(r.get());
-        const bool setup = i < expected;
-        const bool auth = setup && i == 0 && !options_.password.empty();
-        const char* what = auth ? "AUTH: " : (setup ? "SELECT: " : "connect: ");
-        err = {setup ? classify_setup_error(msg) : classify_error_reply(msg), std::string(what).append(msg)};
-        return nullptr;
-      }
-      if (i >= expected) {
-        if (r->type != REDIS_REPLY_STRING) {
-          err = {errc::store_unavailable, "connect: unexpected SCRIPT LOAD reply"};
-          return nullptr;
-        }
-        c->sha[static_cast<std::size_t>(i - expected)] = std::string(text(r.get()));
-      }
-    }
-    return c;
-  }
-
-  const store_options& options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<connection>> idle_;  // guarded by mu_
-  std::size_t open_ = 0;                           // guarded by mu_
-};
 
 // Escapes glob characters for SCAN MATCH.
 [[nodiscard]] inline std::string glob_escape(std::string_view s) {
@@ -821,7 +476,8 @@ class idempotency_store {
       : options_(std::move(options)),
         options_ok_(options_.validate().has_value()),
         listener_(std::move(listener)),
-        pool_(options_),
+        pool_(detail::connection_config_of(options_), {detail::begin_script, detail::complete_script,
+                                                       detail::abandon_script}),
         seq_key_(options_.key_prefix + "seq") {}
   idempotency_store(const idempotency_store&) = delete;
   idempotency_store& operator=(const idempotency_store&) = delete;
@@ -925,17 +581,7 @@ class idempotency_store {
   // ACL permission (a health check, or to fail fast at start-up).
   [[nodiscard]] result<void> ping() {
     if (!options_ok_) return errc::invalid_options;
-    detail::call_error err;
-    auto c = pool_.acquire(err);
-    if (c == nullptr) return err.code;
-    detail::sigpipe_guard guard;
-    const char* argv[] = {"PING"};
-    const std::size_t len[] = {4};
-    detail::reply_ptr r(detail::run_command(c->ctx.get(), 1, argv, len, options_.command_timeout));
-    pool_.release(std::move(c));
-    if (r == nullptr) return errc::store_unavailable;
-    if (r->type == REDIS_REPLY_ERROR) return detail::classify_error_reply(detail::text(r.get()));
-    return success();
+    return pool_.ping();
   }
 
   // idempotency_store::testing_advance()
@@ -975,58 +621,11 @@ class idempotency_store {
 
   std::int64_t skew_ms() const noexcept { return skew_ns_.load(std::memory_order_relaxed) / 1'000'000; }
 
-  // One script call on a pooled connection: EVALSHA, then EVAL if the server
-  // lost its script cache. Returns null (and fills `err`) on any failure,
-  // including an error reply.
+  // One script call on a pooled connection (see detail::pool::eval).
   template <std::size_t NK, std::size_t NA>
   detail::reply_ptr call(detail::script which, const std::string_view (&keys)[NK],
                          const std::string_view (&args)[NA], detail::call_error& err) const {
-    auto c = pool_.acquire(err);
-    if (c == nullptr) return nullptr;
-    const auto idx = static_cast<std::size_t>(which);
-    std::array<char, 24> nk_buf;
-    const std::string_view nk = detail::to_chars(NK, nk_buf);
-    std::array<const char*, 3 + NK + NA> argv{};
-    std::array<std::size_t, 3 + NK + NA> len{};
-    argv[0] = "EVALSHA";
-    len[0] = 7;
-    argv[1] = c->sha[idx].data();
-    len[1] = c->sha[idx].size();
-    argv[2] = nk.data();
-    len[2] = nk.size();
-    for (std::size_t i = 0; i < NK; ++i) {
-      argv[3 + i] = keys[i].data();
-      len[3 + i] = keys[i].size();
-    }
-    for (std::size_t i = 0; i < NA; ++i) {
-      argv[3 + NK + i] = args[i].data();
-      len[3 + NK + i] = args[i].size();
-    }
-    detail::reply_ptr r;
-    {
-      detail::sigpipe_guard guard;
-      r.reset(detail::run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
-                                  options_.command_timeout));
-      if (r != nullptr && detail::is_error(r.get(), "NOSCRIPT")) {
-        argv[0] = "EVAL";
-        len[0] = 4;
-        argv[1] = detail::scripts[idx].data();
-        len[1] = detail::scripts[idx].size();
-        r.reset(detail::run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
-                                    options_.command_timeout));
-      }
-    }
-    if (r == nullptr) {
-      err = {errc::store_unavailable, c->ctx->errstr[0] != '\0' ? std::string(c->ctx->errstr) : "no reply"};
-      pool_.discard(std::move(c));
-      return nullptr;
-    }
-    pool_.release(std::move(c));
-    if (r->type == REDIS_REPLY_ERROR) {
-      err = {detail::classify_error_reply(detail::text(r.get())), std::string(detail::text(r.get()))};
-      return nullptr;
-    }
-    return r;
+    return pool_.eval(static_cast<std::size_t>(which), keys, args, err);
   }
 
   template <std::size_t NK, std::size_t NA>
@@ -1168,7 +767,6 @@ class idempotency_store {
     const std::string pattern = detail::glob_escape(options_.key_prefix) + "k:*";
     std::string cursor = "0";
     std::size_t n = 0;
-    detail::sigpipe_guard guard;
     for (;;) {
       const char* argv[] = {"SCAN", cursor.c_str(), "MATCH", pattern.c_str(), "COUNT", "1000"};
       const std::size_t len[] = {4, cursor.size(), 5, pattern.size(), 5, 4};

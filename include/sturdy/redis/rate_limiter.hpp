@@ -18,11 +18,16 @@
 // caller's wall-clock time instead, for servers that refuse `TIME` in scripts
 // (some managed Redis); then every process's clock must agree (NTP).
 //
-// Keys: `key_prefix + key`, a small string ("<seconds> <nanoseconds>" of
-// GCRA's TAT − τ) with a TTL until the bucket is full again (1 s more with
-// client time, as a margin for the server's clock, which expires keys), so
-// an idle key disappears by itself (and a missing key is exactly a full
-// bucket).
+// Keys: `key_prefix + key`, 12 bytes (GCRA's TAT − τ as a little-endian
+// int64 of seconds and an int32 of nanoseconds, packed by the script) with a
+// TTL until the bucket is full again (1 s more with client time, as a margin
+// for the server's clock, which expires keys), so an idle key disappears by
+// itself (and a missing key is exactly a full bucket).
+//
+// acquire(key, n, max_wait, stop, deadline) reserves the turn in the same
+// round trip (the script admits a request whose turn comes within max_wait)
+// and sleeps until it through the injected Sleeper; a stop request while
+// sleeping forfeits the turn (across a fleet it cannot be given back).
 //
 // Example:
 //
@@ -35,6 +40,9 @@
 //   d.write_headers([&](std::string_view n, std::string_view v) { resp.set(n, v); });
 //   if (!d.allowed) return reply_429(resp);   // d.error(): errc::rate_limited
 //
+//   // A background sender waits for its turn, at most 200 ms:
+//   if (per_tenant.acquire(tenant_id, 1, std::chrono::milliseconds(200), stop).allowed) send();
+//
 // Failures: Redis unreachable (refused, lost, a connect or command timeout,
 // no free pooled connection in time, LOADING/BUSY/OOM...) is handled by
 // `on_unavailable`: `failure_mode::fail_open` (the default here: an outage
@@ -44,8 +52,9 @@
 // the password, database or an ACL permission is `invalid_options`, and a
 // key holding data this limiter cannot read is `corrupt_data`: both refuse,
 // never fail open (a misconfiguration is not an outage). Timeouts and the
-// connection pool are the idempotency store's (`sturdy/redis/idempotency_store.hpp`):
-// at most pool_wait_timeout + connect_timeout + 2 · command_timeout per call.
+// connection pool are the idempotency store's (one layer,
+// `sturdy/redis/detail/connection.hpp`): at most pool_wait_timeout +
+// connect_timeout + 2 · command_timeout per call (plus the sleep of acquire).
 //
 // Thread safety: every member function may be called from any number of
 // threads; at most `pool_size` connections, each used by one call at a time.
@@ -61,7 +70,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <mutex>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -74,7 +83,8 @@
 #include "sturdy/listener.hpp"
 #include "sturdy/outcome.hpp"
 #include "sturdy/rate_limiter.hpp"
-#include "sturdy/redis/idempotency_store.hpp"  // the connection pool, timeouts, error classes
+#include "sturdy/redis/detail/connection.hpp"
+#include "sturdy/redis/idempotency_store.hpp"  // failure_mode, redis_store_failed, with_address
 
 namespace sturdy::redis {
 
@@ -122,21 +132,6 @@ struct limiter_store_options {
   // Whose clock decides. Default server.
   time_source time = time_source::server;
 
-  // The connection part, as the shared pool takes it.
-  [[nodiscard]] store_options connection() const {
-    return {.host = host,
-            .port = port,
-            .key_prefix = key_prefix,
-            .connect_timeout = connect_timeout,
-            .command_timeout = command_timeout,
-            .pool_size = pool_size,
-            .pool_wait_timeout = pool_wait_timeout,
-            .on_unavailable = on_unavailable,
-            .password = password,
-            .database = database,
-            .error_categories = {}};
-  }
-
   // Empty when valid, otherwise a sentence naming the bad field.
   [[nodiscard]] std::string_view validation_message() const noexcept {
     if (host.empty()) return "redis::limiter_store_options.host must not be empty";
@@ -174,18 +169,18 @@ struct limiter_store_options {
   return options;
 }
 
-// rate_limiter<Listener, Clock>
+// rate_limiter<Listener, Clock, Sleeper>
 //
-// Pinned: not copyable or movable. `Clock` is read only with
-// time_source::client.
-template <class Listener = null_listener, clock_source Clock = wall_clock>
+// Pinned: not copyable or movable. `Clock` is read for the time with
+// time_source::client, and by `acquire` for its deadline; `Sleeper` is what
+// `acquire` sleeps through.
+template <class Listener = null_listener, clock_source Clock = wall_clock, sleeper Sleeper = thread_sleeper>
 class rate_limiter {
  public:
   explicit rate_limiter(rate_limiter_options limit, limiter_store_options store = {}, Clock clock = Clock(),
-                        Listener listener = Listener())
+                        Listener listener = Listener(), Sleeper sleeper = Sleeper())
       : limit_(limit),
         store_(std::move(store)),
-        connection_(store_.connection()),
         limit_ok_(limit_.validation_message().empty()),
         store_ok_(store_.validation_message().empty()),
         core_(limit_ok_
@@ -193,7 +188,8 @@ class rate_limiter {
                   : sturdy::detail::gcra()),
         clock_(std::move(clock)),
         listener_(std::move(listener)),
-        pool_(connection_) {}
+        sleeper_(std::move(sleeper)),
+        pool_(detail::connection_config_of(store_), {sturdy::detail::gcra_script}) {}
   rate_limiter(const rate_limiter&) = delete;
   rate_limiter& operator=(const rate_limiter&) = delete;
 
@@ -205,48 +201,60 @@ class rate_limiter {
   // peek, for `remaining` and `reset_after`).
   [[nodiscard]] rate_limit_decision try_acquire(std::string_view key, std::uint64_t n = 1) {
     if (STURDY_UNLIKELY(!limit_ok_ || !store_ok_)) return reject_invalid(n);
-    const bool too_large = n > limit_.burst;
-    const std::uint64_t asked = too_large ? 0 : n;
-    const std::uint64_t need = (asked == 0 ? 1 : asked) * core_.interval();
-    const bool client = store_.time == time_source::client;
-    const std::int64_t at =
-        client ? clock_.now().time_since_epoch().count() : skew_ns_.load(std::memory_order_relaxed);
-    std::array<std::array<char, 24>, 6> bufs;
-    const sturdy::detail::split_ns a = sturdy::detail::split(at);
-    const sturdy::detail::split_ns nd = sturdy::detail::split(static_cast<std::int64_t>(need));
-    const sturdy::detail::split_ns tau = sturdy::detail::split(static_cast<std::int64_t>(core_.tolerance()));
-    const std::string_view args[] = {
-        client ? std::string_view("c") : std::string_view("s"),
-        to_chars(a.s, bufs[0]),
-        to_chars(a.ns, bufs[1]),
-        to_chars(nd.s, bufs[2]),
-        to_chars(nd.ns, bufs[3]),
-        to_chars(tau.s, bufs[4]),
-        to_chars(tau.ns, bufs[5]),
-        asked == 0 ? std::string_view("1") : std::string_view("0"),
-        client ? sturdy::detail::client_time_ttl_slack_ms : std::string_view("0")};
-    const std::string redis_key = key_of(key);
-    reply_ptr r;
-    call_error err;
-    {
-      auto c = pool_.acquire(err);
-      if (c != nullptr) r = run_script(std::move(c), redis_key, args, err);
+    const reservation r = decide(key, n, 0);
+    if (r.decided && !r.decision.allowed) return rejected(r.decision, n);
+    return r.decision;
+  }
+
+  // rate_limiter::acquire()
+  //
+  // Reserves, in one round trip, the earliest turn for `n` requests under
+  // `key` that comes within `max_wait` and no later than `deadline` (a time
+  // of this limiter's Clock), then sleeps until it through the Sleeper;
+  // `waited` says how long. Refused without reserving or sleeping:
+  // rate_limited (the turn is more than max_wait away; retry_after says when
+  // the request would be admitted at once), deadline_exceeded (the turn is
+  // after the deadline; at once when `deadline` is not after now),
+  // exceeds_burst, cancelled (stop already requested), invalid_options, and
+  // the store's failures as for try_acquire (fail_open admits without
+  // waiting). A negative `max_wait` means "do not wait", like zero. A stop
+  // request while sleeping returns cancelled and forfeits the turn: across
+  // a fleet it cannot be given back safely (another process may have
+  // reserved after it), so the limit may then admit less than the rate,
+  // never more.
+  [[nodiscard]] rate_limit_decision acquire(std::string_view key, std::uint64_t n = 1,
+                                            duration max_wait = duration::max(), std::stop_token stop = {},
+                                            time_point deadline = time_point::max()) {
+    if (STURDY_UNLIKELY(!limit_ok_ || !store_ok_)) return reject_invalid(n);
+    if (stop.stop_requested())
+      return rejected(sturdy::detail::refusal(rate_limit_reason::cancelled, limit_.burst, n), n);
+    duration bound = max_wait < duration::zero() ? duration::zero() : max_wait;
+    bool deadline_binds = false;
+    if (deadline != time_point::max()) {
+      const time_point now = clock_.now();
+      if (deadline <= now)
+        return rejected(sturdy::detail::refusal(rate_limit_reason::deadline_exceeded, limit_.burst, n), n);
+      const duration left = sturdy::detail::time_between(now, deadline);
+      deadline_binds = left < bound;
+      if (deadline_binds) bound = left;
     }
-    if (r == nullptr) return failed(key, n, err);
-    sturdy::detail::gcra_reply parsed;
-    if (!sturdy::detail::parse_gcra_reply(r.get(), parsed))
-      return failed(key, n, {errc::corrupt_data, "unreadable rate limit state"});
-    const sturdy::detail::gcra_outcome o = core_.decide(parsed.state, parsed.now, asked);
-    if ((o.verdict == sturdy::detail::gcra_verdict::admitted) != parsed.admitted)
-      return failed(key, n, {errc::corrupt_data, "the script and the decision core disagree"});
-    rate_limit_decision d = sturdy::detail::to_decision(o, limit_.burst, n);
-    d.ticket = 0;  // nothing to give back across the fleet
-    if (too_large) {
+    const reservation r = decide(key, n, static_cast<std::uint64_t>(bound.count()));
+    rate_limit_decision d = r.decision;
+    if (!r.decided) return d;  // a store failure (reported), or failed open
+    if (!d.allowed) {
+      // Would the turn have fitted max_wait? Then the deadline refused it.
+      if (deadline_binds && d.reason == rate_limit_reason::rate_limited && d.retry_after <= max_wait)
+        d.reason = rate_limit_reason::deadline_exceeded;
+      return rejected(d, n);
+    }
+    if (r.wait == duration::zero()) return d;
+    if (!sleeper_.sleep_for(r.wait, stop)) {
       d.allowed = false;
-      d.reason = rate_limit_reason::exceeds_burst;
-      d.retry_after = duration::max();
+      d.reason = rate_limit_reason::cancelled;
+      d.retry_after = duration::zero();
+      return rejected(d, n);
     }
-    if (!d.allowed) emit(listener_, rate_limit_rejected{d.reason, n, d.retry_after});
+    d.waited = r.wait;
     return d;
   }
 
@@ -264,21 +272,7 @@ class rate_limiter {
   // rate_limiter::ping(): one round trip (a health check).
   [[nodiscard]] result<void> ping() {
     if (!limit_ok_ || !store_ok_) return errc::invalid_options;
-    call_error err;
-    auto c = pool_.acquire(err);
-    if (c == nullptr) return err.code;
-    sturdy::redis::detail::sigpipe_guard guard;
-    const char* argv[] = {"PING"};
-    const std::size_t len[] = {4};
-    reply_ptr r(sturdy::redis::detail::run_command(c->ctx.get(), 1, argv, len, store_.command_timeout));
-    if (r == nullptr) {
-      pool_.discard(std::move(c));
-      return errc::store_unavailable;
-    }
-    pool_.release(std::move(c));
-    if (r->type == REDIS_REPLY_ERROR)
-      return sturdy::redis::detail::classify_error_reply(sturdy::redis::detail::text(r.get()));
-    return success();
+    return pool_.ping();
   }
 
   // rate_limiter::testing_advance(): for tests, this object sees the
@@ -298,76 +292,62 @@ class rate_limiter {
   [[nodiscard]] const rate_limiter_options& options() const noexcept { return limit_; }
   [[nodiscard]] const limiter_store_options& store() const noexcept { return store_; }
   [[nodiscard]] const Listener& listener() const noexcept { return listener_; }
+  [[nodiscard]] const Clock& clock() const noexcept { return clock_; }
 
  private:
-  using reply_ptr = sturdy::redis::detail::reply_ptr;
   using call_error = sturdy::redis::detail::call_error;
 
-  static std::string_view to_chars(std::int64_t v, std::array<char, 24>& buf) noexcept {
-    return sturdy::redis::detail::to_chars(v, buf);
+  struct reservation {
+    rate_limit_decision decision;
+    duration wait{};
+    bool decided = true;  // false: the store failed (`failed` reported it)
+  };
+
+  // One round trip: the decision for n under key, reserving a turn up to
+  // `max_wait` ns away (0: admitted only now). Emits only failures.
+  reservation decide(std::string_view key, std::uint64_t n, std::uint64_t max_wait) {
+    namespace sd = sturdy::detail;
+    const bool too_large = n > limit_.burst;
+    const std::uint64_t asked = too_large ? 0 : n;
+    const std::uint64_t need = (asked == 0 ? 1 : asked) * core_.interval();
+    const bool client = store_.time == time_source::client;
+    const std::int64_t at =
+        client ? clock_.now().time_since_epoch().count() : skew_ns_.load(std::memory_order_relaxed);
+    const sd::gcra_args packed{.time_or_offset = at,
+                               .need = static_cast<std::int64_t>(need),
+                               .tolerance = static_cast<std::int64_t>(core_.tolerance()),
+                               .max_wait = static_cast<std::int64_t>(asked == 0 ? 0 : max_wait),
+                               .ttl_slack_ms = client ? sd::client_time_ttl_slack_ms : 0};
+    std::array<char, sd::gcra_args::size> buf;
+    const std::string_view args[] = {client ? std::string_view("c") : std::string_view("s"),
+                                     asked == 0 ? std::string_view("1") : std::string_view("0"),
+                                     packed.pack(buf)};
+    namespace rd = sturdy::redis::detail;
+    const std::string redis_key = key_of(key);
+    const std::string_view keys[] = {redis_key};
+    call_error err;
+    const rd::reply_ptr r = pool_.eval(0, keys, args, err);
+    if (r == nullptr) return {failed(key, n, err), duration::zero(), false};
+    sd::gcra_reply parsed;
+    if (!sd::parse_gcra_reply(r.get(), parsed))
+      return {failed(key, n, {errc::corrupt_data, "unreadable rate limit state"}), duration::zero(), false};
+    const sd::gcra_outcome o = core_.decide(parsed.state, parsed.now, asked, asked == 0 ? 0 : max_wait);
+    if ((o.verdict == sd::gcra_verdict::admitted) != parsed.admitted)
+      return {failed(key, n, {errc::corrupt_data, "the script and the decision core disagree"}),
+              duration::zero(), false};
+    rate_limit_decision d = sd::to_decision(o, limit_.burst, n);
+    d.ticket = 0;  // nothing to give back across the fleet
+    if (too_large) {
+      d.allowed = false;
+      d.reason = rate_limit_reason::exceeds_burst;
+      d.retry_after = duration::max();
+    }
+    return {d, d.allowed ? o.wait : duration::zero(), true};
   }
 
-  // EVALSHA on the connection (SCRIPT LOAD first, once per process), EVAL
-  // when the server lost the script (a restart, SCRIPT FLUSH).
-  template <std::size_t NA>
-  reply_ptr run_script(std::unique_ptr<sturdy::redis::detail::connection> c, const std::string& redis_key,
-                       const std::string_view (&args)[NA], call_error& err) {
-    namespace rd = sturdy::redis::detail;
-    rd::sigpipe_guard guard;
-    const std::string_view sha = script_sha(*c);
-    std::array<const char*, 4 + NA> argv{};
-    std::array<std::size_t, 4 + NA> len{};
-    argv[0] = sha.empty() ? "EVAL" : "EVALSHA";
-    len[0] = sha.empty() ? 4 : 7;
-    argv[1] = sha.empty() ? sturdy::detail::gcra_script.data() : sha.data();
-    len[1] = sha.empty() ? sturdy::detail::gcra_script.size() : sha.size();
-    argv[2] = "1";
-    len[2] = 1;
-    argv[3] = redis_key.data();
-    len[3] = redis_key.size();
-    for (std::size_t i = 0; i < NA; ++i) {
-      argv[4 + i] = args[i].data();
-      len[4 + i] = args[i].size();
-    }
-    reply_ptr r(rd::run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
-                                store_.command_timeout));
-    if (r != nullptr && rd::is_error(r.get(), "NOSCRIPT")) {
-      argv[0] = "EVAL";
-      len[0] = 4;
-      argv[1] = sturdy::detail::gcra_script.data();
-      len[1] = sturdy::detail::gcra_script.size();
-      r.reset(rd::run_command(c->ctx.get(), static_cast<int>(argv.size()), argv.data(), len.data(),
-                              store_.command_timeout));
-    }
-    if (r == nullptr) {
-      err = {errc::store_unavailable, c->ctx->errstr[0] != '\0' ? std::string(c->ctx->errstr) : "no reply"};
-      pool_.discard(std::move(c));
-      return nullptr;
-    }
-    pool_.release(std::move(c));
-    if (r->type == REDIS_REPLY_ERROR) {
-      err = {rd::classify_error_reply(rd::text(r.get())), std::string(rd::text(r.get()))};
-      return nullptr;
-    }
-    return r;
-  }
-
-  // The script's SHA1, loaded once per process (the script cache is the
-  // server's, shared by every connection). Empty when loading failed: the
-  // call then uses EVAL.
-  std::string_view script_sha(sturdy::redis::detail::connection& c) {
-    if (STURDY_LIKELY(sha_ready_.load(std::memory_order_acquire))) return sha_;
-    namespace rd = sturdy::redis::detail;
-    const char* argv[] = {"SCRIPT", "LOAD", sturdy::detail::gcra_script.data()};
-    const std::size_t len[] = {6, 4, sturdy::detail::gcra_script.size()};
-    reply_ptr r(rd::run_command(c.ctx.get(), 3, argv, len, store_.command_timeout));
-    if (r == nullptr || r->type != REDIS_REPLY_STRING || r->len != 40) return {};
-    std::lock_guard lock(sha_mu_);
-    if (!sha_ready_.load(std::memory_order_relaxed)) {
-      sha_ = std::string(rd::text(r.get()));  // written once, before the flag
-      sha_ready_.store(true, std::memory_order_release);
-    }
-    return sha_;
+  rate_limit_decision rejected(const rate_limit_decision& d, std::uint64_t n) {
+    emit(listener_, rate_limit_rejected{d.reason, n, d.retry_after});
+    return d;
   }
 
   rate_limit_decision failed(std::string_view key, std::uint64_t n, const call_error& err) {
@@ -397,16 +377,13 @@ class rate_limiter {
 
   const rate_limiter_options limit_;
   const limiter_store_options store_;
-  const sturdy::redis::store_options connection_;
   const bool limit_ok_;
   const bool store_ok_;
   const sturdy::detail::gcra core_;
   STURDY_NO_UNIQUE_ADDRESS Clock clock_;
   STURDY_NO_UNIQUE_ADDRESS Listener listener_;
+  STURDY_NO_UNIQUE_ADDRESS Sleeper sleeper_;
   sturdy::redis::detail::pool pool_;
-  std::mutex sha_mu_;  // serialises the one write of sha_
-  std::string sha_;    // immutable once sha_ready_ is set
-  std::atomic<bool> sha_ready_{false};
   std::atomic<std::int64_t> skew_ns_{0};
   std::atomic<bool> options_rejected_reported_{false};
 };
