@@ -454,6 +454,7 @@ class concurrency_limiter {
         message_(first_message(options_, algorithm_)),
         valid_(message_.empty()),
         parts_(std::max<std::size_t>(1, options_.partitions.size())),
+        queueless_(options_.max_queue == 0),
         partitions_(std::make_unique<partition_state[]>(parts_)) {
     initial_limit_ = valid_ ? algorithm_.limit() : 0;
     limit_.store(initial_limit_, std::memory_order_relaxed);
@@ -951,12 +952,16 @@ class concurrency_limiter {
     return_slot(in_flight);
   }
 
-  // in_flight - 1. Nobody queued: one CAS, the last access (its first guess
-  // is the word as this permit's admission left it, right when calls do not
-  // overlap, which saves a load). Waiters: under the lock, which then hands
+  // in_flight - 1. No queue configured: one fetch_sub. Nobody queued: one
+  // CAS, the last access (its first guess is the word as this permit's
+  // admission left it, right when calls do not overlap, which saves a load). Waiters: under the lock, which then hands
   // the slot over (or, if the limit rose, more); `in_use()` takes the same
   // lock, so an owner never sees the limiter idle before this returns.
   void return_slot(std::uint32_t in_flight_at_admission) noexcept {
+    if (queueless_) {
+      word_.fetch_sub(1, std::memory_order_release);
+      return;
+    }
     std::uint64_t w = in_flight_at_admission;
     while (STURDY_LIKELY(high(w) == 0)) {
       if (word_.compare_exchange_weak(w, w - 1, std::memory_order_release, std::memory_order_relaxed)) return;
@@ -991,6 +996,9 @@ class concurrency_limiter {
   const std::string_view message_;
   const bool valid_;
   const std::uint32_t parts_;
+  // max_queue 0: nobody is ever queued (enqueue refuses), so a release has
+  // no waiter to serve and returns its slot with one fetch_sub.
+  const bool queueless_;
   const std::unique_ptr<partition_state[]> partitions_;
   std::uint32_t initial_limit_ = 0;
 
