@@ -106,6 +106,29 @@ void BM_Limiter_Fixed_Execute(benchmark::State& state) {
 }
 BENCHMARK(BM_Limiter_Fixed_Execute)->Threads(1)->Threads(2);
 
+// Refusals at the limit (one permit, held for the whole run): the limiter's
+// refused admission is a fetch_add taken back by a fetch_sub (no event, no
+// listener: null_listener); libstdc++ 12's semaphore spins briefly before
+// its try_acquire gives up.
+void BM_Semaphore_TryAcquireRefused(benchmark::State& state) {
+  static std::counting_semaphore<1> s(0);
+  for (auto _ : state) {
+    const bool ok = s.try_acquire();
+    benchmark::DoNotOptimize(ok);
+  }
+}
+BENCHMARK(BM_Semaphore_TryAcquireRefused)->Threads(1)->Threads(2);
+
+void BM_Limiter_Fixed_TryAcquireRefused(benchmark::State& state) {
+  static sturdy::concurrency_limiter<> l({}, sturdy::fixed_limit({.limit = 1}));
+  static auto held = l.try_acquire();
+  for (auto _ : state) {
+    auto p = l.try_acquire();
+    benchmark::DoNotOptimize(p);
+  }
+}
+BENCHMARK(BM_Limiter_Fixed_TryAcquireRefused)->Threads(1)->Threads(2);
+
 // The latency-recording permit: two clock reads and one lock per call.
 void BM_Limiter_Aimd_TryAcquireRecordLatency(benchmark::State& state) {
   static sturdy::concurrency_limiter<sturdy::aimd_limit> l(
