@@ -107,9 +107,9 @@ void BM_Limiter_Fixed_Execute(benchmark::State& state) {
 BENCHMARK(BM_Limiter_Fixed_Execute)->Threads(1)->Threads(2);
 
 // Refusals at the limit (one permit, held for the whole run): the limiter's
-// refused admission is a fetch_add taken back by a fetch_sub (no event, no
-// listener: null_listener); libstdc++ 12's semaphore spins briefly before
-// its try_acquire gives up.
+// refused admission is a fetch_add taken back by a fetch_sub, plus the
+// rejected counter (null_listener: no event); libstdc++ 12's semaphore
+// spins briefly before its try_acquire gives up.
 void BM_Semaphore_TryAcquireRefused(benchmark::State& state) {
   static std::counting_semaphore<1> s(0);
   for (auto _ : state) {
