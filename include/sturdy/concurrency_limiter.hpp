@@ -55,10 +55,11 @@
 // Thread safety: every member function may be called from any number of
 // threads. `try_acquire` and the release of a permit of a fixed-limit limiter
 // are lock-free when nobody is queued (one atomic read-modify-write each:
-// a fetch_add to admit, a compare-exchange to release; refusals, events
-// and hand-overs are out of line); queueing, hand-over and sample-fed
-// limit updates take one internal `std::mutex`. No background thread: the
-// limit changes on the releasing thread.
+// a fetch_add to admit; a fetch_sub to release, a compare-exchange when a
+// queue is configured; refusals, events and hand-overs are out of line);
+// queueing, hand-over and sample-fed limit updates take one internal
+// `std::mutex`. No background thread: the limit changes on the releasing
+// thread.
 //
 // Waiting: on steady_clock_source and coarse_steady_clock_source a waiter
 // wakes when its time runs out (the coarse clock: within one tick after);
@@ -767,7 +768,7 @@ class concurrency_limiter {
   }
   // Takes a refused admission's increment back. Waiters queued: a hand-over
   // may have found no room because of it, so serve them under the lock
-  // (the caller of try_acquire keeps the limiter alive meanwhile).
+  // (the caller, inside try_acquire or acquire, keeps the limiter alive).
   [[gnu::noinline, gnu::cold]] void undo_admit() noexcept {
     if (high(word_.fetch_sub(1, std::memory_order_relaxed)) == 0) return;
     std::lock_guard lock(mu_);
@@ -952,11 +953,12 @@ class concurrency_limiter {
     return_slot(in_flight);
   }
 
-  // in_flight - 1. No queue configured: one fetch_sub. Nobody queued: one
-  // CAS, the last access (its first guess is the word as this permit's
-  // admission left it, right when calls do not overlap, which saves a load). Waiters: under the lock, which then hands
-  // the slot over (or, if the limit rose, more); `in_use()` takes the same
-  // lock, so an owner never sees the limiter idle before this returns.
+  // in_flight - 1, the last access. No queue configured: one fetch_sub.
+  // Nobody queued: one CAS (its first guess is the word as this permit's
+  // admission left it, right when calls do not overlap, which saves a
+  // load). Waiters: under the lock, which then hands the slot over (or, if
+  // the limit rose, more); `in_use()` takes the same lock, so an owner never
+  // sees the limiter idle before this returns.
   void return_slot(std::uint32_t in_flight_at_admission) noexcept {
     if (queueless_) {
       word_.fetch_sub(1, std::memory_order_release);
