@@ -5,9 +5,10 @@
 //   - a counter behind one std::mutex (the obvious hand-written bulkhead).
 // One acquire + release pair per iteration, on 1 and 2 threads sharing one
 // object, limit 1000 (never reached: the uncontended-admission path).
-// The fixed-limit limiter reads no clock. The latency-recording permits
-// (AIMD, Gradient2) read the clock twice and take the limiter's lock on
-// release to feed the algorithm: reported separately.
+// The fixed-limit limiter reads no clock; without a queue (the default) its
+// release is one fetch_sub, with one a CAS (reported separately). The
+// latency-recording permits (AIMD, Gradient2) read the clock twice and take
+// the limiter's lock on release to feed the algorithm: reported separately.
 //
 //   build/dev/bench/concurrency_limiter_bench --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true   (one command line)
@@ -87,6 +88,14 @@ void BM_Limiter_Fixed_TryAcquireRelease(benchmark::State& state) {
 }
 BENCHMARK(BM_Limiter_Fixed_TryAcquireRelease)->Threads(1)->Threads(2);
 
+// With a queue configured (nobody waits here): the release is a CAS that
+// checks for waiters to hand its slot to, instead of a fetch_sub.
+void BM_Limiter_FixedWithQueue_TryAcquireRelease(benchmark::State& state) {
+  static sturdy::concurrency_limiter<> l({.max_queue = 100}, sturdy::fixed_limit({.limit = kLimit}));
+  try_acquire_release(state, l);
+}
+BENCHMARK(BM_Limiter_FixedWithQueue_TryAcquireRelease)->Threads(1)->Threads(2);
+
 void BM_Limiter_Fixed_Execute(benchmark::State& state) {
   static sturdy::concurrency_limiter<> l({}, sturdy::fixed_limit({.limit = kLimit}));
   int x = 0;
@@ -96,6 +105,29 @@ void BM_Limiter_Fixed_Execute(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_Limiter_Fixed_Execute)->Threads(1)->Threads(2);
+
+// Refusals at the limit (one permit, held for the whole run): the limiter's
+// refused admission is a fetch_add taken back by a fetch_sub, plus the
+// rejected counter (null_listener: no event); libstdc++ 12's semaphore
+// spins briefly before its try_acquire gives up.
+void BM_Semaphore_TryAcquireRefused(benchmark::State& state) {
+  static std::counting_semaphore<1> s(0);
+  for (auto _ : state) {
+    const bool ok = s.try_acquire();
+    benchmark::DoNotOptimize(ok);
+  }
+}
+BENCHMARK(BM_Semaphore_TryAcquireRefused)->Threads(1)->Threads(2);
+
+void BM_Limiter_Fixed_TryAcquireRefused(benchmark::State& state) {
+  static sturdy::concurrency_limiter<> l({}, sturdy::fixed_limit({.limit = 1}));
+  static auto held = l.try_acquire();
+  for (auto _ : state) {
+    auto p = l.try_acquire();
+    benchmark::DoNotOptimize(p);
+  }
+}
+BENCHMARK(BM_Limiter_Fixed_TryAcquireRefused)->Threads(1)->Threads(2);
 
 // The latency-recording permit: two clock reads and one lock per call.
 void BM_Limiter_Aimd_TryAcquireRecordLatency(benchmark::State& state) {

@@ -177,25 +177,26 @@ TEST(LimitAlgorithmTest, EnvoyExactSequence) {
   EXPECT_EQ(e.update(ok(8ms, 3, t0 + 2ms)), 10u);  // minRTT = p50{8,10,12} = 10 ms
   EXPECT_DOUBLE_EQ(e.min_rtt_ns(), 10e6);
   EXPECT_EQ(e.update(ok(10ms, 10, t0 + 50ms)), 10u);  // interval not over
-  // p50{10, 12.5} (nearest rank 1) = 10: g = 12.5/10 = 1.25: 12.5 + sqrt(10) = 15.66
-  EXPECT_EQ(e.update(ok(12500us, 10, t0 + 102ms)), 15u);
-  // p50{25} = 25: g = 12.5/25 = 0.5: 7.5 + sqrt(15) = 11.37
-  EXPECT_EQ(e.update(ok(25ms, 15, t0 + 202ms)), 11u);
-  // A drop is infinitely slow: g = 0.5: 5.5 + sqrt(11) = 8.82
-  EXPECT_EQ(e.update(drop(11, t0 + 302ms)), 8u);
+  // Envoy's calculateNewLimit: scaled = g L, L <- floor(scaled + sqrt(scaled)).
+  // p50{10, 12.5} (nearest rank 1) = 10: g = 12.5/10 = 1.25: 12.5 + sqrt(12.5) = 16.04
+  EXPECT_EQ(e.update(ok(12500us, 10, t0 + 102ms)), 16u);
+  // p50{25} = 25: g = 12.5/25 = 0.5: 8 + sqrt(8) = 10.83
+  EXPECT_EQ(e.update(ok(25ms, 16, t0 + 202ms)), 10u);
+  // A drop is infinitely slow: g = 0.5: 5 + sqrt(5) = 7.24
+  EXPECT_EQ(e.update(drop(10, t0 + 302ms)), 7u);
   // 60 s after the measurement: measure again at the floor, then resume.
-  EXPECT_EQ(e.update(ok(10ms, 8, t0 + 2ms + 60s)), 3u);
+  EXPECT_EQ(e.update(ok(10ms, 7, t0 + 2ms + 60s)), 3u);
   EXPECT_TRUE(e.measuring_min_rtt());
   (void)e.update(ok(20ms, 3, t0 + 60s + 3ms));
-  EXPECT_EQ(e.update(ok(20ms, 3, t0 + 60s + 4ms)), 8u);
+  EXPECT_EQ(e.update(ok(20ms, 3, t0 + 60s + 4ms)), 7u);
   EXPECT_DOUBLE_EQ(e.min_rtt_ns(), 20e6);
 }
 
 TEST(LimitAlgorithmTest, EnvoyGradientIsCappedAtTwo) {
   sturdy::envoy_gradient_limit e({.initial_limit = 16, .min_limit = 3, .min_rtt_request_count = 1, .min_rtt_jitter = 0.0});
   (void)e.update(ok(100ms, 3, time_point{}));
-  // rtt 1 ms against minRTT 100 ms: g would be 125, capped at 2: 32 + 4 = 36.
-  EXPECT_EQ(e.update(ok(1ms, 16, time_point{} + 100ms)), 36u);
+  // rtt 1 ms against minRTT 100 ms: g would be 125, capped at 2: 32 + sqrt(32) = 37.66.
+  EXPECT_EQ(e.update(ok(1ms, 16, time_point{} + 100ms)), 37u);
 }
 
 TEST(LimitAlgorithmTest, WindowedFeedsOneAggregatedSamplePerWindow) {

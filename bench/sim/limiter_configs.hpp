@@ -50,9 +50,17 @@ namespace sturdy::sim {
       // Envoy: defaults except the minimum-concurrency floor, raised from 3
       // to 15 so the periodic minRTT measurement does not starve traffic.
       {"envoy", envoy_gradient_limit_options{.initial_limit = 15, .min_limit = 15, .max_limit = 1000}},
-      // ...and with a tighter latency buffer (0.1 instead of 0.25) and a
-      // lower ceiling (200).
-      {"envoy_tuned", envoy_gradient_limit_options{.initial_limit = 15, .min_limit = 15, .max_limit = 200, .buffer = 0.1}},
+      // ...and tuned within Envoy's documented knobs: the interval's p99
+      // (sample_aggregate_percentile, default p50) so the tail the
+      // criterion judges is what the controller sees, a tighter buffer
+      // (0.1; default 0.25), and 500 ms intervals
+      // (concurrency_update_interval; 100 ms in Envoy's examples) so that
+      // p99 is taken over ~1000 calls, not ~200. Max stays 1000.
+      {"envoy_tuned", envoy_gradient_limit_options{.initial_limit = 15,
+                                                   .min_limit = 15,
+                                                   .update_interval = ms(500),
+                                                   .sample_percentile = 0.99,
+                                                   .buffer = 0.1}},
   };
 }
 

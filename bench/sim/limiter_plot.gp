@@ -5,8 +5,8 @@ set terminal pngcairo size 1100,1250 font "DejaVu Sans,10" noenhanced
 set grid lc rgb "#dddddd"
 set border lc rgb "#555555"
 bins = data."/limiter.csv"
-configs = "no_limit fixed_too_high fixed_right aimd vegas gradient2 gradient2_netflix envoy"
-colors = "#d62728 #8c564b #7f7f7f #ff7f0e #2ca02c #1f77b4 #9467bd #17becf"
+configs = "no_limit fixed_too_high fixed_right aimd vegas gradient2 gradient2_netflix envoy envoy_tuned"
+colors = "#d62728 #8c564b #7f7f7f #ff7f0e #2ca02c #1f77b4 #9467bd #17becf #bcbd22"
 sel(name, col) = (strcol(1) eq name) ? column(col) : NaN
 set output img."/limiter_ramp.png"
 set multiplot layout 4,1 title "limiter scenario: 20 servers x 10 ms (capacity 2000 req/s), demand ramp 0.5x-3x-0.5x, client timeout 50 ms" font ",12"

@@ -54,9 +54,12 @@
 //
 // Thread safety: every member function may be called from any number of
 // threads. `try_acquire` and the release of a permit of a fixed-limit limiter
-// are lock-free when nobody is queued; queueing, hand-over and sample-fed
-// limit updates take one internal `std::mutex`. No background thread: the
-// limit changes on the releasing thread.
+// are lock-free when nobody is queued (one atomic read-modify-write each:
+// a fetch_add to admit; a fetch_sub to release, a compare-exchange when a
+// queue is configured; refusals, events and hand-overs are out of line);
+// queueing, hand-over and sample-fed limit updates take one internal
+// `std::mutex`. No background thread: the limit changes on the releasing
+// thread.
 //
 // Waiting: on steady_clock_source and coarse_steady_clock_source a waiter
 // wakes when its time runs out (the coarse clock: within one tick after);
@@ -452,6 +455,7 @@ class concurrency_limiter {
         message_(first_message(options_, algorithm_)),
         valid_(message_.empty()),
         parts_(std::max<std::size_t>(1, options_.partitions.size())),
+        queueless_(options_.max_queue == 0),
         partitions_(std::make_unique<partition_state[]>(parts_)) {
     initial_limit_ = valid_ ? algorithm_.limit() : 0;
     limit_.store(initial_limit_, std::memory_order_relaxed);
@@ -468,7 +472,10 @@ class concurrency_limiter {
   // concurrency_limiter::try_acquire()
   //
   // A permit if one is free and nobody is queued (queued callers are not
-  // overtaken); otherwise errc::limit_exceeded. Never blocks; lock-free.
+  // overtaken); otherwise errc::limit_exceeded. Never blocks; lock-free:
+  // one fetch_add to admit. A refusal takes its increment back, so while
+  // one is in progress in_flight() may read one above the limit and,
+  // exactly at the limit, another caller may be refused too.
   [[nodiscard]] result<permit> try_acquire(partition_id p = {}) noexcept {
     if (STURDY_UNLIKELY(!valid_ || p.index >= parts_)) return refuse_invalid();
     std::uint32_t in_flight = 0;
@@ -744,16 +751,28 @@ class concurrency_limiter {
   };
 
   // The lock-free admission: in_flight + 1 when below the limit and nobody
-  // is queued.
+  // is queued. One fetch_add and no retry loop (two threads on one cache
+  // line never retry); a refused caller takes its increment back
+  // (`undo_admit`). So in_flight never exceeds the limit by an admitted
+  // call, but may read one above it per refusal in progress, and a caller
+  // may be refused while another's refusal is being undone (a window of a
+  // few instructions, at the limit only).
   bool admit(std::uint32_t& in_flight) noexcept {
-    std::uint64_t w = word_.load(std::memory_order_relaxed);
-    for (;;) {
-      if (high(w) != 0 || low(w) >= limit_.load(std::memory_order_relaxed)) return false;
-      if (word_.compare_exchange_weak(w, w + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
-        in_flight = low(w) + 1;
-        return true;
-      }
+    const std::uint64_t w = word_.fetch_add(1, std::memory_order_acquire);
+    if (STURDY_LIKELY(high(w) == 0 && low(w) < limit_.load(std::memory_order_relaxed))) {
+      in_flight = low(w) + 1;
+      return true;
     }
+    undo_admit();
+    return false;
+  }
+  // Takes a refused admission's increment back. Waiters queued: a hand-over
+  // may have found no room because of it, so serve them under the lock
+  // (the caller, inside try_acquire or acquire, keeps the limiter alive).
+  [[gnu::noinline, gnu::cold]] void undo_admit() noexcept {
+    if (high(word_.fetch_sub(1, std::memory_order_relaxed)) == 0) return;
+    std::lock_guard lock(mu_);
+    release_locked();
   }
 
   permit make_permit(std::uint32_t p, std::uint32_t in_flight) noexcept {
@@ -767,13 +786,13 @@ class concurrency_limiter {
   }
 
   // Invalid options (reported once), or a partition_id out of range.
-  result<permit> refuse_invalid() noexcept {
+  [[gnu::noinline, gnu::cold]] result<permit> refuse_invalid() noexcept {
     if (!valid_ && !reported_.exchange(true, std::memory_order_relaxed)) {
       emit(listener_, options_rejected{"concurrency_limiter", message_});
     }
     return make_error_code(errc::invalid_options);
   }
-  result<permit> reject(errc why, partition_id p) noexcept {
+  [[gnu::noinline, gnu::cold]] result<permit> reject(errc why, partition_id p) noexcept {
     rejected_.fetch_add(1, std::memory_order_relaxed);
     if (why == errc::cancelled) cancelled_.fetch_add(1, std::memory_order_relaxed);
     emit(listener_, limiter_rejected{why, p, limit()});
@@ -934,16 +953,24 @@ class concurrency_limiter {
     return_slot(in_flight);
   }
 
-  // in_flight - 1. Nobody queued: one CAS, the last access (its first guess
-  // is the word as this permit's admission left it, right when calls do not
-  // overlap, which saves a load). Waiters: under the lock, which then hands
-  // the slot over (or, if the limit rose, more); `in_use()` takes the same
-  // lock, so an owner never sees the limiter idle before this returns.
+  // in_flight - 1, the last access. No queue configured: one fetch_sub.
+  // Nobody queued: one CAS (its first guess is the word as this permit's
+  // admission left it, right when calls do not overlap, which saves a
+  // load). Waiters: under the lock, which then hands the slot over (or, if
+  // the limit rose, more); `in_use()` takes the same lock, so an owner never
+  // sees the limiter idle before this returns.
   void return_slot(std::uint32_t in_flight_at_admission) noexcept {
+    if (queueless_) {
+      word_.fetch_sub(1, std::memory_order_release);
+      return;
+    }
     std::uint64_t w = in_flight_at_admission;
     while (STURDY_LIKELY(high(w) == 0)) {
       if (word_.compare_exchange_weak(w, w - 1, std::memory_order_release, std::memory_order_relaxed)) return;
     }
+    return_slot_to_waiters();
+  }
+  [[gnu::noinline]] void return_slot_to_waiters() noexcept {
     std::lock_guard lock(mu_);
     word_.fetch_sub(1, std::memory_order_release);
     release_locked();
@@ -971,6 +998,9 @@ class concurrency_limiter {
   const std::string_view message_;
   const bool valid_;
   const std::uint32_t parts_;
+  // max_queue 0: nobody is ever queued (enqueue refuses), so a release has
+  // no waiter to serve and returns its slot with one fetch_sub.
+  const bool queueless_;
   const std::unique_ptr<partition_state[]> partitions_;
   std::uint32_t initial_limit_ = 0;
 

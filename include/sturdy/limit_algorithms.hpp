@@ -522,8 +522,9 @@ struct envoy_gradient_limit_options {
 //     min_rtt_interval * (1 + U(0, jitter)).
 //   adapting: samples collect for update_interval; on the first sample
 //     after it ends, rtt = their percentile (a drop counts as infinitely
-//     slow), g = clamp(minRTT (1 + buffer) / rtt, 0.5, 2) and
-//     L <- clamp(g L + sqrt(L)).
+//     slow), g = clamp(minRTT (1 + buffer) / rtt, 0.5, 2) and, as Envoy's
+//     calculateNewLimit, L <- clamp(floor(g L + sqrt(g L))): the burst
+//     headroom is the root of the scaled limit, and the limit is whole.
 // The interval's own samples are kept in storage allocated at construction.
 class envoy_gradient_limit {
  public:
@@ -570,9 +571,9 @@ class envoy_gradient_limit {
     const double g = std::isfinite(min_rtt_) && std::isfinite(p)
                          ? std::clamp(min_rtt_ * (1.0 + options_.buffer) / p, 0.5, 2.0)
                          : 0.5;
-    const double l = static_cast<double>(limit());
-    estimate_ = std::clamp(g * l + std::sqrt(l), static_cast<double>(options_.min_limit),
-                           static_cast<double>(options_.max_limit));
+    const double scaled = g * static_cast<double>(limit());
+    estimate_ = std::floor(std::clamp(scaled + std::sqrt(scaled), static_cast<double>(options_.min_limit),
+                                      static_cast<double>(options_.max_limit)));
     return limit();
   }
   [[nodiscard]] constexpr std::string_view validation_message() const noexcept {
