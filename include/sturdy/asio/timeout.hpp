@@ -205,8 +205,10 @@ class timeout_op : public async_op_base<timeout_op<R, Timer, MakeAttempt, Handle
 
   void on_cancelled() {
     if (phase_ != phase::running) return;  // idle: begin() reads it; otherwise over
-    (void)source_->request(cancel_reason::cancelled);
+    // The Asio signal first: an inner layer that sees both (this signal, then
+    // the token) forwards the caller's cancellation type, not its own.
     cancel_attempt(this->cancel_requested());
+    (void)source_->request(cancel_reason::cancelled);
   }
 
   void begin() {
