@@ -131,7 +131,7 @@ TEST_F(AsioIdempotency, RejectPolicyAnswersInProgress) {
 TEST_F(AsioIdempotency, WaiterTimesOutAtExactlyWaitTimeoutAndLeavesTheList) {
   cache_t cache(waiting(20ms));
   manual_op<int> owner;
-  completion first, dup, later;
+  completion first, dup;
   sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, [&] { return owner.start(); }, recorder(io, first));
   run_for(io, 1ms);
   sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, [&] { return owner.start(); }, recorder(io, dup));

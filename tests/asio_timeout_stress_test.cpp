@@ -1,4 +1,5 @@
-// Concurrency test of sturdy/asio/timeout.hpp (run under TSan): timeouts on
+// Concurrency tests of sturdy/asio/timeout.hpp and compose.hpp (run under
+// TSan). First: timeouts on
 // a multi-threaded io_context, the attempt's completion racing the timer,
 // the caller's Asio cancellation and the caller's sturdy token (fired from
 // another thread). Asserts: every handler runs exactly once, with one of
@@ -21,7 +22,10 @@
 #include <thread>
 #include <vector>
 
+#include "sturdy/asio/compose.hpp"
 #include "sturdy/asio/timeout.hpp"
+#include "sturdy/circuit_breaker.hpp"
+#include "sturdy/concurrency_limiter.hpp"
 
 namespace {
 
@@ -91,6 +95,48 @@ TEST(AsioTimeoutStress, AttemptsRacingTimersAndCancellations) {
   EXPECT_GT(ok.load(), 0);
   EXPECT_GT(timed_out.load(), 0);
   EXPECT_EQ(sentinel.use_count(), 1);  // every operation's state released
+}
+
+// A composed pipeline (overall timeout, breaker, limiter, per-attempt
+// timeout) shared by calls on three threads, with caller cancellations:
+// every handler once; the limiter ends with nothing in flight or queued.
+TEST(AsioTimeoutStress, ComposedPipelineSharedAcrossThreads) {
+  constexpr int ops = 1000;
+  net::io_context io;
+  sturdy::concurrency_limiter<> limiter({.max_queue = ops}, sturdy::fixed_limit({.limit = 4}));
+  sturdy::circuit_breaker<> breaker(sturdy::circuit_breaker_options{});
+  auto pipeline = sturdy::asio::compose(
+      sturdy::asio::timeout_layer<>{{.timeout = 2ms}}, sturdy::asio::breaker_layer{breaker},
+      sturdy::asio::limiter_layer{limiter, std::chrono::nanoseconds(1s)},
+      sturdy::asio::timeout_layer<>{{.timeout = 300us}});
+  std::vector<std::unique_ptr<call_slot>> slots;
+  for (int i = 0; i < ops; ++i) slots.push_back(std::make_unique<call_slot>(io));
+  std::atomic<int> answered{0};
+  std::mt19937 rng(77);
+  for (int i = 0; i < ops; ++i) {
+    call_slot& s = *slots[static_cast<std::size_t>(i)];
+    const auto attempt = std::chrono::microseconds(rng() % 500);
+    const bool cancel = rng() % 4 == 0;
+    net::post(s.strand, [&, attempt, cancel] {
+      pipeline.async_run(
+          [&s, attempt] {
+            s.attempt_timer.expires_after(attempt);
+            return s.attempt_timer.async_wait(net::deferred);
+          },
+          net::bind_cancellation_slot(s.signal.slot(), net::bind_executor(s.strand, [&s, &answered](sturdy::result<void>) {
+                                        s.calls.fetch_add(1);
+                                        answered.fetch_add(1);
+                                      })));
+      if (cancel) net::post(s.strand, [&s] { s.signal.emit(net::cancellation_type::terminal); });
+    });
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) threads.emplace_back([&] { io.run(); });
+  for (auto& t : threads) t.join();
+  for (auto& s : slots) EXPECT_EQ(s->calls.load(), 1);
+  EXPECT_EQ(answered.load(), ops);
+  EXPECT_EQ(limiter.in_flight(), 0u);
+  EXPECT_EQ(limiter.queued(), 0u);
 }
 
 }  // namespace
