@@ -47,18 +47,8 @@ using timeout_l = sturdy::asio::timeout_layer<asio_virtual_timer>;
 
 sturdy::duration vnow() { return asio_virtual_clock::now().time_since_epoch(); }
 
-struct completion {
-  int calls = 0;
-  std::optional<R> value;
-  sturdy::duration at{};
-};
-auto recorder(net::io_context& io, completion& c) {
-  return net::bind_executor(io, [&c](R r) {
-    ++c.calls;
-    c.value.emplace(std::move(r));
-    c.at = vnow();
-  });
-}
+using completion = sturdy::testing::recorded_completion<R>;
+using sturdy::testing::recorder;
 
 class AsioCompose : public ::testing::Test {
  protected:

@@ -40,19 +40,8 @@ using IR = sturdy::idempotency_result<R>;
 
 sturdy::duration vnow() { return asio_virtual_clock::now().time_since_epoch(); }
 
-struct completion {
-  int calls = 0;
-  std::optional<IR> value;
-  sturdy::duration at{};
-};
-
-auto recorder(net::io_context& io, completion& c) {
-  return net::bind_executor(io, [&c](IR r) {
-    ++c.calls;
-    c.value.emplace(std::move(r));
-    c.at = vnow();
-  });
-}
+using completion = sturdy::testing::recorded_completion<IR>;
+using sturdy::testing::recorder;
 
 sturdy::idempotency_options waiting(sturdy::duration wait_timeout = 5s) {
   sturdy::idempotency_options o;

@@ -39,20 +39,8 @@ using opts = sturdy::asio::async_timeout_options;
 sturdy::duration vnow() { return asio_virtual_clock::now().time_since_epoch(); }
 
 template <class R>
-struct completion {
-  int calls = 0;
-  std::optional<R> value;
-  sturdy::duration at{};
-};
-
-template <class R>
-auto recorder(net::io_context& io, completion<R>& c) {
-  return net::bind_executor(io, [&c](R r) {
-    ++c.calls;
-    c.value.emplace(std::move(r));
-    c.at = vnow();
-  });
-}
+using completion = sturdy::testing::recorded_completion<R>;
+using sturdy::testing::recorder;
 
 class AsioTimeout : public ::testing::Test {
  protected:

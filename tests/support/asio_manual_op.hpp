@@ -6,6 +6,9 @@
 //   ... op.complete(42);               // completes it (through the handler's executor)
 //   op.seen                            // the cancellation type it received (none: 0)
 //
+// recorded_completion<R> / recorder(io, c): a handler that records what it
+// got and when (virtual time).
+//
 // With `honour_cancel` (the default) a cancellation completes it at once
 // with std::errc::operation_canceled; otherwise it is only recorded (an
 // attempt that ignores cancellation).
@@ -26,7 +29,12 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/post.hpp>
 
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <optional>
+
 #include "sturdy/outcome.hpp"
+#include "sturdy/testing/asio_virtual_clock.hpp"
 
 namespace sturdy::testing {
 
@@ -77,6 +85,24 @@ class manual_op {
  private:
   std::function<void(result_type)> complete_;
 };
+
+// What a completion handler received, and when (virtual time).
+template <class R>
+struct recorded_completion {
+  int calls = 0;
+  std::optional<R> value;
+  sturdy::duration at{};
+};
+
+// A handler, bound to `io`, that records into `c`.
+template <class R>
+auto recorder(boost::asio::io_context& io, recorded_completion<R>& c) {
+  return boost::asio::bind_executor(io, [&c](R r) {
+    ++c.calls;
+    c.value.emplace(std::move(r));
+    c.at = asio_virtual_clock::now().time_since_epoch();
+  });
+}
 
 }  // namespace sturdy::testing
 
