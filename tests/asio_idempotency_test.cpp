@@ -314,4 +314,45 @@ TEST_F(AsioIdempotency, DestroyingTheIoContextTakesTheWaiterOffTheList) {
   EXPECT_EQ(first.value->result.value(), 2);
 }
 
+// A store that cannot wake waiters (as the Redis store): the memory store
+// with its waiter list unused. The async driver then polls on the Timer,
+// poll_initial doubling up to poll_max, as the blocking driver does.
+struct polling_store {
+  using value_type = sturdy::outcome<int>;
+  using options_type = sturdy::memory_store_options;
+  static constexpr bool wakes_waiters = false;
+  polling_store(options_type o, asio_virtual_clock_source c) : inner(std::move(o), c) {}
+  sturdy::memory_idempotency_store<value_type, asio_virtual_clock_source> inner;
+  auto begin(std::string_view k, std::uint64_t f, sturdy::duration lease, sturdy::idempotency_waiter*) {
+    return inner.begin(k, f, lease, nullptr);
+  }
+  auto complete(std::string_view k, sturdy::fencing_token t, value_type v, sturdy::duration ttl) {
+    return inner.complete(k, t, std::move(v), ttl);
+  }
+  auto abandon(std::string_view k, sturdy::fencing_token t) { return inner.abandon(k, t); }
+  void cancel_wait(std::string_view, sturdy::idempotency_waiter&) noexcept {}
+  [[nodiscard]] sturdy::idempotency_store_stats stats() const { return inner.stats(); }
+};
+
+TEST_F(AsioIdempotency, StoreThatCannotWakeWaitersIsPolledOnTheTimer) {
+  sturdy::idempotency_cache<int, asio_virtual_clock_source, sturdy::thread_sleeper, sturdy::null_listener,
+                            polling_store>
+      cache(waiting());  // poll_initial 1 ms, poll_max 50 ms
+  manual_op<int> owner, other;
+  completion first, dup;
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, [&] { return owner.start(); }, recorder(io, first));
+  run_for(io, 1ms);
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, [&] { return other.start(); }, recorder(io, dup));
+  run_for(io, 6ms);  // polls at 1, 2 and 4 ms; the next at 8 ms
+  owner.complete(6);  // at 7 ms
+  run_for(io, 0ms);
+  EXPECT_EQ(dup.calls, 0);
+  run_for(io, 1ms);
+  EXPECT_EQ(dup.calls, 1);
+  EXPECT_EQ(dup.at, sturdy::duration(8ms));
+  EXPECT_EQ(dup.value->result.value(), 6);
+  EXPECT_TRUE(dup.value->replayed);
+  EXPECT_EQ(other.started, 0);
+}
+
 }  // namespace
