@@ -157,20 +157,6 @@ template <class Timer>
 using timer_clock_t = std::conditional_t<std::is_same_v<typename Timer::clock_type, std::chrono::steady_clock>,
                                          steady_clock_source, timer_clock_source<typename Timer::clock_type>>;
 
-// make_attempt(ctx) or make_attempt().
-template <class F>
-decltype(auto) make_with_context(F& f, const call_context& ctx) {
-  if constexpr (std::invocable<F&, const call_context&>) {
-    return f(ctx);
-  } else {
-    return f();
-  }
-}
-template <class F>
-struct attempt_of {
-  using type = std::decay_t<decltype(make_with_context(std::declval<F&>(), std::declval<const call_context&>()))>;
-};
-
 template <class R, class Timer, class MakeAttempt, class Handler>
 class timeout_op : public async_op_base<timeout_op<R, Timer, MakeAttempt, Handler>, Handler> {
   using base = async_op_base<timeout_op, Handler>;

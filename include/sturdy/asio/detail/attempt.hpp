@@ -15,6 +15,7 @@
 #ifndef STURDY_ASIO_DETAIL_ATTEMPT_HPP_
 #define STURDY_ASIO_DETAIL_ATTEMPT_HPP_
 
+#include <concepts>
 #include <exception>
 #include <optional>
 #include <system_error>
@@ -31,6 +32,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "sturdy/context.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
 
@@ -121,6 +123,21 @@ struct to_result_handler {
   void operator()(Args&&... args) {
     fn(to_result<R>(std::forward<Args>(args)...));
   }
+};
+
+// make_attempt(ctx) or make_attempt(): the attempt operation, from a maker
+// that takes the call context or nothing.
+template <class F>
+decltype(auto) make_with_context(F& f, const call_context& ctx) {
+  if constexpr (std::invocable<F&, const call_context&>) {
+    return f(ctx);
+  } else {
+    return f();
+  }
+}
+template <class F>
+struct attempt_of {
+  using type = std::decay_t<decltype(make_with_context(std::declval<F&>(), std::declval<const call_context&>()))>;
 };
 
 // Calls h(Tag{}, args...): tells a composed operation's steps apart
