@@ -396,6 +396,27 @@ TEST_F(AsioHedge, ErrorInAResultIsNotASuccess) {
   EXPECT_EQ(c.at, sturdy::duration(31ms));
 }
 
+// A deferred async_hedge launched after the options it was given are gone
+// (a temporary, as a layer or a helper function returns it): the operation
+// must own a copy, not point at them (ASan: stack-use-after-scope before).
+TEST_F(AsioHedge, DeferredOperationOwnsItsOptions) {
+  fake_server s{io, {30ms, 5ms}};
+  auto deferred = [&] {
+    const sturdy::asio::hedge_options o{.max_attempts = 2, .delay = 10ms};
+    return sturdy::asio::async_hedge<asio_virtual_timer>(o, s.maker(), net::deferred);
+  }();
+  {  // reuse the stack the options lived on
+    volatile char scribble[256];
+    for (auto& c : scribble) c = static_cast<char>(0xff);
+  }
+  hedge_completion c;
+  std::move(deferred)(recorder(io, c));
+  run_for(io, 20ms);
+  ASSERT_EQ(c.calls, 1);
+  EXPECT_EQ(c.value->value(), 1);  // the hedge launched at 10 ms won at 15 ms
+  EXPECT_EQ(c.at, sturdy::duration(15ms));
+}
+
 TEST_F(AsioHedge, AllocationsPerCallAreConstantInTheSteadyState) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "no counting allocator in this build";
   fake_server s{io, {20ms, 5ms}};

@@ -414,6 +414,10 @@ class circuit_breaker final {
   // is rejected with that error); `options().validation_message()` says why.
   [[nodiscard]] result<void> options_status() const noexcept { return options_.validate(); }
   [[nodiscard]] const circuit_breaker_options& options() const noexcept { return options_; }
+  // How `execute` records a failure (the options' failure_classifier, or
+  // failure): for drivers that record through try_acquire/record
+  // (sturdy::asio::breaker_layer).
+  [[nodiscard]] call_outcome classify_failure(const failure_info& f) const noexcept { return classify(f); }
 
   // circuit_breaker::execute()
   //

@@ -728,6 +728,10 @@ class concurrency_limiter {
   // Empty when valid; otherwise the sentence naming the invalid field.
   [[nodiscard]] std::string_view validation_message() const noexcept { return message_; }
   [[nodiscard]] const concurrency_limiter_options& options() const noexcept { return options_; }
+  // How `execute` records a failure (options().classify, or
+  // default_limit_classifier): for drivers that hold the permit themselves
+  // (sturdy::asio::limiter_layer).
+  [[nodiscard]] limit_outcome classify_failure(const failure_info& f) const { return classify(f); }
   // The algorithm's state (read it only while no permit is being released).
   [[nodiscard]] const Algorithm& algorithm() const noexcept { return algorithm_; }
 

@@ -1059,87 +1059,32 @@ class idempotency_cache {
                                                        const idempotency_policy& policy, bool default_policy,
                                                        F&& fn, const call_context& ctx = {}) {
     using R = execute_result_t<F>;
-    if (STURDY_UNLIKELY(!options_ok_)) return reject_options<R>(key, invalid_);
-    if (!default_policy) {
-      const std::string_view m = policy.validation_message();
-      if (STURDY_UNLIKELY(!m.empty())) return reject_options<R>(key, m);
-    }
-    if (STURDY_UNLIKELY(key.empty())) return reject<R>(key, errc::missing_key);
-    if (STURDY_UNLIKELY(key.size() > options_.max_key_length)) return reject<R>(key, errc::invalid_key);
-
     const bool park = policy.in_flight == in_flight_policy::wait;
     idempotency_waiter waiter;
     idempotency_waiter* const waiter_ptr = (park && Store::wakes_waiters) ? &waiter : nullptr;
     // Armed while the store may hold a pointer to `waiter` (a begin answered
-    // in_progress): unlinks it before this frame dies, even if the sleeper,
-    // the clock or the listener throws.
-    linked_waiter_guard linked{store_, key, waiter};
-    bool waiting = false;
-    bool deadline_is_callers = false;  // ctx.deadline comes before wait_timeout
-    time_point deadline{};
-    duration poll = options_.poll_initial;
+    // in_progress): unlinks it before this frame dies, even if the sleeper
+    // throws.
+    linked_waiter_guard linked{store_, key, &waiter};
+    wait_state ws{.poll = options_.poll_initial};
     for (;;) {
-      auto begun = store_.begin(key, fingerprint, options_.lease, waiter_ptr);
-      if (STURDY_UNLIKELY(!begun.has_value())) return reject<R>(key, begun.error());
-      auto& b = begun.assume_value();
-      if (STURDY_UNLIKELY(b.evicted != 0)) emit(listener_, idempotency_evicted{b.evicted});
-      switch (b.status) {
-        case begin_status::completed:
-          emit(listener_, idempotency_replayed{key});
-          return {replay<R>(std::move(*b.value)), true};
-        case begin_status::mismatch:
-          return reject<R>(key, errc::key_mismatch);
-        case begin_status::acquired:
-          emit(listener_, idempotency_executed{key, b.token, b.took_over});
-          return run<R>(key, fingerprint, b.token, policy, std::forward<F>(fn));
-        case begin_status::in_progress:
+      step<R> s = next_step<R>(key, fingerprint, policy, waiter_ptr, ws, ctx, default_policy);
+      switch (s.kind) {
+        case step_kind::finished:
+          return std::move(*s.result);
+        case step_kind::acquired:
+          return run<R>(key, fingerprint, s.token, policy, std::forward<F>(fn));
+        case step_kind::wait:
           break;
       }
       linked.armed = waiter_ptr != nullptr;
-      if (!park) {
-        counters_.rejections.fetch_add(1, std::memory_order_relaxed);
-        return reject<R>(key, errc::in_progress);
-      }
-      const time_point now = clock_.now();
-      if (!waiting) {
-        waiting = true;
-        deadline = detail::saturating_add(now, policy.wait_timeout);
-        if (STURDY_UNLIKELY(!ctx.deadline.is_none())) {
-          // On this cache's clock (another clock's deadline as its remaining time).
-          const time_point theirs = ctx.deadline.clock() == clock_ref::of(clock_)
-                                        ? ctx.deadline.at()
-                                        : detail::saturating_add(now, ctx.deadline.remaining());
-          if (theirs < deadline) {
-            deadline = theirs;
-            deadline_is_callers = true;
-          }
-        }
-        counters_.waits.fetch_add(1, std::memory_order_relaxed);
-        emit(listener_, idempotency_waiting{key, policy.wait_timeout});
-      }
-      if (STURDY_UNLIKELY(ctx.token.stop_requested())) {
-        linked.release();
-        return reject<R>(key, to_errc(ctx.token.reason()));
-      }
-      if (STURDY_UNLIKELY(deadline_is_callers) && now >= deadline) {
-        linked.release();
-        return reject<R>(key, errc::deadline_exceeded);
-      }
-      if (now >= deadline) {
-        linked.release();
-        counters_.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
-        return reject<R>(key, errc::wait_timeout);
-      }
-      // Sleep until woken, the wait deadline, or the owner's lease runs out
-      // (then the next begin takes over).
-      duration d = std::min(detail::time_between(now, deadline), b.lease_remaining);
       if constexpr (Store::wakes_waiters) {
         if (STURDY_LIKELY(!ctx.token.stop_possible())) {
-          (void)sleeper_.sleep_for(d, waiter.wake.get_token());
+          (void)sleeper_.sleep_for(s.sleep, waiter.wake.get_token());
         } else {
           // Woken by the store or by the caller's token (linked: no allocation).
           linked_cancel_source wake(ctx.token, waiter.wake.get_token());
-          (void)detail::sleep_cancellable(sleeper_, d, wake.token());
+          (void)detail::sleep_cancellable(sleeper_, s.sleep, wake.token());
         }
         linked.release();
         // A woken node needs a fresh source before it can be parked again (a
@@ -1149,13 +1094,169 @@ class idempotency_cache {
         // not per iteration.
         if (waiter.wake.stop_requested()) waiter.wake = std::stop_source(std::nostopstate);
       } else {
-        d = std::min(d, poll);
-        // Doubles up to poll_max without overflowing (poll_max may be
-        // duration::max()).
-        poll = poll > options_.poll_max / 2 ? options_.poll_max : poll * 2;
-        (void)detail::sleep_cancellable(sleeper_, d, ctx.token);
+        (void)detail::sleep_cancellable(sleeper_, s.sleep, ctx.token);
       }
     }
+  }
+
+ public:
+  // ---------------------------------------------------------------------------
+  // The decision core, for drivers other than the blocking `execute`
+  // (sturdy::asio::async_execute). `execute` is this loop:
+  //
+  //   wait_state ws{.poll = options().poll_initial};
+  //   for (;;) {
+  //     step<R> s = next_step<R>(key, fingerprint, policy, waiter, ws, ctx);
+  //     finished: return *s.result          (a replay or a refusal)
+  //     acquired: r = fn(); return finish<R>(key, fingerprint, s.token, policy, r)
+  //     wait:     park until `waiter->wake` is requested (the store links the
+  //               node: a completion, an abandon, an eviction wake it), the
+  //               caller's token fires, or `s.sleep` passes; then unlink it
+  //               (store().cancel_wait) and renew a woken `wake` source
+  //   }
+  //
+  // `waiter` (null: poll, or no parking under `reject`) must stay alive,
+  // and be passed to `store().cancel_wait` after each wait, while linked.
+  // ---------------------------------------------------------------------------
+  enum class step_kind : std::uint8_t { finished, acquired, wait };
+  template <class R>
+  struct step {
+    step_kind kind = step_kind::finished;
+    std::optional<idempotency_result<R>> result{};  // finished
+    fencing_token token{};                          // acquired: run the work, then finish()
+    duration sleep{};                               // wait: at most this long
+  };
+  // One call's waiting state across steps.
+  struct wait_state {
+    bool waiting = false;
+    bool deadline_is_callers = false;  // ctx.deadline comes before wait_timeout
+    time_point deadline{};
+    duration poll{};  // set to options().poll_initial
+  };
+
+  // The policy must be valid (`policy.validation_message()` empty) unless
+  // it is `options().policy`; checked by next_step when `default_policy` is
+  // false.
+  template <class R>
+  [[nodiscard]] step<R> next_step(std::string_view key, std::uint64_t fingerprint, const idempotency_policy& policy,
+                                  idempotency_waiter* waiter, wait_state& ws, const call_context& ctx,
+                                  bool default_policy = true) {
+    if (!ws.waiting) {
+      if (STURDY_UNLIKELY(!options_ok_)) return finished(reject_options<R>(key, invalid_));
+      if (!default_policy) {
+        const std::string_view m = policy.validation_message();
+        if (STURDY_UNLIKELY(!m.empty())) return finished(reject_options<R>(key, m));
+      }
+      if (STURDY_UNLIKELY(key.empty())) return finished(reject<R>(key, errc::missing_key));
+      if (STURDY_UNLIKELY(key.size() > options_.max_key_length)) return finished(reject<R>(key, errc::invalid_key));
+    }
+    const bool park = policy.in_flight == in_flight_policy::wait;
+    if (!park || !Store::wakes_waiters) waiter = nullptr;
+    auto begun = store_.begin(key, fingerprint, options_.lease, waiter);
+    if (STURDY_UNLIKELY(!begun.has_value())) return finished(reject<R>(key, begun.error()));
+    auto& b = begun.assume_value();
+    if (STURDY_UNLIKELY(b.evicted != 0)) emit(listener_, idempotency_evicted{b.evicted});
+    switch (b.status) {
+      case begin_status::completed:
+        emit(listener_, idempotency_replayed{key});
+        return finished(idempotency_result<R>{replay<R>(std::move(*b.value)), true});
+      case begin_status::mismatch:
+        return finished(reject<R>(key, errc::key_mismatch));
+      case begin_status::acquired: {
+        emit(listener_, idempotency_executed{key, b.token, b.took_over});
+        step<R> s;
+        s.kind = step_kind::acquired;
+        s.token = b.token;
+        return s;
+      }
+      case begin_status::in_progress:
+        break;
+    }
+    // Linked from here on when `waiter`: unlinked unless this returns `wait`
+    // (even if the clock or the listener throws).
+    linked_waiter_guard linked{store_, key, waiter, waiter != nullptr};
+    if (!park) {
+      counters_.rejections.fetch_add(1, std::memory_order_relaxed);
+      return finished(reject<R>(key, errc::in_progress));
+    }
+    const time_point now = clock_.now();
+    if (!ws.waiting) {
+      ws.waiting = true;
+      ws.deadline = detail::saturating_add(now, policy.wait_timeout);
+      if (STURDY_UNLIKELY(!ctx.deadline.is_none())) {
+        // On this cache's clock (another clock's deadline as its remaining time).
+        const time_point theirs = ctx.deadline.clock() == clock_ref::of(clock_)
+                                      ? ctx.deadline.at()
+                                      : detail::saturating_add(now, ctx.deadline.remaining());
+        if (theirs < ws.deadline) {
+          ws.deadline = theirs;
+          ws.deadline_is_callers = true;
+        }
+      }
+      counters_.waits.fetch_add(1, std::memory_order_relaxed);
+      emit(listener_, idempotency_waiting{key, policy.wait_timeout});
+    }
+    if (STURDY_UNLIKELY(ctx.token.stop_requested())) {
+      linked.release();
+      return finished(reject<R>(key, to_errc(ctx.token.reason())));
+    }
+    if (STURDY_UNLIKELY(ws.deadline_is_callers) && now >= ws.deadline) {
+      linked.release();
+      return finished(reject<R>(key, errc::deadline_exceeded));
+    }
+    if (now >= ws.deadline) {
+      linked.release();
+      counters_.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
+      return finished(reject<R>(key, errc::wait_timeout));
+    }
+    // Sleep until woken, the wait deadline, or the owner's lease runs out
+    // (then the next begin takes over).
+    step<R> s;
+    s.kind = step_kind::wait;
+    s.sleep = std::min(detail::time_between(now, ws.deadline), b.lease_remaining);
+    if constexpr (!Store::wakes_waiters) {
+      s.sleep = std::min(s.sleep, ws.poll);
+      // Doubles up to poll_max without overflowing (poll_max may be
+      // duration::max()).
+      ws.poll = ws.poll > options_.poll_max / 2 ? options_.poll_max : ws.poll * 2;
+    }
+    linked.armed = false;  // the driver unlinks after its wait
+    return s;
+  }
+
+  // The work ran under `token` and returned `r`: store the outcome (or
+  // release the key) as the policy says, and return what the caller gets.
+  template <class R>
+  [[nodiscard]] idempotency_result<R> finish(std::string_view key, std::uint64_t fingerprint, fencing_token token,
+                                             const idempotency_policy& policy, R&& r) {
+    if (STURDY_LIKELY(succeeded(r))) {
+      auto done = store_outcome(key, fingerprint, token, [&] { return stored_success(r); });
+      if (STURDY_UNLIKELY(!done.has_value())) return refused<R>(key, token, done.error());
+      return {std::move(r), false};
+    }
+    const failure_info f = failure_of(r);
+    if ((f.code || f.exception) && cache_failure(policy, f)) {
+      // An exception returned inside the callable's outcome is stored with an
+      // error code next to it (empty if it had none): the mark that tells a
+      // replay to return it inside R, as the first caller got it, rather than
+      // throw it as it does for an exception the callable threw.
+      auto done = store_outcome(key, fingerprint, token, [&] {
+        return f.exception ? outcome<T>(BOOST_OUTCOME_V2_NAMESPACE::failure(f.code, f.exception))
+                           : outcome<T>(std::in_place_type<std::error_code>, f.code);
+      });
+      if (!done.has_value()) return refused<R>(key, token, done.error());
+    } else {
+      release(key, token);
+    }
+    return {std::move(r), false};
+  }
+
+ private:
+  template <class R>
+  static step<R> finished(idempotency_result<R>&& r) {
+    step<R> s;
+    s.result.emplace(std::move(r));
+    return s;
   }
 
   // Unlinks a waiter node from the store when armed: on the normal path
@@ -1163,12 +1264,12 @@ class idempotency_cache {
   struct linked_waiter_guard {
     Store& store;
     std::string_view key;
-    idempotency_waiter& waiter;
+    idempotency_waiter* waiter;
     bool armed = false;
     void release() noexcept {
       if (armed) {
         armed = false;
-        store.cancel_wait(key, waiter);
+        store.cancel_wait(key, *waiter);
       }
     }
     ~linked_waiter_guard() { release(); }
@@ -1191,26 +1292,7 @@ class idempotency_cache {
       }
       std::rethrow_exception(thrown);
     }
-    if (STURDY_LIKELY(succeeded(r))) {
-      auto done = store_outcome(key, fingerprint, token, [&] { return stored_success(r); });
-      if (STURDY_UNLIKELY(!done.has_value())) return refused<R>(key, token, done.error());
-      return {std::move(r), false};
-    }
-    const failure_info f = failure_of(r);
-    if ((f.code || f.exception) && cache_failure(policy, f)) {
-      // An exception returned inside the callable's outcome is stored with an
-      // error code next to it (empty if it had none): the mark that tells a
-      // replay to return it inside R, as the first caller got it, rather than
-      // throw it as it does for an exception the callable threw.
-      auto done = store_outcome(key, fingerprint, token, [&] {
-        return f.exception ? outcome<T>(BOOST_OUTCOME_V2_NAMESPACE::failure(f.code, f.exception))
-                           : outcome<T>(std::in_place_type<std::error_code>, f.code);
-      });
-      if (!done.has_value()) return refused<R>(key, token, done.error());
-    } else {
-      release(key, token);
-    }
-    return {std::move(r), false};
+    return finish<R>(key, fingerprint, token, policy, std::move(r));
   }
 
   // Releases the key after a failure that is not cached. Never throws: a

@@ -141,6 +141,36 @@ struct timeout_end {
   bool late;     // emit timeout_expired
 };
 
+// decide_timeout_start() / decide_timeout_end()
+//
+// The decision core of every timeout driver (the blocking policy below and
+// sturdy::asio::async_timeout): no clock read, no I/O. `now` is a reading
+// of `clock`; `stopped`: the caller's std::stop_token was requested;
+// `fired` is how the callee's token ended up. Options are validated by the
+// caller.
+[[nodiscard]] inline timeout_start decide_timeout_start(duration timeout, const call_context& ctx, clock_ref clock,
+                                                        time_point now, bool stopped = false) noexcept {
+  const cancel_reason r = stopped ? cancel_reason::cancelled : ctx.token.reason();
+  if (STURDY_UNLIKELY(r != cancel_reason::none)) return {false, to_errc(r), {}, {}};
+  const sturdy::deadline own = sturdy::deadline::after(timeout, clock, now);
+  const sturdy::deadline d = own.earliest(ctx.deadline, now);
+  if (STURDY_UNLIKELY(d.expired_at(now))) return {false, errc::deadline_exceeded, {}, {}};
+  return {true, errc{}, d, d.remaining_at(now)};
+}
+[[nodiscard]] constexpr timeout_end decide_timeout_end(late_result on_late, cancel_reason fired,
+                                                       bool succeeded) noexcept {
+  switch (fired) {
+    case cancel_reason::none:
+      return {false, errc{}, false};
+    case cancel_reason::cancelled:
+      return {!succeeded, errc::cancelled, false};
+    case cancel_reason::deadline:
+      break;
+  }
+  const bool keep = succeeded && on_late == late_result::pass_through;
+  return {!keep, errc::deadline_exceeded, true};
+}
+
 namespace detail {
 // A flag that copies as unset: each copy of a policy reports once.
 struct report_once {
@@ -192,24 +222,10 @@ class timeout_policy {
   [[nodiscard]] timeout_start decide_start(const call_context& ctx, time_point now,
                                            bool stopped = false) const noexcept {
     if (STURDY_UNLIKELY(!valid_)) return {false, errc::invalid_options, {}, {}};
-    const cancel_reason r = stopped ? cancel_reason::cancelled : ctx.token.reason();
-    if (STURDY_UNLIKELY(r != cancel_reason::none)) return {false, to_errc(r), {}, {}};
-    const sturdy::deadline own = sturdy::deadline::after(options_.timeout, timers_->clock(), now);
-    const sturdy::deadline d = own.earliest(ctx.deadline, now);
-    if (STURDY_UNLIKELY(d.expired_at(now))) return {false, errc::deadline_exceeded, {}, {}};
-    return {true, errc{}, d, d.remaining_at(now)};
+    return decide_timeout_start(options_.timeout, ctx, timers_->clock(), now, stopped);
   }
   [[nodiscard]] timeout_end decide_end(cancel_reason fired, bool succeeded) const noexcept {
-    switch (fired) {
-      case cancel_reason::none:
-        return {false, errc{}, false};
-      case cancel_reason::cancelled:
-        return {!succeeded, errc::cancelled, false};
-      case cancel_reason::deadline:
-        break;
-    }
-    const bool keep = succeeded && options_.on_late == late_result::pass_through;
-    return {!keep, errc::deadline_exceeded, true};
+    return decide_timeout_end(options_.on_late, fired, succeeded);
   }
 
   [[nodiscard]] const timeout_options& options() const noexcept { return options_; }

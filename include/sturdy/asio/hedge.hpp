@@ -519,13 +519,13 @@ inline std::uint64_t next_hedge_key() noexcept {
 template <class R, class Timer>
 struct initiate_hedge {
   template <class Handler, class MakeAttempt>
-  void operator()(Handler&& handler, const hedge_options* options, MakeAttempt&& make) const {
-    if (!options->validation_message().empty()) {
+  void operator()(Handler&& handler, const hedge_options& options, MakeAttempt&& make) const {
+    if (!options.validation_message().empty()) {
       return post_completion(std::forward<Handler>(handler), make_failure<R>(make_error_code(errc::invalid_options)));
     }
     using op_type = hedge_op<R, Timer, std::decay_t<MakeAttempt>, std::decay_t<Handler>>;
     boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
-    auto op = std::make_shared<op_type>(*options, std::forward<MakeAttempt>(make), std::forward<Handler>(handler), ex,
+    auto op = std::make_shared<op_type>(options, std::forward<MakeAttempt>(make), std::forward<Handler>(handler), ex,
                                         next_hedge_key());
     op->start();
   }
@@ -547,7 +547,8 @@ template <class Timer = boost::asio::steady_timer, class MakeAttempt, class Comp
 auto async_hedge(const hedge_options& options, MakeAttempt&& make_attempt, CompletionToken&& token) {
   using R = hedge_result_t<MakeAttempt>;
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
-  return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_hedge<R, Timer>{}, token, &options,
+  // The options by value: a deferred operation may be launched after they are gone.
+  return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_hedge<R, Timer>{}, token, options,
                                                                std::forward<MakeAttempt>(make_attempt));
 }
 

@@ -15,6 +15,7 @@
 #ifndef STURDY_ASIO_DETAIL_ATTEMPT_HPP_
 #define STURDY_ASIO_DETAIL_ATTEMPT_HPP_
 
+#include <concepts>
 #include <exception>
 #include <optional>
 #include <system_error>
@@ -22,6 +23,7 @@
 #include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -30,6 +32,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "sturdy/context.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
 
@@ -122,6 +125,52 @@ struct to_result_handler {
   }
 };
 
+// make_attempt(ctx) or make_attempt(): the attempt operation, from a maker
+// that takes the call context or nothing.
+template <class F>
+decltype(auto) make_with_context(F& f, const call_context& ctx) {
+  if constexpr (std::invocable<F&, const call_context&>) {
+    return f(ctx);
+  } else {
+    return f();
+  }
+}
+template <class F>
+struct attempt_of {
+  using type = std::decay_t<decltype(make_with_context(std::declval<F&>(), std::declval<const call_context&>()))>;
+};
+
+// Calls h(Tag{}, args...): tells a composed operation's steps apart
+// (forwards every associator of h, as to_result_handler does).
+template <class Tag, class H>
+struct tagged_handler {
+  H fn;
+  template <class... Args>
+  void operator()(Args&&... args) {
+    std::move(fn)(Tag{}, std::forward<Args>(args)...);
+  }
+};
+template <class Tag, class H>
+tagged_handler<Tag, std::decay_t<H>> tagged(H&& h) {
+  return {std::forward<H>(h)};
+}
+
+// start_attempt<R>(ex, op, handler)
+//
+// Starts the attempt `op` (an awaitable is co_spawned on `ex`); its
+// completion runs `handler(R)`, through the handler's associated executor,
+// with the handler's cancellation slot (to_result_handler forwards every
+// associator).
+template <class R, class Op, class Handler>
+void start_attempt(const boost::asio::any_io_executor& ex, Op&& op, Handler&& handler) {
+  to_result_handler<R, std::decay_t<Handler>> h{std::forward<Handler>(handler)};
+  if constexpr (is_awaitable<std::decay_t<Op>>::value) {
+    boost::asio::co_spawn(ex, as_optional(std::forward<Op>(op)), std::move(h));
+  } else {
+    std::forward<Op>(op)(std::move(h));
+  }
+}
+
 // launch_attempt<R>(ex, op, slot, handler_ex, fn)
 //
 // Starts the attempt `op` (an awaitable is co_spawned on `ex`) with the
@@ -140,5 +189,34 @@ void launch_attempt(const boost::asio::any_io_executor& ex, Op&& op, boost::asio
 }
 
 }  // namespace sturdy::asio::detail
+
+// to_result_handler and tagged_handler have the executor, allocator and
+// cancellation slot of the handler they wrap (as Asio's own append/prepend
+// handlers do).
+template <template <typename, typename> class Associator, class R, class Fn, class DefaultCandidate>
+struct boost::asio::associator<Associator, sturdy::asio::detail::to_result_handler<R, Fn>, DefaultCandidate>
+    : Associator<Fn, DefaultCandidate> {
+  static typename Associator<Fn, DefaultCandidate>::type get(
+      const sturdy::asio::detail::to_result_handler<R, Fn>& h) noexcept {
+    return Associator<Fn, DefaultCandidate>::get(h.fn);
+  }
+  static auto get(const sturdy::asio::detail::to_result_handler<R, Fn>& h, const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Fn, DefaultCandidate>::get(h.fn, c)) {
+    return Associator<Fn, DefaultCandidate>::get(h.fn, c);
+  }
+};
+
+template <template <typename, typename> class Associator, class Tag, class Fn, class DefaultCandidate>
+struct boost::asio::associator<Associator, sturdy::asio::detail::tagged_handler<Tag, Fn>, DefaultCandidate>
+    : Associator<Fn, DefaultCandidate> {
+  static typename Associator<Fn, DefaultCandidate>::type get(
+      const sturdy::asio::detail::tagged_handler<Tag, Fn>& h) noexcept {
+    return Associator<Fn, DefaultCandidate>::get(h.fn);
+  }
+  static auto get(const sturdy::asio::detail::tagged_handler<Tag, Fn>& h, const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Fn, DefaultCandidate>::get(h.fn, c)) {
+    return Associator<Fn, DefaultCandidate>::get(h.fn, c);
+  }
+};
 
 #endif  // STURDY_ASIO_DETAIL_ATTEMPT_HPP_
