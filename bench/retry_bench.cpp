@@ -187,6 +187,34 @@ void BM_Retry_HappyPath_BaselineSharedPolicy(benchmark::State& state) {
   shared_policy_loop<sturdy::retry_baseline::retry_policy<>, Callee>(state, built);
 }
 
+// The retrying path: the callee fails twice, then succeeds; the backoff is
+// zero and the sleeper returns at once, so this measures the loop's own
+// decisions (two failures recorded, two delays drawn, two retry events).
+// With the token bucket, two failures per success drain it: that variant
+// mostly measures the budget's denial path (one failure, then a stop).
+struct no_sleep {
+  bool sleep_for(sturdy::duration, std::stop_token) const noexcept { return true; }
+};
+template <bool WithBudget>
+void BM_Retry_RetryingPath(benchmark::State& state) {
+  static sturdy::token_bucket_budget budget;
+  const sturdy::retry_policy<sturdy::backoff, sturdy::steady_clock_source, no_sleep> policy(
+      sturdy::retry_options{.max_attempts = 3,
+                            .backoff = sturdy::backoff::constant(sturdy::duration::zero()),
+                            .budget = WithBudget ? sturdy::retry_budget_ref(budget) : sturdy::retry_budget_ref()});
+  int n = 0;
+  for (auto _ : state) {
+    auto r = policy.execute([&]() -> sturdy::result<int> {
+      benchmark::DoNotOptimize(n);
+      if (++n % 3 != 0) return std::errc::io_error;
+      return n;
+    });
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK_TEMPLATE(BM_Retry_RetryingPath, false);
+BENCHMARK_TEMPLATE(BM_Retry_RetryingPath, true);
+
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_SharedPolicy, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_BaselineSharedPolicy, called);
 BENCHMARK_TEMPLATE(BM_Retry_HappyPath_SharedPolicy, inlined);
