@@ -257,6 +257,45 @@ struct retry_circuit_open {
 };
 
 // ----------------------------------------------------------------------------
+// The decision core's vocabulary (see retry_policy's "decision core")
+// ----------------------------------------------------------------------------
+
+// retry_decision: what the core tells a driver to do next.
+struct retry_decision {
+  enum class kind : std::uint8_t {
+    attempt,      // make attempt number `state.attempt` now
+    wait,         // wait `delay` (cancellable), then call after_wait()
+    return_last,  // stop; hand back the last attempt's outcome unchanged
+    fail,         // stop with `code` inside the callee's result type
+  };
+  kind what = kind::attempt;
+  errc code{};        // for fail (errc::invalid_options: the policy's
+                      // options().validation_message() names the field)
+  duration delay{};   // for wait
+  // Exceptions (sturdy's convention): whenever the last attempt threw, a
+  // blocking driver rethrows it on return_last and on fail alike.
+  // (16 bytes: returned in registers.)
+};
+
+// retry_state<Backoff>: one call's state, kept by the driver (on its stack
+// or in its operation state) and passed to every core call. Plain value;
+// read `attempt` (the attempt being made or just made; 0 before the first)
+// and `deadline` (when `timed`); leave the rest to the core.
+template <backoff_strategy Backoff = backoff>
+struct retry_state {
+  std::uint32_t attempt = 0;
+  bool timed = false;          // a deadline or max_elapsed applies (the clock is read)
+  bool sent_any = false;       // an attempt reached the dependency (so the next is a retry)
+  bool has_estimate = false;
+  time_point deadline{};       // when timed: the earlier of max_elapsed and the caller's
+  time_point attempt_start{};  // when timed
+  duration estimate{};         // running estimate of one attempt's duration
+  duration delay{};            // the last delay chosen
+  std::uint64_t ticket = 0;    // the budget's charge for the retry about to run (0: none)
+  typename Backoff::state backoff_state{};
+};
+
+// ----------------------------------------------------------------------------
 // Options
 // ----------------------------------------------------------------------------
 
@@ -466,192 +505,114 @@ class retry_policy {
   // on the first such call).
   [[nodiscard]] bool valid() const noexcept { return valid_; }
 
- private:
-  enum class action : std::uint8_t { retry, return_last, return_code };
-  struct verdict {
-    action what;
-    errc code;
-  };
-  // Per-call state the first attempt needs (kept small: it is set up on
-  // the success path too).
-  struct call_state {
-    bool stopped_early = false;  // no attempt made (invalid options, stop, deadline passed)
-    bool timed = false;
-    bool sent_any = false;       // an attempt reached the dependency (so the next is a retry)
-    retry_hint hint{};
-    std::exception_ptr thrown;  // the last attempt's exception, if any
-    time_point deadline;        // set when timed
-    time_point attempt_start;   // set when timed
-  };
-  // Per-call state only the retry loop needs.
-  struct loop_state {
-    typename Backoff::state backoff_state{};
-    bool has_estimate = false;
-    duration estimate{};
-    std::uint64_t ticket = 0;  // the budget's charge for the attempt about to run (0: none)
-  };
+  // --------------------------------------------------------------------------
+  // The decision core (STYLE 3.8): every rule of the banner, without I/O.
+  // --------------------------------------------------------------------------
+  //
+  // `execute` is one driver of these five calls; `sturdy::asio::async_retry`
+  // and the fleet simulator (bench/sim) are others. A driver makes the
+  // attempts and does the waiting; it never decides. Per call it keeps one
+  // `state_type` (a small value: attempt count, backoff state, deadline,
+  // latency estimate, the budget ticket of the retry about to run):
+  //
+  //   state_type s;
+  //   retry_decision d = policy.begin(s, ctx);            // attempt or stop
+  //   while (d.what == retry_decision::kind::attempt) {
+  //     R r = attempt(policy.attempt_context(s, ctx));
+  //     if (succeeded(r)) { policy.on_success(s); break; }
+  //     d = policy.on_failure(s, failure_of(r), hint, ctx.token.reason(), inner);
+  //     if (d.what == retry_decision::kind::wait) {
+  //       const bool waited = wait_cancellable(d.delay);
+  //       d = policy.after_wait(s, failure_of(r), waited, ctx.token.reason());
+  //     }
+  //   }
+  //   // return_last: the last outcome (rethrow if it threw); fail: d.code
+  //
+  // The core reads the policy's Clock only when the call is timed (a
+  // deadline or max_elapsed), draws jitter from its Random, talks to the
+  // budget and emits every event. Same thread-safety as `execute`: const,
+  // per-call state in `s`.
 
-  // One attempt; an exception is caught into `cs` and a placeholder failure
-  // returned in its place (never handed to the caller).
-  // A callable taking the context receives {ctx.token, the deadline the
-  // loop plans against, attempt_no}; one that does not is called exactly as
-  // before the context existed (nothing built on the happy path).
-  template <class F>
-  [[nodiscard]] context_execute_result_t<F> attempt(F& fn, call_state& cs, const call_context& ctx,
-                                                    std::uint32_t attempt_no) const {
-    const auto on_hint = [&](const retry_after_error& e) noexcept { cs.hint = e.hint(); };
-    if constexpr (context_callable<F>) {
-      // When timed, the deadline is cs.deadline on this policy's clock (the
-      // earlier of max_elapsed and ctx.deadline, carried over); otherwise
-      // the caller's, unchanged.
-      const call_context mine{ctx.token,
-                              cs.timed ? sturdy::deadline::at(cs.deadline, clock_ref::of(clock_)) : ctx.deadline,
-                              attempt_no};
-      return detail::invoke_captured<retry_after_error>(
-          [&]() -> context_execute_result_t<F> { return invoke_with_context(fn, mine); }, cs.thrown,
-          errc::retries_exhausted, on_hint);
-    } else {
-      (void)ctx;
-      (void)attempt_no;
-      return detail::invoke_captured<retry_after_error>(fn, cs.thrown, errc::retries_exhausted, on_hint);
-    }
-  }
+  using state_type = retry_state<Backoff>;
 
-  // Invalid options: errc::invalid_options with the message naming the
-  // field where R can carry it; options_rejected on the first refusal. Kept
-  // out of line: the first attempt's path stays small.
-  template <class R>
-  [[gnu::noinline, gnu::cold]] R refuse() const {
-    if (!rejected_reported_.exchange()) {
-      emit(listener_, options_rejected{"retry_policy", options_.validation_message()});
-    }
-    return make_failure<R>(make_error_code(errc::invalid_options), options_.validation_message());
-  }
-
-  // Checks, starts the clock if needed, and makes the first attempt.
-  // `Contextual` false: `ctx` is the default one (execute(fn)), so the
-  // token and deadline checks are skipped at compile time.
-  template <bool Contextual, class F>
-  [[nodiscard]] context_execute_result_t<F> first_attempt(F& fn, const call_context& ctx, call_state& cs) const {
-    using R = context_execute_result_t<F>;
-    if (STURDY_UNLIKELY(!valid_)) {
-      cs.stopped_early = true;
-      return refuse<R>();
-    }
+  // Before the first attempt: invalid options, a stop already requested, a
+  // deadline already passed (fail), else attempt 1. `Contextual` false:
+  // `ctx` is known to be the default one (no token, no deadline), so those
+  // checks are skipped at compile time.
+  template <bool Contextual = true>
+  [[nodiscard, gnu::always_inline]] inline retry_decision begin(state_type& s, const call_context& ctx) const {
+    if (STURDY_UNLIKELY(!valid_)) return refuse();
     if (STURDY_UNLIKELY(Contextual && ctx.token.stop_requested())) {
-      cs.stopped_early = true;
-      if (ctx.token.reason() == cancel_reason::deadline) {
-        emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
-        return make_failure<R>(errc::deadline_exceeded);
-      }
-      emit(listener_, retry_cancelled{0, {}});
-      return make_failure<R>(errc::cancelled);
+      return stopped_before_start(ctx.token.reason());
     }
     if ((Contextual && !ctx.deadline.is_none()) || options_.max_elapsed > duration::zero()) {
-      cs.timed = true;
-      cs.attempt_start = clock_.now();
+      s.timed = true;
+      s.attempt_start = clock_.now();
       // The earlier of max_elapsed and the caller's deadline, on this
       // policy's clock (a deadline on another clock is carried over as its
       // remaining time: it can only come earlier).
       const clock_ref mine = clock_ref::of(clock_);
       const sturdy::deadline own = options_.max_elapsed > duration::zero()
-                                       ? sturdy::deadline::after(options_.max_elapsed, mine, cs.attempt_start)
+                                       ? sturdy::deadline::after(options_.max_elapsed, mine, s.attempt_start)
                                        : sturdy::deadline::at(time_point::max(), mine);
-      cs.deadline = own.earliest(ctx.deadline, cs.attempt_start).at();
-      if (STURDY_UNLIKELY(cs.deadline <= cs.attempt_start)) {  // passed already: never start
-        cs.stopped_early = true;
-        emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
-        return make_failure<R>(errc::deadline_exceeded);
+      s.deadline = own.earliest(ctx.deadline, s.attempt_start).at();
+      if (STURDY_UNLIKELY(s.deadline <= s.attempt_start)) {  // passed already: never start
+        return stopped_before_start(cancel_reason::deadline);
       }
     }
-    return attempt(fn, cs, ctx, 1);
+    s.attempt = 1;
+    return {};
   }
 
-  // Every path returns the one object `r`, so it is built in the caller's
-  // return slot (NRVO): the success path copies nothing.
-  template <bool Contextual = true, class F>
-  [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx,
-                                                const retry_after_source& inner) const {
-    using R = context_execute_result_t<F>;
-    call_state cs;
-    R r = first_attempt<Contextual>(fn, ctx, cs);
-    if (STURDY_LIKELY(!cs.thrown && !cs.stopped_early && succeeded(r))) {
-      options_.budget.on_attempt(false);
-      options_.budget.on_outcome(attempt_outcome::success);
-      return r;
-    }
-    if (!cs.stopped_early) retry_loop(fn, r, ctx, inner, cs);
-    return r;
+  // The context attempt `s.attempt` receives: {ctx.token, the deadline the
+  // loop plans against (the earlier of max_elapsed and ctx's, on this
+  // policy's clock, when timed; ctx's otherwise), the attempt number}.
+  [[nodiscard]] call_context attempt_context(const state_type& s, const call_context& ctx) const noexcept {
+    return call_context{ctx.token, s.timed ? sturdy::deadline::at(s.deadline, clock_ref::of(clock_)) : ctx.deadline,
+                        s.attempt};
   }
 
-  // After a failed first attempt: retries until success or a stop; leaves
-  // the outcome in `r` (or rethrows the callee's last exception: whenever
-  // the last attempt threw, whatever the stop reason).
-  template <class F>
-  [[gnu::noinline]] void retry_loop(F& fn, context_execute_result_t<F>& r, const call_context& ctx,
-                                    const retry_after_source& inner, call_state& cs) const {
-    using R = context_execute_result_t<F>;
-    loop_state ls;
-    for (std::uint32_t attempt_no = 1;; ++attempt_no) {
-      verdict v{};
-      if (cs.thrown) {
-        v = after_failure(attempt_no, failure_info{.code = {}, .exception = cs.thrown}, cs.hint, cs, ls, ctx.token,
-                          inner);
-      } else {
-        v = after_failure(attempt_no, failure_of(r), detail::error_value_hint(r), cs, ls, ctx.token, inner);
-      }
-      if (v.what == action::return_last) {
-        if (cs.thrown) std::rethrow_exception(cs.thrown);
-        return;
-      }
-      if (v.what == action::return_code) {
-        if (cs.thrown) std::rethrow_exception(cs.thrown);
-        r = make_failure<R>(v.code);
-        return;
-      }
-      cs.thrown = nullptr;
-      cs.hint = {};
-      r = attempt(fn, cs, ctx, attempt_no + 1);
-      if (!cs.thrown && succeeded(r)) {
-        options_.budget.on_attempt(cs.sent_any);
-        options_.budget.on_outcome(attempt_outcome::success);
-        return;
-      }
-    }
+  // The attempt succeeded: recorded with the budget; the call is over.
+  [[gnu::always_inline]] inline void on_success(state_type& s) const noexcept {
+    options_.budget.on_attempt(s.sent_any);
+    options_.budget.on_outcome(attempt_outcome::success);
   }
 
-  // Everything after a failed attempt: record it, decide, and sleep when
-  // retrying.
-  [[nodiscard]] verdict after_failure(std::uint32_t attempt, failure_info failure, retry_hint hint,
-                                      call_state& cs, loop_state& ls, cancel_token token,
-                                      const retry_after_source& inner) const {
+  // Attempt `s.attempt` failed with `failure` (and the server's `hint`, if
+  // the driver found one on an exception or the error value; the options'
+  // `server_hint` and errc::retry_refused are checked here). `stop` is the
+  // caller's token's reason now. Records the attempt with the budget, then:
+  // return_last / fail, or wait `delay` with the budget's ticket held (emits
+  // retry_scheduled).
+  [[nodiscard]] retry_decision on_failure(state_type& s, const failure_info& failure, retry_hint hint, cancel_reason stop,
+                                          const retry_after_source& inner) const {
+    const std::uint32_t attempt = s.attempt;
     const bool retryable = options_.retry_if ? options_.retry_if(failure) : default_retry_if(failure);
     // The caller's token: `cancelled` stops the loop as errc::cancelled and
     // is never the callee's failure; `deadline` (an enclosing timeout)
     // stops it as errc::deadline_exceeded and the failure counts.
-    const cancel_reason stop_reason = token.reason();
-    const bool stopped = stop_reason != cancel_reason::none;
-    const bool cancelled = stop_reason == cancel_reason::cancelled;
+    const bool stopped = stop != cancel_reason::none;
+    const bool cancelled = stop == cancel_reason::cancelled;
     // An inner layer (a breaker) refused the attempt without calling the
     // dependency: neutral for every budget (nothing recorded, and the retry
     // admitted for it, if any, is refunded).
     const bool not_sent = !failure.exception && failure.code == errc::circuit_open;
     if (not_sent) {
-      options_.budget.refund_retry(ls.ticket);
+      options_.budget.refund_retry(s.ticket);
     } else {
       // The attempt is recorded first, whatever happens next (the throttle
       // counted it as a request). Cancellation is never the callee's
       // failure: an attempt that failed while the caller was stopping is
       // neutral, like a non-retryable error.
-      options_.budget.on_attempt(cs.sent_any);
+      options_.budget.on_attempt(s.sent_any);
       options_.budget.on_outcome(retryable && !cancelled ? attempt_outcome::failure : attempt_outcome::neutral);
-      cs.sent_any = true;
+      s.sent_any = true;
     }
-    ls.ticket = 0;
-    if (!retryable) return {action::return_last, {}};
+    s.ticket = 0;
+    if (!retryable) return give_up();
     if (attempt >= options_.max_attempts) {
-      emit(listener_, retries_exhausted{attempt, std::move(failure)});
-      return {action::return_last, {}};
+      emit(listener_, retries_exhausted{attempt, failure});
+      return give_up();
     }
     duration delay{};
     bool hinted = false;
@@ -661,12 +622,12 @@ class retry_policy {
       // together do not all come back at the instant it reopens.
       const duration wait = inner ? inner() : duration::max();
       if (inner && wait <= options_.max_server_delay) {
-        delay = detail::saturating_add(wait, options_.backoff.next_delay(attempt - 1, ls.backoff_state, random_));
+        delay = detail::saturating_add(wait, options_.backoff.next_delay(attempt - 1, s.backoff_state, random_));
         if (delay < options_.min_server_delay) delay = options_.min_server_delay;
       }
       if (!inner || wait > options_.max_server_delay || delay > options_.max_server_delay) {
-        emit(listener_, retry_circuit_open{attempt, wait, std::move(failure)});
-        return {action::return_last, {}};
+        emit(listener_, retry_circuit_open{attempt, wait, failure});
+        return give_up();
       }
       hinted = true;
     } else {
@@ -675,8 +636,8 @@ class retry_policy {
         hint = retry_hint::do_not_retry();
       }
       if (hint.verdict == retry_hint::kind::do_not_retry) {
-        emit(listener_, retry_refused_by_server{attempt, std::move(failure)});
-        return {action::return_last, {}};
+        emit(listener_, retry_refused_by_server{attempt, failure});
+        return give_up();
       }
       hinted = hint.verdict == retry_hint::kind::delay;
       if (hinted) {
@@ -684,74 +645,220 @@ class retry_policy {
                 : hint.delay > options_.max_server_delay ? options_.max_server_delay
                                                           : hint.delay;
       } else {
-        delay = options_.backoff.next_delay(attempt - 1, ls.backoff_state, random_);
+        delay = options_.backoff.next_delay(attempt - 1, s.backoff_state, random_);
       }
     }
+    s.delay = delay;
     // Only now, when the loop would otherwise retry, does a stop request
     // replace the failure.
-    if (stopped) return stopped_verdict(stop_reason, attempt, delay, ls, std::move(failure));
-    if (cs.timed) {
+    if (stopped) return stopped_verdict(s, stop, failure);
+    if (s.timed) {
       const time_point now = clock_.now();
-      const duration took = detail::time_between(cs.attempt_start, now);
+      const duration took = detail::time_between(s.attempt_start, now);
       // A cheap running estimate: the mean of this attempt and the last
       // estimate (an EWMA with weight 1/2).
-      ls.estimate = ls.has_estimate ? ls.estimate / 2 + took / 2 : took;
-      ls.has_estimate = true;
-      const duration remaining = detail::time_between(now, cs.deadline);
+      s.estimate = s.has_estimate ? s.estimate / 2 + took / 2 : took;
+      s.has_estimate = true;
+      const duration remaining = detail::time_between(now, s.deadline);
       // No room for the delay plus an attempt, or the attempt would start at
       // or after the deadline.
-      if (detail::saturating_add(delay, ls.estimate) > remaining || delay >= remaining) {
+      if (detail::saturating_add(delay, s.estimate) > remaining || delay >= remaining) {
         if (not_sent) {  // the breaker caused the stop: the caller sees circuit_open
-          emit(listener_, retry_circuit_open{attempt, delay, std::move(failure)});
-          return {action::return_last, {}};
+          emit(listener_, retry_circuit_open{attempt, delay, failure});
+          return give_up();
         }
-        emit(listener_, retry_deadline_exceeded{attempt, delay, remaining, ls.estimate, std::move(failure)});
-        return {action::return_code, errc::deadline_exceeded};
+        emit(listener_, retry_deadline_exceeded{attempt, delay, remaining, s.estimate, failure});
+        return fail(errc::deadline_exceeded);
       }
     }
     if (!not_sent && options_.budget) {
       // Entropy only for budgets that read it: no draw (and no shift of a
       // seeded jitter sequence) for the token bucket or the ratio budget.
       const std::uint64_t entropy = options_.budget.uses_entropy() ? absl::Uniform<std::uint64_t>(random_) : 0;
-      ls.ticket = options_.budget.try_retry_ticket(entropy);
-      if (ls.ticket == 0) {
-        emit(listener_, retry_budget_denied{attempt, std::move(failure)});
-        return {action::return_code, errc::budget_exhausted};
+      s.ticket = options_.budget.try_retry_ticket(entropy);
+      if (s.ticket == 0) {
+        emit(listener_, retry_budget_denied{attempt, failure});
+        return fail(errc::budget_exhausted);
       }
     }
-    emit(listener_, retry_scheduled{attempt, delay, failure, hinted});
-    if (!detail::sleep_cancellable(sleeper_, delay, token)) {
-      refund(ls);  // the retry never ran: not charged
-      return stopped_verdict(token.reason(), attempt, delay, ls, std::move(failure));
+    if constexpr (!std::is_same_v<Listener, null_listener>) {  // no event built (no failure copied) for none
+      emit(listener_, retry_scheduled{attempt, delay, failure, hinted});
     }
-    if (cs.timed) {
-      // The sleep may overshoot: never start an attempt at or after the
-      // deadline.
+    return {.what = retry_decision::kind::wait, .delay = delay};
+  }
+
+  // The wait `on_failure` asked for is over: `completed` false when it was
+  // cut short (the caller's token, whose reason is `stop`, or the driver's
+  // own cancellation: anything but cancel_reason::deadline counts as
+  // cancelled). Stops (refunding the budget's ticket: the retry never ran)
+  // when cut short or when the deadline has come meanwhile (the wait may
+  // overshoot: no attempt starts at or after the deadline); else attempt
+  // `s.attempt + 1`. `failure` is the failure `on_failure` was given (for
+  // the events).
+  [[nodiscard]] retry_decision after_wait(state_type& s, const failure_info& failure, bool completed,
+                                          cancel_reason stop) const {
+    if (!completed) {
+      refund(s);  // the retry never ran: not charged
+      return stopped_verdict(s, stop, failure);
+    }
+    if (s.timed) {
       const time_point now = clock_.now();
-      if (now >= cs.deadline) {
-        refund(ls);
-        emit(listener_, retry_deadline_exceeded{attempt, delay, duration::zero(), ls.estimate, std::move(failure)});
-        return {action::return_code, errc::deadline_exceeded};
+      if (now >= s.deadline) {
+        refund(s);
+        emit(listener_, retry_deadline_exceeded{s.attempt, s.delay, duration::zero(), s.estimate, failure});
+        return fail(errc::deadline_exceeded);
       }
-      cs.attempt_start = now;
+      s.attempt_start = now;
     }
-    return {action::retry, {}};
+    ++s.attempt;
+    return {};
+  }
+
+ private:
+  // The decisions that end the call.
+  [[nodiscard]] static retry_decision fail(errc code) noexcept {
+    return {.what = retry_decision::kind::fail, .code = code};
+  }
+  [[nodiscard]] static retry_decision give_up() noexcept {
+    return {.what = retry_decision::kind::return_last};
+  }
+
+  // Invalid options: errc::invalid_options with the message naming the
+  // field; options_rejected on the first refusal. Kept out of line: the
+  // first attempt's path stays small.
+  [[gnu::noinline, gnu::cold]] retry_decision refuse() const {
+    if (!rejected_reported_.exchange()) {
+      emit(listener_, options_rejected{"retry_policy", options_.validation_message()});
+    }
+    return fail(errc::invalid_options);
+  }
+  [[gnu::noinline, gnu::cold]] retry_decision stopped_before_start(cancel_reason why) const {
+    if (why == cancel_reason::deadline) {
+      emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
+      return fail(errc::deadline_exceeded);
+    }
+    emit(listener_, retry_cancelled{0, {}});
+    return fail(errc::cancelled);
   }
 
   // The caller's token fired: cancelled, or an enclosing deadline passed.
-  [[nodiscard]] verdict stopped_verdict(cancel_reason why, std::uint32_t attempt, duration delay,
-                                        const loop_state& ls, failure_info failure) const {
+  [[nodiscard]] retry_decision stopped_verdict(const state_type& s, cancel_reason why, const failure_info& failure) const {
     if (why == cancel_reason::deadline) {
-      emit(listener_, retry_deadline_exceeded{attempt, delay, duration::zero(), ls.estimate, std::move(failure)});
-      return {action::return_code, errc::deadline_exceeded};
+      emit(listener_,
+           retry_deadline_exceeded{s.attempt, s.delay, duration::zero(), s.estimate, failure});
+      return fail(errc::deadline_exceeded);
     }
-    emit(listener_, retry_cancelled{attempt, std::move(failure)});
-    return {action::return_code, errc::cancelled};
+    emit(listener_, retry_cancelled{s.attempt, failure});
+    return fail(errc::cancelled);
   }
 
-  void refund(loop_state& ls) const noexcept {
-    options_.budget.refund_retry(ls.ticket);
-    ls.ticket = 0;
+  void refund(state_type& s) const noexcept {
+    options_.budget.refund_retry(s.ticket);
+    s.ticket = 0;
+  }
+
+  // --------------------------------------------------------------------------
+  // The blocking driver (execute)
+  // --------------------------------------------------------------------------
+
+  // What the blocking driver keeps besides the core's state: the last
+  // attempt's exception and the hint it carried.
+  struct driver_state {
+    bool stopped_early = false;  // no attempt made (the core said fail in begin)
+    retry_hint hint{};
+    std::exception_ptr thrown;   // the last attempt's exception, if any
+  };
+
+  // The failure a stop decision stands for, as R (with the message naming
+  // the field for invalid options, where R can carry one).
+  template <class R>
+  [[gnu::noinline, gnu::cold]] R failure_for(const retry_decision& d) const {
+    if (d.code == errc::invalid_options) {
+      return make_failure<R>(make_error_code(d.code), options_.validation_message());
+    }
+    return make_failure<R>(d.code);
+  }
+
+  // One attempt; an exception is caught into `ds` and a placeholder failure
+  // returned in its place (never handed to the caller).
+  // A callable taking the context receives attempt_context(s, ctx); one that
+  // does not is called exactly as before the context existed (nothing built
+  // on the happy path).
+  template <class F>
+  [[nodiscard]] context_execute_result_t<F> attempt(F& fn, const state_type& s, driver_state& ds,
+                                                    const call_context& ctx) const {
+    const auto on_hint = [&](const retry_after_error& e) noexcept { ds.hint = e.hint(); };
+    if constexpr (context_callable<F>) {
+      const call_context mine = attempt_context(s, ctx);
+      return detail::invoke_captured<retry_after_error>(
+          [&]() -> context_execute_result_t<F> { return invoke_with_context(fn, mine); }, ds.thrown,
+          errc::retries_exhausted, on_hint);
+    } else {
+      (void)s;
+      (void)ctx;
+      return detail::invoke_captured<retry_after_error>(fn, ds.thrown, errc::retries_exhausted, on_hint);
+    }
+  }
+
+  // The core's begin, then the first attempt.
+  template <bool Contextual, class F>
+  [[nodiscard]] context_execute_result_t<F> first_attempt(F& fn, const call_context& ctx, state_type& s,
+                                                          driver_state& ds) const {
+    using R = context_execute_result_t<F>;
+    const retry_decision d = begin<Contextual>(s, ctx);
+    if (STURDY_UNLIKELY(d.what != retry_decision::kind::attempt)) {
+      ds.stopped_early = true;
+      return failure_for<R>(d);
+    }
+    return attempt(fn, s, ds, ctx);
+  }
+
+  // Every path returns the one object `r`, so it is built in the caller's
+  // return slot (NRVO): the success path copies nothing.
+  template <bool Contextual = true, class F>
+  [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx,
+                                                const retry_after_source& inner) const {
+    using R = context_execute_result_t<F>;
+    state_type s;
+    driver_state ds;
+    R r = first_attempt<Contextual>(fn, ctx, s, ds);
+    if (STURDY_LIKELY(!ds.thrown && !ds.stopped_early && succeeded(r))) {
+      on_success(s);
+      return r;
+    }
+    if (!ds.stopped_early) retry_loop(fn, r, ctx, inner, s, ds);
+    return r;
+  }
+
+  // After a failed first attempt: asks the core, sleeps when it says wait,
+  // attempts when it says attempt; leaves the outcome in `r` (or rethrows
+  // the callee's last exception: whenever the last attempt threw, whatever
+  // the stop reason).
+  template <class F>
+  [[gnu::noinline]] void retry_loop(F& fn, context_execute_result_t<F>& r, const call_context& ctx,
+                                    const retry_after_source& inner, state_type& s, driver_state& ds) const {
+    using R = context_execute_result_t<F>;
+    for (;;) {
+      const failure_info failure = ds.thrown ? failure_info{.code = {}, .exception = ds.thrown} : failure_of(r);
+      const retry_hint hint = ds.thrown ? ds.hint : detail::error_value_hint(r);
+      retry_decision d = on_failure(s, failure, hint, ctx.token.reason(), inner);
+      if (d.what == retry_decision::kind::wait) {
+        const bool slept = detail::sleep_cancellable(sleeper_, d.delay, ctx.token);
+        d = after_wait(s, failure, slept, ctx.token.reason());
+      }
+      if (d.what != retry_decision::kind::attempt) {
+        if (ds.thrown) std::rethrow_exception(ds.thrown);
+        if (d.what == retry_decision::kind::fail) r = make_failure<R>(d.code);
+        return;
+      }
+      ds.thrown = nullptr;
+      ds.hint = {};
+      r = attempt(fn, s, ds, ctx);
+      if (!ds.thrown && succeeded(r)) {
+        on_success(s);
+        return;
+      }
+    }
   }
 
   options_type options_;
