@@ -65,15 +65,16 @@ void post_completion_clearing_slot(Handler&& handler, Args&&... args) {
 // type (remembered even when it comes before the operation's first step)
 // and posts Derived::on_cancelled() to the strand. Derived is owned by a
 // shared_ptr; the hook holds a weak_ptr, so a signal after the end is a
-// no-op.
-template <class Derived, class Handler>
+// no-op. `Executor`: the type of the strand's inner executor (a concrete
+// executor type avoids the polymorphic wrapper's allocations per dispatch).
+template <class Derived, class Handler, class Executor = boost::asio::any_io_executor>
 class async_op_base : public std::enable_shared_from_this<Derived> {
  public:
   async_op_base(const async_op_base&) = delete;
   async_op_base& operator=(const async_op_base&) = delete;
 
  protected:
-  async_op_base(Handler handler, const boost::asio::any_io_executor& ex)
+  async_op_base(Handler handler, const Executor& ex)
       : handler_(std::move(handler)), strand_(boost::asio::make_strand(ex)) {}
   ~async_op_base() = default;
 
@@ -99,7 +100,7 @@ class async_op_base : public std::enable_shared_from_this<Derived> {
   }
 
   std::optional<Handler> handler_;
-  boost::asio::strand<boost::asio::any_io_executor> strand_;
+  boost::asio::strand<Executor> strand_;
 
  private:
   struct cancel_hook {

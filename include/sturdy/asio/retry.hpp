@@ -1,0 +1,435 @@
+// Copyright The sturdy Authors. SPDX-License-Identifier: BSL-1.0
+// -----------------------------------------------------------------------------
+// File: sturdy/asio/retry.hpp                (CMake component sturdy::asio)
+// -----------------------------------------------------------------------------
+//
+// `sturdy::asio::async_retry` retries an asynchronous operation on Asio
+// without blocking a thread: the waits between attempts are timers on the
+// operation's executor. It is a driver of the same decision core as the
+// blocking `retry_policy::execute` (retry_policy::begin / on_failure /
+// after_wait / on_success, see sturdy/retry.hpp): every rule about
+// attempts, backoff, server hints, budgets, deadlines and cancellation is
+// decided there, once; this file only attempts and waits.
+//
+//   async_retry<Timer>(policy, make_attempt, token)       -> void(R)
+//   async_retry<Timer>(policy, ctx, make_attempt, token)  -> void(R)
+//   retry_layer<Policy, Timer>{policy}.async_run(ctx, make_inner, token)
+//
+// `make_attempt(const sturdy::call_context& c)` starts nothing: it returns
+// an Asio asynchronous operation, launched with async_retry's own handler
+// and cancellation slot: a `boost::asio::awaitable<R>`, or a deferred
+// operation (e.g. `socket.async_read_some(buf, boost::asio::deferred)`)
+// completing with
+//   void(R)                      R (any result type sturdy supports)
+//   void(error_code, T)          sturdy::result<T>
+//   void(error_code)             sturdy::result<void>
+// `c` carries the attempt number, the deadline the loop plans against and a
+// token that fires when the caller cancels; it stays valid until that
+// attempt completes (a coroutine lambda may keep the reference). An
+// exception escaping an awaitable attempt is a failure whose failure_info
+// carries it (retry_if sees it); if the loop stops on it, the result is
+// std::errc::state_not_recoverable.
+//
+// Any completion token: use_awaitable, a callback, use_future, deferred.
+// The handler runs exactly once, through its associated executor, never
+// inside the initiating function.
+//
+// Cancellation: the caller's cancellation slot (and `ctx.token`, for the
+// context overload) is forwarded to the running attempt (with the type
+// emitted; `terminal` for the token) and to the attempt's own
+// `call_context::token`. It is remembered: a signal that comes between two
+// steps (before the first attempt, after an attempt returned, before a
+// timer started) is applied when the next step would start, so it is never
+// lost (Asio drops a signal emitted before an operation starts). During a
+// backoff wait the call stops at once with errc::cancelled and the retry's
+// budget ticket is refunded. Cancellation is never counted as a failure of
+// the callee (neutral for the budget). An attempt that completes despite
+// the signal decides as in the blocking driver: a success is returned; a
+// failure the loop would retry becomes errc::cancelled; a definitive one
+// (such as operation_aborted, which equals std::errc::operation_canceled
+// and is not retried by default) is returned unchanged.
+//
+// Time: the policy's Clock decides (deadline, max_elapsed); the Timer waits.
+// Give both the same time source: the defaults (steady_clock_source and
+// boost::asio::steady_timer) agree; tests use
+// `testing::asio_virtual_clock_source` with `testing::asio_virtual_timer`.
+// The policy's Sleeper is not used.
+//
+// Example:
+//
+//   sturdy::retry_policy<> policy(sturdy::retry_options{
+//       .max_attempts = 4,
+//       .backoff = sturdy::backoff::exponential(std::chrono::milliseconds(50), std::chrono::seconds(2))});
+//   sturdy::result<std::size_t> n = co_await sturdy::asio::async_retry(
+//       policy,
+//       [&](const sturdy::call_context&) {
+//         return socket.async_read_some(boost::asio::buffer(buf), boost::asio::deferred);
+//       },
+//       boost::asio::use_awaitable);
+//
+// Ownership: the operation copies the policy (its options and seams; a
+// budget is referenced as `retry_budget_ref` always does) and moves
+// `make_attempt` into its state. The context's token must outlive the
+// operation (tokens are handed down a call, as everywhere in sturdy).
+//
+// Allocation: the first call allocates its state (one shared block holding
+// the policy copy, the timer and the strand handle) and a strand; after
+// that, a retry (timer wait plus the next attempt's handlers) allocates
+// nothing of its own: the handlers use Asio's recycling allocator (what
+// the attempts themselves allocate is theirs). Proven by
+// AsioRetry.SteadyStateRetriesAllocateNothing.
+//
+// Defaults: those of the policy (3 attempts, exponential backoff from
+// 100 ms). Timer: boost::asio::steady_timer.
+//
+// Thread safety: a policy may be shared by any number of concurrent
+// operations on any number of threads (as for execute). Each operation runs
+// its steps on a strand of its executor. Emit the caller's cancellation on
+// its executor (Asio's rule).
+
+#ifndef STURDY_ASIO_RETRY_HPP_
+#define STURDY_ASIO_RETRY_HPP_
+
+#include <concepts>
+#include <cstddef>
+#include <new>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include "sturdy/asio/detail/common.hpp"
+#include "sturdy/asio/hedge.hpp"  // the attempt adaptation helpers (detail::attempt_result, to_result)
+#include "sturdy/context.hpp"
+#include "sturdy/error.hpp"
+#include "sturdy/outcome.hpp"
+#include "sturdy/pipeline.hpp"
+#include "sturdy/retry.hpp"
+
+namespace sturdy::asio {
+
+namespace detail {
+
+// Memory for one operation's own handlers (the attempt's completion, the
+// backoff wait): two blocks, reused for every retry, so the steady state of
+// a retry loop allocates nothing. A request that does not fit (too big, or
+// both blocks in use) goes to operator new. Only one of the operation's
+// steps runs at a time (they are sequenced through Asio's queues), so the
+// slots need no atomics.
+class handler_arena {
+ public:
+  static constexpr std::size_t block_size = 512;
+  void* allocate(std::size_t n) {
+    for (std::size_t i = 0; i < 2; ++i) {
+      if (!used_[i] && n <= block_size) {
+        used_[i] = true;
+        return blocks_[i].bytes;
+      }
+    }
+    return ::operator new(n);
+  }
+  void deallocate(void* p, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < 2; ++i) {
+      if (p == blocks_[i].bytes) {
+        used_[i] = false;
+        return;
+      }
+    }
+    ::operator delete(p, n);
+  }
+
+ private:
+  struct alignas(std::max_align_t) block {
+    unsigned char bytes[block_size];
+  };
+  block blocks_[2];
+  bool used_[2] = {false, false};
+};
+
+template <class T>
+struct arena_allocator {
+  using value_type = T;
+  handler_arena* arena;
+  explicit arena_allocator(handler_arena* a) noexcept : arena(a) {}
+  template <class U>
+  arena_allocator(const arena_allocator<U>& o) noexcept : arena(o.arena) {}  // NOLINT(google-explicit-constructor)
+  T* allocate(std::size_t n) { return static_cast<T*>(arena->allocate(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { arena->deallocate(p, n * sizeof(T)); }
+  template <class U>
+  friend bool operator==(const arena_allocator& a, const arena_allocator<U>& b) noexcept {
+    return a.arena == b.arena;
+  }
+};
+
+// The handler's associated executor, by its own type (a strand over the
+// concrete type dispatches without the polymorphic wrapper's allocations).
+template <class Handler>
+using handler_executor_t = std::decay_t<boost::asio::associated_executor_t<Handler>>;
+
+template <class R, class Timer, class Policy, class MakeAttempt, class Handler>
+class retry_op
+    : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Handler>, Handler, handler_executor_t<Handler>> {
+  using base = async_op_base<retry_op, Handler, handler_executor_t<Handler>>;
+  friend base;
+
+ public:
+  using executor_type = handler_executor_t<Handler>;
+  retry_op(const Policy& policy, const call_context& ctx, MakeAttempt make, Handler handler, const executor_type& ex)
+      : base(std::move(handler), ex),
+        policy_(policy),
+        make_(std::move(make)),
+        ex_(ex),
+        timer_(ex),
+        src_(ctx.token),
+        ctx_{src_.token(), ctx.deadline, 1} {}
+
+  void start() {
+    this->start_on_strand([](retry_op& op) { op.begin(); });
+  }
+
+ private:
+  // The caller's sturdy token fired (on the firing thread): interrupt on
+  // the strand. The op is alive while this runs (the callback's destructor,
+  // run by the op's, waits for it).
+  struct on_token {
+    retry_op* op;
+    void operator()() const noexcept {
+      if (std::shared_ptr<retry_op> self = op->weak_from_this().lock()) {
+        auto& strand = self->strand_;
+        boost::asio::post(strand, [self = std::move(self)] { self->interrupt(boost::asio::cancellation_type::terminal); });
+      }
+    }
+  };
+
+  struct attempt_handler {
+    std::shared_ptr<retry_op> self;
+    template <class... Args>
+    void operator()(Args&&... args) {
+      self->on_attempt(nullptr, to_result<R>(std::forward<Args>(args)...));
+    }
+    void operator()(std::exception_ptr e, std::optional<R> r) {
+      if (e || !r) {
+        return self->on_attempt(e, make_failure<R>(std::make_error_code(std::errc::state_not_recoverable)));
+      }
+      self->on_attempt(nullptr, std::move(*r));
+    }
+  };
+
+  // co_spawn needs a default-constructible result: carry R in an optional.
+  static boost::asio::awaitable<std::optional<R>> as_optional(boost::asio::awaitable<R> a) {
+    co_return std::optional<R>(co_await std::move(a));
+  }
+
+  // The Asio signal (recorded by the base) as a stop of our token.
+  void on_cancelled() {
+    src_.request(cancel_reason::cancelled);
+    interrupt(this->cancel_requested());
+  }
+  // A signal recorded but not yet delivered to the strand counts now.
+  [[nodiscard]] cancel_reason stop_reason() {
+    if (this->cancel_requested() != boost::asio::cancellation_type::none) src_.request(cancel_reason::cancelled);
+    return src_.reason();
+  }
+  // Forwards a stop to what is running: the attempt, or the backoff timer.
+  void interrupt(boost::asio::cancellation_type_t type) {
+    if (done_) return;
+    if (type == boost::asio::cancellation_type::none) type = boost::asio::cancellation_type::terminal;
+    if (attempting_) signal_.emit(type);
+    if (waiting_) timer_.cancel();
+  }
+
+  void begin() {
+    watch_.emplace(src_.token(), on_token{this});
+    (void)stop_reason();
+    handle(policy_.begin(state_, ctx_));
+  }
+
+  void handle(retry_decision d) {
+    switch (d.what) {
+      case retry_decision::kind::attempt:
+        return launch();
+      case retry_decision::kind::wait:
+        return wait(d.delay);
+      case retry_decision::kind::return_last:
+        return finish(std::move(*last_));
+      case retry_decision::kind::fail:
+        if (d.code == errc::invalid_options) {
+          return finish(make_failure<R>(make_error_code(d.code), policy_.options().validation_message()));
+        }
+        return finish(make_failure<R>(d.code));
+    }
+  }
+
+  void launch() {
+    attempt_ctx_ = policy_.attempt_context(state_, ctx_);  // lives until the attempt completes
+    attempting_ = true;
+    auto token = boost::asio::bind_cancellation_slot(
+        signal_.slot(), boost::asio::bind_executor(this->strand_, boost::asio::bind_allocator(
+                                                                      arena_allocator<void>(&arena_),
+                                                                      attempt_handler{this->shared_from_this()})));
+    auto op = make_(static_cast<const call_context&>(attempt_ctx_));
+    if constexpr (is_awaitable<decltype(op)>::value) {
+      boost::asio::co_spawn(ex_, as_optional(std::move(op)), std::move(token));
+    } else {
+      std::move(op)(std::move(token));
+    }
+  }
+
+  void on_attempt(std::exception_ptr thrown, R r) {
+    attempting_ = false;
+    if (done_) return;
+    if (!thrown && succeeded(r)) {
+      policy_.on_success(state_);
+      return finish(std::move(r));
+    }
+    failure_ = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(r);
+    const retry_hint hint = thrown ? retry_hint{} : sturdy::detail::error_value_hint(r);
+    last_.emplace(std::move(r));
+    handle(policy_.on_failure(state_, failure_, hint, stop_reason(), retry_after_source()));
+  }
+
+  void wait(duration delay) {
+    // A stop that came before the timer starts is applied now (Asio would
+    // drop a signal emitted before the wait began).
+    if (const cancel_reason why = stop_reason(); why != cancel_reason::none) {
+      return handle(policy_.after_wait(state_, failure_, false, why));
+    }
+    waiting_ = true;
+    timer_.expires_after(to_timer_duration<Timer>(delay));
+    timer_.async_wait(boost::asio::bind_executor(
+        this->strand_, boost::asio::bind_allocator(
+                           arena_allocator<void>(&arena_),
+                           [self = this->shared_from_this()](const boost::system::error_code& ec) { self->on_timer(ec); })));
+  }
+
+  void on_timer(const boost::system::error_code& ec) {
+    waiting_ = false;
+    if (done_) return;
+    const cancel_reason why = stop_reason();
+    handle(policy_.after_wait(state_, failure_, !ec && why == cancel_reason::none, why));
+  }
+
+  void finish(R r) {
+    if (done_) return;
+    done_ = true;
+    watch_.reset();
+    src_.unlink();  // nothing refers to the caller's token after the handler runs
+    this->complete(std::move(r));
+  }
+
+  handler_arena arena_;  // first: outlives every handler allocated in it
+  Policy policy_;
+  MakeAttempt make_;
+  executor_type ex_;
+  Timer timer_;
+  linked_cancel_source src_;  // the caller's token, plus the Asio signal
+  call_context ctx_;          // {our token, the caller's deadline}
+  std::optional<cancel_callback<on_token>> watch_;
+  boost::asio::cancellation_signal signal_;
+  typename Policy::state_type state_{};
+  call_context attempt_ctx_{};
+  failure_info failure_{};
+  std::optional<R> last_;
+  bool attempting_ = false;
+  bool waiting_ = false;
+  bool done_ = false;
+};
+
+template <class R, class Timer>
+struct initiate_retry {
+  template <class Handler, class Policy, class MakeAttempt>
+  void operator()(Handler&& handler, const Policy* policy, const call_context& ctx, MakeAttempt&& make) const {
+    using op_type = retry_op<R, Timer, Policy, std::decay_t<MakeAttempt>, std::decay_t<Handler>>;
+    const typename op_type::executor_type ex = boost::asio::get_associated_executor(handler);
+    auto op = std::make_shared<op_type>(*policy, ctx, std::forward<MakeAttempt>(make), std::forward<Handler>(handler),
+                                        ex);
+    op->start();
+  }
+};
+
+template <class P>
+concept retry_core = requires(const P& p, typename P::state_type& s, const call_context& ctx) {
+  { p.begin(s, ctx) } -> std::same_as<retry_decision>;
+  { p.attempt_context(s, ctx) } -> std::same_as<call_context>;
+};
+
+}  // namespace detail
+
+// The result type of async_retry for a make_attempt.
+template <class MakeAttempt>
+using retry_result_t =
+    typename detail::attempt_result<std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>::type;
+
+// async_retry<Timer>(policy, ctx, make_attempt, token) -> void(R)
+//
+// See the banner. `ctx`: the caller's deadline (the earlier of it and the
+// policy's max_elapsed applies) and cancel token (forwarded like the
+// cancellation slot). Invalid options: make_failure<R>(errc::invalid_options)
+// with the message naming the field, nothing attempted.
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
+  using R = retry_result_t<MakeAttempt>;
+  static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
+  return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, &policy,
+                                                               ctx, std::forward<MakeAttempt>(make_attempt));
+}
+
+// async_retry<Timer>(policy, make_attempt, token) -> void(R)
+//
+// The same with a default context (no deadline but max_elapsed, no token
+// but the cancellation slot).
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(const Policy& policy, MakeAttempt&& make_attempt, CompletionToken&& token) {
+  return async_retry<Timer>(policy, call_context{}, std::forward<MakeAttempt>(make_attempt),
+                            std::forward<CompletionToken>(token));
+}
+
+// retry_layer<Policy, Timer>
+//
+// The retry as a layer of `sturdy::asio::compose` (the async layer shape:
+// `async_run(ctx, make_inner, token)`, `make_inner(const call_context&)`
+// returning an Asio operation, completing with void(R)). Owns a copy of
+// the policy. Put an attempt timeout inside it and a total timeout outside.
+//
+//   sturdy::asio::retry_layer retry{sturdy::retry_policy<>(sturdy::retry_options{.max_attempts = 3})};
+//   auto r = co_await retry.async_run(ctx, make_inner, boost::asio::use_awaitable);
+template <class Policy, class Timer = boost::asio::steady_timer>
+  requires detail::retry_core<Policy>
+class retry_layer {
+ public:
+  explicit retry_layer(Policy policy) : policy_(std::move(policy)) {}
+
+  template <class MakeInner, class CompletionToken>
+  auto async_run(const call_context& ctx, MakeInner&& make_inner, CompletionToken&& token) const {
+    return async_retry<Timer>(policy_, ctx, std::forward<MakeInner>(make_inner),
+                              std::forward<CompletionToken>(token));
+  }
+
+  [[nodiscard]] const Policy& policy() const noexcept { return policy_; }
+
+ private:
+  Policy policy_;
+};
+
+}  // namespace sturdy::asio
+
+#endif  // STURDY_ASIO_RETRY_HPP_

@@ -1,0 +1,1 @@
+target_link_libraries(asio_retry_test PRIVATE sturdy::asio)

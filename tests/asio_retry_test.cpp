@@ -1,0 +1,414 @@
+// Tests of sturdy/asio/retry.hpp: async_retry's timelines on virtual time
+// (attempt times are the backoff delays), budgets, deadlines, every
+// completion token, cancellation at each point, and allocation.
+
+#include "sturdy/asio/retry.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <optional>
+#include <system_error>
+#include <vector>
+
+#include "sturdy/retry_budget.hpp"
+#include "sturdy/testing/asio_virtual_clock.hpp"
+#include "sturdy/testing/counting_allocator.hpp"
+
+namespace {
+
+namespace net = boost::asio;
+using namespace std::chrono_literals;
+using sturdy::call_context;
+using sturdy::errc;
+using sturdy::testing::asio_virtual_clock;
+using sturdy::testing::asio_virtual_clock_source;
+using sturdy::testing::asio_virtual_timer;
+using sturdy::testing::run_for;
+
+using policy_type = sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source>;
+
+sturdy::duration vnow() { return asio_virtual_clock::now().time_since_epoch(); }
+
+policy_type constant(std::uint32_t attempts, sturdy::duration delay, sturdy::retry_budget_ref budget = {},
+                     sturdy::duration max_elapsed = sturdy::duration::zero()) {
+  return policy_type(sturdy::retry_options{.max_attempts = attempts,
+                                           .backoff = sturdy::backoff::constant(delay),
+                                           .max_elapsed = max_elapsed,
+                                           .budget = budget});
+}
+
+// A dependency on virtual time: each call takes `latency`, then fails with
+// failures[i] (none past the end: success, value 42). One timer, reused: a
+// call allocates nothing of its own. Completes through the handler's
+// associated executor; a cancelled call completes with operation_canceled.
+struct service {
+  explicit service(net::io_context& c, sturdy::duration l = 0ms, std::vector<std::error_code> f = {})
+      : timer(c), latency(l), failures(std::move(f)) {}
+  asio_virtual_timer timer;
+  sturdy::duration latency;
+  std::vector<std::error_code> failures;
+  std::vector<sturdy::duration> called_at;
+  std::vector<std::uint32_t> attempt_numbers;
+  int cancelled = 0;
+
+  template <class Token>
+  auto call(const call_context& c, Token&& token) {
+    called_at.push_back(vnow());
+    attempt_numbers.push_back(c.attempt);
+    const std::size_t i = called_at.size() - 1;
+    const std::error_code f = i < failures.size() ? failures[i] : std::error_code{};
+    return net::async_initiate<Token, void(std::error_code, int)>(
+        [this, f](auto handler) {
+          timer.expires_after(latency);
+          auto slot = net::get_associated_cancellation_slot(handler);
+          auto ex = net::get_associated_executor(handler);
+          auto alloc = net::get_associated_allocator(handler);
+          timer.async_wait(net::bind_cancellation_slot(
+              slot, net::bind_executor(ex, net::bind_allocator(alloc, [this, f, h = std::move(handler)](boost::system::error_code ec) mutable {
+                if (ec) {
+                  ++cancelled;
+                  std::move(h)(std::make_error_code(std::errc::operation_canceled), -1);
+                  return;
+                }
+                std::move(h)(f, 42);
+              }))));
+        },
+        token);
+  }
+  auto maker() {
+    return [this](const call_context& c) { return call(c, net::deferred); };
+  }
+};
+
+const std::error_code io_error = std::make_error_code(std::errc::io_error);
+
+struct completion {
+  std::optional<sturdy::result<int>> value;
+  sturdy::duration at{-1};
+  int calls = 0;
+};
+
+auto recorder(net::io_context& io, completion& c) {
+  return net::bind_executor(io, [&c](sturdy::result<int> r) {
+    ++c.calls;
+    c.at = vnow();
+    c.value.emplace(std::move(r));
+  });
+}
+
+class AsioRetry : public ::testing::Test {
+ protected:
+  void SetUp() override { asio_virtual_clock::reset(); }
+  net::io_context io;
+};
+
+TEST_F(AsioRetry, AttemptsStartExactlyAtTheBackoffDelays) {
+  service svc(io, 10ms, {io_error, io_error});
+  const auto policy = constant(4, 100ms);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  EXPECT_EQ(done.calls, 0);  // never inside the initiating function
+  run_for(io, 1s);
+  // attempt 1 at 0 (fails at 10), waits 100: attempt 2 at 110 (fails at 120), attempt 3 at 220, succeeds at 230.
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 110ms, 220ms}));
+  EXPECT_EQ(svc.attempt_numbers, (std::vector<std::uint32_t>{1, 2, 3}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.at, 230ms);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
+TEST_F(AsioRetry, ExhaustionReturnsTheLastFailureUnchanged) {
+  service svc(io, 0ms, {io_error, io_error, std::make_error_code(std::errc::timed_out)});
+  const auto policy = constant(3, 5ms);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  run_for(io, 100ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 5ms, 10ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), std::errc::timed_out);
+}
+
+TEST_F(AsioRetry, AnExhaustedBudgetStopsWithBudgetExhausted) {
+  sturdy::token_bucket_budget budget({.max_tokens = 2, .token_ratio = 0.1});
+  service svc(io, 0ms, {io_error, io_error});
+  const auto policy = constant(5, 5ms, budget);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  run_for(io, 100ms);
+  EXPECT_EQ(svc.called_at.size(), 1u);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), errc::budget_exhausted);
+}
+
+TEST_F(AsioRetry, NoAttemptStartsPastTheDeadline) {
+  service svc(io, 0ms, {io_error, io_error, io_error, io_error});
+  const auto policy = constant(10, 100ms, {}, 250ms);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  run_for(io, 1s);
+  // 0, 100, 200; at 200 the next delay (100) does not fit in the 50 left.
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 100ms, 200ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.at, 200ms);
+  EXPECT_EQ(done.value->error(), errc::deadline_exceeded);
+}
+
+TEST_F(AsioRetry, TheContextDeadlineAndAttemptNumberReachTheAttempt) {
+  service svc(io, 0ms, {io_error});
+  const auto policy = constant(3, 10ms);
+  asio_virtual_clock_source src;
+  const call_context ctx{.deadline = sturdy::deadline::after(300ms, sturdy::clock_ref::of(src), src.now())};
+  std::vector<sturdy::time_point> seen;
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(
+      policy, ctx,
+      [&](const call_context& c) {
+        seen.push_back(c.deadline.at());
+        return svc.call(c, net::deferred);
+      },
+      recorder(io, done));
+  run_for(io, 100ms);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_TRUE(done.value->has_value());
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], sturdy::time_point(300ms));
+  EXPECT_EQ(seen[1], sturdy::time_point(300ms));
+  EXPECT_EQ(svc.attempt_numbers, (std::vector<std::uint32_t>{1, 2}));
+}
+
+TEST_F(AsioRetry, InvalidOptionsAttemptNothing) {
+  service svc(io);
+  const policy_type policy(sturdy::retry_options{.max_attempts = 0});
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  run_for(io, 10ms);
+  EXPECT_TRUE(svc.called_at.empty());
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), errc::invalid_options);
+}
+
+// --- completion tokens --------------------------------------------------------
+
+TEST_F(AsioRetry, UseAwaitable) {
+  service svc(io, 1ms, {io_error});
+  const auto policy = constant(3, 20ms);
+  completion done;
+  net::co_spawn(
+      io,
+      [&]() -> net::awaitable<void> {
+        sturdy::result<int> r =
+            co_await sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), net::use_awaitable);
+        ++done.calls;
+        done.at = vnow();
+        done.value.emplace(std::move(r));
+      },
+      net::detached);
+  run_for(io, 100ms);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.at, 22ms);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
+TEST_F(AsioRetry, AwaitableAttempts) {
+  const auto policy = constant(3, 20ms);
+  std::vector<sturdy::duration> at;
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(
+      policy,
+      [&](const call_context& c) -> net::awaitable<sturdy::result<int>> {
+        at.push_back(vnow());
+        if (c.attempt < 3) co_return io_error;
+        co_return static_cast<int>(c.attempt);
+      },
+      recorder(io, done));
+  run_for(io, 100ms);
+  EXPECT_EQ(at, (std::vector<sturdy::duration>{0ms, 20ms, 40ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 3);
+}
+
+TEST_F(AsioRetry, UseFuture) {
+  service svc(io, 1ms, {io_error});
+  const auto policy = constant(3, 20ms);
+  std::future<sturdy::result<int>> f =
+      sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), net::bind_executor(io, net::use_future));
+  run_for(io, 100ms);
+  // use_future completes on the system executor (another thread): wait for
+  // it, bounded.
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(f.get().value(), 42);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 21ms}));
+}
+
+TEST_F(AsioRetry, DeferredStartsNothingUntilLaunched) {
+  service svc(io, 0ms, {io_error});
+  const auto policy = constant(3, 20ms);
+  auto op = sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), net::deferred);
+  run_for(io, 50ms);
+  EXPECT_TRUE(svc.called_at.empty());
+  completion done;
+  std::move(op)(recorder(io, done));
+  run_for(io, 50ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{50ms, 70ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
+TEST_F(AsioRetry, RetryLayerFitsTheAsyncLayerShape) {
+  service svc(io, 0ms, {io_error});
+  const sturdy::asio::retry_layer<policy_type, asio_virtual_timer> layer(constant(3, 10ms));
+  completion done;
+  layer.async_run(call_context{}, svc.maker(), recorder(io, done));
+  run_for(io, 50ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 10ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
+// --- cancellation -------------------------------------------------------------
+
+struct cancellable {
+  net::cancellation_signal signal;
+  auto token(net::io_context& io, completion& c) {
+    return net::bind_cancellation_slot(signal.slot(), recorder(io, c));
+  }
+};
+
+TEST_F(AsioRetry, CancelledBeforeTheFirstStepAttemptsNothing) {
+  service svc(io);
+  const auto policy = constant(3, 10ms);
+  completion done;
+  cancellable c;
+  std::weak_ptr<int> alive;
+  {
+    auto sentinel = std::make_shared<int>(0);
+    alive = sentinel;
+    auto make = [&svc, sentinel](const call_context& ctx) { return svc.call(ctx, net::deferred); };
+    sturdy::asio::async_retry<asio_virtual_timer>(policy, make, c.token(io, done));
+  }
+  c.signal.emit(net::cancellation_type::terminal);  // before any step ran
+  run_for(io, 50ms);
+  EXPECT_TRUE(svc.called_at.empty());
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), errc::cancelled);
+  EXPECT_TRUE(alive.expired());  // the operation's state is gone
+}
+
+TEST_F(AsioRetry, AFiredContextTokenAttemptsNothing) {
+  service svc(io);
+  const auto policy = constant(3, 10ms);
+  sturdy::cancel_source stop;
+  stop.request_stop();
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, call_context{.token = stop.token()}, svc.maker(),
+                                                recorder(io, done));
+  run_for(io, 50ms);
+  EXPECT_TRUE(svc.called_at.empty());
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), errc::cancelled);
+}
+
+TEST_F(AsioRetry, CancelDuringAnAttemptReachesItAndIsNotAFailure) {
+  sturdy::token_bucket_budget budget({.max_tokens = 10, .token_ratio = 1});
+  service svc(io, 1s);
+  const auto policy = constant(3, 10ms, budget);
+  completion done;
+  cancellable c;
+  const std::uint32_t tokens_before = budget.milli_tokens();
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), c.token(io, done));
+  run_for(io, 30ms);
+  c.signal.emit(net::cancellation_type::terminal);
+  run_for(io, 10ms);
+  EXPECT_EQ(svc.cancelled, 1);
+  EXPECT_EQ(svc.called_at.size(), 1u);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.at, 30ms);
+  EXPECT_EQ(done.value->error(), std::errc::operation_canceled);  // the attempt's own, definitive
+  EXPECT_EQ(budget.milli_tokens(), tokens_before);                // neutral: no token taken
+  run_for(io, 1s);
+  EXPECT_EQ(done.calls, 1);
+}
+
+TEST_F(AsioRetry, CancelDuringBackoffStopsAtOnceAndRefundsTheTicket) {
+  sturdy::token_bucket_budget budget({.max_tokens = 10, .token_ratio = 1});
+  service svc(io, 0ms, {io_error, io_error});
+  const std::uint32_t tokens_before = budget.milli_tokens();
+  const auto policy = constant(3, 100ms, budget);
+  completion done;
+  cancellable c;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), c.token(io, done));
+  run_for(io, 40ms);
+  c.signal.emit(net::cancellation_type::terminal);
+  run_for(io, 1ms);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.at, 40ms);
+  EXPECT_EQ(done.value->error(), errc::cancelled);
+  run_for(io, 1s);
+  EXPECT_EQ(svc.called_at.size(), 1u);  // no attempt after the cancel
+  EXPECT_EQ(done.calls, 1);
+  EXPECT_EQ(budget.milli_tokens(), tokens_before - 1000);  // the one failure; the retry not charged
+}
+
+TEST_F(AsioRetry, CancelThroughTheContextTokenDuringBackoff) {
+  service svc(io, 0ms, {io_error, io_error});
+  const auto policy = constant(3, 100ms);
+  sturdy::cancel_source stop;
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, call_context{.token = stop.token()}, svc.maker(),
+                                                recorder(io, done));
+  run_for(io, 40ms);
+  stop.request_stop();
+  run_for(io, 1ms);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), errc::cancelled);
+  EXPECT_EQ(svc.called_at.size(), 1u);
+}
+
+// --- allocation ---------------------------------------------------------------
+
+TEST_F(AsioRetry, SteadyStateRetriesAllocateNothing) {
+  if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not linked (TSan)";
+  service svc(io, 1ms, std::vector<std::error_code>(40, io_error));
+  const auto policy = constant(50, 10ms);
+  completion done;
+  // Warm up Asio's per-thread recycling caches with one whole call.
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  run_for(io, 2s);
+  ASSERT_EQ(done.calls, 1);
+  svc.called_at.clear();
+  svc.called_at.reserve(64);  // the test's own bookkeeping allocates nothing below
+  svc.attempt_numbers.clear();
+  svc.attempt_numbers.reserve(64);
+  svc.failures.assign(40, io_error);
+  done = completion{};
+  sturdy::testing::allocation_scope first;
+  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  run_for(io, 25ms);  // the first attempts and waits
+  const std::uint64_t first_allocations = first.allocations();
+  sturdy::testing::allocation_scope steady;
+  run_for(io, 2s);  // 38 more retries: timer waits and attempts
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(svc.called_at.size(), 41u);
+  EXPECT_EQ(steady.allocations(), 0u);
+  // The first operation (measured: 4): its state block (one make_shared),
+  // its strand's implementation, and Asio's first posts of the call (the
+  // test's service allocates nothing).
+  EXPECT_LE(first_allocations, 4u);
+  std::printf("first call allocated %llu block(s)\n", static_cast<unsigned long long>(first_allocations));
+}
+
+}  // namespace
