@@ -1,0 +1,1 @@
+target_link_libraries(asio_retry_stress_test PRIVATE sturdy::asio)
