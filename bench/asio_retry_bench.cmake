@@ -1,0 +1,5 @@
+if(TARGET sturdy::asio)
+  target_link_libraries(${name} PRIVATE sturdy::asio)
+else()
+  set_target_properties(${name} PROPERTIES EXCLUDE_FROM_ALL TRUE)
+endif()
