@@ -24,20 +24,19 @@
 //   error  every arrival in the window fails at once (a crashed backend
 //          behind a load balancer returning 503); queued work is lost.
 //
-// The client's retry loop is event-driven, but every decision is sturdy's:
-// delays from `sturdy::backoff::next_delay`, budgets through the
-// `retry_budget` protocol exactly as `retry_policy` drives it (on_attempt
-// and on_outcome for an attempt that reached the service, try_retry_ticket
-// before each retry), the breaker through `try_acquire` / `record`. The
-// order of the checks mirrors `retry_policy::after_failure`: outcome to the
-// budget, attempt limit, delay, budget. A breaker rejection
-// (`errc::circuit_open`) goes through the library's predicate
-// (`retry_options::retry_if`, default `sturdy::default_retry_if`) and rule,
-// as inside `compose(retry, breaker)`: it is neutral for the budget (the
-// retry admitted for it is refunded), and it is retried only after the
+// The client's retry loop is event-driven, and every decision is sturdy's:
+// each client's loop is a driver of `retry_policy`'s decision core (begin /
+// on_failure / after_wait / on_success, the same calls the blocking
+// `execute` and `sturdy::asio::async_retry` make), with that client's budget
+// in its options; the simulator only schedules the attempt and the retry
+// events the core asks for. A breaker rejection (`errc::circuit_open`)
+// is handed to the core like any failure, with the breaker as the
+// `retry_after_source`, as inside `compose(retry, breaker)`: neutral for the
+// budget (the retry admitted for it is refunded), retried only after the
 // breaker's `retry_after()` plus the backoff delay, within
-// `max_server_delay` and the attempt limit;
-// otherwise the request fails with circuit_open.
+// `max_server_delay` and the attempt limit; otherwise the request fails with
+// circuit_open. The breaker itself is driven through `try_acquire` /
+// `record`.
 
 #ifndef STURDY_BENCH_SIM_OUTAGE_HPP_
 #define STURDY_BENCH_SIM_OUTAGE_HPP_
@@ -231,7 +230,8 @@ struct outage_bin {
 
 // What a test may observe: a client's budget-relevant moments.
 enum class trace_kind : std::uint8_t {
-  request,        // a first attempt begins (budget.on_attempt(false))
+  request,        // a first attempt that reached the service is recorded with the budget
+                  // (budget.on_attempt(false)): when its outcome is known, as retry_policy records it
   retry_granted,  // budget.try_retry said yes (the retry is sent after the delay)
   retry_denied,   // budget.try_retry said no
   sent,           // an attempt left the client
@@ -274,14 +274,18 @@ enum class result_kind : std::uint8_t { success, timeout, rejected, error };
 
 struct request {
   std::uint32_t client = 0;
-  std::uint32_t attempt = 0;  // attempts started (1-based once started)
   vtime started = 0;
   result_kind outcome = result_kind::success;
-  backoff::state backoff_state{};
+  retry_state<> core{};     // the retry core's per-call state (attempt count, backoff, ticket)
   std::optional<breaker_permit> permit;
-  bool sent_any = false;     // an attempt reached the service (so the next one is a retry)
-  std::uint64_t ticket = 0;  // the budget's charge for the next attempt (0: none)
+  bool rejected_by_breaker = false;  // the last attempt did not reach the service
 };
+
+// The simulator never sleeps: it schedules the retry event `delay` later.
+struct scheduled_sleeper {
+  bool sleep_for(duration, std::stop_token) const noexcept { return true; }
+};
+using sim_retry_policy = retry_policy<backoff, virtual_clock, scheduled_sleeper, null_listener, detail::urbg_ref<generator>>;
 
 }  // namespace detail_outage
 
@@ -329,6 +333,16 @@ struct request {
     }
     if (policy.use_breaker) breakers.emplace_back(policy.breaker, clock);
   }
+  // Each client's retry loop: sturdy's retry core with that client's budget.
+  std::vector<sim_retry_policy> retries;
+  retries.reserve(p.clients);
+  for (std::uint32_t c = 0; c < p.clients; ++c) {
+    retry_options o = policy.retry;
+    o.budget = budgets[c];
+    retries.emplace_back(std::move(o), clock, scheduled_sleeper{}, null_listener{}, detail::urbg_ref<generator>(gen));
+  }
+  const failure_info circuit_open_failure{.code = make_error_code(errc::circuit_open), .exception = {}};
+  const failure_info attempt_failure{.code = std::make_error_code(std::errc::timed_out), .exception = {}};
 
   // The service.
   const double capacity = p.capacity();
@@ -409,43 +423,56 @@ struct request {
     release(slot);
   };
 
-  // Starts the next attempt of a request (the body of retry_policy's loop).
+  // A decision of the core that is not "attempt": wait (schedule the retry
+  // event) or stop (the request failed).
+  auto follow = [&](std::uint32_t slot, const retry_decision& d) {
+    request& rq = slots[slot];
+    const std::uint32_t c = rq.client;
+    switch (d.what) {
+      case retry_decision::kind::wait:
+        if (rq.rejected_by_breaker) {
+          ++res.breaker_waits;
+        } else if (trace) {
+          trace({c, q.now(), trace_kind::retry_granted});
+        }
+        q.schedule_after(from_duration(d.delay), {slot, kind::retry});
+        return;
+      case retry_decision::kind::fail:
+        if (d.code == errc::budget_exhausted) {
+          if (trace) trace({c, q.now(), trace_kind::retry_denied});
+          ++bin_of(q.now()).budget_denied;
+          ++res.budget_denied;
+        }
+        break;
+      case retry_decision::kind::return_last:
+        if (rq.rejected_by_breaker) ++res.failed_circuit_open;
+        break;
+      case retry_decision::kind::attempt:
+        break;  // not reached: the callers attempt
+    }
+    finish_failed(slot);
+  };
+
+  // Makes attempt number rq.core.attempt (the core said attempt).
   auto start_attempt = [&](std::uint32_t slot) {
     request& rq = slots[slot];
     const std::uint32_t c = rq.client;
-    const bool is_retry = rq.sent_any;
-    ++rq.attempt;
+    const bool is_retry = rq.core.sent_any;
+    rq.rejected_by_breaker = false;
     if (policy.use_breaker) {
       result<breaker_permit> permit = breakers[c].try_acquire();
       if (!permit) {
         ++bin_of(q.now()).breaker_rejected;
         ++res.breaker_rejected;
-        // Did not reach the service: neutral for the budget.
-        budgets[c].refund_retry(rq.ticket);
-        rq.ticket = 0;
-        const failure_info f{.code = make_error_code(errc::circuit_open), .exception = {}};
-        const bool retryable = policy.retry.retry_if ? policy.retry.retry_if(f) : default_retry_if(f);
-        const duration wait = breakers[c].retry_after();
-        duration delay = duration::max();
-        if (retryable && rq.attempt < policy.retry.max_attempts && wait <= policy.retry.max_server_delay) {
-          delay = detail::saturating_add(wait, policy.retry.backoff.next_delay(rq.attempt - 1, rq.backoff_state, gen));
-          if (delay < policy.retry.min_server_delay) delay = policy.retry.min_server_delay;
-        }
-        if (delay > policy.retry.max_server_delay) {
-          ++res.failed_circuit_open;
-          finish_failed(slot);
-          return;
-        }
-        ++res.breaker_waits;
-        q.schedule_after(from_duration(delay), {slot, kind::retry});
+        // Did not reach the service: the core treats circuit_open as
+        // neutral for the budget and waits for the breaker's retry_after().
+        rq.rejected_by_breaker = true;
+        follow(slot, retries[c].on_failure(rq.core, circuit_open_failure, {}, cancel_reason::none,
+                                           retry_after_source(breakers[c])));
         return;
       }
       rq.permit = permit.value();
     }
-    budgets[c].on_attempt(is_retry);
-    rq.sent_any = true;
-    rq.ticket = 0;
-    if (trace && !is_retry) trace({c, q.now(), trace_kind::request});
     if (trace) trace({c, q.now(), trace_kind::sent});
     outage_bin& b = bin_of(q.now());
     if (is_retry) {
@@ -460,7 +487,7 @@ struct request {
     q.schedule(serve(rq), {slot, kind::attempt_done});
   };
 
-  // After an attempt's outcome is known (retry_policy::after_failure).
+  // After an attempt's outcome is known: the core decides.
   auto attempt_done = [&](std::uint32_t slot) {
     request& rq = slots[slot];
     const std::uint32_t c = rq.client;
@@ -468,29 +495,34 @@ struct request {
     if (policy.use_breaker && rq.permit) {
       breakers[c].record(*rq.permit, ok ? call_outcome::success : call_outcome::failure);
     }
+    if (trace && !rq.core.sent_any) trace({c, q.now(), trace_kind::request});  // the core records it now
     if (ok) {
-      budgets[c].on_outcome(attempt_outcome::success);
+      retries[c].on_success(rq.core);
       ++res.client_successes[c];
       ++bin_of(q.now()).succeeded;
       ++res.succeeded;
       release(slot);
       return;
     }
-    budgets[c].on_outcome(attempt_outcome::failure);
-    if (rq.attempt >= policy.retry.max_attempts) {
-      finish_failed(slot);
-      return;
-    }
-    const duration delay = policy.retry.backoff.next_delay(rq.attempt - 1, rq.backoff_state, gen);
-    if (budgets[c] && (rq.ticket = budgets[c].try_retry_ticket(absl::Uniform<std::uint64_t>(gen))) == 0) {
-      if (trace) trace({c, q.now(), trace_kind::retry_denied});
-      ++bin_of(q.now()).budget_denied;
-      ++res.budget_denied;
-      finish_failed(slot);
-      return;
-    }
-    if (trace) trace({c, q.now(), trace_kind::retry_granted});
-    q.schedule_after(from_duration(delay), {slot, kind::retry});
+    follow(slot, retries[c].on_failure(rq.core, attempt_failure, {}, cancel_reason::none,
+                                       policy.use_breaker ? retry_after_source(breakers[c]) : retry_after_source()));
+  };
+
+  // The retry event: the wait is over; the core checks, then attempt.
+  auto resume = [&](std::uint32_t slot) {
+    request& rq = slots[slot];
+    const retry_decision d = retries[rq.client].after_wait(
+        rq.core, rq.rejected_by_breaker ? circuit_open_failure : attempt_failure, true, cancel_reason::none);
+    if (d.what == retry_decision::kind::attempt) return start_attempt(slot);
+    follow(slot, d);
+  };
+
+  // A new request: the core's begin (attempt 1).
+  auto begin_request = [&](std::uint32_t slot) {
+    request& rq = slots[slot];
+    const retry_decision d = retries[rq.client].begin(rq.core, call_context{});
+    if (d.what == retry_decision::kind::attempt) return start_attempt(slot);
+    follow(slot, d);
   };
 
   q.reserve(p.clients * 4);
@@ -505,7 +537,7 @@ struct request {
         const std::uint32_t slot = alloc();
         slots[slot].client = e.id;
         slots[slot].started = q.now();
-        start_attempt(slot);
+        begin_request(slot);
         q.schedule_after(next_gap(), {e.id, kind::new_request});
         break;
       }
@@ -513,7 +545,7 @@ struct request {
         attempt_done(e.id);
         break;
       case kind::retry:
-        start_attempt(e.id);
+        resume(e.id);
         break;
     }
   }

@@ -152,7 +152,8 @@ class handler_arena {
         return;
       }
     }
-    ::operator delete(p, n);
+    (void)n;
+    ::operator delete(p);
   }
 
  private:
