@@ -102,6 +102,13 @@
 // on a full bucket, one clock read and one atomic update for the ratio
 // budget, one clock read and two atomic updates for the throttle.
 //
+// Decision core and drivers: every rule above is decided by the policy's
+// core (`begin`, `on_failure`, `after_wait`, `on_success` with a per-call
+// `retry_state`, returning a `retry_decision`), which never sleeps. `execute`
+// is one driver of it (it sleeps through the Sleeper); the Asio driver
+// `sturdy::asio::async_retry` (sturdy/asio/retry.hpp) and the fleet simulator
+// are others. See "The decision core" below and docs/retry.md.
+//
 // Inside `compose(retry, breaker)`: see `retry_circuit_open` and
 // docs/retry.md ("Retry around a circuit breaker").
 //
