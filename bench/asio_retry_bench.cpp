@@ -6,12 +6,14 @@
 //   (b) a loopback TCP round trip (64 bytes written and echoed back) to a
 //       tiny echo server in this binary, on the same io_context: the ratio
 //       (target <= 1.05).
+// Every benchmark reports allocs/iter.
 //
 // Run:
 //   build/dev/bench/asio_retry_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <system_error>
 
 #include <benchmark/benchmark.h>
@@ -28,8 +30,22 @@
 #include <boost/asio/write.hpp>
 
 #include "sturdy/asio/retry.hpp"
+#include "sturdy/testing/counting_allocator.hpp"
 
 namespace {
+
+// Reports allocs/iter (this binary links the counting operator new).
+struct alloc_counter {
+  explicit alloc_counter(benchmark::State& s) : state(s), start(sturdy::testing::thread_allocations().allocations) {}
+  ~alloc_counter() {
+    const auto n = sturdy::testing::thread_allocations().allocations - start;
+    state.counters["allocs/iter"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kAvgIterations);
+  }
+  alloc_counter(const alloc_counter&) = delete;
+  alloc_counter& operator=(const alloc_counter&) = delete;
+  benchmark::State& state;
+  std::uint64_t start;
+};
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
@@ -44,6 +60,7 @@ void BM_AsioRetry_ZeroTimer_BareCoAwait(benchmark::State& state) {
   net::co_spawn(
       io,
       [&]() -> net::awaitable<void> {
+        const alloc_counter counter(state);
         for (auto _ : state) {
           timer.expires_after(std::chrono::nanoseconds(0));
           auto [ec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
@@ -60,6 +77,7 @@ void BM_AsioRetry_ZeroTimer_AsyncRetry(benchmark::State& state) {
   net::co_spawn(
       io,
       [&]() -> net::awaitable<void> {
+        const alloc_counter counter(state);
         for (auto _ : state) {
           sturdy::result<void> r = co_await sturdy::asio::async_retry(
               policy,
@@ -114,6 +132,7 @@ void tcp_bench(benchmark::State& state) {
   net::co_spawn(
       io,
       [&]() -> net::awaitable<void> {
+        const alloc_counter counter(state);
         for (auto _ : state) {
           if constexpr (Retry) {
             sturdy::result<std::size_t> r = co_await sturdy::asio::async_retry(

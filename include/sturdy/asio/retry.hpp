@@ -111,6 +111,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
@@ -179,19 +180,18 @@ struct arena_allocator {
   }
 };
 
-// The handler's associated executor, by its own type (a strand over the
+// The handler's associated executor, by its own type (a strand over a
 // concrete type dispatches without the polymorphic wrapper's allocations).
 template <class Handler>
 using handler_executor_t = std::decay_t<boost::asio::associated_executor_t<Handler>>;
 
-template <class R, class Timer, class Policy, class MakeAttempt, class Handler>
-class retry_op
-    : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Handler>, Handler, handler_executor_t<Handler>> {
-  using base = async_op_base<retry_op, Handler, handler_executor_t<Handler>>;
+template <class R, class Timer, class Policy, class MakeAttempt, class Handler, class Executor>
+class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Handler, Executor>, Handler, Executor> {
+  using base = async_op_base<retry_op, Handler, Executor>;
   friend base;
 
  public:
-  using executor_type = handler_executor_t<Handler>;
+  using executor_type = Executor;
   retry_op(const Policy& policy, const call_context& ctx, MakeAttempt make, Handler handler, const executor_type& ex)
       : base(std::move(handler), ex),
         policy_(policy),
@@ -357,8 +357,25 @@ template <class R, class Timer>
 struct initiate_retry {
   template <class Handler, class Policy, class MakeAttempt>
   void operator()(Handler&& handler, const Policy* policy, const call_context& ctx, MakeAttempt&& make) const {
-    using op_type = retry_op<R, Timer, Policy, std::decay_t<MakeAttempt>, std::decay_t<Handler>>;
-    const typename op_type::executor_type ex = boost::asio::get_associated_executor(handler);
+    const handler_executor_t<Handler> ex = boost::asio::get_associated_executor(handler);
+    if constexpr (std::is_same_v<handler_executor_t<Handler>, boost::asio::any_io_executor>) {
+      // The polymorphic executor of use_awaitable & co.: when it wraps an
+      // io_context's, run the strand over that type (no allocation per
+      // dispatch for the polymorphic wrapper's queries).
+      if (const auto* io = ex.template target<boost::asio::io_context::executor_type>()) {
+        return launch<boost::asio::io_context::executor_type>(*io, std::forward<Handler>(handler), policy, ctx,
+                                                               std::forward<MakeAttempt>(make));
+      }
+    }
+    launch<handler_executor_t<Handler>>(ex, std::forward<Handler>(handler), policy, ctx,
+                                        std::forward<MakeAttempt>(make));
+  }
+
+ private:
+  template <class Executor, class Handler, class Policy, class MakeAttempt>
+  static void launch(const Executor& ex, Handler&& handler, const Policy* policy, const call_context& ctx,
+                     MakeAttempt&& make) {
+    using op_type = retry_op<R, Timer, Policy, std::decay_t<MakeAttempt>, std::decay_t<Handler>, Executor>;
     auto op = std::make_shared<op_type>(*policy, ctx, std::forward<MakeAttempt>(make), std::forward<Handler>(handler),
                                         ex);
     op->start();
