@@ -119,6 +119,16 @@ TEST(PrometheusExporterTest, RetryCountsComeThroughTheSharedListenerHandle) {
   EXPECT_EQ(sample(f, "sturdy_retry_gave_up_total", {{"name", "payments"}, {"reason", "exhausted"}}), 2.0);
   EXPECT_EQ(sample(f, "sturdy_retry_gave_up_total", {{"name", "payments"}, {"reason", "cancelled"}}), 0.0);
   EXPECT_EQ(events.total(prom::counted::retry_scheduled), 5u);
+  EXPECT_EQ(sample(f, "sturdy_retry_calls_total", {{"name", "payments"}, {"kind", "failed_with_retry"}}), 2.0);
+  EXPECT_EQ(sample(f, "sturdy_retry_calls_total", {{"name", "payments"}, {"kind", "successful_with_retry"}}), 1.0);
+  (void)retry.execute([] { return sturdy::result<int>(1); });
+  prom::exporter r4j(prom::naming::resilience4j);
+  auto reg4j = r4j.add(events, {.name = "payments"});
+  const auto g = r4j.collect();
+  EXPECT_EQ(sample(g, "resilience4j_retry_calls_total", {{"name", "payments"}, {"kind", "successful_without_retry"}}),
+            1.0);
+  EXPECT_EQ(sample(g, "resilience4j_retry_calls_total", {{"name", "payments"}, {"kind", "failed_with_retry"}}), 2.0);
+  EXPECT_EQ(sample(g, "resilience4j_retry_calls_total", {{"name", "payments"}, {"kind", "failed_without_retry"}}), 0.0);
 }
 
 TEST(PrometheusExporterTest, IdempotencyAndDeadLetterSeriesEqualTheirSnapshots) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <system_error>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -155,6 +156,37 @@ TEST_F(RetryCoreTest, TheBudgetDeniesARetry) {
   const retry_decision d = p.on_failure(s, io_error, {}, cancel_reason::none, {});
   EXPECT_EQ(d.what, kind::fail);
   EXPECT_EQ(d.code, errc::budget_exhausted);
+}
+
+// A listener that opted in to the per-call completion event.
+struct completions {
+  static constexpr bool wants_retry_call_completed = true;
+  std::vector<sturdy::retry_call_completed>* seen;
+  void operator()(const sturdy::retry_call_completed& e) const { seen->push_back(e); }
+  template <class E>
+  void operator()(const E&) const noexcept {}
+};
+static_assert(sturdy::wants_retry_call_completed<completions>);
+static_assert(!sturdy::wants_retry_call_completed<recording_listener>);
+
+TEST_F(RetryCoreTest, EveryCallEndsWithOneCompletionEventForListenersThatAskForIt) {
+  std::vector<sturdy::retry_call_completed> seen;
+  using P = sturdy::retry_policy<sturdy::backoff, manual_clock, recording_sleeper, completions>;
+  const P p({.max_attempts = 3, .backoff = sturdy::backoff::constant(milliseconds(1))}, clock, sleeper,
+            completions{&seen});
+  int n = 0;
+  (void)p.execute([] { return sturdy::result<int>(1); });                                    // success, 1 attempt
+  (void)p.execute([&]() -> sturdy::result<int> { return ++n < 2 ? sturdy::result<int>(std::errc::io_error) : 2; });
+  (void)p.execute([] { return sturdy::result<int>(std::errc::io_error); });                 // exhausted after 3
+  (void)p.execute([] { return sturdy::result<int>(std::errc::operation_canceled); });       // not retryable
+  const P bad({.max_attempts = 0}, clock, sleeper, completions{&seen});
+  (void)bad.execute([] { return sturdy::result<int>(1); });                                  // refused, 0 attempts
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_TRUE(seen[0].succeeded && seen[0].attempts == 1);
+  EXPECT_TRUE(seen[1].succeeded && seen[1].attempts == 2);
+  EXPECT_TRUE(!seen[2].succeeded && seen[2].attempts == 3);
+  EXPECT_TRUE(!seen[3].succeeded && seen[3].attempts == 1);
+  EXPECT_TRUE(!seen[4].succeeded && seen[4].attempts == 0);
 }
 
 }  // namespace

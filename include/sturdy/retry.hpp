@@ -263,6 +263,29 @@ struct retry_circuit_open {
   failure_info failure;
 };
 
+// The call is over: one per call, for counting calls by kind as
+// resilience4j's `retry_calls_total{kind}` does. `attempts` made (0: none,
+// the call was refused or stopped before the first) and whether the outcome
+// handed back is a success:
+//   successful_without_retry  succeeded && attempts == 1
+//   successful_with_retry     succeeded && attempts > 1
+//   failed_without_retry      !succeeded && attempts <= 1
+//   failed_with_retry         !succeeded && attempts > 1
+// Opt-in: delivered only to a listener that declares
+// `static constexpr bool wants_retry_call_completed = true;` (as
+// `prometheus::event_counter` does), so a listener that records every event
+// sees the same stream as before and a policy without one pays nothing.
+struct retry_call_completed {
+  std::uint32_t attempts;
+  bool succeeded;
+};
+
+// wants_retry_call_completed<L>: L opted in to retry_call_completed.
+template <class L>
+concept wants_retry_call_completed = requires {
+  requires static_cast<bool>(std::remove_cvref_t<L>::wants_retry_call_completed);
+} && listener_for<L, retry_call_completed>;
+
 // ----------------------------------------------------------------------------
 // The decision core's vocabulary (see retry_policy's "decision core")
 // ----------------------------------------------------------------------------
@@ -583,6 +606,7 @@ class retry_policy {
   [[gnu::always_inline]] inline void on_success(state_type& s) const noexcept {
     options_.budget.on_attempt(s.sent_any);
     options_.budget.on_outcome(attempt_outcome::success);
+    if constexpr (wants_retry_call_completed<Listener>) emit(listener_, retry_call_completed{s.attempt, true});
   }
 
   // Attempt `s.attempt` failed with `failure` (and the server's `hint`, if
@@ -593,6 +617,37 @@ class retry_policy {
   // retry_scheduled).
   [[nodiscard]] retry_decision on_failure(state_type& s, const failure_info& failure, retry_hint hint, cancel_reason stop,
                                           const retry_after_source& inner) const {
+    return completed_if_stop(s, decide_after_failure(s, failure, hint, stop, inner));
+  }
+
+  // The wait `on_failure` asked for is over: `completed` false when it was
+  // cut short (the caller's token, whose reason is `stop`, or the driver's
+  // own cancellation: anything but cancel_reason::deadline counts as
+  // cancelled). Stops (refunding the budget's ticket: the retry never ran)
+  // when cut short or when the deadline has come meanwhile (the wait may
+  // overshoot: no attempt starts at or after the deadline); else attempt
+  // `s.attempt + 1`. `failure` is the failure `on_failure` was given (for
+  // the events).
+  [[nodiscard]] retry_decision after_wait(state_type& s, const failure_info& failure, bool completed,
+                                          cancel_reason stop) const {
+    return completed_if_stop(s, decide_after_wait(s, failure, completed, stop));
+  }
+
+ private:
+  // A stop decision ends the call: its completion event, for the listeners
+  // that asked for it.
+  retry_decision completed_if_stop(const state_type& s, retry_decision d) const noexcept {
+    if constexpr (wants_retry_call_completed<Listener>) {
+      if (d.what == retry_decision::kind::fail || d.what == retry_decision::kind::return_last) {
+        emit(listener_, retry_call_completed{s.attempt, false});
+      }
+    }
+    (void)s;
+    return d;
+  }
+
+  [[nodiscard]] retry_decision decide_after_failure(state_type& s, const failure_info& failure, retry_hint hint,
+                                                    cancel_reason stop, const retry_after_source& inner) const {
     const std::uint32_t attempt = s.attempt;
     const bool retryable = options_.retry_if ? options_.retry_if(failure) : default_retry_if(failure);
     // The caller's token: `cancelled` stops the loop as errc::cancelled and
@@ -694,16 +749,8 @@ class retry_policy {
     return {.what = retry_decision::kind::wait, .delay = delay};
   }
 
-  // The wait `on_failure` asked for is over: `completed` false when it was
-  // cut short (the caller's token, whose reason is `stop`, or the driver's
-  // own cancellation: anything but cancel_reason::deadline counts as
-  // cancelled). Stops (refunding the budget's ticket: the retry never ran)
-  // when cut short or when the deadline has come meanwhile (the wait may
-  // overshoot: no attempt starts at or after the deadline); else attempt
-  // `s.attempt + 1`. `failure` is the failure `on_failure` was given (for
-  // the events).
-  [[nodiscard]] retry_decision after_wait(state_type& s, const failure_info& failure, bool completed,
-                                          cancel_reason stop) const {
+  [[nodiscard]] retry_decision decide_after_wait(state_type& s, const failure_info& failure, bool completed,
+                                                 cancel_reason stop) const {
     if (!completed) {
       refund(s);  // the retry never ran: not charged
       return stopped_verdict(s, stop, failure);
@@ -721,7 +768,6 @@ class retry_policy {
     return {};
   }
 
- private:
   // The decisions that end the call.
   [[nodiscard]] static retry_decision fail(errc code) noexcept {
     return {.what = retry_decision::kind::fail, .code = code};
@@ -734,12 +780,14 @@ class retry_policy {
   // field; options_rejected on the first refusal. Kept out of line: the
   // first attempt's path stays small.
   [[gnu::noinline, gnu::cold]] retry_decision refuse() const {
+    if constexpr (wants_retry_call_completed<Listener>) emit(listener_, retry_call_completed{0, false});
     if (!rejected_reported_.exchange()) {
       emit(listener_, options_rejected{"retry_policy", options_.validation_message()});
     }
     return fail(errc::invalid_options);
   }
   [[gnu::noinline, gnu::cold]] retry_decision stopped_before_start(cancel_reason why) const {
+    if constexpr (wants_retry_call_completed<Listener>) emit(listener_, retry_call_completed{0, false});
     if (why == cancel_reason::deadline) {
       emit(listener_, retry_deadline_exceeded{0, duration::zero(), duration::zero(), duration::zero(), {}});
       return fail(errc::deadline_exceeded);

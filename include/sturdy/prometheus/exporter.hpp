@@ -185,6 +185,10 @@ enum class counted : std::uint8_t {
   rate_limited,
   chaos_injected,
   options_rejected,
+  retry_calls_successful_without_retry,
+  retry_calls_successful_with_retry,
+  retry_calls_failed_without_retry,
+  retry_calls_failed_with_retry,
   count_  // not a slot
 };
 
@@ -253,6 +257,14 @@ class event_counter {
   void operator()(const rate_limit_rejected&) const noexcept { count(counted::rate_limited); }
   void operator()(const chaos_injected&) const noexcept { count(counted::chaos_injected); }
   void operator()(const sturdy::options_rejected&) const noexcept { count(counted::options_rejected); }
+  // Retry calls by kind (resilience4j's retry_calls_total): opted in.
+  static constexpr bool wants_retry_call_completed = true;
+  void operator()(const retry_call_completed& e) const noexcept {
+    const bool retried = e.attempts > 1;
+    count(e.succeeded ? (retried ? counted::retry_calls_successful_with_retry
+                                 : counted::retry_calls_successful_without_retry)
+                      : (retried ? counted::retry_calls_failed_with_retry : counted::retry_calls_failed_without_retry));
+  }
   template <class Event>
   void operator()(const Event&) const noexcept {}
 
@@ -433,12 +445,18 @@ void collect(sample_sink& out, const label_set& base, const chaos_policy<Fault, 
 
 inline void collect(sample_sink& out, const label_set& base, const event_counter& e) {
   auto n = [&](counted c) { return static_cast<double>(e.total(c)); };
-  if (out.preset() == naming::resilience4j) {
-    // resilience4j counts calls by kind; sturdy's events give the failures.
-    const std::string f = "resilience4j_retry_calls_total";
-    out.counter(f, "The number of failed calls after a retry attempt", detail::with(base, {{"kind", "failed_with_retry"}}),
-                n(counted::retry_exhausted) + n(counted::retry_budget_denied) + n(counted::retry_deadline_exceeded) +
-                    n(counted::retry_refused));
+  {
+    // Calls by kind (resilience4j's retry_calls_total), from retry_call_completed.
+    const std::string f = out.preset() == naming::resilience4j ? "resilience4j_retry_calls_total" : "sturdy_retry_calls_total";
+    const std::pair<const char*, counted> kinds[] = {
+        {"successful_without_retry", counted::retry_calls_successful_without_retry},
+        {"successful_with_retry", counted::retry_calls_successful_with_retry},
+        {"failed_without_retry", counted::retry_calls_failed_without_retry},
+        {"failed_with_retry", counted::retry_calls_failed_with_retry}};
+    for (const auto& [kind, c] : kinds) {
+      out.counter(f, "Retried calls by kind (with_retry: more than one attempt)", detail::with(base, {{"kind", kind}}),
+                  n(c));
+    }
   }
   const std::string p = "sturdy_";
   out.counter(p + "retry_retries_total", "Retries scheduled (failed attempts that will be tried again)", base,
