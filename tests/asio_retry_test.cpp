@@ -110,6 +110,13 @@ auto recorder(net::io_context& io, completion& c) {
   });
 }
 
+struct cancellable {
+  net::cancellation_signal signal;
+  auto token(net::io_context& io, completion& c) {
+    return net::bind_cancellation_slot(signal.slot(), recorder(io, c));
+  }
+};
+
 class AsioRetry : public ::testing::Test {
  protected:
   void SetUp() override { asio_virtual_clock::reset(); }
@@ -201,6 +208,42 @@ TEST_F(AsioRetry, InvalidOptionsAttemptNothing) {
   EXPECT_EQ(done.value->error(), errc::invalid_options);
 }
 
+TEST_F(AsioRetry, DurationExtremes) {
+  {  // 0: the retries follow at once
+    service svc(io, 0ms, {io_error, io_error});
+    completion done;
+    sturdy::asio::async_retry<asio_virtual_timer>(constant(3, 0ns), svc.maker(), recorder(io, done));
+    run_for(io, 1ms);
+    EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 0ms, 0ms}));
+    ASSERT_EQ(done.calls, 1);
+    EXPECT_EQ(done.value->value(), 42);
+  }
+  {  // 1 ns: the retry comes on the next step of virtual time (1 ms)
+    service svc(io, 0ms, {io_error});
+    completion done;
+    sturdy::asio::async_retry<asio_virtual_timer>(constant(3, 1ns), svc.maker(), recorder(io, done));
+    run_for(io, 2ms);
+    ASSERT_EQ(svc.called_at.size(), 2u);
+    EXPECT_GT(svc.called_at[1], svc.called_at[0]);
+    EXPECT_LE(svc.called_at[1] - svc.called_at[0], 1ms);
+    EXPECT_EQ(done.calls, 1);
+  }
+  {  // duration::max(): the wait saturates; a cancel still ends it at once
+    service svc(io, 0ms, {io_error});
+    completion done;
+    cancellable c;
+    sturdy::asio::async_retry<asio_virtual_timer>(constant(3, sturdy::duration::max()), svc.maker(),
+                                                  c.token(io, done));
+    run_for(io, 1s);
+    EXPECT_EQ(svc.called_at.size(), 1u);
+    EXPECT_EQ(done.calls, 0);
+    c.signal.emit(net::cancellation_type::terminal);
+    run_for(io, 1ms);
+    ASSERT_EQ(done.calls, 1);
+    EXPECT_EQ(done.value->error(), errc::cancelled);
+  }
+}
+
 // --- completion tokens --------------------------------------------------------
 
 TEST_F(AsioRetry, UseAwaitable) {
@@ -280,13 +323,6 @@ TEST_F(AsioRetry, RetryLayerFitsTheAsyncLayerShape) {
 }
 
 // --- cancellation -------------------------------------------------------------
-
-struct cancellable {
-  net::cancellation_signal signal;
-  auto token(net::io_context& io, completion& c) {
-    return net::bind_cancellation_slot(signal.slot(), recorder(io, c));
-  }
-};
 
 TEST_F(AsioRetry, CancelledBeforeTheFirstStepAttemptsNothing) {
   service svc(io);
