@@ -117,7 +117,7 @@
 #include <boost/system/error_code.hpp>
 
 #include "sturdy/asio/detail/common.hpp"
-#include "sturdy/asio/hedge.hpp"  // the attempt adaptation helpers (detail::attempt_result, to_result)
+#include "sturdy/asio/detail/attempt.hpp"  // attempt_result_t, to_result, as_optional (shared with hedge, timeout)
 #include "sturdy/context.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
@@ -232,11 +232,6 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
       self->on_attempt(nullptr, std::move(*r));
     }
   };
-
-  // co_spawn needs a default-constructible result: carry R in an optional.
-  static boost::asio::awaitable<std::optional<R>> as_optional(boost::asio::awaitable<R> a) {
-    co_return std::optional<R>(co_await std::move(a));
-  }
 
   // The Asio signal (recorded by the base) as a stop of our token.
   void on_cancelled() {
@@ -392,8 +387,7 @@ concept retry_core = requires(const P& p, typename P::state_type& s, const call_
 
 // The result type of async_retry for a make_attempt.
 template <class MakeAttempt>
-using retry_result_t =
-    typename detail::attempt_result<std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>::type;
+using retry_result_t = detail::attempt_result_t<std::invoke_result_t<MakeAttempt&, const call_context&>>;
 
 // async_retry<Timer>(policy, ctx, make_attempt, token) -> void(R)
 //
