@@ -3,6 +3,8 @@
 // completion token, cancellation at each point, and allocation.
 
 #include "sturdy/asio/retry.hpp"
+#include "sturdy/asio/compose.hpp"
+#include "sturdy/asio/timeout.hpp"
 
 #include <gtest/gtest.h>
 
@@ -320,6 +322,36 @@ TEST_F(AsioRetry, RetryLayerFitsTheAsyncLayerShape) {
   EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 10ms}));
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->value(), 42);
+}
+
+TEST_F(AsioRetry, DeferredOwnsItsPolicy) {
+  service svc(io, 0ms, {io_error});
+  auto op = [&] {
+    const auto policy = constant(3, 20ms);  // gone before the launch
+    return sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), net::deferred);
+  }();
+  completion done;
+  std::move(op)(recorder(io, done));
+  run_for(io, 50ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 20ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
+TEST_F(AsioRetry, ComposedOutsideAPerAttemptTimeout) {
+  // Each attempt takes 50 ms; the timeout cuts it at 30 ms (deadline_exceeded, retryable); the retry
+  // waits 10 ms and tries again: attempts at 0, 40, 80; the third gives up with the timeout's error.
+  service svc(io, 50ms);
+  auto pipeline = sturdy::asio::compose(sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms)),
+                                        sturdy::asio::timeout_layer<asio_virtual_timer>{{.timeout = 30ms}});
+  completion done;
+  pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
+  run_for(io, 300ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 40ms, 80ms}));
+  EXPECT_EQ(svc.attempt_numbers, (std::vector<std::uint32_t>{1, 2, 3}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.at, 110ms);
+  EXPECT_FALSE(done.value->has_value());
 }
 
 // --- cancellation -------------------------------------------------------------

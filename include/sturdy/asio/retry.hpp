@@ -69,7 +69,8 @@
 //
 // Ownership: the operation copies the policy (its options and seams; a
 // budget is referenced as `retry_budget_ref` always does) and moves
-// `make_attempt` into its state. The context's token must outlive the
+// `make_attempt` into its state; with `deferred`, the deferred operation
+// holds its own copies until it is launched. The context's token must outlive the
 // operation (tokens are handed down a call, as everywhere in sturdy).
 //
 // Allocation: the first call allocates its state (one shared block holding
@@ -351,7 +352,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 template <class R, class Timer>
 struct initiate_retry {
   template <class Handler, class Policy, class MakeAttempt>
-  void operator()(Handler&& handler, const Policy* policy, const call_context& ctx, MakeAttempt&& make) const {
+  void operator()(Handler&& handler, const Policy& policy, const call_context& ctx, MakeAttempt&& make) const {
     const handler_executor_t<Handler> ex = boost::asio::get_associated_executor(handler);
     if constexpr (std::is_same_v<handler_executor_t<Handler>, boost::asio::any_io_executor>) {
       // The polymorphic executor of use_awaitable & co.: when it wraps an
@@ -368,10 +369,10 @@ struct initiate_retry {
 
  private:
   template <class Executor, class Handler, class Policy, class MakeAttempt>
-  static void launch(const Executor& ex, Handler&& handler, const Policy* policy, const call_context& ctx,
+  static void launch(const Executor& ex, Handler&& handler, const Policy& policy, const call_context& ctx,
                      MakeAttempt&& make) {
     using op_type = retry_op<R, Timer, Policy, std::decay_t<MakeAttempt>, std::decay_t<Handler>, Executor>;
-    auto op = std::make_shared<op_type>(*policy, ctx, std::forward<MakeAttempt>(make), std::forward<Handler>(handler),
+    auto op = std::make_shared<op_type>(policy, ctx, std::forward<MakeAttempt>(make), std::forward<Handler>(handler),
                                         ex);
     op->start();
   }
@@ -400,7 +401,9 @@ template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttem
 auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
   using R = retry_result_t<MakeAttempt>;
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
-  return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, &policy,
+  // The policy by reference: an immediate token copies it once, into the
+  // operation; a deferred one keeps its own copy until launched.
+  return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
                                                                ctx, std::forward<MakeAttempt>(make_attempt));
 }
 
