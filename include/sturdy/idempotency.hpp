@@ -1262,7 +1262,9 @@ class idempotency_cache {
   }
   // The result made by `make`, constructed in place in the step's optional:
   // emplace converts `built_by` to idempotency_result<R> through a
-  // conversion that returns a prvalue, so nothing is moved.
+  // conversion that returns a prvalue, which g++ 12 elides (the result is
+  // written once, in the step; a compiler that does not elide moves it once,
+  // as before).
   template <class Make>
   struct built_by {
     Make& make;
