@@ -55,6 +55,32 @@ TEST_F(RetryCoreTest, AFailureIsRetriedAfterTheBackoffDelayThenTheNextAttemptIsN
   EXPECT_EQ(sleeper.count(), 0u);
 }
 
+// A driver may keep only the first attempt's part until it fails (as
+// execute does): a retry_state built from it after the failure carries the
+// deadline on, and the call ends at the deadline exactly as with one
+// retry_state from the start.
+TEST_F(RetryCoreTest, ARetryStateBuiltFromTheFirstAttemptsStateAfterAFailureKeepsItsDeadline) {
+  const auto p = make({.max_attempts = 10,
+                       .backoff = sturdy::backoff::constant(milliseconds(40)),
+                       .max_elapsed = milliseconds(100)});
+  sturdy::retry_call_state first;
+  ASSERT_EQ(p.begin(first, call_context{}).what, kind::attempt);
+  EXPECT_EQ(first.attempt, 1u);
+  EXPECT_TRUE(first.timed);
+  EXPECT_EQ(first.deadline, clock.now() + milliseconds(100));
+  policy_type::state_type s{first};
+  clock.advance(milliseconds(10));  // attempt 1 took 10 ms
+  ASSERT_EQ(p.on_failure(s, io_error, {}, cancel_reason::none, {}).what, kind::wait);
+  clock.advance(milliseconds(40));
+  ASSERT_EQ(p.after_wait(s, io_error, true, cancel_reason::none).what, kind::attempt);
+  EXPECT_EQ(s.attempt, 2u);
+  EXPECT_EQ(p.attempt_context(s, call_context{}).deadline.at(), first.deadline);
+  clock.advance(milliseconds(10));  // at 60 ms, 40 ms left: no room for a 40 ms delay and a 10 ms attempt
+  const retry_decision d = p.on_failure(s, io_error, {}, cancel_reason::none, {});
+  EXPECT_EQ(d.what, kind::fail);
+  EXPECT_EQ(d.code, errc::deadline_exceeded);
+}
+
 TEST_F(RetryCoreTest, TheLastAllowedAttemptReturnsTheLastOutcome) {
   const auto p = make({.max_attempts = 2, .backoff = sturdy::backoff::constant(milliseconds(1))});
   policy_type::state_type s;

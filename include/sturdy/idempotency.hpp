@@ -1159,7 +1159,9 @@ class idempotency_cache {
     switch (b.status) {
       case begin_status::completed:
         emit(listener_, idempotency_replayed{key});
-        return finished(idempotency_result<R>{replay<R>(std::move(*b.value)), true});
+        // Built in place in the step (no temporary result moved in: this is
+        // the hot path).
+        return finished<R>([&] { return idempotency_result<R>{replay<R>(std::move(*b.value)), true}; });
       case begin_status::mismatch:
         return finished(reject<R>(key, errc::key_mismatch));
       case begin_status::acquired: {
@@ -1256,6 +1258,23 @@ class idempotency_cache {
   static step<R> finished(idempotency_result<R>&& r) {
     step<R> s;
     s.result.emplace(std::move(r));
+    return s;
+  }
+  // The result made by `make`, constructed in place in the step's optional:
+  // emplace converts `built_by` to idempotency_result<R> through a
+  // conversion that returns a prvalue, which g++ 12 elides (the result is
+  // written once, in the step; a compiler that does not elide moves it once,
+  // as before).
+  template <class Make>
+  struct built_by {
+    Make& make;
+    // NOLINTNEXTLINE(google-explicit-constructor): the conversion is the point
+    operator std::invoke_result_t<Make&>() const { return make(); }
+  };
+  template <class R, class Make>
+  static step<R> finished(Make&& make) {
+    step<R> s;
+    s.result.emplace(built_by<std::remove_reference_t<Make>>{make});
     return s;
   }
 

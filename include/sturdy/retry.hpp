@@ -307,18 +307,27 @@ struct retry_decision {
   // (16 bytes: returned in registers.)
 };
 
-// retry_state<Backoff>: one call's state, kept by the driver (on its stack
-// or in its operation state) and passed to every core call. Plain value;
-// read `attempt` (the attempt being made or just made; 0 before the first)
+// retry_call_state: the part of one call's state the first attempt needs
+// (`begin`, `attempt_context` and `on_success` read and write only this).
+// Read `attempt` (the attempt being made or just made; 0 before the first)
 // and `deadline` (when `timed`); leave the rest to the core.
-template <backoff_strategy Backoff = backoff>
-struct retry_state {
+struct retry_call_state {
   std::uint32_t attempt = 0;
   bool timed = false;          // a deadline or max_elapsed applies (the clock is read)
   bool sent_any = false;       // an attempt reached the dependency (so the next is a retry)
-  bool has_estimate = false;
   time_point deadline{};       // when timed: the earlier of max_elapsed and the caller's
   time_point attempt_start{};  // when timed
+};
+
+// retry_state<Backoff>: one call's whole state, kept by the driver (on its
+// stack or in its operation state) and passed to every core call. Plain
+// value: the first attempt's part plus what only retries need. A driver may
+// keep just a `retry_call_state` until the first attempt fails and then
+// build `retry_state<Backoff>{first}` from it (the blocking driver does, so
+// a call whose first attempt succeeds never sets up the retry part).
+template <backoff_strategy Backoff = backoff>
+struct retry_state : retry_call_state {
+  bool has_estimate = false;
   duration estimate{};         // running estimate of one attempt's duration
   duration delay{};            // the last delay chosen
   std::uint64_t ticket = 0;    // the budget's charge for the retry about to run (0: none)
@@ -543,7 +552,10 @@ class retry_policy {
   // and the fleet simulator (bench/sim) are others. A driver makes the
   // attempts and does the waiting; it never decides. Per call it keeps one
   // `state_type` (a small value: attempt count, backoff state, deadline,
-  // latency estimate, the budget ticket of the retry about to run):
+  // latency estimate, the budget ticket of the retry about to run;
+  // `begin`, `attempt_context` and `on_success` take only its first-attempt
+  // part, `retry_call_state`, so a driver may build the rest after a
+  // failure, as `execute` does):
   //
   //   state_type s;
   //   retry_decision d = policy.begin(s, ctx);            // attempt or stop
@@ -570,7 +582,7 @@ class retry_policy {
   // `ctx` is known to be the default one (no token, no deadline), so those
   // checks are skipped at compile time.
   template <bool Contextual = true>
-  [[nodiscard, gnu::always_inline]] inline retry_decision begin(state_type& s, const call_context& ctx) const {
+  [[nodiscard, gnu::always_inline]] inline retry_decision begin(retry_call_state& s, const call_context& ctx) const {
     if (STURDY_UNLIKELY(!valid_)) return refuse();
     if (STURDY_UNLIKELY(Contextual && ctx.token.stop_requested())) {
       return stopped_before_start(ctx.token.reason());
@@ -597,13 +609,13 @@ class retry_policy {
   // The context attempt `s.attempt` receives: {ctx.token, the deadline the
   // loop plans against (the earlier of max_elapsed and ctx's, on this
   // policy's clock, when timed; ctx's otherwise), the attempt number}.
-  [[nodiscard]] call_context attempt_context(const state_type& s, const call_context& ctx) const noexcept {
+  [[nodiscard]] call_context attempt_context(const retry_call_state& s, const call_context& ctx) const noexcept {
     return call_context{ctx.token, s.timed ? sturdy::deadline::at(s.deadline, clock_ref::of(clock_)) : ctx.deadline,
                         s.attempt};
   }
 
   // The attempt succeeded: recorded with the budget; the call is over.
-  [[gnu::always_inline]] inline void on_success(state_type& s) const noexcept {
+  [[gnu::always_inline]] inline void on_success(const retry_call_state& s) const noexcept {
     options_.budget.on_attempt(s.sent_any);
     options_.budget.on_outcome(attempt_outcome::success);
     if constexpr (wants_retry_call_completed<Listener>) emit(listener_, retry_call_completed{s.attempt, true});
@@ -636,7 +648,7 @@ class retry_policy {
  private:
   // A stop decision ends the call: its completion event, for the listeners
   // that asked for it.
-  retry_decision completed_if_stop(const state_type& s, retry_decision d) const noexcept {
+  retry_decision completed_if_stop(const retry_call_state& s, retry_decision d) const noexcept {
     if constexpr (wants_retry_call_completed<Listener>) {
       if (d.what == retry_decision::kind::fail || d.what == retry_decision::kind::return_last) {
         emit(listener_, retry_call_completed{s.attempt, false});
@@ -840,7 +852,7 @@ class retry_policy {
   // does not is called exactly as before the context existed (nothing built
   // on the happy path).
   template <class F>
-  [[nodiscard]] context_execute_result_t<F> attempt(F& fn, const state_type& s, driver_state& ds,
+  [[nodiscard]] context_execute_result_t<F> attempt(F& fn, const retry_call_state& s, driver_state& ds,
                                                     const call_context& ctx) const {
     const auto on_hint = [&](const retry_after_error& e) noexcept { ds.hint = e.hint(); };
     if constexpr (context_callable<F>) {
@@ -857,7 +869,7 @@ class retry_policy {
 
   // The core's begin, then the first attempt.
   template <bool Contextual, class F>
-  [[nodiscard]] context_execute_result_t<F> first_attempt(F& fn, const call_context& ctx, state_type& s,
+  [[nodiscard]] context_execute_result_t<F> first_attempt(F& fn, const call_context& ctx, retry_call_state& s,
                                                           driver_state& ds) const {
     using R = context_execute_result_t<F>;
     const retry_decision d = begin<Contextual>(s, ctx);
@@ -869,19 +881,26 @@ class retry_policy {
   }
 
   // Every path returns the one object `r`, so it is built in the caller's
-  // return slot (NRVO): the success path copies nothing.
+  // return slot (NRVO): the success path copies nothing. Only the first
+  // attempt's part of the state is set up here; the retry part (backoff
+  // state, estimate, ticket) is built by retry_loop, after a failure.
+  // `first` goes to retry_loop as scalars: its address never escapes, so
+  // the compiler keeps it in registers and stores nothing for it before
+  // the (opaque) first attempt.
   template <bool Contextual = true, class F>
   [[nodiscard]] context_execute_result_t<F> run(F& fn, const call_context& ctx,
                                                 const retry_after_source& inner) const {
     using R = context_execute_result_t<F>;
-    state_type s;
+    retry_call_state first;
     driver_state ds;
-    R r = first_attempt<Contextual>(fn, ctx, s, ds);
+    R r = first_attempt<Contextual>(fn, ctx, first, ds);
     if (STURDY_LIKELY(!ds.thrown && !ds.stopped_early && succeeded(r))) {
-      on_success(s);
+      on_success(first);
       return r;
     }
-    if (!ds.stopped_early) retry_loop(fn, r, ctx, inner, s, ds);
+    if (!ds.stopped_early) {
+      retry_loop(fn, r, ctx, inner, ds, first.attempt, first.sent_any, first.timed, first.deadline, first.attempt_start);
+    }
     return r;
   }
 
@@ -891,8 +910,13 @@ class retry_policy {
   // the stop reason).
   template <class F>
   [[gnu::noinline]] void retry_loop(F& fn, context_execute_result_t<F>& r, const call_context& ctx,
-                                    const retry_after_source& inner, state_type& s, driver_state& ds) const {
+                                    const retry_after_source& inner, driver_state& ds, std::uint32_t attempt_no,
+                                    bool sent_any, bool timed, time_point deadline, time_point attempt_start) const {
     using R = context_execute_result_t<F>;
+    // Every field of retry_call_state, in order (the size check trips when
+    // one is added: pass it here too).
+    static_assert(sizeof(retry_call_state) == 8 + 2 * sizeof(time_point));
+    state_type s{retry_call_state{attempt_no, timed, sent_any, deadline, attempt_start}};
     for (;;) {
       const failure_info failure = ds.thrown ? failure_info{.code = {}, .exception = ds.thrown} : failure_of(r);
       const retry_hint hint = ds.thrown ? ds.hint : detail::error_value_hint(r);
