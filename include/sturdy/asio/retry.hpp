@@ -99,10 +99,12 @@
 #include <memory>
 #include <optional>
 #include <system_error>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/async_result.hpp>
@@ -115,6 +117,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "sturdy/asio/detail/common.hpp"
@@ -378,6 +382,105 @@ struct initiate_retry {
   }
 };
 
+// The coroutine driver: `use_awaitable` with an awaitable attempt (of the
+// same executor). The same decision core as retry_op, run inside the
+// caller's coroutine: the attempt is co_awaited directly (no co_spawn, no
+// strand, no completion post) and the backoff wait is
+// `co_await timer.async_wait`. Asio's awaitable frame forwards the caller's
+// cancellation to whatever is awaited (the attempt's operations, the
+// timer), through the caller's cancellation state, whose `cancelled()` is
+// sticky: read before every step, it remembers a signal Asio would drop.
+// Every co_await below happens only while that state is not cancelled, so
+// Asio's throw_if_cancelled never throws here. A caller's sturdy token that
+// can fire goes to retry_op (which forwards it into the running attempt;
+// a coroutine cannot re-route the frame's cancellation to it).
+template <class R, class Timer, class Policy, class MakeAttempt, class Executor>
+boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, MakeAttempt make) {
+  if (ctx.token.stop_possible()) {
+    co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(R)>(
+        initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, std::move(make));
+  }
+  const boost::asio::cancellation_state cs = co_await boost::asio::this_coro::cancellation_state;
+  cancel_source src;  // the attempts' token: fires (from the next step) when the caller cancels
+  const call_context inner{src.token(), ctx.deadline, 1};
+  typename Policy::state_type state{};
+  failure_info failure{};
+  std::optional<R> last;
+  std::optional<Timer> timer;
+  // A signal recorded by the caller's cancellation state counts from now.
+  const auto stop_reason = [&cs, &src]() noexcept {
+    if (cs.cancelled() != boost::asio::cancellation_type::none) src.request_stop();
+    return src.reason();
+  };
+  (void)stop_reason();
+  retry_decision d = policy.begin(state, inner);
+  for (;;) {
+    switch (d.what) {
+      case retry_decision::kind::attempt: {
+        const call_context attempt_ctx = policy.attempt_context(state, inner);  // lives until the attempt completes
+        std::exception_ptr thrown;
+        try {
+          if constexpr (is_awaitable<std::invoke_result_t<MakeAttempt&, const call_context&>>::value) {
+            last.emplace(co_await make(attempt_ctx));
+          } else {  // a deferred operation: its completion arguments, as R
+            last.emplace(std::apply([](auto&&... args) { return to_result<R>(std::forward<decltype(args)>(args)...); },
+                                    co_await make(attempt_ctx)(
+                                        boost::asio::as_tuple(boost::asio::use_awaitable_t<Executor>{}))));
+          }
+        } catch (...) {
+          thrown = std::current_exception();
+          last.emplace(make_failure<R>(std::make_error_code(std::errc::state_not_recoverable)));
+        }
+        if (!thrown && succeeded(*last)) {
+          policy.on_success(state);
+          co_return std::move(*last);
+        }
+        failure = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(*last);
+        const retry_hint hint = thrown ? retry_hint{} : sturdy::detail::error_value_hint(*last);
+        d = policy.on_failure(state, failure, hint, stop_reason(), retry_after_source());
+        break;
+      }
+      case retry_decision::kind::wait: {
+        // A stop that came before the timer starts is applied now.
+        if (const cancel_reason why = stop_reason(); why != cancel_reason::none) {
+          d = policy.after_wait(state, failure, false, why);
+          break;
+        }
+        if (!timer) timer.emplace(co_await boost::asio::this_coro::executor);
+        timer->expires_after(to_timer_duration<Timer>(d.delay));
+        const auto [ec] = co_await timer->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable_t<Executor>{}));
+        const cancel_reason why = stop_reason();
+        d = policy.after_wait(state, failure, !ec && why == cancel_reason::none, why);
+        break;
+      }
+      case retry_decision::kind::return_last:
+        co_return std::move(*last);
+      case retry_decision::kind::fail:
+        if (d.code == errc::invalid_options) {
+          co_return make_failure<R>(make_error_code(d.code), policy.options().validation_message());
+        }
+        co_return make_failure<R>(d.code);
+    }
+  }
+}
+
+// Whether async_retry runs as retry_coroutine: the token is use_awaitable
+// and the attempt an awaitable on the same executor type, or a deferred
+// operation (launched with as_tuple(use_awaitable)).
+template <class Token, class Attempt>
+struct runs_as_coroutine : std::false_type {};
+template <class Executor, class Attempt>
+struct runs_as_coroutine<boost::asio::use_awaitable_t<Executor>, Attempt>
+    : std::bool_constant<std::is_invocable_v<Attempt&&,
+                                             boost::asio::as_tuple_t<boost::asio::use_awaitable_t<Executor>>>> {
+  using executor_type = Executor;
+};
+template <class Executor, class T, class AttemptExecutor>
+struct runs_as_coroutine<boost::asio::use_awaitable_t<Executor>, boost::asio::awaitable<T, AttemptExecutor>>
+    : std::is_same<Executor, AttemptExecutor> {
+  using executor_type = Executor;
+};
+
 template <class P>
 concept retry_core = requires(const P& p, typename P::state_type& s, const call_context& ctx) {
   { p.begin(s, ctx) } -> std::same_as<retry_decision>;
@@ -401,10 +504,18 @@ template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttem
 auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
   using R = retry_result_t<MakeAttempt>;
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
+  using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
+                                              std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>;
+  if constexpr (coroutine::value) {
+    using executor_type = typename coroutine::executor_type;
+    return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
+        policy, ctx, std::forward<MakeAttempt>(make_attempt));
+  } else {
   // The policy by reference: an immediate token copies it once, into the
   // operation; a deferred one keeps its own copy until launched.
   return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
                                                                ctx, std::forward<MakeAttempt>(make_attempt));
+  }
 }
 
 // async_retry<Timer>(policy, make_attempt, token) -> void(R)
