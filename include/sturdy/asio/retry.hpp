@@ -34,6 +34,15 @@
 // The handler runs exactly once, through its associated executor, never
 // inside the initiating function.
 //
+// Two drivers of the core, one behaviour: with `use_awaitable` (and an
+// awaitable attempt on the same executor type, or a deferred one), and no
+// `ctx.token` that can fire, async_retry is a coroutine that co_awaits the
+// attempt and the backoff timer directly in the caller's coroutine: no
+// state block, strand, co_spawn or completion post (a happy-path call costs
+// about what a bare co_await of the attempt costs; docs/async.md). Every
+// other token, or a stoppable `ctx.token`, runs `retry_op`: a state block
+// whose steps run on a strand of the handler's executor.
+//
 // Cancellation: the caller's cancellation slot (and `ctx.token`, for the
 // context overload) is forwarded to the running attempt (with the type
 // emitted; `terminal` for the token) and to the attempt's own
@@ -47,7 +56,14 @@
 // the signal decides as in the blocking driver: a success is returned; a
 // failure the loop would retry becomes errc::cancelled; a definitive one
 // (such as operation_aborted, which equals std::errc::operation_canceled
-// and is not retried by default) is returned unchanged.
+// and is not retried by default) is returned unchanged. On the coroutine
+// driver the caller's cancellation reaches the attempt's operations through
+// the coroutine frame (Asio's forwarding, with the caller's cancellation
+// filter, terminal by default); the attempt's `call_context::token` then
+// fires from the next step (a coroutine cannot also route the frame's
+// signal to it mid-attempt). The driver never co_awaits once the caller's
+// cancellation state is set, so Asio's throw_if_cancelled never throws out
+// of async_retry.
 //
 // Time: the policy's Clock decides (deadline, max_elapsed); the Timer waits.
 // Give both the same time source: the defaults (steady_clock_source and
@@ -73,19 +89,22 @@
 // holds its own copies until it is launched. The context's token must outlive the
 // operation (tokens are handed down a call, as everywhere in sturdy).
 //
-// Allocation: the first call allocates its state (one shared block holding
-// the policy copy, the timer and the strand handle) and a strand; after
-// that, a retry (timer wait plus the next attempt's handlers) allocates
-// nothing of its own: the handlers use Asio's recycling allocator (what
-// the attempts themselves allocate is theirs). Proven by
-// AsioRetry.SteadyStateRetriesAllocateNothing.
+// Allocation: retry_op's first call allocates its state (one shared block
+// holding the policy copy, the timer and the strand handle) and a strand;
+// after that, a retry (timer wait plus the next attempt's handlers)
+// allocates nothing of its own: the handlers use Asio's recycling allocator
+// (what the attempts themselves allocate is theirs). The coroutine driver
+// allocates only coroutine frames, from Asio's per-thread recycling cache:
+// nothing once the thread has run one call. Proven by
+// AsioRetryDriver.SteadyStateRetriesAllocateNothing (every driver).
 //
 // Defaults: those of the policy (3 attempts, exponential backoff from
 // 100 ms). Timer: boost::asio::steady_timer.
 //
 // Thread safety: a policy may be shared by any number of concurrent
-// operations on any number of threads (as for execute). Each operation runs
-// its steps on a strand of its executor. Emit the caller's cancellation on
+// operations on any number of threads (as for execute). retry_op runs its
+// steps on a strand of its executor; the coroutine driver runs them in the
+// caller's coroutine (sequential already). Emit the caller's cancellation on
 // its executor (Asio's rule).
 
 #ifndef STURDY_ASIO_RETRY_HPP_
