@@ -401,6 +401,27 @@ struct initiate_retry {
   }
 };
 
+// retry_op as an awaitable (the coroutine driver's fallback).
+template <class R, class Timer, class Executor, class Policy, class MakeAttempt>
+boost::asio::awaitable<R, Executor> retry_op_awaitable(const Policy& policy, const call_context& ctx,
+                                                                         MakeAttempt&& make) {
+  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(R)>(
+      initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, std::move(make));
+}
+
+// The coroutine driver's backoff wait: true when the delay elapsed, false
+// when the caller's cancellation ended it. Its own frame (with the timer),
+// so the driver's frame stays small enough for Asio's recycling cache
+// (blocks up to 1,020 bytes); frames come and go LIFO, so the cache serves
+// every wait of the steady state.
+template <class Timer, class Executor>
+boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
+  Timer timer(co_await boost::asio::this_coro::executor);
+  timer.expires_after(to_timer_duration<Timer>(delay));
+  const auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable_t<Executor>{}));
+  co_return !ec;
+}
+
 // The coroutine driver: `use_awaitable` with an awaitable attempt (of the
 // same executor). The same decision core as retry_op, run inside the
 // caller's coroutine: the attempt is co_awaited directly (no co_spawn, no
@@ -415,28 +436,24 @@ struct initiate_retry {
 // a coroutine cannot re-route the frame's cancellation to it).
 template <class R, class Timer, class Policy, class MakeAttempt, class Executor>
 boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, MakeAttempt make) {
-  if (ctx.token.stop_possible()) {
-    co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(R)>(
-        initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, std::move(make));
-  }
+  if (ctx.token.stop_possible()) co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, std::move(make));
   const boost::asio::cancellation_state cs = co_await boost::asio::this_coro::cancellation_state;
   cancel_source src;  // the attempts' token: fires (from the next step) when the caller cancels
-  const call_context inner{src.token(), ctx.deadline, 1};
+  ctx.token = src.token();
   typename Policy::state_type state{};
   failure_info failure{};
   std::optional<R> last;
-  std::optional<Timer> timer;
   // A signal recorded by the caller's cancellation state counts from now.
   const auto stop_reason = [&cs, &src]() noexcept {
     if (cs.cancelled() != boost::asio::cancellation_type::none) src.request_stop();
     return src.reason();
   };
   (void)stop_reason();
-  retry_decision d = policy.begin(state, inner);
+  retry_decision d = policy.begin(state, ctx);
   for (;;) {
     switch (d.what) {
       case retry_decision::kind::attempt: {
-        const call_context attempt_ctx = policy.attempt_context(state, inner);  // lives until the attempt completes
+        const call_context attempt_ctx = policy.attempt_context(state, ctx);  // lives until the attempt completes
         std::exception_ptr thrown;
         try {
           if constexpr (is_awaitable<std::invoke_result_t<MakeAttempt&, const call_context&>>::value) {
@@ -465,11 +482,9 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
           d = policy.after_wait(state, failure, false, why);
           break;
         }
-        if (!timer) timer.emplace(co_await boost::asio::this_coro::executor);
-        timer->expires_after(to_timer_duration<Timer>(d.delay));
-        const auto [ec] = co_await timer->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable_t<Executor>{}));
+        const bool elapsed = co_await backoff_wait<Timer, Executor>(d.delay);
         const cancel_reason why = stop_reason();
-        d = policy.after_wait(state, failure, !ec && why == cancel_reason::none, why);
+        d = policy.after_wait(state, failure, elapsed && why == cancel_reason::none, why);
         break;
       }
       case retry_decision::kind::return_last:
