@@ -95,13 +95,13 @@ void shared_policy_and_budget_with_cancellations(bool coroutine) {
     if (coroutine) {
       net::co_spawn(s.strand, caller(policy, s, make), net::bind_cancellation_slot(s.signal.slot(), net::detached));
     } else {
+      auto record = [&s](sturdy::result<int> r) {
+        s.calls.fetch_add(1, std::memory_order_relaxed);
+        s.success = r.has_value();
+        s.cancelled_result = !r && r.error() == sturdy::errc::cancelled;
+      };
       sturdy::asio::async_retry(policy, make,
-                                net::bind_cancellation_slot(s.signal.slot(),
-                                                            net::bind_executor(s.strand, [&s](sturdy::result<int> r) {
-                                                              s.calls.fetch_add(1, std::memory_order_relaxed);
-                                                              s.success = r.has_value();
-                                                              s.cancelled_result = !r && r.error() == sturdy::errc::cancelled;
-                                                            })));
+                                net::bind_cancellation_slot(s.signal.slot(), net::bind_executor(s.strand, record)));
     }
     if (s.cancel) net::post(s.strand, [&s] { s.signal.emit(net::cancellation_type::terminal); });
   }

@@ -404,7 +404,7 @@ struct initiate_retry {
 // retry_op as an awaitable (the coroutine driver's fallback).
 template <class R, class Timer, class Executor, class Policy, class MakeAttempt>
 boost::asio::awaitable<R, Executor> retry_op_awaitable(const Policy& policy, const call_context& ctx,
-                                                                         MakeAttempt&& make) {
+                                                      MakeAttempt&& make) {
   return boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(R)>(
       initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, std::move(make));
 }
@@ -423,10 +423,10 @@ boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
 }
 
 // The coroutine driver: `use_awaitable` with an awaitable attempt (of the
-// same executor). The same decision core as retry_op, run inside the
-// caller's coroutine: the attempt is co_awaited directly (no co_spawn, no
-// strand, no completion post) and the backoff wait is
-// `co_await timer.async_wait`. Asio's awaitable frame forwards the caller's
+// same executor type) or a deferred one. The same decision core as
+// retry_op, run inside the caller's coroutine: the attempt is co_awaited
+// directly (no co_spawn, no strand, no completion post) and so is the
+// backoff wait (backoff_wait). Asio's awaitable frame forwards the caller's
 // cancellation to whatever is awaited (the attempt's operations, the
 // timer), through the caller's cancellation state, whose `cancelled()` is
 // sticky: read before every step, it remembers a signal Asio would drop.
@@ -436,7 +436,9 @@ boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
 // a coroutine cannot re-route the frame's cancellation to it).
 template <class R, class Timer, class Policy, class MakeAttempt, class Executor>
 boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, MakeAttempt make) {
-  if (ctx.token.stop_possible()) co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, std::move(make));
+  if (ctx.token.stop_possible()) {
+    co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, std::move(make));
+  }
   const boost::asio::cancellation_state cs = co_await boost::asio::this_coro::cancellation_state;
   cancel_source src;  // the attempts' token: fires (from the next step) when the caller cancels
   ctx.token = src.token();
@@ -540,15 +542,15 @@ auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& ma
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
   using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
                                               std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>;
-  if constexpr (coroutine::value) {
+  if constexpr (coroutine::value) {  // the coroutine driver (see the banner)
     using executor_type = typename coroutine::executor_type;
     return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
         policy, ctx, std::forward<MakeAttempt>(make_attempt));
   } else {
-  // The policy by reference: an immediate token copies it once, into the
-  // operation; a deferred one keeps its own copy until launched.
-  return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
-                                                               ctx, std::forward<MakeAttempt>(make_attempt));
+    // The policy by reference: an immediate token copies it once, into the
+    // operation; a deferred one keeps its own copy until launched.
+    return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
+                                                                 ctx, std::forward<MakeAttempt>(make_attempt));
   }
 }
 
