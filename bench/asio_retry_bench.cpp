@@ -6,6 +6,10 @@
 //   (b) a loopback TCP round trip (64 bytes written and echoed back) to a
 //       tiny echo server in this binary, on the same io_context: the ratio
 //       (target <= 1.05).
+// `AsyncRetry` is `co_await async_retry(..., use_awaitable)`: the coroutine
+// driver. `AsyncRetryOp` is `co_await async_retry(..., deferred)`: the same
+// call through retry_op (state block, strand, completion post), the driver
+// every non-awaitable token gets.
 // Every benchmark reports allocs/iter.
 //
 // Run:
@@ -71,7 +75,8 @@ void BM_AsioRetry_ZeroTimer_BareCoAwait(benchmark::State& state) {
   io.run();
 }
 
-void BM_AsioRetry_ZeroTimer_AsyncRetry(benchmark::State& state) {
+template <class Token>
+void zero_timer_retry(benchmark::State& state, Token token) {
   net::io_context io;
   net::steady_timer timer(io);
   net::co_spawn(
@@ -85,13 +90,16 @@ void BM_AsioRetry_ZeroTimer_AsyncRetry(benchmark::State& state) {
                 timer.expires_after(std::chrono::nanoseconds(0));
                 return timer.async_wait(net::deferred);
               },
-              net::use_awaitable);
+              token);
           benchmark::DoNotOptimize(r);
         }
       },
       net::detached);
   io.run();
 }
+
+void BM_AsioRetry_ZeroTimer_AsyncRetry(benchmark::State& state) { zero_timer_retry(state, net::use_awaitable); }
+void BM_AsioRetry_ZeroTimer_AsyncRetryOp(benchmark::State& state) { zero_timer_retry(state, net::deferred); }
 
 // (b) ---------------------------------------------------------------------------
 
@@ -116,7 +124,8 @@ net::awaitable<sturdy::result<std::size_t>> round_trip(tcp::socket& s) {
   co_return w + r;
 }
 
-template <bool Retry>
+// 0: bare co_await; 1: async_retry with use_awaitable; 2: with deferred.
+template <int Retry>
 void tcp_bench(benchmark::State& state) {
   net::io_context io;
   tcp::acceptor acceptor(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
@@ -134,9 +143,13 @@ void tcp_bench(benchmark::State& state) {
       [&]() -> net::awaitable<void> {
         const alloc_counter counter(state);
         for (auto _ : state) {
-          if constexpr (Retry) {
+          if constexpr (Retry == 1) {
             sturdy::result<std::size_t> r = co_await sturdy::asio::async_retry(
                 policy, [&](const sturdy::call_context&) { return round_trip(client); }, net::use_awaitable);
+            benchmark::DoNotOptimize(r);
+          } else if constexpr (Retry == 2) {
+            sturdy::result<std::size_t> r = co_await sturdy::asio::async_retry(
+                policy, [&](const sturdy::call_context&) { return round_trip(client); }, net::deferred);
             benchmark::DoNotOptimize(r);
           } else {
             sturdy::result<std::size_t> r = co_await round_trip(client);
@@ -148,13 +161,16 @@ void tcp_bench(benchmark::State& state) {
       net::detached);
   io.run();
 }
-void BM_AsioRetry_LoopbackTcp_BareCoAwait(benchmark::State& state) { tcp_bench<false>(state); }
-void BM_AsioRetry_LoopbackTcp_AsyncRetry(benchmark::State& state) { tcp_bench<true>(state); }
+void BM_AsioRetry_LoopbackTcp_BareCoAwait(benchmark::State& state) { tcp_bench<0>(state); }
+void BM_AsioRetry_LoopbackTcp_AsyncRetry(benchmark::State& state) { tcp_bench<1>(state); }
+void BM_AsioRetry_LoopbackTcp_AsyncRetryOp(benchmark::State& state) { tcp_bench<2>(state); }
 
 BENCHMARK(BM_AsioRetry_ZeroTimer_BareCoAwait);
 BENCHMARK(BM_AsioRetry_ZeroTimer_AsyncRetry);
+BENCHMARK(BM_AsioRetry_ZeroTimer_AsyncRetryOp);
 BENCHMARK(BM_AsioRetry_LoopbackTcp_BareCoAwait);
 BENCHMARK(BM_AsioRetry_LoopbackTcp_AsyncRetry);
+BENCHMARK(BM_AsioRetry_LoopbackTcp_AsyncRetryOp);
 
 }  // namespace
 

@@ -1,7 +1,8 @@
 // Concurrency test of sturdy::asio::async_retry (run under TSan): many
 // retry loops sharing one policy and one budget on a multi-threaded
 // io_context, with cancellations racing attempts and backoff waits.
-// Asserts: every handler runs exactly once; every operation's state is
+// Both drivers: callbacks (retry_op) and co_await with use_awaitable (the
+// coroutine driver). Asserts: every handler runs exactly once; every operation's state is
 // released; a loop that was not cancelled ends with the dependency's
 // answer. Outcomes depend on the scheduling; the invariants do not.
 
@@ -12,10 +13,14 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -44,7 +49,21 @@ struct op_slot {
   bool success = false;
 };
 
-TEST(AsioRetryStress, SharedPolicyAndBudgetWithCancellations) {
+// The caller of the coroutine driver (use_awaitable): opts out of Asio's
+// throw_if_cancelled so a cancellation still yields async_retry's result.
+template <class Make>
+net::awaitable<void> caller(const sturdy::retry_policy<>& policy, op_slot& s, Make make) {
+  co_await net::this_coro::throw_if_cancelled(false);
+  const sturdy::result<int> r = co_await sturdy::asio::async_retry(policy, std::move(make), net::use_awaitable);
+  s.calls.fetch_add(1, std::memory_order_relaxed);
+  s.success = r.has_value();
+  s.cancelled_result = !r && r.error() == sturdy::errc::cancelled;
+}
+
+// coroutine: each loop is `co_await async_retry(..., use_awaitable)` in a
+// coroutine co_spawned on the loop's strand (the coroutine driver); else a
+// callback on the strand (retry_op).
+void shared_policy_and_budget_with_cancellations(bool coroutine) {
   constexpr int ops = 2000;
   net::io_context io;
   sturdy::ratio_budget<> budget;
@@ -73,13 +92,17 @@ TEST(AsioRetryStress, SharedPolicyAndBudgetWithCancellations) {
                                         : sturdy::result<int>(std::make_error_code(std::errc::io_error));
       return net::post(io, net::append(net::deferred, r));
     };
-    sturdy::asio::async_retry(policy, make,
-                              net::bind_cancellation_slot(s.signal.slot(),
-                                                          net::bind_executor(s.strand, [&s](sturdy::result<int> r) {
-                                                            s.calls.fetch_add(1, std::memory_order_relaxed);
-                                                            s.success = r.has_value();
-                                                            s.cancelled_result = !r && r.error() == sturdy::errc::cancelled;
-                                                          })));
+    if (coroutine) {
+      net::co_spawn(s.strand, caller(policy, s, make), net::bind_cancellation_slot(s.signal.slot(), net::detached));
+    } else {
+      auto record = [&s](sturdy::result<int> r) {
+        s.calls.fetch_add(1, std::memory_order_relaxed);
+        s.success = r.has_value();
+        s.cancelled_result = !r && r.error() == sturdy::errc::cancelled;
+      };
+      sturdy::asio::async_retry(policy, make,
+                                net::bind_cancellation_slot(s.signal.slot(), net::bind_executor(s.strand, record)));
+    }
     if (s.cancel) net::post(s.strand, [&s] { s.signal.emit(net::cancellation_type::terminal); });
   }
   std::vector<std::thread> threads;
@@ -97,6 +120,12 @@ TEST(AsioRetryStress, SharedPolicyAndBudgetWithCancellations) {
   }
   EXPECT_GT(successes, 0);
   EXPECT_EQ(released.load(), ops);  // every operation's state (and its make_attempt) was freed
+}
+
+TEST(AsioRetryStress, SharedPolicyAndBudgetWithCancellations) { shared_policy_and_budget_with_cancellations(false); }
+
+TEST(AsioRetryStress, SharedPolicyAndBudgetWithCancellationsCoroutineDriver) {
+  shared_policy_and_budget_with_cancellations(true);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -23,6 +25,8 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -119,17 +123,105 @@ struct cancellable {
   }
 };
 
+// A deferred attempt as an awaitable attempt (for the coroutine driver's
+// awaitable case). A named type: GCC 12 warns about a lambda's type in a
+// coroutine frame in a main file.
+template <class Maker>
+struct awaitable_attempt {
+  Maker make;
+  net::awaitable<sturdy::result<int>> operator()(const call_context& c) {
+    auto [ec, v] = co_await make(c)(net::as_tuple(net::use_awaitable));
+    if (ec) co_return ec;
+    co_return v;
+  }
+};
+
 class AsioRetry : public ::testing::Test {
  protected:
   void SetUp() override { asio_virtual_clock::reset(); }
   net::io_context io;
 };
 
-TEST_F(AsioRetry, AttemptsStartExactlyAtTheBackoffDelays) {
+// How a test launches async_retry:
+//   callback           a callback token (retry_op, the general driver);
+//   awaitable_deferred co_await async_retry(..., use_awaitable) with the
+//                      deferred attempt (the coroutine driver);
+//   awaitable_attempt  the same with an awaitable attempt.
+// The coroutine modes co_spawn a caller coroutine bound to the test's
+// cancellation slot; it opts out of Asio's throw_if_cancelled so that its
+// own co_await returns async_retry's result even after a cancellation
+// (AsioRetryDriver.CoroutineDriverNeverThrowsOnCancellation covers the
+// default).
+enum class driver { callback, awaitable_deferred, awaitable_attempt };
+
+class AsioRetryDriver : public AsioRetry, public ::testing::WithParamInterface<driver> {
+ protected:
+  template <class Policy, class Maker>
+  void start(const Policy& policy, const call_context& ctx, Maker make, completion& done, cancellable* c = nullptr) {
+    switch (GetParam()) {
+      case driver::callback:
+        if (c != nullptr) {
+          sturdy::asio::async_retry<asio_virtual_timer>(policy, ctx, std::move(make), c->token(io, done));
+        } else {
+          sturdy::asio::async_retry<asio_virtual_timer>(policy, ctx, std::move(make), recorder(io, done));
+        }
+        return;
+      case driver::awaitable_deferred:
+        return spawn(caller(policy, ctx, std::move(make), done, gate_), c);
+      case driver::awaitable_attempt:
+        return spawn(caller(policy, ctx, awaitable_attempt<Maker>{std::move(make)}, done, gate_), c);
+    }
+  }
+  template <class Policy, class Maker>
+  void start(const Policy& policy, Maker make, completion& done, cancellable* c = nullptr) {
+    start(policy, call_context{}, std::move(make), done, c);
+  }
+
+  // Coroutine modes: the caller first waits 1 ms (virtual) before it calls
+  // async_retry, so a test can cancel it before async_retry starts.
+  bool gate_ = false;
+
+ private:
+  template <class Policy, class Maker>
+  static net::awaitable<void> caller(Policy policy, call_context ctx, Maker make, completion& done, bool gate) {
+    co_await net::this_coro::throw_if_cancelled(false);
+    if (gate) {
+      asio_virtual_timer t(co_await net::this_coro::executor);
+      t.expires_after(1ms);
+      (void)co_await t.async_wait(net::as_tuple(net::use_awaitable));
+    }
+    sturdy::result<int> r =
+        co_await sturdy::asio::async_retry<asio_virtual_timer>(policy, ctx, std::move(make), net::use_awaitable);
+    ++done.calls;
+    done.at = vnow();
+    done.value.emplace(std::move(r));
+  }
+  void spawn(net::awaitable<void> a, cancellable* c) {
+    if (c != nullptr) {
+      net::co_spawn(io, std::move(a), net::bind_cancellation_slot(c->signal.slot(), net::detached));
+    } else {
+      net::co_spawn(io, std::move(a), net::detached);
+    }
+  }
+};
+
+std::string driver_name(const ::testing::TestParamInfo<driver>& info) {
+  switch (info.param) {
+    case driver::callback:
+      return "Callback";
+    case driver::awaitable_deferred:
+      return "AwaitableDeferred";
+    case driver::awaitable_attempt:
+      return "AwaitableAttempt";
+  }
+  return "Unknown";
+}
+
+TEST_P(AsioRetryDriver, AttemptsStartExactlyAtTheBackoffDelays) {
   service svc(io, 10ms, {io_error, io_error});
   const auto policy = constant(4, 100ms);
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  start(policy, svc.maker(), done);
   EXPECT_EQ(done.calls, 0);  // never inside the initiating function
   run_for(io, 1s);
   // attempt 1 at 0 (fails at 10), waits 100: attempt 2 at 110 (fails at 120), attempt 3 at 220, succeeds at 230.
@@ -140,34 +232,34 @@ TEST_F(AsioRetry, AttemptsStartExactlyAtTheBackoffDelays) {
   EXPECT_EQ(done.value->value(), 42);
 }
 
-TEST_F(AsioRetry, ExhaustionReturnsTheLastFailureUnchanged) {
+TEST_P(AsioRetryDriver, ExhaustionReturnsTheLastFailureUnchanged) {
   service svc(io, 0ms, {io_error, io_error, std::make_error_code(std::errc::timed_out)});
   const auto policy = constant(3, 5ms);
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  start(policy, svc.maker(), done);
   run_for(io, 100ms);
   EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 5ms, 10ms}));
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->error(), std::errc::timed_out);
 }
 
-TEST_F(AsioRetry, AnExhaustedBudgetStopsWithBudgetExhausted) {
+TEST_P(AsioRetryDriver, AnExhaustedBudgetStopsWithBudgetExhausted) {
   sturdy::token_bucket_budget budget({.max_tokens = 2, .token_ratio = 0.1});
   service svc(io, 0ms, {io_error, io_error});
   const auto policy = constant(5, 5ms, budget);
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  start(policy, svc.maker(), done);
   run_for(io, 100ms);
   EXPECT_EQ(svc.called_at.size(), 1u);
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->error(), errc::budget_exhausted);
 }
 
-TEST_F(AsioRetry, NoAttemptStartsPastTheDeadline) {
+TEST_P(AsioRetryDriver, NoAttemptStartsPastTheDeadline) {
   service svc(io, 0ms, {io_error, io_error, io_error, io_error});
   const auto policy = constant(10, 100ms, {}, 250ms);
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  start(policy, svc.maker(), done);
   run_for(io, 1s);
   // 0, 100, 200; at 200 the next delay (100) does not fit in the 50 left.
   EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 100ms, 200ms}));
@@ -176,20 +268,19 @@ TEST_F(AsioRetry, NoAttemptStartsPastTheDeadline) {
   EXPECT_EQ(done.value->error(), errc::deadline_exceeded);
 }
 
-TEST_F(AsioRetry, TheContextDeadlineAndAttemptNumberReachTheAttempt) {
+TEST_P(AsioRetryDriver, TheContextDeadlineAndAttemptNumberReachTheAttempt) {
   service svc(io, 0ms, {io_error});
   const auto policy = constant(3, 10ms);
   asio_virtual_clock_source src;
   const call_context ctx{.deadline = sturdy::deadline::after(300ms, sturdy::clock_ref::of(src), src.now())};
   std::vector<sturdy::time_point> seen;
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(
-      policy, ctx,
-      [&](const call_context& c) {
-        seen.push_back(c.deadline.at());
-        return svc.call(c, net::deferred);
-      },
-      recorder(io, done));
+  start(policy, ctx,
+        [&](const call_context& c) {
+          seen.push_back(c.deadline.at());
+          return svc.call(c, net::deferred);
+        },
+        done);
   run_for(io, 100ms);
   ASSERT_EQ(done.calls, 1);
   EXPECT_TRUE(done.value->has_value());
@@ -199,22 +290,22 @@ TEST_F(AsioRetry, TheContextDeadlineAndAttemptNumberReachTheAttempt) {
   EXPECT_EQ(svc.attempt_numbers, (std::vector<std::uint32_t>{1, 2}));
 }
 
-TEST_F(AsioRetry, InvalidOptionsAttemptNothing) {
+TEST_P(AsioRetryDriver, InvalidOptionsAttemptNothing) {
   service svc(io);
   const policy_type policy(sturdy::retry_options{.max_attempts = 0});
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  start(policy, svc.maker(), done);
   run_for(io, 10ms);
   EXPECT_TRUE(svc.called_at.empty());
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->error(), errc::invalid_options);
 }
 
-TEST_F(AsioRetry, DurationExtremes) {
+TEST_P(AsioRetryDriver, DurationExtremes) {
   {  // 0: the retries follow at once
     service svc(io, 0ms, {io_error, io_error});
     completion done;
-    sturdy::asio::async_retry<asio_virtual_timer>(constant(3, 0ns), svc.maker(), recorder(io, done));
+    start(constant(3, 0ns), svc.maker(), done);
     run_for(io, 1ms);
     EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{0ms, 0ms, 0ms}));
     ASSERT_EQ(done.calls, 1);
@@ -223,7 +314,7 @@ TEST_F(AsioRetry, DurationExtremes) {
   {  // 1 ns: the retry comes on the next step of virtual time (1 ms)
     service svc(io, 0ms, {io_error});
     completion done;
-    sturdy::asio::async_retry<asio_virtual_timer>(constant(3, 1ns), svc.maker(), recorder(io, done));
+    start(constant(3, 1ns), svc.maker(), done);
     run_for(io, 2ms);
     ASSERT_EQ(svc.called_at.size(), 2u);
     EXPECT_GT(svc.called_at[1], svc.called_at[0]);
@@ -234,8 +325,7 @@ TEST_F(AsioRetry, DurationExtremes) {
     service svc(io, 0ms, {io_error});
     completion done;
     cancellable c;
-    sturdy::asio::async_retry<asio_virtual_timer>(constant(3, sturdy::duration::max()), svc.maker(),
-                                                  c.token(io, done));
+    start(constant(3, sturdy::duration::max()), svc.maker(), done, &c);
     run_for(io, 1s);
     EXPECT_EQ(svc.called_at.size(), 1u);
     EXPECT_EQ(done.calls, 0);
@@ -356,7 +446,7 @@ TEST_F(AsioRetry, ComposedOutsideAPerAttemptTimeout) {
 
 // --- cancellation -------------------------------------------------------------
 
-TEST_F(AsioRetry, CancelledBeforeTheFirstStepAttemptsNothing) {
+TEST_P(AsioRetryDriver, CancelledBeforeTheFirstStepAttemptsNothing) {
   service svc(io);
   const auto policy = constant(3, 10ms);
   completion done;
@@ -366,9 +456,14 @@ TEST_F(AsioRetry, CancelledBeforeTheFirstStepAttemptsNothing) {
     auto sentinel = std::make_shared<int>(0);
     alive = sentinel;
     auto make = [&svc, sentinel](const call_context& ctx) { return svc.call(ctx, net::deferred); };
-    sturdy::asio::async_retry<asio_virtual_timer>(policy, make, c.token(io, done));
+    // Coroutine modes: the caller's co_spawn delivers a signal through its
+    // executor, so cancel the caller while it waits before async_retry;
+    // its cancellation state remembers the signal.
+    gate_ = GetParam() != driver::callback;
+    start(policy, make, done, &c);
   }
-  c.signal.emit(net::cancellation_type::terminal);  // before any step ran
+  if (gate_) io.poll();                             // the caller waits at its gate
+  c.signal.emit(net::cancellation_type::terminal);  // before any step of async_retry ran
   run_for(io, 50ms);
   EXPECT_TRUE(svc.called_at.empty());
   ASSERT_EQ(done.calls, 1);
@@ -376,28 +471,27 @@ TEST_F(AsioRetry, CancelledBeforeTheFirstStepAttemptsNothing) {
   EXPECT_TRUE(alive.expired());  // the operation's state is gone
 }
 
-TEST_F(AsioRetry, AFiredContextTokenAttemptsNothing) {
+TEST_P(AsioRetryDriver, AFiredContextTokenAttemptsNothing) {
   service svc(io);
   const auto policy = constant(3, 10ms);
   sturdy::cancel_source stop;
   stop.request_stop();
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, call_context{.token = stop.token()}, svc.maker(),
-                                                recorder(io, done));
+  start(policy, call_context{.token = stop.token()}, svc.maker(), done);
   run_for(io, 50ms);
   EXPECT_TRUE(svc.called_at.empty());
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->error(), errc::cancelled);
 }
 
-TEST_F(AsioRetry, CancelDuringAnAttemptReachesItAndIsNotAFailure) {
+TEST_P(AsioRetryDriver, CancelDuringAnAttemptReachesItAndIsNotAFailure) {
   sturdy::token_bucket_budget budget({.max_tokens = 10, .token_ratio = 1});
   service svc(io, 1s);
   const auto policy = constant(3, 10ms, budget);
   completion done;
   cancellable c;
   const std::uint32_t tokens_before = budget.milli_tokens();
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), c.token(io, done));
+  start(policy, svc.maker(), done, &c);
   run_for(io, 30ms);
   c.signal.emit(net::cancellation_type::terminal);
   run_for(io, 10ms);
@@ -411,14 +505,14 @@ TEST_F(AsioRetry, CancelDuringAnAttemptReachesItAndIsNotAFailure) {
   EXPECT_EQ(done.calls, 1);
 }
 
-TEST_F(AsioRetry, CancelDuringBackoffStopsAtOnceAndRefundsTheTicket) {
+TEST_P(AsioRetryDriver, CancelDuringBackoffStopsAtOnceAndRefundsTheTicket) {
   sturdy::token_bucket_budget budget({.max_tokens = 10, .token_ratio = 1});
   service svc(io, 0ms, {io_error, io_error});
   const std::uint32_t tokens_before = budget.milli_tokens();
   const auto policy = constant(3, 100ms, budget);
   completion done;
   cancellable c;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), c.token(io, done));
+  start(policy, svc.maker(), done, &c);
   run_for(io, 40ms);
   c.signal.emit(net::cancellation_type::terminal);
   run_for(io, 1ms);
@@ -431,13 +525,12 @@ TEST_F(AsioRetry, CancelDuringBackoffStopsAtOnceAndRefundsTheTicket) {
   EXPECT_EQ(budget.milli_tokens(), tokens_before - 1000);  // the one failure; the retry not charged
 }
 
-TEST_F(AsioRetry, CancelThroughTheContextTokenDuringBackoff) {
+TEST_P(AsioRetryDriver, CancelThroughTheContextTokenDuringBackoff) {
   service svc(io, 0ms, {io_error, io_error});
   const auto policy = constant(3, 100ms);
   sturdy::cancel_source stop;
   completion done;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, call_context{.token = stop.token()}, svc.maker(),
-                                                recorder(io, done));
+  start(policy, call_context{.token = stop.token()}, svc.maker(), done);
   run_for(io, 40ms);
   stop.request_stop();
   run_for(io, 1ms);
@@ -448,13 +541,13 @@ TEST_F(AsioRetry, CancelThroughTheContextTokenDuringBackoff) {
 
 // --- allocation ---------------------------------------------------------------
 
-TEST_F(AsioRetry, SteadyStateRetriesAllocateNothing) {
+TEST_P(AsioRetryDriver, SteadyStateRetriesAllocateNothing) {
   if (!sturdy::testing::counting_new_installed()) GTEST_SKIP() << "counting allocator not linked (TSan)";
   service svc(io, 1ms, std::vector<std::error_code>(40, io_error));
   const auto policy = constant(50, 10ms);
   completion done;
   // Warm up Asio's per-thread recycling caches with one whole call.
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  start(policy, svc.maker(), done);
   run_for(io, 2s);
   ASSERT_EQ(done.calls, 1);
   svc.called_at.clear();
@@ -464,7 +557,7 @@ TEST_F(AsioRetry, SteadyStateRetriesAllocateNothing) {
   svc.failures.assign(40, io_error);
   done = completion{};
   sturdy::testing::allocation_scope first;
-  sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), recorder(io, done));
+  start(policy, svc.maker(), done);
   run_for(io, 25ms);  // the first attempts and waits
   const std::uint64_t first_allocations = first.allocations();
   sturdy::testing::allocation_scope steady;
@@ -478,5 +571,97 @@ TEST_F(AsioRetry, SteadyStateRetriesAllocateNothing) {
   EXPECT_LE(first_allocations, 4u);
   std::printf("first call allocated %llu block(s)\n", static_cast<unsigned long long>(first_allocations));
 }
+
+// --- the coroutine driver (use_awaitable) -------------------------------------
+
+// With Asio's default throw_if_cancelled (true), a cancel during the backoff
+// or during an attempt still returns async_retry's result to the caller:
+// the driver never co_awaits once the caller's cancellation state is set.
+TEST_F(AsioRetry, CoroutineDriverNeverThrowsOnCancellation) {
+  for (const sturdy::duration cancel_at : {sturdy::duration(5ms), sturdy::duration(40ms)}) {
+    asio_virtual_clock::reset();
+    service svc(io, 10ms, {io_error, io_error});  // attempt 0..10, backoff 10..110
+    const auto policy = constant(3, 100ms);
+    completion done;
+    bool threw = false;
+    cancellable c;
+    net::co_spawn(
+        io,
+        [&]() -> net::awaitable<void> {
+          try {
+            sturdy::result<int> r = co_await sturdy::asio::async_retry<asio_virtual_timer>(
+                policy, awaitable_attempt<decltype(svc.maker())>{svc.maker()}, net::use_awaitable);
+            ++done.calls;
+            done.at = vnow();
+            done.value.emplace(std::move(r));
+          } catch (const std::exception&) {
+            threw = true;
+          }
+        },
+        net::bind_cancellation_slot(c.signal.slot(), net::detached));
+    run_for(io, cancel_at);
+    c.signal.emit(net::cancellation_type::terminal);
+    run_for(io, 1s);
+    EXPECT_FALSE(threw);
+    ASSERT_EQ(done.calls, 1);
+    EXPECT_EQ(done.at, cancel_at);
+    EXPECT_EQ(svc.called_at.size(), 1u);
+    if (cancel_at == 5ms) {
+      EXPECT_EQ(done.value->error(), std::errc::operation_canceled);  // the attempt's own
+    } else {
+      EXPECT_EQ(done.value->error(), errc::cancelled);  // during the backoff
+    }
+  }
+}
+
+// An exception escaping an awaitable attempt is a failure (retried); when
+// the loop stops on it, the result is std::errc::state_not_recoverable. Both
+// drivers.
+struct throwing_attempt {
+  int* calls;
+  int throw_first;
+  net::awaitable<sturdy::result<int>> operator()(const call_context&) const {
+    if (++*calls <= throw_first) throw std::runtime_error("attempt failed");
+    co_return 7;
+  }
+};
+
+TEST_F(AsioRetry, AnExceptionFromAnAwaitableAttemptIsAFailure) {
+  for (const bool coroutine : {false, true}) {
+    for (const int throw_first : {1, 3}) {
+      asio_virtual_clock::reset();
+      int calls = 0;
+      completion done;
+      const auto policy = constant(3, 10ms);
+      if (coroutine) {
+        net::co_spawn(
+            io,
+            [&]() -> net::awaitable<void> {
+              sturdy::result<int> r = co_await sturdy::asio::async_retry<asio_virtual_timer>(
+                  policy, throwing_attempt{&calls, throw_first}, net::use_awaitable);
+              ++done.calls;
+              done.value.emplace(std::move(r));
+            },
+            net::detached);
+      } else {
+        sturdy::asio::async_retry<asio_virtual_timer>(policy, throwing_attempt{&calls, throw_first},
+                                                      recorder(io, done));
+      }
+      run_for(io, 100ms);
+      ASSERT_EQ(done.calls, 1) << coroutine;
+      if (throw_first == 1) {
+        EXPECT_EQ(calls, 2) << coroutine;
+        EXPECT_EQ(done.value->value(), 7) << coroutine;
+      } else {
+        EXPECT_EQ(calls, 3) << coroutine;
+        EXPECT_EQ(done.value->error(), std::errc::state_not_recoverable) << coroutine;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, AsioRetryDriver,
+                         ::testing::Values(driver::callback, driver::awaitable_deferred, driver::awaitable_attempt),
+                         driver_name);
 
 }  // namespace

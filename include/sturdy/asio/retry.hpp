@@ -34,6 +34,15 @@
 // The handler runs exactly once, through its associated executor, never
 // inside the initiating function.
 //
+// Two drivers of the core, one behaviour: with `use_awaitable` (and an
+// awaitable attempt on the same executor type, or a deferred one), and no
+// `ctx.token` that can fire, async_retry is a coroutine that co_awaits the
+// attempt and the backoff timer directly in the caller's coroutine: no
+// state block, strand, co_spawn or completion post (a happy-path call costs
+// about what a bare co_await of the attempt costs; docs/async.md). Every
+// other token, or a stoppable `ctx.token`, runs `retry_op`: a state block
+// whose steps run on a strand of the handler's executor.
+//
 // Cancellation: the caller's cancellation slot (and `ctx.token`, for the
 // context overload) is forwarded to the running attempt (with the type
 // emitted; `terminal` for the token) and to the attempt's own
@@ -47,7 +56,14 @@
 // the signal decides as in the blocking driver: a success is returned; a
 // failure the loop would retry becomes errc::cancelled; a definitive one
 // (such as operation_aborted, which equals std::errc::operation_canceled
-// and is not retried by default) is returned unchanged.
+// and is not retried by default) is returned unchanged. On the coroutine
+// driver the caller's cancellation reaches the attempt's operations through
+// the coroutine frame (Asio's forwarding, with the caller's cancellation
+// filter, terminal by default); the attempt's `call_context::token` then
+// fires from the next step (a coroutine cannot also route the frame's
+// signal to it mid-attempt). The driver never co_awaits once the caller's
+// cancellation state is set, so Asio's throw_if_cancelled never throws out
+// of async_retry.
 //
 // Time: the policy's Clock decides (deadline, max_elapsed); the Timer waits.
 // Give both the same time source: the defaults (steady_clock_source and
@@ -73,19 +89,22 @@
 // holds its own copies until it is launched. The context's token must outlive the
 // operation (tokens are handed down a call, as everywhere in sturdy).
 //
-// Allocation: the first call allocates its state (one shared block holding
-// the policy copy, the timer and the strand handle) and a strand; after
-// that, a retry (timer wait plus the next attempt's handlers) allocates
-// nothing of its own: the handlers use Asio's recycling allocator (what
-// the attempts themselves allocate is theirs). Proven by
-// AsioRetry.SteadyStateRetriesAllocateNothing.
+// Allocation: retry_op's first call allocates its state (one shared block
+// holding the policy copy, the timer and the strand handle) and a strand;
+// after that, a retry (timer wait plus the next attempt's handlers)
+// allocates nothing of its own: the handlers use Asio's recycling allocator
+// (what the attempts themselves allocate is theirs). The coroutine driver
+// allocates only coroutine frames, from Asio's per-thread recycling cache:
+// nothing once the thread has run one call. Proven by
+// AsioRetryDriver.SteadyStateRetriesAllocateNothing (every driver).
 //
 // Defaults: those of the policy (3 attempts, exponential backoff from
 // 100 ms). Timer: boost::asio::steady_timer.
 //
 // Thread safety: a policy may be shared by any number of concurrent
-// operations on any number of threads (as for execute). Each operation runs
-// its steps on a strand of its executor. Emit the caller's cancellation on
+// operations on any number of threads (as for execute). retry_op runs its
+// steps on a strand of its executor; the coroutine driver runs them in the
+// caller's coroutine (sequential already). Emit the caller's cancellation on
 // its executor (Asio's rule).
 
 #ifndef STURDY_ASIO_RETRY_HPP_
@@ -99,10 +118,12 @@
 #include <memory>
 #include <optional>
 #include <system_error>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/async_result.hpp>
@@ -115,6 +136,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "sturdy/asio/detail/common.hpp"
@@ -378,6 +401,122 @@ struct initiate_retry {
   }
 };
 
+// retry_op as an awaitable (the coroutine driver's fallback).
+template <class R, class Timer, class Executor, class Policy, class MakeAttempt>
+boost::asio::awaitable<R, Executor> retry_op_awaitable(const Policy& policy, const call_context& ctx,
+                                                      MakeAttempt&& make) {
+  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(R)>(
+      initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, std::move(make));
+}
+
+// The coroutine driver's backoff wait: true when the delay elapsed, false
+// when the caller's cancellation ended it. Its own frame (with the timer),
+// so the driver's frame stays small enough for Asio's recycling cache
+// (blocks up to 1,020 bytes); frames come and go LIFO, so the cache serves
+// every wait of the steady state.
+template <class Timer, class Executor>
+boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
+  Timer timer(co_await boost::asio::this_coro::executor);
+  timer.expires_after(to_timer_duration<Timer>(delay));
+  const auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable_t<Executor>{}));
+  co_return !ec;
+}
+
+// The coroutine driver: `use_awaitable` with an awaitable attempt (of the
+// same executor type) or a deferred one. The same decision core as
+// retry_op, run inside the caller's coroutine: the attempt is co_awaited
+// directly (no co_spawn, no strand, no completion post) and so is the
+// backoff wait (backoff_wait). Asio's awaitable frame forwards the caller's
+// cancellation to whatever is awaited (the attempt's operations, the
+// timer), through the caller's cancellation state, whose `cancelled()` is
+// sticky: read before every step, it remembers a signal Asio would drop.
+// Every co_await below happens only while that state is not cancelled, so
+// Asio's throw_if_cancelled never throws here. A caller's sturdy token that
+// can fire goes to retry_op (which forwards it into the running attempt;
+// a coroutine cannot re-route the frame's cancellation to it).
+template <class R, class Timer, class Policy, class MakeAttempt, class Executor>
+boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, MakeAttempt make) {
+  if (ctx.token.stop_possible()) {
+    co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, std::move(make));
+  }
+  const boost::asio::cancellation_state cs = co_await boost::asio::this_coro::cancellation_state;
+  cancel_source src;  // the attempts' token: fires (from the next step) when the caller cancels
+  ctx.token = src.token();
+  typename Policy::state_type state{};
+  failure_info failure{};
+  std::optional<R> last;
+  // A signal recorded by the caller's cancellation state counts from now.
+  const auto stop_reason = [&cs, &src]() noexcept {
+    if (cs.cancelled() != boost::asio::cancellation_type::none) src.request_stop();
+    return src.reason();
+  };
+  (void)stop_reason();
+  retry_decision d = policy.begin(state, ctx);
+  for (;;) {
+    switch (d.what) {
+      case retry_decision::kind::attempt: {
+        const call_context attempt_ctx = policy.attempt_context(state, ctx);  // lives until the attempt completes
+        std::exception_ptr thrown;
+        try {
+          if constexpr (is_awaitable<std::invoke_result_t<MakeAttempt&, const call_context&>>::value) {
+            last.emplace(co_await make(attempt_ctx));
+          } else {  // a deferred operation: its completion arguments, as R
+            last.emplace(std::apply([](auto&&... args) { return to_result<R>(std::forward<decltype(args)>(args)...); },
+                                    co_await make(attempt_ctx)(
+                                        boost::asio::as_tuple(boost::asio::use_awaitable_t<Executor>{}))));
+          }
+        } catch (...) {
+          thrown = std::current_exception();
+          last.emplace(make_failure<R>(std::make_error_code(std::errc::state_not_recoverable)));
+        }
+        if (!thrown && succeeded(*last)) {
+          policy.on_success(state);
+          co_return std::move(*last);
+        }
+        failure = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(*last);
+        const retry_hint hint = thrown ? retry_hint{} : sturdy::detail::error_value_hint(*last);
+        d = policy.on_failure(state, failure, hint, stop_reason(), retry_after_source());
+        break;
+      }
+      case retry_decision::kind::wait: {
+        // A stop that came before the timer starts is applied now.
+        if (const cancel_reason why = stop_reason(); why != cancel_reason::none) {
+          d = policy.after_wait(state, failure, false, why);
+          break;
+        }
+        const bool elapsed = co_await backoff_wait<Timer, Executor>(d.delay);
+        const cancel_reason why = stop_reason();
+        d = policy.after_wait(state, failure, elapsed && why == cancel_reason::none, why);
+        break;
+      }
+      case retry_decision::kind::return_last:
+        co_return std::move(*last);
+      case retry_decision::kind::fail:
+        if (d.code == errc::invalid_options) {
+          co_return make_failure<R>(make_error_code(d.code), policy.options().validation_message());
+        }
+        co_return make_failure<R>(d.code);
+    }
+  }
+}
+
+// Whether async_retry runs as retry_coroutine: the token is use_awaitable
+// and the attempt an awaitable on the same executor type, or a deferred
+// operation (launched with as_tuple(use_awaitable)).
+template <class Token, class Attempt>
+struct runs_as_coroutine : std::false_type {};
+template <class Executor, class Attempt>
+struct runs_as_coroutine<boost::asio::use_awaitable_t<Executor>, Attempt>
+    : std::bool_constant<std::is_invocable_v<Attempt&&,
+                                             boost::asio::as_tuple_t<boost::asio::use_awaitable_t<Executor>>>> {
+  using executor_type = Executor;
+};
+template <class Executor, class T, class AttemptExecutor>
+struct runs_as_coroutine<boost::asio::use_awaitable_t<Executor>, boost::asio::awaitable<T, AttemptExecutor>>
+    : std::is_same<Executor, AttemptExecutor> {
+  using executor_type = Executor;
+};
+
 template <class P>
 concept retry_core = requires(const P& p, typename P::state_type& s, const call_context& ctx) {
   { p.begin(s, ctx) } -> std::same_as<retry_decision>;
@@ -401,10 +540,18 @@ template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttem
 auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
   using R = retry_result_t<MakeAttempt>;
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
-  // The policy by reference: an immediate token copies it once, into the
-  // operation; a deferred one keeps its own copy until launched.
-  return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
-                                                               ctx, std::forward<MakeAttempt>(make_attempt));
+  using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
+                                              std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>;
+  if constexpr (coroutine::value) {  // the coroutine driver (see the banner)
+    using executor_type = typename coroutine::executor_type;
+    return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
+        policy, ctx, std::forward<MakeAttempt>(make_attempt));
+  } else {
+    // The policy by reference: an immediate token copies it once, into the
+    // operation; a deferred one keeps its own copy until launched.
+    return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
+                                                                 ctx, std::forward<MakeAttempt>(make_attempt));
+  }
 }
 
 // async_retry<Timer>(policy, make_attempt, token) -> void(R)
