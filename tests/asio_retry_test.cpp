@@ -660,6 +660,35 @@ TEST_F(AsioRetry, AnExceptionFromAnAwaitableAttemptIsAFailure) {
   }
 }
 
+// A maker (not a coroutine) that throws synchronously is an attempt that
+// threw, as with the blocking execute: a failure, retried; on exhaustion the
+// result is std::errc::state_not_recoverable. Exactly one completion.
+TEST_P(AsioRetryDriver, AMakerThatThrowsSynchronouslyIsAFailedAttempt) {
+  for (const int throw_first : {1, 3}) {
+    asio_virtual_clock::reset();
+    service svc(io);
+    int made = 0;
+    completion done;
+    start(constant(3, 10ms),
+          [&](const call_context& c) {
+            if (++made <= throw_first) throw std::runtime_error("maker failed");
+            return svc.call(c, net::deferred);
+          },
+          done);
+    EXPECT_NO_THROW(run_for(io, 100ms)) << throw_first;
+    ASSERT_EQ(done.calls, 1) << throw_first;
+    if (throw_first == 1) {
+      EXPECT_EQ(made, 2);
+      EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{10ms}));
+      EXPECT_EQ(done.value->value(), 42);
+    } else {
+      EXPECT_EQ(made, 3);
+      EXPECT_TRUE(svc.called_at.empty());
+      EXPECT_EQ(done.value->error(), std::errc::state_not_recoverable);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Drivers, AsioRetryDriver,
                          ::testing::Values(driver::callback, driver::awaitable_deferred, driver::awaitable_attempt),
                          driver_name);

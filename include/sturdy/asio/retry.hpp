@@ -299,16 +299,24 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 
   void launch() {
     attempt_ctx_ = policy_.attempt_context(state_, ctx_);  // lives until the attempt completes
+    // A maker that throws (before any operation starts) is an attempt that
+    // threw, as in the coroutine driver and the blocking execute.
+    std::optional<std::invoke_result_t<MakeAttempt&, const call_context&>> op;
+    try {
+      op.emplace(make_(static_cast<const call_context&>(attempt_ctx_)));
+    } catch (...) {
+      return on_attempt(std::current_exception(),
+                        make_failure<R>(std::make_error_code(std::errc::state_not_recoverable)));
+    }
     attempting_ = true;
     auto token = boost::asio::bind_cancellation_slot(
         signal_.slot(), boost::asio::bind_executor(this->strand_, boost::asio::bind_allocator(
                                                                       arena_allocator<void>(&arena_),
                                                                       attempt_handler{this->shared_from_this()})));
-    auto op = make_(static_cast<const call_context&>(attempt_ctx_));
-    if constexpr (is_awaitable<decltype(op)>::value) {
-      boost::asio::co_spawn(ex_, as_optional(std::move(op)), std::move(token));
+    if constexpr (is_awaitable<std::decay_t<decltype(*op)>>::value) {
+      boost::asio::co_spawn(ex_, as_optional(std::move(*op)), std::move(token));
     } else {
-      std::move(op)(std::move(token));
+      std::move(*op)(std::move(token));
     }
   }
 
