@@ -689,6 +689,35 @@ TEST_P(AsioRetryDriver, AMakerThatThrowsSynchronouslyIsAFailedAttempt) {
   }
 }
 
+// A hint carried by a thrown retry_after_error is read, as by the blocking
+// driver: a 500 ms delay hint replaces the 10 ms backoff; do_not_retry stops.
+TEST_P(AsioRetryDriver, AHintCarriedByAThrownRetryAfterErrorIsHonoured) {
+  for (const bool stop : {false, true}) {
+    asio_virtual_clock::reset();
+    service svc(io);
+    int made = 0;
+    completion done;
+    const sturdy::retry_hint hint = stop ? sturdy::retry_hint::do_not_retry() : sturdy::retry_hint::after(500ms);
+    start(constant(3, 10ms),
+          [&](const call_context& c) {
+            if (++made == 1) throw sturdy::retry_after_error(hint);
+            return svc.call(c, net::deferred);
+          },
+          done);
+    EXPECT_NO_THROW(run_for(io, 1s)) << stop;
+    ASSERT_EQ(done.calls, 1) << stop;
+    if (stop) {
+      EXPECT_EQ(made, 1);
+      EXPECT_FALSE(done.value->has_value());
+      EXPECT_EQ(done.at, 0ms);
+    } else {
+      EXPECT_EQ(made, 2);
+      EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{500ms}));
+      EXPECT_EQ(done.value->value(), 42);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Drivers, AsioRetryDriver,
                          ::testing::Values(driver::callback, driver::awaitable_deferred, driver::awaitable_attempt),
                          driver_name);

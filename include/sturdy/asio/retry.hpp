@@ -152,6 +152,20 @@ namespace sturdy::asio {
 
 namespace detail {
 
+// The hint a failed attempt carries: a thrown retry_after_error's (as the
+// blocking driver reads it), else the ADL hook on the result's error value.
+template <class R>
+[[nodiscard]] retry_hint failure_hint(const std::exception_ptr& thrown, const R& r) {
+  if (!thrown) return sturdy::detail::error_value_hint(r);
+  try {
+    std::rethrow_exception(thrown);
+  } catch (const retry_after_error& e) {
+    return e.hint();
+  } catch (...) {
+    return retry_hint{};
+  }
+}
+
 // Memory for one operation's own handlers (the attempt's completion, the
 // backoff wait): two blocks, reused for every retry, so the steady state of
 // a retry loop allocates nothing. A request that does not fit (too big, or
@@ -328,7 +342,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
       return finish(std::move(r));
     }
     failure_ = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(r);
-    const retry_hint hint = thrown ? retry_hint{} : sturdy::detail::error_value_hint(r);
+    const retry_hint hint = failure_hint(thrown, r);
     last_.emplace(std::move(r));
     handle(policy_.on_failure(state_, failure_, hint, stop_reason(), retry_after_source()));
   }
@@ -482,7 +496,7 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
           co_return std::move(*last);
         }
         failure = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(*last);
-        const retry_hint hint = thrown ? retry_hint{} : sturdy::detail::error_value_hint(*last);
+        const retry_hint hint = failure_hint(thrown, *last);
         d = policy.on_failure(state, failure, hint, stop_reason(), retry_after_source());
         break;
       }
