@@ -33,6 +33,7 @@
 #include "sturdy/retry_budget.hpp"
 #include "sturdy/testing/asio_virtual_clock.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
+#include "sturdy/testing/recording_listener.hpp"
 
 namespace {
 
@@ -299,6 +300,43 @@ TEST_P(AsioRetryDriver, InvalidOptionsAttemptNothing) {
   EXPECT_TRUE(svc.called_at.empty());
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->error(), errc::invalid_options);
+}
+
+// options_rejected comes once per policy, as with the blocking execute,
+// though each call runs on its own copy of the policy.
+TEST_P(AsioRetryDriver, InvalidOptionsAreReportedOncePerPolicy) {
+  sturdy::testing::recording_listener events;
+  using listening_policy = sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, sturdy::thread_sleeper,
+                                                sturdy::testing::recording_listener>;
+  const listening_policy policy(sturdy::retry_options{.max_attempts = 0}, asio_virtual_clock_source{},
+                                sturdy::thread_sleeper{}, events);
+  service svc(io);
+  completion first, second;
+  // The coroutine modes' caller copies the policy it is given: here the
+  // caller's coroutine uses the test's policy itself.
+  const auto call = [&](completion& done) {
+    if (GetParam() == driver::callback) return start(policy, svc.maker(), done);
+    net::co_spawn(
+        io,
+        [&]() -> net::awaitable<void> {
+          sturdy::result<int> r =
+              GetParam() == driver::awaitable_deferred
+                  ? co_await sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), net::use_awaitable)
+                  : co_await sturdy::asio::async_retry<asio_virtual_timer>(
+                        policy, awaitable_attempt<decltype(svc.maker())>{svc.maker()}, net::use_awaitable);
+          ++done.calls;
+          done.value.emplace(std::move(r));
+        },
+        net::detached);
+  };
+  call(first);
+  call(second);
+  run_for(io, 10ms);
+  EXPECT_TRUE(svc.called_at.empty());
+  ASSERT_EQ(first.calls, 1);
+  ASSERT_EQ(second.calls, 1);
+  EXPECT_EQ(second.value->error(), errc::invalid_options);
+  EXPECT_EQ(events.count<sturdy::options_rejected>(), 1u);
 }
 
 TEST_P(AsioRetryDriver, DurationExtremes) {

@@ -564,6 +564,9 @@ auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& ma
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
   using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
                                               std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>;
+  // Invalid options are reported on the caller's policy, before it is
+  // copied into the call: options_rejected once per policy, not per call.
+  if constexpr (requires { policy.report_invalid_options(); }) policy.report_invalid_options();
   if constexpr (coroutine::value) {  // the coroutine driver (see the banner)
     using executor_type = typename coroutine::executor_type;
     return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
