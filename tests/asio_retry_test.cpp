@@ -33,6 +33,7 @@
 #include "sturdy/retry_budget.hpp"
 #include "sturdy/testing/asio_virtual_clock.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
+#include "sturdy/testing/recording_listener.hpp"
 
 namespace {
 
@@ -299,6 +300,43 @@ TEST_P(AsioRetryDriver, InvalidOptionsAttemptNothing) {
   EXPECT_TRUE(svc.called_at.empty());
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->error(), errc::invalid_options);
+}
+
+// options_rejected comes once per policy, as with the blocking execute,
+// though each call runs on its own copy of the policy.
+TEST_P(AsioRetryDriver, InvalidOptionsAreReportedOncePerPolicy) {
+  sturdy::testing::recording_listener events;
+  using listening_policy = sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, sturdy::thread_sleeper,
+                                                sturdy::testing::recording_listener>;
+  const listening_policy policy(sturdy::retry_options{.max_attempts = 0}, asio_virtual_clock_source{},
+                                sturdy::thread_sleeper{}, events);
+  service svc(io);
+  completion first, second;
+  // The coroutine modes' caller copies the policy it is given: here the
+  // caller's coroutine uses the test's policy itself.
+  const auto call = [&](completion& done) {
+    if (GetParam() == driver::callback) return start(policy, svc.maker(), done);
+    net::co_spawn(
+        io,
+        [&]() -> net::awaitable<void> {
+          sturdy::result<int> r =
+              GetParam() == driver::awaitable_deferred
+                  ? co_await sturdy::asio::async_retry<asio_virtual_timer>(policy, svc.maker(), net::use_awaitable)
+                  : co_await sturdy::asio::async_retry<asio_virtual_timer>(
+                        policy, awaitable_attempt<decltype(svc.maker())>{svc.maker()}, net::use_awaitable);
+          ++done.calls;
+          done.value.emplace(std::move(r));
+        },
+        net::detached);
+  };
+  call(first);
+  call(second);
+  run_for(io, 10ms);
+  EXPECT_TRUE(svc.called_at.empty());
+  ASSERT_EQ(first.calls, 1);
+  ASSERT_EQ(second.calls, 1);
+  EXPECT_EQ(second.value->error(), errc::invalid_options);
+  EXPECT_EQ(events.count<sturdy::options_rejected>(), 1u);
 }
 
 TEST_P(AsioRetryDriver, DurationExtremes) {
@@ -656,6 +694,64 @@ TEST_F(AsioRetry, AnExceptionFromAnAwaitableAttemptIsAFailure) {
         EXPECT_EQ(calls, 3) << coroutine;
         EXPECT_EQ(done.value->error(), std::errc::state_not_recoverable) << coroutine;
       }
+    }
+  }
+}
+
+// A maker (not a coroutine) that throws synchronously is an attempt that
+// threw, as with the blocking execute: a failure, retried; on exhaustion the
+// result is std::errc::state_not_recoverable. Exactly one completion.
+TEST_P(AsioRetryDriver, AMakerThatThrowsSynchronouslyIsAFailedAttempt) {
+  for (const int throw_first : {1, 3}) {
+    asio_virtual_clock::reset();
+    service svc(io);
+    int made = 0;
+    completion done;
+    start(constant(3, 10ms),
+          [&](const call_context& c) {
+            if (++made <= throw_first) throw std::runtime_error("maker failed");
+            return svc.call(c, net::deferred);
+          },
+          done);
+    EXPECT_NO_THROW(run_for(io, 100ms)) << throw_first;
+    ASSERT_EQ(done.calls, 1) << throw_first;
+    if (throw_first == 1) {
+      EXPECT_EQ(made, 2);
+      EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{10ms}));
+      EXPECT_EQ(done.value->value(), 42);
+    } else {
+      EXPECT_EQ(made, 3);
+      EXPECT_TRUE(svc.called_at.empty());
+      EXPECT_EQ(done.value->error(), std::errc::state_not_recoverable);
+    }
+  }
+}
+
+// A hint carried by a thrown retry_after_error is read, as by the blocking
+// driver: a 500 ms delay hint replaces the 10 ms backoff; do_not_retry stops.
+TEST_P(AsioRetryDriver, AHintCarriedByAThrownRetryAfterErrorIsHonoured) {
+  for (const bool stop : {false, true}) {
+    asio_virtual_clock::reset();
+    service svc(io);
+    int made = 0;
+    completion done;
+    const sturdy::retry_hint hint = stop ? sturdy::retry_hint::do_not_retry() : sturdy::retry_hint::after(500ms);
+    start(constant(3, 10ms),
+          [&](const call_context& c) {
+            if (++made == 1) throw sturdy::retry_after_error(hint);
+            return svc.call(c, net::deferred);
+          },
+          done);
+    EXPECT_NO_THROW(run_for(io, 1s)) << stop;
+    ASSERT_EQ(done.calls, 1) << stop;
+    if (stop) {
+      EXPECT_EQ(made, 1);
+      EXPECT_FALSE(done.value->has_value());
+      EXPECT_EQ(done.at, 0ms);
+    } else {
+      EXPECT_EQ(made, 2);
+      EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{500ms}));
+      EXPECT_EQ(done.value->value(), 42);
     }
   }
 }

@@ -793,11 +793,25 @@ class retry_policy {
   // first attempt's path stays small.
   [[gnu::noinline, gnu::cold]] retry_decision refuse() const {
     if constexpr (wants_retry_call_completed<Listener>) emit(listener_, retry_call_completed{0, false});
+    report_rejected();
+    return fail(errc::invalid_options);
+  }
+  [[gnu::noinline, gnu::cold]] void report_rejected() const {
     if (!rejected_reported_.exchange()) {
       emit(listener_, options_rejected{"retry_policy", options_.validation_message()});
     }
-    return fail(errc::invalid_options);
   }
+
+ public:
+  // For a driver that copies the policy per call (async_retry): emits
+  // options_rejected now, on this policy, when the options are invalid and
+  // it was not emitted yet. Copies made afterwards start reported, so the
+  // event comes once per policy, as with the blocking execute.
+  void report_invalid_options() const {
+    if (STURDY_UNLIKELY(!valid_)) report_rejected();
+  }
+
+ private:
   [[gnu::noinline, gnu::cold]] retry_decision stopped_before_start(cancel_reason why) const {
     if constexpr (wants_retry_call_completed<Listener>) emit(listener_, retry_call_completed{0, false});
     if (why == cancel_reason::deadline) {

@@ -152,6 +152,20 @@ namespace sturdy::asio {
 
 namespace detail {
 
+// The hint a failed attempt carries: a thrown retry_after_error's (as the
+// blocking driver reads it), else the ADL hook on the result's error value.
+template <class R>
+[[nodiscard]] retry_hint failure_hint(const std::exception_ptr& thrown, const R& r) {
+  if (!thrown) return sturdy::detail::error_value_hint(r);
+  try {
+    std::rethrow_exception(thrown);
+  } catch (const retry_after_error& e) {
+    return e.hint();
+  } catch (...) {
+    return retry_hint{};
+  }
+}
+
 // Memory for one operation's own handlers (the attempt's completion, the
 // backoff wait): two blocks, reused for every retry, so the steady state of
 // a retry loop allocates nothing. A request that does not fit (too big, or
@@ -299,16 +313,24 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 
   void launch() {
     attempt_ctx_ = policy_.attempt_context(state_, ctx_);  // lives until the attempt completes
+    // A maker that throws (before any operation starts) is an attempt that
+    // threw, as in the coroutine driver and the blocking execute.
+    std::optional<std::invoke_result_t<MakeAttempt&, const call_context&>> op;
+    try {
+      op.emplace(make_(static_cast<const call_context&>(attempt_ctx_)));
+    } catch (...) {
+      return on_attempt(std::current_exception(),
+                        make_failure<R>(std::make_error_code(std::errc::state_not_recoverable)));
+    }
     attempting_ = true;
     auto token = boost::asio::bind_cancellation_slot(
         signal_.slot(), boost::asio::bind_executor(this->strand_, boost::asio::bind_allocator(
                                                                       arena_allocator<void>(&arena_),
                                                                       attempt_handler{this->shared_from_this()})));
-    auto op = make_(static_cast<const call_context&>(attempt_ctx_));
-    if constexpr (is_awaitable<decltype(op)>::value) {
-      boost::asio::co_spawn(ex_, as_optional(std::move(op)), std::move(token));
+    if constexpr (is_awaitable<std::decay_t<decltype(*op)>>::value) {
+      boost::asio::co_spawn(ex_, as_optional(std::move(*op)), std::move(token));
     } else {
-      std::move(op)(std::move(token));
+      std::move(*op)(std::move(token));
     }
   }
 
@@ -320,7 +342,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
       return finish(std::move(r));
     }
     failure_ = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(r);
-    const retry_hint hint = thrown ? retry_hint{} : sturdy::detail::error_value_hint(r);
+    const retry_hint hint = failure_hint(thrown, r);
     last_.emplace(std::move(r));
     handle(policy_.on_failure(state_, failure_, hint, stop_reason(), retry_after_source()));
   }
@@ -474,7 +496,7 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
           co_return std::move(*last);
         }
         failure = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(*last);
-        const retry_hint hint = thrown ? retry_hint{} : sturdy::detail::error_value_hint(*last);
+        const retry_hint hint = failure_hint(thrown, *last);
         d = policy.on_failure(state, failure, hint, stop_reason(), retry_after_source());
         break;
       }
@@ -542,6 +564,9 @@ auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& ma
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
   using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
                                               std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>;
+  // Invalid options are reported on the caller's policy, before it is
+  // copied into the call: options_rejected once per policy, not per call.
+  if constexpr (requires { policy.report_invalid_options(); }) policy.report_invalid_options();
   if constexpr (coroutine::value) {  // the coroutine driver (see the banner)
     using executor_type = typename coroutine::executor_type;
     return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
