@@ -14,7 +14,6 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_future.hpp>
 #include <chrono>
 #include <cstdio>
@@ -22,10 +21,10 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
-#include <thread>
 
 #include "support/constant_allocations.hpp"
 #include "support/asio_manual_op.hpp"
+#include "support/other_io_context_attempt.hpp"
 #include "sturdy/testing/asio_virtual_clock.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
 
@@ -479,43 +478,16 @@ TEST_F(AsioTimeout, AllocationsPerCallAreConstant) {
 
 // --- outstanding work on the handler's executor ----------------------------
 
-// An attempt that runs on another io_context (a real steady_timer there, its
-// completion bound to that io_context, as a library with its own I/O thread
-// does) and tracks no work on the caller's executor while it waits.
-struct on_other_io_context {
-  net::steady_timer& timer;
-  auto operator()(const sturdy::call_context&) const {
-    return net::async_initiate<const net::deferred_t&, void(boost::system::error_code)>(
-        [t = &timer](auto handler) {
-          t->expires_after(5ms);
-          t->async_wait(net::bind_executor(t->get_executor(), [h = std::move(handler)](boost::system::error_code ec) mutable {
-            net::post(net::append(std::move(h), ec));
-          }));
-        },
-        net::deferred);
-  }
-};
-
 TEST(AsioTimeoutWork, KeepsWorkOnTheHandlersExecutorWhileTheAttemptRunsElsewhere) {
-  net::io_context a;  // the handler's
-  net::io_context b;  // the attempt's, run by another thread
-  auto b_work = net::make_work_guard(b);
-  std::thread b_thread([&b] { b.run(); });
-  net::steady_timer timer(b);
-  bool called = false;
-  opts o;
-  o.timeout = sturdy::duration::max();  // no timer of its own on `a`: only the operation's work keeps a.run() going
-  sturdy::asio::async_timeout(o, on_other_io_context{timer},
-                              net::bind_executor(a, [&called](sturdy::result<void> r) {
-                                EXPECT_TRUE(r.has_value());
-                                called = true;
-                              }));
-  a.run();
-  const bool called_before_run_returned = called;
-  b_work.reset();
-  b_thread.join();
-  a.restart();
-  a.run();  // a failure above leaves the completion queued: drain it
-  EXPECT_TRUE(called_before_run_returned) << "io_context::run() returned while the operation was pending";
-  EXPECT_TRUE(called);
+  const auto w = sturdy::testing::run_with_attempt_on_other_io_context(
+      [](net::io_context& a, sturdy::testing::other_io_context_attempt attempt, bool& called) {
+        opts o;
+        o.timeout = sturdy::duration::max();  // no timer of its own on `a`: only the operation's work keeps a.run() going
+        sturdy::asio::async_timeout(o, attempt, net::bind_executor(a, [&called](sturdy::result<void> r) {
+                                      EXPECT_TRUE(r.has_value());
+                                      called = true;
+                                    }));
+      });
+  EXPECT_TRUE(w.called_before_run_returned) << "io_context::run() returned while the operation was pending";
+  EXPECT_TRUE(w.called);
 }
