@@ -30,6 +30,7 @@
 #include <system_error>
 #include <vector>
 
+#include "support/other_io_context_attempt.hpp"
 #include "sturdy/retry_budget.hpp"
 #include "sturdy/testing/asio_virtual_clock.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
@@ -761,3 +762,20 @@ INSTANTIATE_TEST_SUITE_P(Drivers, AsioRetryDriver,
                          driver_name);
 
 }  // namespace
+
+// --- outstanding work on the handler's executor ----------------------------
+
+// The handler's executor is an io_context's (the strand over the concrete
+// type): the operation tracks work on it while the attempt runs elsewhere.
+TEST(AsioRetryWork, KeepsWorkOnTheHandlersExecutorWhileTheAttemptRunsElsewhere) {
+  const auto w = sturdy::testing::run_with_attempt_on_other_io_context(
+      [](net::io_context& a, sturdy::testing::other_io_context_attempt attempt, bool& called) {
+        sturdy::asio::async_retry<asio_virtual_timer>(constant(1, 0ms), attempt,
+                                                      net::bind_executor(a, [&called](sturdy::result<void> r) {
+                                                        EXPECT_TRUE(r.has_value());
+                                                        called = true;
+                                                      }));
+      });
+  EXPECT_TRUE(w.called_before_run_returned) << "io_context::run() returned while the operation was pending";
+  EXPECT_TRUE(w.called);
+}

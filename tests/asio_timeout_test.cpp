@@ -24,6 +24,7 @@
 
 #include "support/constant_allocations.hpp"
 #include "support/asio_manual_op.hpp"
+#include "support/other_io_context_attempt.hpp"
 #include "sturdy/testing/asio_virtual_clock.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
 
@@ -474,3 +475,19 @@ TEST_F(AsioTimeout, AllocationsPerCallAreConstant) {
 }
 
 }  // namespace
+
+// --- outstanding work on the handler's executor ----------------------------
+
+TEST(AsioTimeoutWork, KeepsWorkOnTheHandlersExecutorWhileTheAttemptRunsElsewhere) {
+  const auto w = sturdy::testing::run_with_attempt_on_other_io_context(
+      [](net::io_context& a, sturdy::testing::other_io_context_attempt attempt, bool& called) {
+        opts o;
+        o.timeout = sturdy::duration::max();  // no timer of its own on `a`: only the operation's work keeps a.run() going
+        sturdy::asio::async_timeout(o, attempt, net::bind_executor(a, [&called](sturdy::result<void> r) {
+                                      EXPECT_TRUE(r.has_value());
+                                      called = true;
+                                    }));
+      });
+  EXPECT_TRUE(w.called_before_run_returned) << "io_context::run() returned while the operation was pending";
+  EXPECT_TRUE(w.called);
+}

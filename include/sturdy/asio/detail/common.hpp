@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <ratio>
+#include <type_traits>
 #include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -18,7 +19,9 @@
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 
 #include "sturdy/clock.hpp"
 
@@ -65,8 +68,12 @@ void post_completion_clearing_slot(Handler&& handler, Args&&... args) {
 // type (remembered even when it comes before the operation's first step)
 // and posts Derived::on_cancelled() to the strand. Derived is owned by a
 // shared_ptr; the hook holds a weak_ptr, so a signal after the end is a
-// no-op. `Executor`: the type of the strand's inner executor (a concrete
-// executor type avoids the polymorphic wrapper's allocations per dispatch).
+// no-op. `Executor`: the handler's associated executor, the strand's inner
+// executor (a concrete executor type avoids the polymorphic wrapper's
+// allocations per dispatch). From construction until the completion is
+// posted, the operation keeps outstanding work on that executor (Asio's
+// rule, as async_compose does): while the attempt runs elsewhere (another
+// io_context), the handler's io_context.run() does not return early.
 template <class Derived, class Handler, class Executor = boost::asio::any_io_executor>
 class async_op_base : public std::enable_shared_from_this<Derived> {
  public:
@@ -75,7 +82,9 @@ class async_op_base : public std::enable_shared_from_this<Derived> {
 
  protected:
   async_op_base(Handler handler, const Executor& ex)
-      : handler_(std::move(handler)), strand_(boost::asio::make_strand(ex)) {}
+      : handler_(std::move(handler)),
+        strand_(boost::asio::make_strand(ex)),
+        work_(std::in_place, boost::asio::prefer(ex, boost::asio::execution::outstanding_work.tracked)) {}
   ~async_op_base() = default;
 
   // Connects the cancellation hook, then runs `first_step` on the strand.
@@ -97,6 +106,7 @@ class async_op_base : public std::enable_shared_from_this<Derived> {
     Handler h = std::move(*handler_);
     handler_.reset();
     post_completion_clearing_slot(std::move(h), std::forward<Args>(args)...);
+    work_.reset();  // the posted completion now counts as the executor's work
   }
 
   std::optional<Handler> handler_;
@@ -118,7 +128,11 @@ class async_op_base : public std::enable_shared_from_this<Derived> {
     }
   };
 
+  using work_executor = std::decay_t<decltype(boost::asio::prefer(
+      std::declval<const Executor&>(), boost::asio::execution::outstanding_work.tracked))>;
+
   std::atomic<unsigned> cancel_type_{0};
+  std::optional<work_executor> work_;  // released once the completion is posted
 };
 
 }  // namespace sturdy::asio::detail
