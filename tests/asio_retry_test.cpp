@@ -31,6 +31,8 @@
 #include <vector>
 
 #include "support/other_io_context_attempt.hpp"
+#include "sturdy/circuit_breaker.hpp"
+#include "sturdy/pipeline.hpp"
 #include "sturdy/retry_budget.hpp"
 #include "sturdy/testing/asio_virtual_clock.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
@@ -481,6 +483,147 @@ TEST_F(AsioRetry, ComposedOutsideAPerAttemptTimeout) {
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.at, 110ms);
   EXPECT_FALSE(done.value->has_value());
+}
+
+// --- a breaker inside the retry: its retry_after() -----------------------------
+
+using breaker_t = sturdy::circuit_breaker<asio_virtual_clock_source>;
+
+// A breaker that the first failure opens for `open_for`, opened at the
+// current virtual time.
+std::unique_ptr<breaker_t> open_breaker(sturdy::duration open_for) {
+  sturdy::circuit_breaker_options o;
+  o.consecutive_failure_threshold = 1;
+  o.failure_rate_threshold = 0;
+  o.open_duration = open_for;
+  auto b = std::make_unique<breaker_t>(o);
+  auto permit = b->try_acquire();
+  b->record(permit.value(), sturdy::call_outcome::failure);
+  return b;
+}
+
+// Awaits `a` and records its result in `done`.
+net::awaitable<void> await_into(net::awaitable<sturdy::result<int>> a, completion& done) {
+  sturdy::result<int> r = co_await std::move(a);
+  ++done.calls;
+  done.at = vnow();
+  done.value.emplace(std::move(r));
+}
+
+// The blocking driver's sleeper on the same virtual time.
+struct virtual_sleeper {
+  bool sleep_for(sturdy::duration d, const std::stop_token&) const {
+    asio_virtual_clock::advance(d);
+    return true;
+  }
+};
+
+// Both drivers apply one rule (retry_policy::on_failure): a retry outside a
+// breaker that refuses (errc::circuit_open, the dependency not called) waits
+// the breaker's retry_after() plus the backoff's delay, here 50 + 10 ms, and
+// the probe then goes through.
+TEST_F(AsioRetry, ComposedRetryWaitsForTheBreakersRetryAfterPlusBackoff) {
+  for (const bool awaitable : {false, true}) {
+    asio_virtual_clock::reset();
+    SCOPED_TRACE(awaitable ? "use_awaitable" : "callback");
+    const auto breaker = open_breaker(50ms);
+    ASSERT_EQ(breaker->retry_after(), sturdy::duration(50ms));
+    service svc(io);
+    auto pipeline = sturdy::asio::compose(sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms)),
+                                          sturdy::asio::breaker_layer{*breaker});
+    EXPECT_EQ(pipeline.retry_after(), sturdy::duration(50ms));  // a pipeline is itself a retry_after_source
+    completion done;
+    if (awaitable) {
+      net::co_spawn(io, await_into(pipeline.async_run(call_context{}, svc.maker(), net::use_awaitable), done),
+                    net::detached);
+    } else {
+      pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
+    }
+    run_for(io, 200ms);
+    EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));  // exactly retry_after + backoff
+    ASSERT_EQ(done.calls, 1);
+    EXPECT_EQ(done.at, sturdy::duration(60ms));
+    EXPECT_EQ(done.value->value(), 42);
+    EXPECT_EQ(breaker->state(), sturdy::breaker_state::closed);  // the probe's success closed it
+  }
+  {  // the blocking compose, on the same virtual time
+    asio_virtual_clock::reset();
+    const auto breaker = open_breaker(50ms);
+    using blocking_policy = sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, virtual_sleeper>;
+    auto pipeline = sturdy::compose(
+        blocking_policy(sturdy::retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(10ms)},
+                        asio_virtual_clock_source{}, virtual_sleeper{}),
+        *breaker);
+    std::vector<sturdy::duration> called_at;
+    const sturdy::result<int> r = pipeline.execute([&]() -> sturdy::result<int> {
+      called_at.push_back(vnow());
+      return 42;
+    });
+    EXPECT_EQ(called_at, (std::vector<sturdy::duration>{60ms}));
+    EXPECT_EQ(r.value(), 42);
+  }
+}
+
+// The breaker's retry_after() beyond the deadline: no wait that could not
+// end in an attempt; circuit_open at once.
+TEST_F(AsioRetry, ComposedRetryGivesUpAtOnceWhenTheBreakerOpensPastTheDeadline) {
+  for (const bool awaitable : {false, true}) {
+    asio_virtual_clock::reset();
+    SCOPED_TRACE(awaitable ? "use_awaitable" : "callback");
+    const auto breaker = open_breaker(50ms);
+    service svc(io);
+    auto pipeline = sturdy::asio::compose(
+        sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms, {}, 40ms)),
+        sturdy::asio::breaker_layer{*breaker});
+    completion done;
+    if (awaitable) {
+      net::co_spawn(io, await_into(pipeline.async_run(call_context{}, svc.maker(), net::use_awaitable), done),
+                    net::detached);
+    } else {
+      pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
+    }
+    run_for(io, 200ms);
+    EXPECT_TRUE(svc.called_at.empty());
+    ASSERT_EQ(done.calls, 1);
+    EXPECT_EQ(done.at, sturdy::duration(0ms));
+    EXPECT_EQ(done.value->error(), errc::circuit_open);
+  }
+}
+
+// The source handed to retry_layer points into the pipeline's shared
+// layers: a deferred call outlives the pipeline object that made it.
+TEST_F(AsioRetry, ComposedRetryAfterSourceOutlivesThePipelineObject) {
+  const auto breaker = open_breaker(50ms);
+  service svc(io);
+  auto op = [&] {
+    auto pipeline = sturdy::asio::compose(
+        sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms)),
+        sturdy::asio::breaker_layer{*breaker});
+    return pipeline.async_run(call_context{}, svc.maker(), net::deferred);
+  }();  // the pipeline object is gone
+  completion done;
+  std::move(op)(recorder(io, done));
+  run_for(io, 200ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
+// async_retry's own overload: a retry_after_source the caller passes.
+TEST_F(AsioRetry, AnExplicitRetryAfterSourceIsHonoured) {
+  const auto breaker = open_breaker(50ms);
+  service svc(io);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(
+      constant(3, 10ms), call_context{}, sturdy::retry_after_source(*breaker),
+      [&](const call_context& c) {
+        return sturdy::asio::breaker_layer{*breaker}.async_run(c, svc.maker(), net::deferred);
+      },
+      recorder(io, done));
+  run_for(io, 200ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 42);
 }
 
 // --- cancellation -------------------------------------------------------------

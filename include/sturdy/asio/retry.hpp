@@ -13,7 +13,10 @@
 //
 //   async_retry<Timer>(policy, make_attempt, token)       -> void(R)
 //   async_retry<Timer>(policy, ctx, make_attempt, token)  -> void(R)
+//   async_retry<Timer>(policy, ctx, inner, make_attempt, token)
+//                    -> void(R), circuit_open retried after inner's retry_after()
 //   retry_layer<Policy, Timer>{policy}.async_run(ctx, make_inner, token)
+//   retry_layer<Policy, Timer>{policy}.async_run(ctx, inner, make_inner, token)
 //
 // `make_attempt(const sturdy::call_context& c)` starts nothing: it returns
 // an Asio asynchronous operation, launched with async_retry's own handler
@@ -230,9 +233,11 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 
  public:
   using executor_type = Executor;
-  retry_op(const Policy& policy, const call_context& ctx, MakeAttempt make, Handler handler, const executor_type& ex)
+  retry_op(const Policy& policy, const call_context& ctx, retry_after_source inner, MakeAttempt make, Handler handler,
+           const executor_type& ex)
       : base(std::move(handler), ex),
         policy_(policy),
+        inner_(inner),
         make_(std::move(make)),
         ex_(ex),
         timer_(ex),
@@ -344,7 +349,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
     failure_ = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(r);
     const retry_hint hint = failure_hint(thrown, r);
     last_.emplace(std::move(r));
-    handle(policy_.on_failure(state_, failure_, hint, stop_reason(), retry_after_source()));
+    handle(policy_.on_failure(state_, failure_, hint, stop_reason(), inner_));
   }
 
   void wait(duration delay) {
@@ -378,6 +383,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 
   handler_arena arena_;  // first: outlives every handler allocated in it
   Policy policy_;
+  retry_after_source inner_;  // its pointee outlives the call (see async_retry)
   MakeAttempt make_;
   executor_type ex_;
   Timer timer_;
@@ -397,28 +403,29 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 template <class R, class Timer>
 struct initiate_retry {
   template <class Handler, class Policy, class MakeAttempt>
-  void operator()(Handler&& handler, const Policy& policy, const call_context& ctx, MakeAttempt&& make) const {
+  void operator()(Handler&& handler, const Policy& policy, const call_context& ctx, retry_after_source inner,
+                  MakeAttempt&& make) const {
     const handler_executor_t<Handler> ex = boost::asio::get_associated_executor(handler);
     if constexpr (std::is_same_v<handler_executor_t<Handler>, boost::asio::any_io_executor>) {
       // The polymorphic executor of use_awaitable & co.: when it wraps an
       // io_context's, run the strand over that type (no allocation per
       // dispatch for the polymorphic wrapper's queries).
       if (const auto* io = ex.template target<boost::asio::io_context::executor_type>()) {
-        return launch<boost::asio::io_context::executor_type>(*io, std::forward<Handler>(handler), policy, ctx,
+        return launch<boost::asio::io_context::executor_type>(*io, std::forward<Handler>(handler), policy, ctx, inner,
                                                                std::forward<MakeAttempt>(make));
       }
     }
-    launch<handler_executor_t<Handler>>(ex, std::forward<Handler>(handler), policy, ctx,
+    launch<handler_executor_t<Handler>>(ex, std::forward<Handler>(handler), policy, ctx, inner,
                                         std::forward<MakeAttempt>(make));
   }
 
  private:
   template <class Executor, class Handler, class Policy, class MakeAttempt>
   static void launch(const Executor& ex, Handler&& handler, const Policy& policy, const call_context& ctx,
-                     MakeAttempt&& make) {
+                     retry_after_source inner, MakeAttempt&& make) {
     using op_type = retry_op<R, Timer, Policy, std::decay_t<MakeAttempt>, std::decay_t<Handler>, Executor>;
-    auto op = std::make_shared<op_type>(policy, ctx, std::forward<MakeAttempt>(make), std::forward<Handler>(handler),
-                                        ex);
+    auto op = std::make_shared<op_type>(policy, ctx, inner, std::forward<MakeAttempt>(make),
+                                        std::forward<Handler>(handler), ex);
     op->start();
   }
 };
@@ -426,9 +433,9 @@ struct initiate_retry {
 // retry_op as an awaitable (the coroutine driver's fallback).
 template <class R, class Timer, class Executor, class Policy, class MakeAttempt>
 boost::asio::awaitable<R, Executor> retry_op_awaitable(const Policy& policy, const call_context& ctx,
-                                                      MakeAttempt&& make) {
+                                                      retry_after_source inner, MakeAttempt&& make) {
   return boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(R)>(
-      initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, std::move(make));
+      initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, inner, std::move(make));
 }
 
 // The coroutine driver's backoff wait: true when the delay elapsed, false
@@ -457,9 +464,10 @@ boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
 // can fire goes to retry_op (which forwards it into the running attempt;
 // a coroutine cannot re-route the frame's cancellation to it).
 template <class R, class Timer, class Policy, class MakeAttempt, class Executor>
-boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, MakeAttempt make) {
+boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, retry_after_source inner,
+                                                    MakeAttempt make) {
   if (ctx.token.stop_possible()) {
-    co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, std::move(make));
+    co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, inner, std::move(make));
   }
   const boost::asio::cancellation_state cs = co_await boost::asio::this_coro::cancellation_state;
   cancel_source src;  // the attempts' token: fires (from the next step) when the caller cancels
@@ -497,7 +505,7 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
         }
         failure = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(*last);
         const retry_hint hint = failure_hint(thrown, *last);
-        d = policy.on_failure(state, failure, hint, stop_reason(), retry_after_source());
+        d = policy.on_failure(state, failure, hint, stop_reason(), inner);
         break;
       }
       case retry_decision::kind::wait: {
@@ -551,15 +559,25 @@ concept retry_core = requires(const P& p, typename P::state_type& s, const call_
 template <class MakeAttempt>
 using retry_result_t = detail::attempt_result_t<std::invoke_result_t<MakeAttempt&, const call_context&>>;
 
-// async_retry<Timer>(policy, ctx, make_attempt, token) -> void(R)
+// async_retry<Timer>(policy, ctx, inner, make_attempt, token) -> void(R)
 //
 // See the banner. `ctx`: the caller's deadline (the earlier of it and the
 // policy's max_elapsed applies) and cancel token (forwarded like the
-// cancellation slot). Invalid options: make_failure<R>(errc::invalid_options)
-// with the message naming the field, nothing attempted.
+// cancellation slot). `inner`: what sits inside the attempt and can refuse
+// it without calling the dependency (a circuit breaker, a composed
+// pipeline of layers): an attempt that fails with errc::circuit_open is
+// retried after `inner()` plus the backoff's delay, within the deadline and
+// max_server_delay, exactly as the blocking `execute(fn, ctx, inner)` does
+// (sturdy::retry_after_source, sturdy/pipeline.hpp); an empty source gives
+// up on circuit_open. The object `inner` refers to must outlive the
+// operation (`sturdy::asio::compose` hands retry_layer one over its own
+// layers, kept alive by the call). Invalid options:
+// make_failure<R>(errc::invalid_options) with the message naming the
+// field, nothing attempted.
 template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
   requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
-auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
+auto async_retry(const Policy& policy, const call_context& ctx, retry_after_source inner, MakeAttempt&& make_attempt,
+                 CompletionToken&& token) {
   using R = retry_result_t<MakeAttempt>;
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
   using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
@@ -570,13 +588,23 @@ auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& ma
   if constexpr (coroutine::value) {  // the coroutine driver (see the banner)
     using executor_type = typename coroutine::executor_type;
     return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
-        policy, ctx, std::forward<MakeAttempt>(make_attempt));
+        policy, ctx, inner, std::forward<MakeAttempt>(make_attempt));
   } else {
     // The policy by reference: an immediate token copies it once, into the
     // operation; a deferred one keeps its own copy until launched.
     return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
-                                                                 ctx, std::forward<MakeAttempt>(make_attempt));
+                                                                 ctx, inner, std::forward<MakeAttempt>(make_attempt));
   }
+}
+
+// async_retry<Timer>(policy, ctx, make_attempt, token) -> void(R)
+//
+// The same with no inner source: circuit_open is not retried.
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
+  return async_retry<Timer>(policy, ctx, retry_after_source(), std::forward<MakeAttempt>(make_attempt),
+                            std::forward<CompletionToken>(token));
 }
 
 // async_retry<Timer>(policy, make_attempt, token) -> void(R)
@@ -608,6 +636,15 @@ class retry_layer {
   template <class MakeInner, class CompletionToken>
   auto async_run(const call_context& ctx, MakeInner&& make_inner, CompletionToken&& token) const {
     return async_retry<Timer>(policy_, ctx, std::forward<MakeInner>(make_inner),
+                              std::forward<CompletionToken>(token));
+  }
+  // With the layers inside it as a retry_after_source (what
+  // sturdy::asio::compose passes when an inner layer has retry_after(), a
+  // breaker_layer): circuit_open is retried after it. See async_retry.
+  template <class MakeInner, class CompletionToken>
+  auto async_run(const call_context& ctx, retry_after_source inner, MakeInner&& make_inner,
+                 CompletionToken&& token) const {
+    return async_retry<Timer>(policy_, ctx, inner, std::forward<MakeInner>(make_inner),
                               std::forward<CompletionToken>(token));
   }
 
