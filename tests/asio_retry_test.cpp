@@ -721,6 +721,73 @@ TEST_P(AsioRetryDriver, CancelThroughTheContextTokenDuringBackoff) {
   EXPECT_EQ(svc.called_at.size(), 1u);
 }
 
+// --- the io_context destroyed or shut down mid-backoff ----------------------------
+
+// Awaits async_retry on the coroutine driver (a deferred attempt); records
+// the result (never reached here: the io_context goes first).
+template <class Policy, class Maker>
+net::awaitable<void> retry_into(Policy policy, Maker make, completion& done) {
+  sturdy::result<int> r = co_await sturdy::asio::async_retry<asio_virtual_timer>(policy, std::move(make), net::use_awaitable);
+  ++done.calls;
+  done.value.emplace(std::move(r));
+}
+
+// An io_context whose shutdown() (protected in Asio) the test can call.
+struct shutdownable_io_context : net::io_context {
+  using net::io_context::shutdown;
+};
+
+// The handlers are destroyed without running, and with them the retry's
+// state: the ticket it took from the budget for the retry that never runs
+// is refunded, as a cancelled wait's is (retry_policy::abandon). No
+// completion, no event.
+TEST(AsioRetryTeardown, DestroyingTheIoContextMidBackoffRefundsTheTicket) {
+  for (const bool coroutine : {false, true}) {
+    for (const bool shutdown_only : {false, true}) {
+      SCOPED_TRACE(std::string(coroutine ? "coroutine driver" : "retry_op") +
+                   (shutdown_only ? ", shutdown()" : ", destroyed"));
+      asio_virtual_clock::reset();
+      // A budget that charges each admitted retry (and takes back a refund).
+      sturdy::ratio_budget<asio_virtual_clock_source> budget({.ratio = 0.5, .window = 10s});
+      sturdy::testing::recording_listener listener;
+      const sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, sturdy::thread_sleeper,
+                                 sturdy::testing::recording_listener>
+          policy(sturdy::retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(100ms), .budget = budget},
+                 asio_virtual_clock_source{}, sturdy::thread_sleeper{}, listener);
+      completion done;
+      std::weak_ptr<int> alive;
+      {
+        auto io = std::make_unique<shutdownable_io_context>();
+        service svc(*io, 0ms, {io_error, io_error});
+        auto sentinel = std::make_shared<int>(0);
+        alive = sentinel;
+        auto make = [&svc, sentinel](const call_context& c) { return svc.call(c, net::deferred); };
+        if (coroutine) {
+          net::co_spawn(*io, retry_into(policy, std::move(make), done), net::detached);
+        } else {
+          sturdy::asio::async_retry<asio_virtual_timer>(policy, std::move(make), recorder(*io, done));
+        }
+        sentinel.reset();
+        run_for(*io, 40ms);  // attempt 1 failed at 0 ms; the retry waits until 100 ms with its ticket
+        ASSERT_EQ(svc.called_at.size(), 1u);
+        EXPECT_EQ(budget.requests_in_window(), 1u);
+        EXPECT_EQ(budget.retries_in_window(), 1u);  // the retry's ticket is out
+        listener.clear();
+        if (shutdown_only) {
+          io->shutdown();  // the handlers go now; the io_context object stays until the scope ends
+          EXPECT_EQ(budget.retries_in_window(), 0u);
+        }
+        io.reset();
+      }
+      EXPECT_EQ(done.calls, 0);                         // handlers destroyed without running
+      EXPECT_TRUE(alive.expired());                     // the operation's state is gone
+      EXPECT_EQ(budget.requests_in_window(), 1u);      // the first attempt counted
+      EXPECT_EQ(budget.retries_in_window(), 0u);       // the retry's ticket came back
+      EXPECT_EQ(listener.size(), 0u);                   // no event emitted during teardown
+    }
+  }
+}
+
 // --- allocation ---------------------------------------------------------------
 
 TEST_P(AsioRetryDriver, SteadyStateRetriesAllocateNothing) {

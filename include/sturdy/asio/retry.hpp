@@ -54,7 +54,9 @@
 // timer started) is applied when the next step would start, so it is never
 // lost (Asio drops a signal emitted before an operation starts). During a
 // backoff wait the call stops at once with errc::cancelled and the retry's
-// budget ticket is refunded. Cancellation is never counted as a failure of
+// budget ticket is refunded (so is it when the io_context is destroyed or
+// shut down during the wait: the state's destructor refunds it, and emits
+// no event). Cancellation is never counted as a failure of
 // the callee (neutral for the budget). An attempt that completes despite
 // the signal decides as in the blocking driver: a success is returned; a
 // failure the loop would retry becomes errc::cancelled; a definitive one
@@ -244,6 +246,13 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
         src_(ctx.token),
         ctx_{src_.token(), ctx.deadline, 1} {}
 
+  // Destroyed while a backoff wait is pending: the io_context was destroyed
+  // or shut down, and its handlers (which own this state) were destroyed
+  // without running. The retry the wait was for never runs: its budget
+  // ticket is refunded (retry_policy::abandon; no event, no user code).
+  ~retry_op() {
+    if (waiting_ && !done_) policy_.abandon(state_);
+  }
   void start() {
     this->start_on_strand([](retry_op& op) { op.begin(); });
   }
@@ -451,6 +460,20 @@ boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
   co_return !ec;
 }
 
+// Refunds the pending wait's ticket if the coroutine frame is destroyed
+// while it waits (retry_policy::abandon); disarmed when the wait returns.
+template <class Policy>
+struct abandon_guard {
+  const Policy* policy;
+  typename Policy::state_type* state;
+  abandon_guard(const Policy* p, typename Policy::state_type* s) noexcept : policy(p), state(s) {}
+  abandon_guard(const abandon_guard&) = delete;
+  abandon_guard& operator=(const abandon_guard&) = delete;
+  ~abandon_guard() {
+    if (policy != nullptr) policy->abandon(*state);
+  }
+};
+
 // The coroutine driver: `use_awaitable` with an awaitable attempt (of the
 // same executor type) or a deferred one. The same decision core as
 // retry_op, run inside the caller's coroutine: the attempt is co_awaited
@@ -514,7 +537,11 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
           d = policy.after_wait(state, failure, false, why);
           break;
         }
+        // The frame destroyed while waiting (io_context destroyed or shut
+        // down): the ticket is refunded, as in retry_op's destructor.
+        abandon_guard<Policy> guard{&policy, &state};
         const bool elapsed = co_await backoff_wait<Timer, Executor>(d.delay);
+        guard.policy = nullptr;
         const cancel_reason why = stop_reason();
         d = policy.after_wait(state, failure, elapsed && why == cancel_reason::none, why);
         break;
