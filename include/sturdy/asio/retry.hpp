@@ -115,6 +115,7 @@
 #ifndef STURDY_ASIO_RETRY_HPP_
 #define STURDY_ASIO_RETRY_HPP_
 
+#include <atomic>
 #include <concepts>
 #include <cstddef>
 #include <new>
@@ -174,17 +175,26 @@ template <class R>
 // Memory for one operation's own handlers (the attempt's completion, the
 // backoff wait): two blocks, reused for every retry, so the steady state of
 // a retry loop allocates nothing. A request that does not fit (too big, or
-// both blocks in use) goes to operator new. Only one of the operation's
-// steps runs at a time (they are sequenced through Asio's queues), so the
-// slots need no atomics.
+// both blocks in use) goes to operator new. The operation's own steps run
+// one at a time, but the attempt's sub-operations may allocate through the
+// handler's associated allocator (this arena) on several threads at once (a
+// parallel_group inside the attempt on a multi-threaded io_context): each
+// slot is claimed with an atomic exchange (acquire) and given back with a
+// release store, so a block is never handed out twice and its reuse is
+// ordered after its release. Uncontended, that is one exchange per
+// allocation and one store per deallocation; a taken slot falls back to the
+// heap. Proven by AsioRetryStress.AttemptSubOperationsShareTheHandlerArenaAcrossThreads (TSan).
 class handler_arena {
  public:
   static constexpr std::size_t block_size = 512;
+  handler_arena() = default;
+  handler_arena(const handler_arena&) = delete;
+  handler_arena& operator=(const handler_arena&) = delete;
+
   void* allocate(std::size_t n) {
-    for (std::size_t i = 0; i < 2; ++i) {
-      if (!used_[i] && n <= block_size) {
-        used_[i] = true;
-        return blocks_[i].bytes;
+    if (n <= block_size) {
+      for (std::size_t i = 0; i < 2; ++i) {
+        if (!used_[i].exchange(true, std::memory_order_acquire)) return blocks_[i].bytes;
       }
     }
     return ::operator new(n);
@@ -192,7 +202,7 @@ class handler_arena {
   void deallocate(void* p, std::size_t n) noexcept {
     for (std::size_t i = 0; i < 2; ++i) {
       if (p == blocks_[i].bytes) {
-        used_[i] = false;
+        used_[i].store(false, std::memory_order_release);
         return;
       }
     }
@@ -205,7 +215,7 @@ class handler_arena {
     unsigned char bytes[block_size];
   };
   block blocks_[2];
-  bool used_[2] = {false, false};
+  std::atomic<bool> used_[2] = {false, false};
 };
 
 template <class T>
