@@ -721,6 +721,78 @@ TEST_P(AsioRetryDriver, CancelThroughTheContextTokenDuringBackoff) {
   EXPECT_EQ(svc.called_at.size(), 1u);
 }
 
+// --- one policy shared by every call --------------------------------------------
+
+// A by-value listener with state of its own: each retry_scheduled appends
+// the listener's own running count to `seen`.
+struct counting_listener {
+  std::vector<int>* seen;
+  int n = 0;
+  void operator()(const sturdy::retry_scheduled&) { seen->push_back(++n); }
+  template <class Event>
+  void operator()(const Event&) {}
+};
+using counted_policy =
+    sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, sturdy::thread_sleeper, counting_listener>;
+
+counted_policy counted(std::vector<int>& seen) {
+  return counted_policy(sturdy::retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(10ms)},
+                        asio_virtual_clock_source{}, sturdy::thread_sleeper{}, counting_listener{&seen});
+}
+
+// async_retry(shared_ptr<const Policy>, ...) and retry_layer{shared_ptr}: the
+// calls run on the one policy, so its by-value listener counts all of them
+// (1, 2, 3); a policy passed by reference is copied per call (1, 1, 1).
+TEST_F(AsioRetry, ASharedPolicyIsOnePolicyAcrossCalls) {
+  enum class how { callback, awaitable, layer, copied };
+  for (const how mode : {how::callback, how::awaitable, how::layer, how::copied}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    std::vector<int> seen;
+    const auto shared = std::make_shared<const counted_policy>(counted(seen));
+    const counted_policy local = counted(seen);
+    static_assert(std::is_same_v<decltype(sturdy::asio::retry_layer{shared}),
+                                 sturdy::asio::retry_layer<sturdy::asio::shared_policy<counted_policy>>>);
+    const auto pipeline = sturdy::asio::compose(sturdy::asio::retry_layer<sturdy::asio::shared_policy<counted_policy>,
+                                                                          asio_virtual_timer>(shared));
+    for (int call = 0; call < 3; ++call) {
+      service svc(io, 0ms, {io_error});  // one failure, then a success: one retry per call
+      completion done;
+      switch (mode) {
+        case how::callback:
+          sturdy::asio::async_retry<asio_virtual_timer>(shared, svc.maker(), recorder(io, done));
+          break;
+        case how::awaitable:
+          net::co_spawn(io,
+                        await_into(sturdy::asio::async_retry<asio_virtual_timer>(shared, svc.maker(), net::use_awaitable),
+                                   done),
+                        net::detached);
+          break;
+        case how::layer:
+          pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
+          break;
+        case how::copied:
+          sturdy::asio::async_retry<asio_virtual_timer>(local, svc.maker(), recorder(io, done));
+          break;
+      }
+      run_for(io, 50ms);
+      ASSERT_EQ(done.calls, 1);
+      EXPECT_EQ(done.value->value(), 42);
+    }
+    EXPECT_EQ(seen, mode == how::copied ? (std::vector<int>{1, 1, 1}) : (std::vector<int>{1, 2, 3}));
+  }
+}
+
+TEST_F(AsioRetry, ANullSharedPolicyIsRefusedAndAttemptsNothing) {
+  service svc(io);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(std::shared_ptr<const policy_type>(), svc.maker(),
+                                                recorder(io, done));
+  run_for(io, 1ms);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), errc::invalid_options);
+  EXPECT_TRUE(svc.called_at.empty());
+}
+
 // --- the io_context destroyed or shut down mid-backoff ----------------------------
 
 // Awaits async_retry on the coroutine driver (a deferred attempt); records

@@ -17,6 +17,8 @@
 //                    -> void(R), circuit_open retried after inner's retry_after()
 //   retry_layer<Policy, Timer>{policy}.async_run(ctx, make_inner, token)
 //   retry_layer<Policy, Timer>{policy}.async_run(ctx, inner, make_inner, token)
+//   async_retry<Timer>(std::shared_ptr<const Policy>, ...), retry_layer{shared_ptr}
+//                    one policy for every call (shared_policy; see Ownership)
 //
 // `make_attempt(const sturdy::call_context& c)` starts nothing: it returns
 // an Asio asynchronous operation, launched with async_retry's own handler
@@ -89,7 +91,9 @@
 //       boost::asio::use_awaitable);
 //
 // Ownership: the operation copies the policy (its options and seams; a
-// budget is referenced as `retry_budget_ref` always does) and moves
+// budget is referenced as `retry_budget_ref` always does; pass a
+// `std::shared_ptr<const Policy>` instead to run every call on the one
+// policy, listener and engine state included: shared_policy) and moves
 // `make_attempt` into its state; with `deferred`, the deferred operation
 // holds its own copies until it is launched. The context's token must outlive the
 // operation (tokens are handed down a call, as everywhere in sturdy).
@@ -123,6 +127,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <type_traits>
@@ -169,6 +174,17 @@ template <class R>
     return e.hint();
   } catch (...) {
     return retry_hint{};
+  }
+}
+
+// The message of an errc::invalid_options decision: the policy's own
+// (shared_policy: also a null pointer), else its options' (naming the field).
+template <class Policy>
+[[nodiscard]] std::string_view invalid_message(const Policy& p) noexcept {
+  if constexpr (requires { { p.validation_message() } -> std::convertible_to<std::string_view>; }) {
+    return p.validation_message();
+  } else {
+    return p.options().validation_message();
   }
 }
 
@@ -329,7 +345,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
         return finish(std::move(*last_));
       case retry_decision::kind::fail:
         if (d.code == errc::invalid_options) {
-          return finish(make_failure<R>(make_error_code(d.code), policy_.options().validation_message()));
+          return finish(make_failure<R>(make_error_code(d.code), invalid_message(policy_)));
         }
         return finish(make_failure<R>(d.code));
     }
@@ -560,7 +576,7 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
         co_return std::move(*last);
       case retry_decision::kind::fail:
         if (d.code == errc::invalid_options) {
-          co_return make_failure<R>(make_error_code(d.code), policy.options().validation_message());
+          co_return make_failure<R>(make_error_code(d.code), invalid_message(policy));
         }
         co_return make_failure<R>(d.code);
     }
@@ -591,6 +607,53 @@ concept retry_core = requires(const P& p, typename P::state_type& s, const call_
 };
 
 }  // namespace detail
+
+// shared_policy<Policy>
+//
+// A retry policy held by shared ownership, as a decision core that
+// async_retry and retry_layer copy per call (a pointer copy, no
+// allocation): every call runs
+// on the one policy, so a by-value listener counts every call and a seeded
+// value engine draws one sequence across calls. A null pointer refuses every
+// call (errc::invalid_options). The policy's seams must then be safe to use
+// from concurrent calls (the defaults, a listener that synchronises; an
+// engine used by one call at a time, or shared by a single thread).
+template <class Policy>
+class shared_policy {
+ public:
+  using state_type = typename Policy::state_type;
+  shared_policy(std::shared_ptr<const Policy> p) noexcept : p_(std::move(p)) {}  // NOLINT(google-explicit-constructor)
+  shared_policy(std::shared_ptr<Policy> p) noexcept : p_(std::move(p)) {}        // NOLINT(google-explicit-constructor)
+
+  [[nodiscard]] retry_decision begin(state_type& s, const call_context& ctx) const {
+    if (p_ == nullptr) return {.what = retry_decision::kind::fail, .code = errc::invalid_options};
+    return p_->begin(s, ctx);
+  }
+  [[nodiscard]] call_context attempt_context(const state_type& s, const call_context& ctx) const noexcept {
+    return p_->attempt_context(s, ctx);
+  }
+  void on_success(const state_type& s) const noexcept { p_->on_success(s); }
+  [[nodiscard]] retry_decision on_failure(state_type& s, const failure_info& f, retry_hint h, cancel_reason stop,
+                                          const retry_after_source& inner) const {
+    return p_->on_failure(s, f, h, stop, inner);
+  }
+  [[nodiscard]] retry_decision after_wait(state_type& s, const failure_info& f, bool completed,
+                                          cancel_reason stop) const {
+    return p_->after_wait(s, f, completed, stop);
+  }
+  void abandon(state_type& s) const noexcept { p_->abandon(s); }
+  void report_invalid_options() const {
+    if (p_ != nullptr) p_->report_invalid_options();
+  }
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    return p_ == nullptr ? std::string_view("async_retry: the shared retry policy must not be null")
+                         : p_->options().validation_message();
+  }
+  [[nodiscard]] const std::shared_ptr<const Policy>& get() const noexcept { return p_; }
+
+ private:
+  std::shared_ptr<const Policy> p_;
+};
 
 // The result type of async_retry for a make_attempt.
 template <class MakeAttempt>
@@ -644,6 +707,35 @@ auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& ma
                             std::forward<CompletionToken>(token));
 }
 
+// async_retry<Timer>(std::shared_ptr<[const] Policy>, [ctx, [inner,]] make_attempt, token) -> void(R)
+//
+// The same on a policy shared by every call (not copied per call: the call
+// holds the pointer): a by-value listener counts every call, a seeded
+// value engine draws one sequence across calls (docs/async.md). Its seams
+// are then used by concurrent calls. A null pointer: errc::invalid_options,
+// nothing attempted.
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(std::shared_ptr<Policy> policy, const call_context& ctx, retry_after_source inner,
+                 MakeAttempt&& make_attempt, CompletionToken&& token) {
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx, inner,
+                            std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
+}
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(std::shared_ptr<Policy> policy, const call_context& ctx, MakeAttempt&& make_attempt,
+                 CompletionToken&& token) {
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx, retry_after_source(),
+                            std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
+}
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(std::shared_ptr<Policy> policy, MakeAttempt&& make_attempt, CompletionToken&& token) {
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), call_context{},
+                            retry_after_source(),
+                            std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
+}
+
 // async_retry<Timer>(policy, make_attempt, token) -> void(R)
 //
 // The same with a default context (no deadline but max_elapsed, no token
@@ -690,6 +782,10 @@ class retry_layer {
  private:
   Policy policy_;
 };
+// retry_layer{std::make_shared<const P>(...)}: every call on the one policy
+// (shared_policy<P>): a by-value listener counts all of the layer's calls.
+template <class P>
+retry_layer(std::shared_ptr<P>) -> retry_layer<shared_policy<std::remove_const_t<P>>>;
 
 }  // namespace sturdy::asio
 
