@@ -510,6 +510,18 @@ net::awaitable<void> await_into(net::awaitable<sturdy::result<int>> a, completio
   done.value.emplace(std::move(r));
 }
 
+// Runs `pipeline` over `svc` with a callback, or co_awaited with
+// use_awaitable (the coroutine driver), into `done`.
+template <class Pipeline>
+void run_pipeline(net::io_context& io, const Pipeline& pipeline, service& svc, bool awaitable, completion& done) {
+  if (awaitable) {
+    net::co_spawn(io, await_into(pipeline.async_run(call_context{}, svc.maker(), net::use_awaitable), done),
+                  net::detached);
+  } else {
+    pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
+  }
+}
+
 // The blocking driver's sleeper on the same virtual time.
 struct virtual_sleeper {
   bool sleep_for(sturdy::duration d, const std::stop_token&) const {
@@ -533,12 +545,7 @@ TEST_F(AsioRetry, ComposedRetryWaitsForTheBreakersRetryAfterPlusBackoff) {
                                           sturdy::asio::breaker_layer{*breaker});
     EXPECT_EQ(pipeline.retry_after(), sturdy::duration(50ms));  // a pipeline is itself a retry_after_source
     completion done;
-    if (awaitable) {
-      net::co_spawn(io, await_into(pipeline.async_run(call_context{}, svc.maker(), net::use_awaitable), done),
-                    net::detached);
-    } else {
-      pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
-    }
+    run_pipeline(io, pipeline, svc, awaitable, done);
     run_for(io, 200ms);
     EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));  // exactly retry_after + backoff
     ASSERT_EQ(done.calls, 1);
@@ -576,12 +583,7 @@ TEST_F(AsioRetry, ComposedRetryGivesUpAtOnceWhenTheBreakerOpensPastTheDeadline) 
         sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms, {}, 40ms)),
         sturdy::asio::breaker_layer{*breaker});
     completion done;
-    if (awaitable) {
-      net::co_spawn(io, await_into(pipeline.async_run(call_context{}, svc.maker(), net::use_awaitable), done),
-                    net::detached);
-    } else {
-      pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
-    }
+    run_pipeline(io, pipeline, svc, awaitable, done);
     run_for(io, 200ms);
     EXPECT_TRUE(svc.called_at.empty());
     ASSERT_EQ(done.calls, 1);
