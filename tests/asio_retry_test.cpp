@@ -832,10 +832,12 @@ TEST(AsioRetryTeardown, DestroyingTheIoContextMidBackoffRefundsTheTicket) {
       std::weak_ptr<int> alive;
       {
         auto io = std::make_unique<shutdownable_io_context>();
-        service svc(*io, 0ms, {io_error, io_error});
+        // The dependency's timer belongs to *io: it goes first (below); the
+        // waiting retry never calls it again.
+        auto svc = std::make_unique<service>(*io, 0ms, std::vector<std::error_code>{io_error, io_error});
         auto sentinel = std::make_shared<int>(0);
         alive = sentinel;
-        auto make = [&svc, sentinel](const call_context& c) { return svc.call(c, net::deferred); };
+        auto make = [s = svc.get(), sentinel](const call_context& c) { return s->call(c, net::deferred); };
         if (coroutine) {
           net::co_spawn(*io, retry_into(policy, std::move(make), done), net::detached);
         } else {
@@ -843,10 +845,11 @@ TEST(AsioRetryTeardown, DestroyingTheIoContextMidBackoffRefundsTheTicket) {
         }
         sentinel.reset();
         run_for(*io, 40ms);  // attempt 1 failed at 0 ms; the retry waits until 100 ms with its ticket
-        ASSERT_EQ(svc.called_at.size(), 1u);
+        ASSERT_EQ(svc->called_at.size(), 1u);
         EXPECT_EQ(budget.requests_in_window(), 1u);
         EXPECT_EQ(budget.retries_in_window(), 1u);  // the retry's ticket is out
         listener.clear();
+        svc.reset();
         if (shutdown_only) {
           io->shutdown();  // the handlers go now; the io_context object stays until the scope ends
           EXPECT_EQ(budget.retries_in_window(), 0u);
