@@ -280,7 +280,7 @@ TEST_F(AsioIdempotency, Issue17_AFiredTokenOrAPassedDeadlineGetsNoReplayAndRunsN
   asio_virtual_clock_source clock;
   cache_t cache;
   manual_op<int> op;
-  completion first, fired, passed, free_key, one_ns;
+  completion fired, passed, free_key, one_ns;
   sturdy::cancel_source caller;
   caller.request_stop();
   sturdy::call_context ctx;

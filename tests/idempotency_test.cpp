@@ -1290,6 +1290,34 @@ TEST(IdempotencyCacheTest, Issue17_AWaiterWhoseTokenFiredDoesNotTakeAnAbandonedK
   EXPECT_EQ(f.events.count<sturdy::idempotency_executed>(), 0U);
 }
 
+// The same for a store that cannot wake waiters (Redis): the poll sleep is
+// cut short by the token, and the step after it does not ask the store, so
+// the key the owner released meanwhile is not taken.
+TEST(IdempotencyCacheTest, Issue17_APollingWaiterWhoseTokenFiredDoesNotTakeAReleasedKey) {
+  manual_clock clock;
+  recording_sleeper sleeper(clock);
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache(
+      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
+  sturdy::cancel_source caller;
+  sturdy::call_context ctx;
+  ctx.token = caller.token();
+  int sleeps = 0;
+  sleeper.on_sleep([&](sturdy::duration) {
+    if (++sleeps == 2) {
+      caller.request_stop();
+      ASSERT_TRUE(cache.store().abandon("k", owner.token).has_value());
+    }
+  });
+  int runs = 0;
+  auto r = cache.execute("k", 1, waiting(), [&] { return ++runs; }, ctx);
+  ASSERT_FALSE(r.result.has_value()) << "the work ran";
+  EXPECT_EQ(r.result.error(), errc::cancelled);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(sleeps, 2);
+  EXPECT_EQ(cache.stats().entries, 0U);
+}
+
 TEST(FingerprintTest, StableFingerprintIsFnv1a64) {
   static_assert(sturdy::stable_fingerprint("") == 0xcbf29ce484222325ULL);
   EXPECT_EQ(sturdy::stable_fingerprint("a"), 0xaf63dc4c8601ec8cULL);
