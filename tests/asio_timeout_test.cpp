@@ -153,65 +153,67 @@ TEST_F(AsioTimeout, LateFailureIsDeadlineExceededUnderBothPolicies) {
 // strand before the attempt's completion did (docs/async.md, Timeouts). Both
 // at the same virtual instant as the deadline, only the order differs.
 //
-// The attempt posts its completion at the deadline before the timer's
-// handler is queued (time has reached 5 ms, nothing has run yet): it is
-// ahead on the strand, so it is on time, even under `discard`, and the
-// attempt is never cancelled.
-TEST_F(AsioTimeout, Issue17_ACompletionQueuedBeforeTheTimersHandlerIsNotLate) {
-  for (auto late : {sturdy::late_result::pass_through, sturdy::late_result::discard}) {
-    const sturdy::duration t0 = vnow();
-    manual_op<int> op, failing;
+// Two calls with a 5 ms timeout whose attempts ignore cancellation: `op`
+// will succeed with 7, `failing` fail with io_error. Pinned (not movable):
+// the attempts are captured by reference.
+struct racing_the_deadline {
+  sturdy::duration t0 = vnow();
+  manual_op<int> op, failing;
+  completion<sturdy::result<int>> c, f;
+  racing_the_deadline(net::io_context& io, sturdy::late_result late) {
     op.honour_cancel = false;
     failing.honour_cancel = false;
-    completion<sturdy::result<int>> c, f;
-    sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = late}, [&] { return op.start(); },
+    sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = late}, [this] { return op.start(); },
                                                     recorder(io, c));
     sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = late},
-                                                    [&] { return failing.start(); }, recorder(io, f));
-    run_for(io, 4ms);
-    asio_virtual_clock::advance(1ms);  // the deadline: both timers are due, their handlers not yet queued
+                                                    [this] { return failing.start(); }, recorder(io, f));
+  }
+  racing_the_deadline(const racing_the_deadline&) = delete;
+  racing_the_deadline& operator=(const racing_the_deadline&) = delete;
+  // Both attempts post their completions now; then every ready handler runs.
+  void complete_both(net::io_context& io) {
     op.complete(7);
     failing.complete(sturdy::make_failure<sturdy::result<int>>(std::make_error_code(std::errc::io_error)));
     run_for(io, 0ms);
     ASSERT_EQ(c.calls, 1);
     ASSERT_EQ(f.calls, 1);
     EXPECT_EQ(c.at, t0 + sturdy::duration(5ms));  // the deadline
-    EXPECT_EQ(c.value->value(), 7);
-    EXPECT_EQ(op.seen, net::cancellation_type::none);
-    EXPECT_EQ(f.value->error(), std::make_error_code(std::errc::io_error));  // its own failure, not a timeout
-    EXPECT_EQ(failing.seen, net::cancellation_type::none);
+    EXPECT_EQ(f.at, t0 + sturdy::duration(5ms));
+  }
+};
+
+// The attempts post their completions at the deadline before the timers'
+// handlers are queued (time has reached 5 ms, nothing has run yet): they are
+// ahead on the strand, so on time, even under `discard`, and never cancelled.
+TEST_F(AsioTimeout, Issue17_ACompletionQueuedBeforeTheTimersHandlerIsNotLate) {
+  for (auto late : {sturdy::late_result::pass_through, sturdy::late_result::discard}) {
+    racing_the_deadline r(io, late);
+    run_for(io, 4ms);
+    asio_virtual_clock::advance(1ms);  // the deadline: both timers are due, their handlers not yet queued
+    r.complete_both(io);
+    EXPECT_EQ(r.c.value->value(), 7);
+    EXPECT_EQ(r.op.seen, net::cancellation_type::none);
+    EXPECT_EQ(r.f.value->error(), std::make_error_code(std::errc::io_error));  // its own failure, not a timeout
+    EXPECT_EQ(r.failing.seen, net::cancellation_type::none);
   }
 }
 
-// The attempt posts its completion at the same instant, after the timer's
-// handler ran (it was cancelled first): late. A success then follows
-// `on_late`; a failure is deadline_exceeded under both.
+// The attempts post their completions at the same instant, after the
+// timers' handlers ran (they were cancelled first): late. A success then
+// follows `on_late`; a failure is deadline_exceeded under both.
 TEST_F(AsioTimeout, Issue17_ACompletionQueuedAfterTheTimersHandlerIsLate) {
   for (auto late : {sturdy::late_result::pass_through, sturdy::late_result::discard}) {
-    const sturdy::duration t0 = vnow();
-    manual_op<int> op, failing;
-    op.honour_cancel = false;
-    failing.honour_cancel = false;
-    completion<sturdy::result<int>> c, f;
-    sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = late}, [&] { return op.start(); },
-                                                    recorder(io, c));
-    sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = late},
-                                                    [&] { return failing.start(); }, recorder(io, f));
+    racing_the_deadline r(io, late);
     run_for(io, 5ms);
-    EXPECT_EQ(op.seen, net::cancellation_type::terminal);
-    EXPECT_EQ(failing.seen, net::cancellation_type::terminal);
-    op.complete(7);
-    failing.complete(sturdy::make_failure<sturdy::result<int>>(std::make_error_code(std::errc::io_error)));
-    run_for(io, 0ms);
-    ASSERT_EQ(c.calls, 1);
-    ASSERT_EQ(f.calls, 1);
-    EXPECT_EQ(c.at, t0 + sturdy::duration(5ms));  // the deadline
+    EXPECT_EQ(r.op.seen, net::cancellation_type::terminal);
+    EXPECT_EQ(r.failing.seen, net::cancellation_type::terminal);
+    r.complete_both(io);
     if (late == sturdy::late_result::discard) {
-      EXPECT_EQ(c.value->error(), sturdy::errc::deadline_exceeded);
+      EXPECT_EQ(r.c.value->error(), sturdy::errc::deadline_exceeded);
     } else {
-      EXPECT_EQ(c.value->value(), 7);
+      EXPECT_EQ(r.c.value->value(), 7);
     }
-    EXPECT_EQ(f.value->error(), sturdy::errc::deadline_exceeded);
+    EXPECT_EQ(r.f.value->error(), sturdy::errc::deadline_exceeded);
   }
 }
 

@@ -337,11 +337,18 @@ class polling_store : public forwarding_store<false> {
 };
 static_assert(sturdy::idempotency_store<polling_store>);
 
-TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingIntervals) {
+// A cache over polling_store: polls at 1, 2, 4, 4, ... ms.
+struct polling_fixture {
   manual_clock clock;
-  recording_sleeper sleeper(clock);
-  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache(
-      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  recording_sleeper sleeper{clock};
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache{
+      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper};
+};
+
+TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingIntervals) {
+  polling_fixture p;
+  auto& cache = p.cache;
+  auto& sleeper = p.sleeper;
   auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
   int sleeps = 0;
   sleeper.on_sleep([&](sturdy::duration) {
@@ -1294,10 +1301,9 @@ TEST(IdempotencyCacheTest, Issue17_AWaiterWhoseTokenFiredDoesNotTakeAnAbandonedK
 // cut short by the token, and the step after it does not ask the store, so
 // the key the owner released meanwhile is not taken.
 TEST(IdempotencyCacheTest, Issue17_APollingWaiterWhoseTokenFiredDoesNotTakeAReleasedKey) {
-  manual_clock clock;
-  recording_sleeper sleeper(clock);
-  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache(
-      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  polling_fixture p;
+  auto& cache = p.cache;
+  auto& sleeper = p.sleeper;
   auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
   sturdy::cancel_source caller;
   sturdy::call_context ctx;
