@@ -219,8 +219,9 @@ TEST_F(AsioTimeout, Issue17_ACompletionQueuedAfterTheTimersHandlerIsLate) {
 
 // A real attempt due at the deadline: a timer of exactly the timeout, armed
 // after the timeout's own (the attempt starts after the timer is armed).
-// Timers due at one instant complete in the order they were armed, so the
-// timeout's handler reaches the strand first: late.
+// Asio 1.26's timer queue hands out these two timers, due at one instant, in
+// the order they were armed, so the timeout's handler reaches the strand
+// first: late.
 TEST_F(AsioTimeout, Issue17_AnAttemptDueAtTheDeadlineAndQueuedBehindTheTimerIsLate) {
   asio_virtual_timer t(io);
   completion<sturdy::result<void>> pass, discard;
