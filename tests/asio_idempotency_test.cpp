@@ -236,6 +236,88 @@ TEST_F(AsioIdempotency, CallersDeadlineAndTokenEndTheWait) {
   EXPECT_EQ(by_token.calls + by_deadline.calls, 2);
 }
 
+// A fired ctx.token (either reason) on a free key: refused with its errc
+// before the store is asked; the work never starts, the key stays free.
+TEST_F(AsioIdempotency, Issue17_AFiredTokenNeverAcquiresAFreeKey) {
+  for (const sturdy::cancel_reason why : {sturdy::cancel_reason::cancelled, sturdy::cancel_reason::deadline}) {
+    SCOPED_TRACE(static_cast<int>(why));
+    cache_t cache;
+    manual_op<int> op, again;
+    completion c, d;
+    sturdy::cancel_source caller;
+    ASSERT_TRUE(caller.request(why));
+    sturdy::call_context ctx;
+    ctx.token = caller.token();
+    sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, cache.options().policy, ctx,
+                                                    [&] { return op.start(); }, recorder(io, c));
+    run_for(io, 1ms);
+    EXPECT_EQ(op.started, 0);
+    ASSERT_EQ(c.calls, 1);
+    ASSERT_FALSE(c.value->result.has_value());
+    EXPECT_EQ(c.value->result.error(), sturdy::to_errc(why));
+    EXPECT_FALSE(c.value->replayed);
+    EXPECT_EQ(cache.stats().entries, 0u);  // the key is still free
+    EXPECT_EQ(cache.stats().misses, 0u);
+    // A later call with a live token runs the work.
+    sturdy::cancel_source live;
+    sturdy::call_context ok;
+    ok.token = live.token();
+    sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, cache.options().policy, ok,
+                                                    [&] { return again.start(); }, recorder(io, d));
+    run_for(io, 1ms);
+    EXPECT_EQ(again.started, 1);
+    again.complete(3);
+    run_for(io, 1ms);
+    EXPECT_EQ(d.value->result.value(), 3);
+    EXPECT_FALSE(d.value->replayed);
+  }
+}
+
+// A completed key is not replayed to a fired token, and ctx.deadline
+// already passed (at the deadline counts) is refused the same way, as the
+// blocking execute does.
+TEST_F(AsioIdempotency, Issue17_AFiredTokenOrAPassedDeadlineGetsNoReplayAndRunsNothing) {
+  asio_virtual_clock_source clock;
+  cache_t cache;
+  manual_op<int> op;
+  completion fired, passed, free_key, one_ns;
+  sturdy::cancel_source caller;
+  caller.request_stop();
+  sturdy::call_context ctx;
+  ctx.token = caller.token();
+  sturdy::call_context late;
+  late.deadline = sturdy::deadline::at(clock.now(), sturdy::clock_ref::of(clock));
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "free", 1, cache.options().policy, late,
+                                                  [&] { return op.start(); }, recorder(io, free_key));
+  run_for(io, 1ms);
+  EXPECT_EQ(op.started, 0);
+  ASSERT_FALSE(free_key.value->result.has_value());
+  EXPECT_EQ(free_key.value->result.error(), sturdy::errc::deadline_exceeded);
+  EXPECT_EQ(cache.stats().entries, 0u);
+  // 1 ns left still runs.
+  sturdy::call_context just;
+  just.deadline = sturdy::deadline::after(1ns, sturdy::clock_ref::of(clock));
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, cache.options().policy, just,
+                                                  [&] { return op.start(); }, recorder(io, one_ns));
+  run_for(io, 0ms);
+  EXPECT_EQ(op.started, 1);
+  op.complete(4);
+  run_for(io, 1ms);
+  EXPECT_EQ(one_ns.value->result.value(), 4);
+  // "k" is completed now.
+  late.deadline = sturdy::deadline::at(clock.now(), sturdy::clock_ref::of(clock));
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, cache.options().policy, ctx,
+                                                  [&] { return op.start(); }, recorder(io, fired));
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, cache.options().policy, late,
+                                                  [&] { return op.start(); }, recorder(io, passed));
+  run_for(io, 1ms);
+  EXPECT_EQ(op.started, 1);
+  EXPECT_EQ(fired.value->result.error(), sturdy::errc::cancelled);
+  EXPECT_EQ(passed.value->result.error(), sturdy::errc::deadline_exceeded);
+  EXPECT_FALSE(fired.value->replayed || passed.value->replayed);
+  EXPECT_EQ(cache.stats().hits, 0u);
+}
+
 TEST_F(AsioIdempotency, InvalidPolicyIsRefusedWithTheFieldNamed) {
   cache_t cache;
   manual_op<int> op;
@@ -323,7 +405,9 @@ struct polling_store {
   static constexpr bool wakes_waiters = false;
   polling_store(options_type o, asio_virtual_clock_source c) : inner(std::move(o), c) {}
   sturdy::memory_idempotency_store<value_type, asio_virtual_clock_source> inner;
+  int begins = 0;  // how often the cache asked (each poll asks once)
   auto begin(std::string_view k, std::uint64_t f, sturdy::duration lease, sturdy::idempotency_waiter*) {
+    ++begins;
     return inner.begin(k, f, lease, nullptr);
   }
   auto complete(std::string_view k, sturdy::fencing_token t, value_type v, sturdy::duration ttl) {
@@ -353,6 +437,46 @@ TEST_F(AsioIdempotency, StoreThatCannotWakeWaitersIsPolledOnTheTimer) {
   EXPECT_EQ(dup.value->result.value(), 6);
   EXPECT_TRUE(dup.value->replayed);
   EXPECT_EQ(other.started, 0);
+}
+
+// The poll sleep (a store that cannot wake waiters) ends at once on the
+// caller's Asio cancellation or ctx.token, not at the next poll: the answer
+// comes at that instant, the store is not asked again, and a key the owner
+// then releases is not taken by the departed waiter.
+TEST_F(AsioIdempotency, CancellingAPollingWaiterAnswersAtOnceAndStopsPolling) {
+  sturdy::idempotency_cache<int, asio_virtual_clock_source, sturdy::thread_sleeper, sturdy::null_listener,
+                            polling_store>
+      cache(waiting());  // poll_initial 1 ms, poll_max 50 ms
+  manual_op<int> owner, other;
+  completion first, by_slot, by_token;
+  net::cancellation_signal sig;
+  sturdy::cancel_source caller;
+  sturdy::call_context ctx;
+  ctx.token = caller.token();
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, [&] { return owner.start(); }, recorder(io, first));
+  run_for(io, 1ms);
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, [&] { return other.start(); },
+                                                  net::bind_cancellation_slot(sig.slot(), recorder(io, by_slot)));
+  sturdy::asio::async_execute<asio_virtual_timer>(cache, "k", 1, cache.options().policy, ctx,
+                                                  [&] { return other.start(); }, recorder(io, by_token));
+  run_for(io, 5ms);  // both poll at 1, 2 and 4 ms; the next at 8 ms
+  const int begins = cache.store().begins;
+  sig.emit(net::cancellation_type::terminal);  // at 6 ms
+  caller.request_stop();
+  run_for(io, 0ms);
+  ASSERT_EQ(by_slot.calls, 1);
+  ASSERT_EQ(by_token.calls, 1);
+  EXPECT_EQ(by_slot.at, sturdy::duration(6ms));
+  EXPECT_EQ(by_token.at, sturdy::duration(6ms));
+  EXPECT_EQ(by_slot.value->result.error(), sturdy::errc::cancelled);
+  EXPECT_EQ(by_token.value->result.error(), sturdy::errc::cancelled);
+  EXPECT_EQ(cache.store().begins, begins);  // refused without asking the store
+  owner.complete(sturdy::make_failure<R>(std::make_error_code(std::errc::io_error)));  // not cached: the key is free
+  run_for(io, 100ms);
+  EXPECT_EQ(cache.store().begins, begins);  // no poll timer left behind
+  EXPECT_EQ(other.started, 0);
+  EXPECT_EQ(by_slot.calls + by_token.calls, 2);
+  EXPECT_EQ(first.value->result.error(), std::make_error_code(std::errc::io_error));
 }
 
 }  // namespace

@@ -149,6 +149,94 @@ TEST_F(AsioTimeout, LateFailureIsDeadlineExceededUnderBothPolicies) {
   }
 }
 
+// "Late" for the async timeout: the timer's handler reached the operation's
+// strand before the attempt's completion did (docs/async.md, Timeouts). Both
+// at the same virtual instant as the deadline, only the order differs.
+//
+// Two calls with a 5 ms timeout whose attempts ignore cancellation: `op`
+// will succeed with 7, `failing` fail with io_error. Pinned (not movable):
+// the attempts are captured by reference.
+struct racing_the_deadline {
+  sturdy::duration t0 = vnow();
+  manual_op<int> op, failing;
+  completion<sturdy::result<int>> c, f;
+  racing_the_deadline(net::io_context& io, sturdy::late_result late) {
+    op.honour_cancel = false;
+    failing.honour_cancel = false;
+    sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = late}, [this] { return op.start(); },
+                                                    recorder(io, c));
+    sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = late},
+                                                    [this] { return failing.start(); }, recorder(io, f));
+  }
+  racing_the_deadline(const racing_the_deadline&) = delete;
+  racing_the_deadline& operator=(const racing_the_deadline&) = delete;
+  // Both attempts post their completions now; then every ready handler runs.
+  void complete_both(net::io_context& io) {
+    op.complete(7);
+    failing.complete(sturdy::make_failure<sturdy::result<int>>(std::make_error_code(std::errc::io_error)));
+    run_for(io, 0ms);
+    ASSERT_EQ(c.calls, 1);
+    ASSERT_EQ(f.calls, 1);
+    EXPECT_EQ(c.at, t0 + sturdy::duration(5ms));  // the deadline
+    EXPECT_EQ(f.at, t0 + sturdy::duration(5ms));
+  }
+};
+
+// The attempts post their completions at the deadline before the timers'
+// handlers are queued (time has reached 5 ms, nothing has run yet): they are
+// ahead on the strand, so on time, even under `discard`, and never cancelled.
+TEST_F(AsioTimeout, Issue17_ACompletionQueuedBeforeTheTimersHandlerIsNotLate) {
+  for (auto late : {sturdy::late_result::pass_through, sturdy::late_result::discard}) {
+    racing_the_deadline r(io, late);
+    run_for(io, 4ms);
+    asio_virtual_clock::advance(1ms);  // the deadline: both timers are due, their handlers not yet queued
+    r.complete_both(io);
+    EXPECT_EQ(r.c.value->value(), 7);
+    EXPECT_EQ(r.op.seen, net::cancellation_type::none);
+    EXPECT_EQ(r.f.value->error(), std::make_error_code(std::errc::io_error));  // its own failure, not a timeout
+    EXPECT_EQ(r.failing.seen, net::cancellation_type::none);
+  }
+}
+
+// The attempts post their completions at the same instant, after the
+// timers' handlers ran (they were cancelled first): late. A success then
+// follows `on_late`; a failure is deadline_exceeded under both.
+TEST_F(AsioTimeout, Issue17_ACompletionQueuedAfterTheTimersHandlerIsLate) {
+  for (auto late : {sturdy::late_result::pass_through, sturdy::late_result::discard}) {
+    racing_the_deadline r(io, late);
+    run_for(io, 5ms);
+    EXPECT_EQ(r.op.seen, net::cancellation_type::terminal);
+    EXPECT_EQ(r.failing.seen, net::cancellation_type::terminal);
+    r.complete_both(io);
+    if (late == sturdy::late_result::discard) {
+      EXPECT_EQ(r.c.value->error(), sturdy::errc::deadline_exceeded);
+    } else {
+      EXPECT_EQ(r.c.value->value(), 7);
+    }
+    EXPECT_EQ(r.f.value->error(), sturdy::errc::deadline_exceeded);
+  }
+}
+
+// A real attempt due at the deadline: a timer of exactly the timeout, armed
+// after the timeout's own (the attempt starts after the timer is armed).
+// Asio 1.26's timer queue hands out these two timers, due at one instant, in
+// the order they were armed, so the timeout's handler reaches the strand
+// first: late.
+TEST_F(AsioTimeout, Issue17_AnAttemptDueAtTheDeadlineAndQueuedBehindTheTimerIsLate) {
+  asio_virtual_timer t(io);
+  completion<sturdy::result<void>> pass, discard;
+  sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms}, timer_attempt{t, 5ms}, recorder(io, pass));
+  run_for(io, 5ms);
+  EXPECT_TRUE(pass.value->has_value());  // late, passed through
+  asio_virtual_timer u(io);
+  sturdy::asio::async_timeout<asio_virtual_timer>(opts{.timeout = 5ms, .on_late = sturdy::late_result::discard},
+                                                  timer_attempt{u, 5ms}, recorder(io, discard));
+  run_for(io, 5ms);
+  ASSERT_EQ(discard.calls, 1);
+  EXPECT_EQ(discard.at, sturdy::duration(10ms));
+  EXPECT_EQ(discard.value->error(), sturdy::errc::deadline_exceeded);  // late: destroyed
+}
+
 TEST_F(AsioTimeout, AbandonAfterStopsWaitingAndAbsorbsTheLateCompletion) {
   manual_op<int> op;
   op.honour_cancel = false;

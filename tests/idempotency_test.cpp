@@ -337,11 +337,18 @@ class polling_store : public forwarding_store<false> {
 };
 static_assert(sturdy::idempotency_store<polling_store>);
 
-TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingIntervals) {
+// A cache over polling_store: polls at 1, 2, 4, 4, ... ms.
+struct polling_fixture {
   manual_clock clock;
-  recording_sleeper sleeper(clock);
-  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache(
-      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper);
+  recording_sleeper sleeper{clock};
+  sturdy::idempotency_cache<int, manual_clock, recording_sleeper, sturdy::null_listener, polling_store> cache{
+      {.poll_initial = 1ms, .poll_max = 4ms}, {.shards = 1, .max_entries = 16}, clock, sleeper};
+};
+
+TEST(IdempotencyCacheTest, WaitersPollAStoreThatCannotWakeThemWithDoublingIntervals) {
+  polling_fixture p;
+  auto& cache = p.cache;
+  auto& sleeper = p.sleeper;
   auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
   int sleeps = 0;
   sleeper.on_sleep([&](sturdy::duration) {
@@ -1182,6 +1189,139 @@ TEST(IdempotencyCacheTest, Issue13_RefusedOptionsEmitOneEventAndNameTheFieldInTh
       ok->execute("k", 1, {.wait_timeout = -1s}, [&]() -> named_result { return ++runs; }).result;
   EXPECT_EQ(p.error().message, "idempotency_policy.wait_timeout must be >= 0");
   EXPECT_EQ(g.events.count<sturdy::options_rejected>(), 1U);
+}
+
+// --- A caller that has given up is refused before the store is asked -------
+
+// A fired ctx.token (either reason) on a free key: its errc, nothing
+// acquired, fn never called, no execution event and no counter but the
+// refusal event; the key stays free for the next live caller.
+TEST(IdempotencyCacheTest, Issue17_AFiredTokenNeverAcquiresAFreeKey) {
+  for (const sturdy::cancel_reason why : {sturdy::cancel_reason::cancelled, sturdy::cancel_reason::deadline}) {
+    SCOPED_TRACE(static_cast<int>(why));
+    fixture f;
+    auto cache = f.make();
+    sturdy::cancel_source caller;
+    ASSERT_TRUE(caller.request(why));
+    sturdy::call_context ctx;
+    ctx.token = caller.token();
+    int runs = 0;
+    auto fn = [&] { return ++runs; };
+    auto r = cache->execute("k", 1, fn, ctx);
+    ASSERT_FALSE(r.result.has_value()) << "the work ran";
+    EXPECT_EQ(r.result.error(), sturdy::to_errc(why));
+    EXPECT_FALSE(r.replayed);
+    EXPECT_EQ(runs, 0);
+    auto s = cache->stats();
+    EXPECT_EQ(s.entries, 0U);  // the key is still free
+    EXPECT_EQ(s.misses, 0U);
+    EXPECT_EQ(s.rejections, 0U);  // `rejections` counts in_progress refusals only
+    EXPECT_EQ(f.events.count<sturdy::idempotency_executed>(), 0U);
+    auto rejected = f.events.of<sturdy::idempotency_rejected>();
+    ASSERT_EQ(rejected.size(), 1U);
+    EXPECT_EQ(rejected[0].reason, sturdy::to_errc(why));
+    // A later call with a live token runs the work.
+    sturdy::cancel_source live;
+    sturdy::call_context ok;
+    ok.token = live.token();
+    auto later = cache->execute("k", 1, fn, ok);
+    EXPECT_EQ(later.result.value(), 1);
+    EXPECT_FALSE(later.replayed);
+  }
+}
+
+// A completed key is not replayed to a caller whose token fired: the answer
+// does not depend on the key's state (docs/idempotency.md, Guarantees).
+TEST(IdempotencyCacheTest, Issue17_AFiredTokenGetsNoReplayEither) {
+  fixture f;
+  auto cache = f.make();
+  ASSERT_EQ(cache->execute("k", 1, [] { return 7; }).result.value(), 7);
+  sturdy::cancel_source caller;
+  caller.request_stop();
+  sturdy::call_context ctx;
+  ctx.token = caller.token();
+  auto r = cache->execute("k", 1, [] { return 8; }, ctx);
+  ASSERT_FALSE(r.result.has_value()) << "replayed";
+  EXPECT_EQ(r.result.error(), errc::cancelled);
+  EXPECT_FALSE(r.replayed);
+  EXPECT_EQ(cache->stats().hits, 0U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_replayed>(), 0U);
+}
+
+// ctx.deadline already passed (at the deadline counts as passed): the same
+// rule, errc::deadline_exceeded; 1 ns left still runs.
+TEST(IdempotencyCacheTest, Issue17_APassedDeadlineNeverAcquiresAFreeKeyNorReplays) {
+  fixture f;
+  auto cache = f.make();
+  const auto clock = sturdy::clock_ref::of(f.clock);
+  int runs = 0;
+  auto fn = [&] { return ++runs; };
+  sturdy::call_context past;
+  past.deadline = sturdy::deadline::at(f.clock.now() - 1s, clock);
+  sturdy::call_context now;
+  now.deadline = sturdy::deadline::at(f.clock.now(), clock);
+  ASSERT_FALSE(cache->execute("k", 1, fn, past).result.has_value()) << "the work ran";
+  EXPECT_EQ(cache->execute("k", 1, fn, past).result.error(), errc::deadline_exceeded);
+  EXPECT_EQ(cache->execute("k", 1, fn, now).result.error(), errc::deadline_exceeded);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(cache->stats().entries, 0U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_executed>(), 0U);
+  sturdy::call_context just;
+  just.deadline = sturdy::deadline::after(1ns, clock, f.clock.now());
+  EXPECT_EQ(cache->execute("k", 1, fn, just).result.value(), 1);
+  // Completed now; a passed deadline still gets no replay.
+  EXPECT_EQ(cache->execute("k", 1, fn, now).result.error(), errc::deadline_exceeded);
+  EXPECT_EQ(cache->stats().hits, 0U);
+  EXPECT_EQ(runs, 1);
+}
+
+// A parked waiter whose token fires while the owner abandons the key (both
+// wake it): it must not take the freed key and run the work.
+TEST(IdempotencyCacheTest, Issue17_AWaiterWhoseTokenFiredDoesNotTakeAnAbandonedKey) {
+  fixture f;
+  auto cache = f.make();
+  auto owner = cache->store().begin("k", 1, 30s).value();
+  sturdy::cancel_source caller;
+  sturdy::call_context ctx;
+  ctx.token = caller.token();
+  f.sleeper.on_sleep([&](sturdy::duration) {
+    caller.request_stop();
+    ASSERT_TRUE(cache->store().abandon("k", owner.token).has_value());
+  });
+  int runs = 0;
+  auto r = cache->execute("k", 1, waiting(), [&] { return ++runs; }, ctx);
+  ASSERT_FALSE(r.result.has_value()) << "the work ran";
+  EXPECT_EQ(r.result.error(), errc::cancelled);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(cache->stats().entries, 0U);
+  EXPECT_EQ(f.events.count<sturdy::idempotency_executed>(), 0U);
+}
+
+// The same for a store that cannot wake waiters (Redis): the poll sleep is
+// cut short by the token, and the step after it does not ask the store, so
+// the key the owner released meanwhile is not taken.
+TEST(IdempotencyCacheTest, Issue17_APollingWaiterWhoseTokenFiredDoesNotTakeAReleasedKey) {
+  polling_fixture p;
+  auto& cache = p.cache;
+  auto& sleeper = p.sleeper;
+  auto owner = cache.store().begin("k", 1, 30s, nullptr).value();
+  sturdy::cancel_source caller;
+  sturdy::call_context ctx;
+  ctx.token = caller.token();
+  int sleeps = 0;
+  sleeper.on_sleep([&](sturdy::duration) {
+    if (++sleeps == 2) {
+      caller.request_stop();
+      ASSERT_TRUE(cache.store().abandon("k", owner.token).has_value());
+    }
+  });
+  int runs = 0;
+  auto r = cache.execute("k", 1, waiting(), [&] { return ++runs; }, ctx);
+  ASSERT_FALSE(r.result.has_value()) << "the work ran";
+  EXPECT_EQ(r.result.error(), errc::cancelled);
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(sleeps, 2);
+  EXPECT_EQ(cache.stats().entries, 0U);
 }
 
 TEST(FingerprintTest, StableFingerprintIsFnv1a64) {

@@ -928,7 +928,10 @@ class idempotency_cache {
   // the wait for an in-flight duplicate ends at the earlier of the policy's
   // `wait_timeout` (errc::wait_timeout) and `ctx.deadline`
   // (errc::deadline_exceeded), or when `ctx.token` fires (its errc: the
-  // token wakes the waiter).
+  // token wakes the waiter). A token that has fired, or a deadline that has
+  // passed, before the call (or before any later step of a wait) refuses it
+  // with that errc without asking the store: no key acquired, `fn` not
+  // called, no replay; the listener gets `idempotency_rejected`.
   template <context_invocable F>
   [[nodiscard]] idempotency_result<context_execute_result_t<F>> execute(std::string_view key,
                                                                         std::uint64_t fingerprint, F&& fn,
@@ -1150,6 +1153,14 @@ class idempotency_cache {
       if (STURDY_UNLIKELY(key.empty())) return finished(reject<R>(key, errc::missing_key));
       if (STURDY_UNLIKELY(key.size() > options_.max_key_length)) return finished(reject<R>(key, errc::invalid_key));
     }
+    // A caller that has given up (its token fired, its deadline passed) is
+    // refused before the store is asked, at every step: a begin would
+    // acquire a free key (or take over a lapsed lease) and launch work the
+    // caller no longer wants. No replay either: the answer does not depend on
+    // the key's state, and a remote store costs a round trip the caller has
+    // cancelled (docs/idempotency.md, Guarantees).
+    if (STURDY_UNLIKELY(ctx.token.stop_requested())) return finished(reject<R>(key, to_errc(ctx.token.reason())));
+    if (STURDY_UNLIKELY(ctx.deadline.expired())) return finished(reject<R>(key, errc::deadline_exceeded));
     const bool park = policy.in_flight == in_flight_policy::wait;
     if (!park || !Store::wakes_waiters) waiter = nullptr;
     auto begun = store_.begin(key, fingerprint, options_.lease, waiter);

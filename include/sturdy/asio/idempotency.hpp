@@ -47,7 +47,10 @@
 // the work runs: forwarded to it (with its type); its outcome is then
 // handled like any other (a failure that is not cached releases the key). A
 // signal before the start is remembered (errc::cancelled, nothing run).
-// `ctx.token` firing does the same (the work gets `terminal`).
+// `ctx.token` firing does the same (the work gets `terminal`); a token that
+// fired, or a `ctx.deadline` that passed, before the start (or before a
+// waiter's next step) gets its errc without the store being asked: no key
+// acquired, nothing launched, no replay (as the blocking execute).
 //
 // Completion: the handler runs exactly once, through its associated
 // executor, never inside async_execute. The work runs on the handler's

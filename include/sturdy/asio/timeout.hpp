@@ -27,6 +27,14 @@
 //   `abandon_after` passes after the deadline -----> errc::deadline_exceeded; its late
 //                                                     completion is absorbed
 //
+// "Late" (as the blocking timeout's "the timer fired before the call
+// returned"): the timer's handler ran on the operation's strand before the
+// attempt's completion handler did. The strand runs handlers in the order
+// they reach it, so at one instant a completion queued before the timer's
+// handler is on time and one queued after it is late (docs/async.md,
+// Timeouts, says why neither a deferred decision nor a clock comparison is
+// used).
+//
 // These are the rules of the blocking `sturdy::timeout_policy` (the same
 // decision core: decide_timeout_start / decide_timeout_end in
 // sturdy/timeout.hpp). The call waits for the cancelled attempt to return
