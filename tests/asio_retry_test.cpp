@@ -31,6 +31,8 @@
 #include <vector>
 
 #include "support/other_io_context_attempt.hpp"
+#include "sturdy/circuit_breaker.hpp"
+#include "sturdy/pipeline.hpp"
 #include "sturdy/retry_budget.hpp"
 #include "sturdy/testing/asio_virtual_clock.hpp"
 #include "sturdy/testing/counting_allocator.hpp"
@@ -483,6 +485,149 @@ TEST_F(AsioRetry, ComposedOutsideAPerAttemptTimeout) {
   EXPECT_FALSE(done.value->has_value());
 }
 
+// --- a breaker inside the retry: its retry_after() -----------------------------
+
+using breaker_t = sturdy::circuit_breaker<asio_virtual_clock_source>;
+
+// A breaker that the first failure opens for `open_for`, opened at the
+// current virtual time.
+std::unique_ptr<breaker_t> open_breaker(sturdy::duration open_for) {
+  sturdy::circuit_breaker_options o;
+  o.consecutive_failure_threshold = 1;
+  o.failure_rate_threshold = 0;
+  o.open_duration = open_for;
+  auto b = std::make_unique<breaker_t>(o);
+  auto permit = b->try_acquire();
+  b->record(permit.value(), sturdy::call_outcome::failure);
+  return b;
+}
+
+// Awaits `a` and records its result in `done`.
+net::awaitable<void> await_into(net::awaitable<sturdy::result<int>> a, completion& done) {
+  sturdy::result<int> r = co_await std::move(a);
+  ++done.calls;
+  done.at = vnow();
+  done.value.emplace(std::move(r));
+}
+
+// Runs `pipeline` over `svc` with a callback, or co_awaited with
+// use_awaitable (the coroutine driver), into `done`.
+template <class Pipeline>
+void run_pipeline(net::io_context& io, const Pipeline& pipeline, service& svc, bool awaitable, completion& done) {
+  if (awaitable) {
+    net::co_spawn(io, await_into(pipeline.async_run(call_context{}, svc.maker(), net::use_awaitable), done),
+                  net::detached);
+  } else {
+    pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
+  }
+}
+
+// The blocking driver's sleeper on the same virtual time.
+struct virtual_sleeper {
+  bool sleep_for(sturdy::duration d, const std::stop_token&) const {
+    asio_virtual_clock::advance(d);
+    return true;
+  }
+};
+
+// Both drivers apply one rule (retry_policy::on_failure): a retry outside a
+// breaker that refuses (errc::circuit_open, the dependency not called) waits
+// the breaker's retry_after() plus the backoff's delay, here 50 + 10 ms, and
+// the probe then goes through.
+TEST_F(AsioRetry, ComposedRetryWaitsForTheBreakersRetryAfterPlusBackoff) {
+  for (const bool awaitable : {false, true}) {
+    asio_virtual_clock::reset();
+    SCOPED_TRACE(awaitable ? "use_awaitable" : "callback");
+    const auto breaker = open_breaker(50ms);
+    ASSERT_EQ(breaker->retry_after(), sturdy::duration(50ms));
+    service svc(io);
+    auto pipeline = sturdy::asio::compose(sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms)),
+                                          sturdy::asio::breaker_layer{*breaker});
+    EXPECT_EQ(pipeline.retry_after(), sturdy::duration(50ms));  // a pipeline is itself a retry_after_source
+    completion done;
+    run_pipeline(io, pipeline, svc, awaitable, done);
+    run_for(io, 200ms);
+    EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));  // exactly retry_after + backoff
+    ASSERT_EQ(done.calls, 1);
+    EXPECT_EQ(done.at, sturdy::duration(60ms));
+    EXPECT_EQ(done.value->value(), 42);
+    EXPECT_EQ(breaker->state(), sturdy::breaker_state::closed);  // the probe's success closed it
+  }
+  {  // the blocking compose, on the same virtual time
+    asio_virtual_clock::reset();
+    const auto breaker = open_breaker(50ms);
+    using blocking_policy = sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, virtual_sleeper>;
+    auto pipeline = sturdy::compose(
+        blocking_policy(sturdy::retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(10ms)},
+                        asio_virtual_clock_source{}, virtual_sleeper{}),
+        *breaker);
+    std::vector<sturdy::duration> called_at;
+    const sturdy::result<int> r = pipeline.execute([&]() -> sturdy::result<int> {
+      called_at.push_back(vnow());
+      return 42;
+    });
+    EXPECT_EQ(called_at, (std::vector<sturdy::duration>{60ms}));
+    EXPECT_EQ(r.value(), 42);
+  }
+}
+
+// The breaker's retry_after() beyond the deadline: no wait that could not
+// end in an attempt; circuit_open at once.
+TEST_F(AsioRetry, ComposedRetryGivesUpAtOnceWhenTheBreakerOpensPastTheDeadline) {
+  for (const bool awaitable : {false, true}) {
+    asio_virtual_clock::reset();
+    SCOPED_TRACE(awaitable ? "use_awaitable" : "callback");
+    const auto breaker = open_breaker(50ms);
+    service svc(io);
+    auto pipeline = sturdy::asio::compose(
+        sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms, {}, 40ms)),
+        sturdy::asio::breaker_layer{*breaker});
+    completion done;
+    run_pipeline(io, pipeline, svc, awaitable, done);
+    run_for(io, 200ms);
+    EXPECT_TRUE(svc.called_at.empty());
+    ASSERT_EQ(done.calls, 1);
+    EXPECT_EQ(done.at, sturdy::duration(0ms));
+    EXPECT_EQ(done.value->error(), errc::circuit_open);
+  }
+}
+
+// The source handed to retry_layer points into the pipeline's shared
+// layers: a deferred call outlives the pipeline object that made it.
+TEST_F(AsioRetry, ComposedRetryAfterSourceOutlivesThePipelineObject) {
+  const auto breaker = open_breaker(50ms);
+  service svc(io);
+  auto op = [&] {
+    auto pipeline = sturdy::asio::compose(
+        sturdy::asio::retry_layer<policy_type, asio_virtual_timer>(constant(3, 10ms)),
+        sturdy::asio::breaker_layer{*breaker});
+    return pipeline.async_run(call_context{}, svc.maker(), net::deferred);
+  }();  // the pipeline object is gone
+  completion done;
+  std::move(op)(recorder(io, done));
+  run_for(io, 200ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
+// async_retry's own overload: a retry_after_source the caller passes.
+TEST_F(AsioRetry, AnExplicitRetryAfterSourceIsHonoured) {
+  const auto breaker = open_breaker(50ms);
+  service svc(io);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(
+      constant(3, 10ms), call_context{}, sturdy::retry_after_source(*breaker),
+      [&](const call_context& c) {
+        return sturdy::asio::breaker_layer{*breaker}.async_run(c, svc.maker(), net::deferred);
+      },
+      recorder(io, done));
+  run_for(io, 200ms);
+  EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->value(), 42);
+}
+
 // --- cancellation -------------------------------------------------------------
 
 TEST_P(AsioRetryDriver, CancelledBeforeTheFirstStepAttemptsNothing) {
@@ -576,6 +721,148 @@ TEST_P(AsioRetryDriver, CancelThroughTheContextTokenDuringBackoff) {
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->error(), errc::cancelled);
   EXPECT_EQ(svc.called_at.size(), 1u);
+}
+
+// --- one policy shared by every call --------------------------------------------
+
+// A by-value listener with state of its own: each retry_scheduled appends
+// the listener's own running count to `seen`.
+struct counting_listener {
+  std::vector<int>* seen;
+  int n = 0;
+  void operator()(const sturdy::retry_scheduled&) { seen->push_back(++n); }
+  template <class Event>
+  void operator()(const Event&) {}
+};
+using counted_policy =
+    sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, sturdy::thread_sleeper, counting_listener>;
+
+counted_policy counted(std::vector<int>& seen) {
+  return counted_policy(sturdy::retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(10ms)},
+                        asio_virtual_clock_source{}, sturdy::thread_sleeper{}, counting_listener{&seen});
+}
+
+// async_retry(shared_ptr<const Policy>, ...) and retry_layer{shared_ptr}: the
+// calls run on the one policy, so its by-value listener counts all of them
+// (1, 2, 3); a policy passed by reference is copied per call (1, 1, 1).
+TEST_F(AsioRetry, ASharedPolicyIsOnePolicyAcrossCalls) {
+  enum class how { callback, awaitable, layer, copied };
+  for (const how mode : {how::callback, how::awaitable, how::layer, how::copied}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    std::vector<int> seen;
+    const auto shared = std::make_shared<const counted_policy>(counted(seen));
+    const counted_policy local = counted(seen);
+    static_assert(std::is_same_v<decltype(sturdy::asio::retry_layer{shared}),
+                                 sturdy::asio::retry_layer<sturdy::asio::shared_policy<counted_policy>>>);
+    const auto pipeline = sturdy::asio::compose(sturdy::asio::retry_layer<sturdy::asio::shared_policy<counted_policy>,
+                                                                          asio_virtual_timer>(shared));
+    for (int call = 0; call < 3; ++call) {
+      service svc(io, 0ms, {io_error});  // one failure, then a success: one retry per call
+      completion done;
+      switch (mode) {
+        case how::callback:
+          sturdy::asio::async_retry<asio_virtual_timer>(shared, svc.maker(), recorder(io, done));
+          break;
+        case how::awaitable:
+          net::co_spawn(io,
+                        await_into(sturdy::asio::async_retry<asio_virtual_timer>(shared, svc.maker(), net::use_awaitable),
+                                   done),
+                        net::detached);
+          break;
+        case how::layer:
+          pipeline.async_run(call_context{}, svc.maker(), recorder(io, done));
+          break;
+        case how::copied:
+          sturdy::asio::async_retry<asio_virtual_timer>(local, svc.maker(), recorder(io, done));
+          break;
+      }
+      run_for(io, 50ms);
+      ASSERT_EQ(done.calls, 1);
+      EXPECT_EQ(done.value->value(), 42);
+    }
+    EXPECT_EQ(seen, mode == how::copied ? (std::vector<int>{1, 1, 1}) : (std::vector<int>{1, 2, 3}));
+  }
+}
+
+TEST_F(AsioRetry, ANullSharedPolicyIsRefusedAndAttemptsNothing) {
+  service svc(io);
+  completion done;
+  sturdy::asio::async_retry<asio_virtual_timer>(std::shared_ptr<const policy_type>(), svc.maker(),
+                                                recorder(io, done));
+  run_for(io, 1ms);
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value->error(), errc::invalid_options);
+  EXPECT_TRUE(svc.called_at.empty());
+}
+
+// --- the io_context destroyed or shut down mid-backoff ----------------------------
+
+// Awaits async_retry on the coroutine driver (a deferred attempt); records
+// the result (never reached here: the io_context goes first).
+template <class Policy, class Maker>
+net::awaitable<void> retry_into(Policy policy, Maker make, completion& done) {
+  sturdy::result<int> r = co_await sturdy::asio::async_retry<asio_virtual_timer>(policy, std::move(make), net::use_awaitable);
+  ++done.calls;
+  done.value.emplace(std::move(r));
+}
+
+// An io_context whose shutdown() (protected in Asio) the test can call.
+struct shutdownable_io_context : net::io_context {
+  using net::io_context::shutdown;
+};
+
+// The handlers are destroyed without running, and with them the retry's
+// state: the ticket it took from the budget for the retry that never runs
+// is refunded, as a cancelled wait's is (retry_policy::abandon). No
+// completion, no event.
+TEST(AsioRetryTeardown, DestroyingTheIoContextMidBackoffRefundsTheTicket) {
+  for (const bool coroutine : {false, true}) {
+    for (const bool shutdown_only : {false, true}) {
+      SCOPED_TRACE(std::string(coroutine ? "coroutine driver" : "retry_op") +
+                   (shutdown_only ? ", shutdown()" : ", destroyed"));
+      asio_virtual_clock::reset();
+      // A budget that charges each admitted retry (and takes back a refund).
+      sturdy::ratio_budget<asio_virtual_clock_source> budget({.ratio = 0.5, .window = 10s});
+      sturdy::testing::recording_listener listener;
+      const sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_source, sturdy::thread_sleeper,
+                                 sturdy::testing::recording_listener>
+          policy(sturdy::retry_options{.max_attempts = 3, .backoff = sturdy::backoff::constant(100ms), .budget = budget},
+                 asio_virtual_clock_source{}, sturdy::thread_sleeper{}, listener);
+      completion done;
+      std::weak_ptr<int> alive;
+      {
+        auto io = std::make_unique<shutdownable_io_context>();
+        // The dependency's timer belongs to *io: it goes first (below); the
+        // waiting retry never calls it again.
+        auto svc = std::make_unique<service>(*io, 0ms, std::vector<std::error_code>{io_error, io_error});
+        auto sentinel = std::make_shared<int>(0);
+        alive = sentinel;
+        auto make = [s = svc.get(), sentinel](const call_context& c) { return s->call(c, net::deferred); };
+        if (coroutine) {
+          net::co_spawn(*io, retry_into(policy, std::move(make), done), net::detached);
+        } else {
+          sturdy::asio::async_retry<asio_virtual_timer>(policy, std::move(make), recorder(*io, done));
+        }
+        sentinel.reset();
+        run_for(*io, 40ms);  // attempt 1 failed at 0 ms; the retry waits until 100 ms with its ticket
+        ASSERT_EQ(svc->called_at.size(), 1u);
+        EXPECT_EQ(budget.requests_in_window(), 1u);
+        EXPECT_EQ(budget.retries_in_window(), 1u);  // the retry's ticket is out
+        listener.clear();
+        svc.reset();
+        if (shutdown_only) {
+          io->shutdown();  // the handlers go now; the io_context object stays until the scope ends
+          EXPECT_EQ(budget.retries_in_window(), 0u);
+        }
+        io.reset();
+      }
+      EXPECT_EQ(done.calls, 0);                         // handlers destroyed without running
+      EXPECT_TRUE(alive.expired());                     // the operation's state is gone
+      EXPECT_EQ(budget.requests_in_window(), 1u);      // the first attempt counted
+      EXPECT_EQ(budget.retries_in_window(), 0u);       // the retry's ticket came back
+      EXPECT_EQ(listener.size(), 0u);                   // no event emitted during teardown
+    }
+  }
 }
 
 // --- allocation ---------------------------------------------------------------

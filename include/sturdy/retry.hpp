@@ -645,6 +645,14 @@ class retry_policy {
     return completed_if_stop(s, decide_after_wait(s, failure, completed, stop));
   }
 
+  // The driver is torn down while the wait `on_failure` asked for is
+  // pending, so the call will never complete (an async driver whose
+  // io_context was destroyed or shut down: its handlers are destroyed
+  // without running). Refunds the budget's ticket: the retry never ran.
+  // Emits nothing: no user code (listeners) runs from a driver's
+  // destructor during shutdown. noexcept; a second call does nothing.
+  void abandon(state_type& s) const noexcept { refund(s); }
+
  private:
   // A stop decision ends the call: its completion event, for the listeners
   // that asked for it.

@@ -42,9 +42,22 @@
 //   breaker_layer{breaker}               try_acquire (errc::circuit_open),
 //                                        run, record the outcome (a failure
 //                                        after the caller's cancellation is
-//                                        `ignored`, as the blocking execute)
+//                                        `ignored`, as the blocking execute);
+//                                        retry_after(): the breaker's
 //   hedge_layer<Timer>{options}          async_hedge over the inner operation
 //                                        (each hedge gets the same context)
+//
+// A breaker inside a retry (as in the blocking compose): a layer whose
+// async_run also takes a `retry_after_source` (retry_layer:
+// `async_run(ctx, inner, make_inner, token)`) is given one over the layers
+// inside it when one of them has retry_after() (breaker_layer, a nested
+// composed): the longest of theirs. The retry then waits, after
+// errc::circuit_open, the breaker's retry_after() plus its backoff (within
+// the deadline and max_server_delay; else circuit_open at once). The
+// source points into the layers' shared block, which each call keeps alive
+// (a deferred or awaitable call may outlive the composed object).
+// `composed::retry_after()` exists when a layer has it, so a composed
+// pipeline is itself a retry_after_source for a retry around it.
 //
 // Why `sturdy::asio::compose` rather than an overload of `sturdy::compose`:
 // the blocking compose nests callables that return results; async layers
@@ -99,6 +112,7 @@
 #include "sturdy/context.hpp"
 #include "sturdy/error.hpp"
 #include "sturdy/outcome.hpp"
+#include "sturdy/pipeline.hpp"  // retry_after_source, detail::has_retry_after
 
 namespace sturdy::asio {
 
@@ -292,6 +306,10 @@ template <class Breaker>
 struct breaker_layer {
   Breaker& breaker;
 
+  // The breaker's retry_after(): how long until it would admit a call (a
+  // retry_layer outside it waits for it on errc::circuit_open).
+  [[nodiscard]] duration retry_after() const { return breaker.retry_after(); }
+
   template <class MakeInner, class CompletionToken>
   auto async_run(const call_context& ctx, MakeInner&& make_inner, CompletionToken&& token) const {
     return detail::run_admitted(detail::breaker_admission<Breaker>{&breaker}, ctx,
@@ -319,7 +337,7 @@ class composed {
   static_assert(sizeof...(Layers) >= 1, "sturdy::asio::compose needs at least one layer.");
 
  public:
-  explicit composed(Layers... layers) : layers_(std::make_shared<std::tuple<Layers...>>(std::move(layers)...)) {}
+  explicit composed(Layers... layers) : layers_(std::make_shared<shared_layers>(std::move(layers)...)) {}
 
   // async_run(ctx, make_attempt, token) -> void(R): the first layer
   // outermost; see the banner.
@@ -338,13 +356,74 @@ class composed {
 
   template <std::size_t I>
   [[nodiscard]] auto& layer() const noexcept {
-    return std::get<I>(*layers_);
+    return std::get<I>(layers_->layers);
+  }
+
+  // The longest retry_after() of the layers that have one (breaker_layer):
+  // how long until every one of them would admit a call. Present only when
+  // some layer has it (so a pipeline is itself a retry_after_source).
+  [[nodiscard]] duration retry_after() const
+    requires(sturdy::detail::has_retry_after<Layers> || ...)
+  {
+    return layers_->template retry_after_from<0>();
   }
 
  private:
+  static constexpr std::size_t count = sizeof...(Layers);
+
+  // Whether any of the layers from I on has retry_after().
+  template <std::size_t I>
+  static constexpr bool any_retry_after_from() {
+    if constexpr (I >= count) {
+      return false;
+    } else {
+      return sturdy::detail::has_retry_after<std::tuple_element_t<I, std::tuple<Layers...>>> ||
+             any_retry_after_from<I + 1>();
+    }
+  }
+
+  // The layers, shared by every copy of the pipeline and every call in
+  // flight; with, for each I, a view of the layers from I on as one
+  // retry_after(): the pointee of the retry_after_source a layer gets (it
+  // lives as long as the call's state, which shares this block).
+  struct shared_layers {
+    template <std::size_t I>
+    struct from {
+      const shared_layers* self;
+      [[nodiscard]] duration retry_after() const { return self->template retry_after_from<I>(); }
+    };
+    template <std::size_t... I>
+    static std::tuple<from<I>...> views_of(const shared_layers* self, std::index_sequence<I...>) {
+      return {from<I>{self}...};
+    }
+
+    explicit shared_layers(Layers... ls) : layers(std::move(ls)...) {}
+    shared_layers(const shared_layers&) = delete;  // the views point at this object
+    shared_layers& operator=(const shared_layers&) = delete;
+
+    template <std::size_t I>
+    [[nodiscard]] duration retry_after_from() const {
+      if constexpr (I >= count) {
+        return duration::zero();
+      } else {
+        const duration rest = retry_after_from<I + 1>();
+        if constexpr (sturdy::detail::has_retry_after<std::tuple_element_t<I, std::tuple<Layers...>>>) {
+          const duration mine = std::get<I>(layers).retry_after();
+          return mine > rest ? mine : rest;
+        } else {
+          return rest;
+        }
+      }
+    }
+
+    std::tuple<Layers...> layers;
+    decltype(views_of(nullptr, std::make_index_sequence<count>{})) views =
+        views_of(this, std::make_index_sequence<count>{});
+  };
+
   template <class Make>
   struct state {
-    std::shared_ptr<std::tuple<Layers...>> layers;
+    std::shared_ptr<shared_layers> layers;
     Make make;
   };
   template <std::size_t I, class Make>
@@ -358,17 +437,28 @@ class composed {
     auto operator()(const call_context& c) const { return detail::make_with_context(st->make, c); }
   };
 
+  // Layer I around the rest. A layer that takes a retry_after_source
+  // (retry_layer) gets one over the layers inside it when one of them has
+  // retry_after(); its pointee lives in shared_layers, which the inner
+  // operation's maker (level) keeps alive as long as the layer's call.
   template <std::size_t I, class Make, class CompletionToken>
   static auto run_level(const std::shared_ptr<state<Make>>& st, const call_context& ctx, CompletionToken&& token) {
-    auto& layer = std::get<I>(*st->layers);
-    if constexpr (I + 1 == sizeof...(Layers)) {
+    auto& layer = std::get<I>(st->layers->layers);
+    if constexpr (I + 1 == count) {
       return layer.async_run(ctx, attempt<Make>{st}, std::forward<CompletionToken>(token));
+    } else if constexpr (any_retry_after_from<I + 1>() &&
+                         requires(level<I + 1, Make> inner) {
+                           layer.async_run(ctx, retry_after_source(), std::move(inner),
+                                           std::forward<CompletionToken>(token));
+                         }) {
+      const retry_after_source inner(std::get<I + 1>(st->layers->views));
+      return layer.async_run(ctx, inner, level<I + 1, Make>{st}, std::forward<CompletionToken>(token));
     } else {
       return layer.async_run(ctx, level<I + 1, Make>{st}, std::forward<CompletionToken>(token));
     }
   }
 
-  std::shared_ptr<std::tuple<Layers...>> layers_;
+  std::shared_ptr<shared_layers> layers_;
 };
 
 // compose(layers...): the first layer outermost. Layers are copied (hold a

@@ -13,7 +13,12 @@
 //
 //   async_retry<Timer>(policy, make_attempt, token)       -> void(R)
 //   async_retry<Timer>(policy, ctx, make_attempt, token)  -> void(R)
+//   async_retry<Timer>(policy, ctx, inner, make_attempt, token)
+//                    -> void(R), circuit_open retried after inner's retry_after()
 //   retry_layer<Policy, Timer>{policy}.async_run(ctx, make_inner, token)
+//   retry_layer<Policy, Timer>{policy}.async_run(ctx, inner, make_inner, token)
+//   async_retry<Timer>(std::shared_ptr<const Policy>, ...), retry_layer{shared_ptr}
+//                    one policy for every call (shared_policy; see Ownership)
 //
 // `make_attempt(const sturdy::call_context& c)` starts nothing: it returns
 // an Asio asynchronous operation, launched with async_retry's own handler
@@ -51,7 +56,9 @@
 // timer started) is applied when the next step would start, so it is never
 // lost (Asio drops a signal emitted before an operation starts). During a
 // backoff wait the call stops at once with errc::cancelled and the retry's
-// budget ticket is refunded. Cancellation is never counted as a failure of
+// budget ticket is refunded (so is it when the io_context is destroyed or
+// shut down during the wait: the state's destructor refunds it, and emits
+// no event). Cancellation is never counted as a failure of
 // the callee (neutral for the budget). An attempt that completes despite
 // the signal decides as in the blocking driver: a success is returned; a
 // failure the loop would retry becomes errc::cancelled; a definitive one
@@ -84,7 +91,9 @@
 //       boost::asio::use_awaitable);
 //
 // Ownership: the operation copies the policy (its options and seams; a
-// budget is referenced as `retry_budget_ref` always does) and moves
+// budget is referenced as `retry_budget_ref` always does; pass a
+// `std::shared_ptr<const Policy>` instead to run every call on the one
+// policy, listener and engine state included: shared_policy) and moves
 // `make_attempt` into its state; with `deferred`, the deferred operation
 // holds its own copies until it is launched. The context's token must outlive the
 // operation (tokens are handed down a call, as everywhere in sturdy).
@@ -110,6 +119,7 @@
 #ifndef STURDY_ASIO_RETRY_HPP_
 #define STURDY_ASIO_RETRY_HPP_
 
+#include <atomic>
 #include <concepts>
 #include <cstddef>
 #include <new>
@@ -117,6 +127,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <type_traits>
@@ -166,20 +177,40 @@ template <class R>
   }
 }
 
+// The message of an errc::invalid_options decision: the policy's own
+// (shared_policy: also a null pointer), else its options' (naming the field).
+template <class Policy>
+[[nodiscard]] std::string_view invalid_message(const Policy& p) noexcept {
+  if constexpr (requires { { p.validation_message() } -> std::convertible_to<std::string_view>; }) {
+    return p.validation_message();
+  } else {
+    return p.options().validation_message();
+  }
+}
+
 // Memory for one operation's own handlers (the attempt's completion, the
 // backoff wait): two blocks, reused for every retry, so the steady state of
 // a retry loop allocates nothing. A request that does not fit (too big, or
-// both blocks in use) goes to operator new. Only one of the operation's
-// steps runs at a time (they are sequenced through Asio's queues), so the
-// slots need no atomics.
+// both blocks in use) goes to operator new. The operation's own steps run
+// one at a time, but the attempt's sub-operations may allocate through the
+// handler's associated allocator (this arena) on several threads at once (a
+// parallel_group inside the attempt on a multi-threaded io_context): each
+// slot is claimed with an atomic exchange (acquire) and given back with a
+// release store, so a block is never handed out twice and its reuse is
+// ordered after its release. Uncontended, that is one exchange per
+// allocation and one store per deallocation; a taken slot falls back to the
+// heap. Proven by AsioRetryStress.AttemptSubOperationsShareTheHandlerArenaAcrossThreads (TSan).
 class handler_arena {
  public:
   static constexpr std::size_t block_size = 512;
+  handler_arena() = default;
+  handler_arena(const handler_arena&) = delete;
+  handler_arena& operator=(const handler_arena&) = delete;
+
   void* allocate(std::size_t n) {
-    for (std::size_t i = 0; i < 2; ++i) {
-      if (!used_[i] && n <= block_size) {
-        used_[i] = true;
-        return blocks_[i].bytes;
+    if (n <= block_size) {
+      for (std::size_t i = 0; i < 2; ++i) {
+        if (!used_[i].exchange(true, std::memory_order_acquire)) return blocks_[i].bytes;
       }
     }
     return ::operator new(n);
@@ -187,7 +218,7 @@ class handler_arena {
   void deallocate(void* p, std::size_t n) noexcept {
     for (std::size_t i = 0; i < 2; ++i) {
       if (p == blocks_[i].bytes) {
-        used_[i] = false;
+        used_[i].store(false, std::memory_order_release);
         return;
       }
     }
@@ -200,7 +231,7 @@ class handler_arena {
     unsigned char bytes[block_size];
   };
   block blocks_[2];
-  bool used_[2] = {false, false};
+  std::atomic<bool> used_[2] = {false, false};
 };
 
 template <class T>
@@ -230,15 +261,24 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 
  public:
   using executor_type = Executor;
-  retry_op(const Policy& policy, const call_context& ctx, MakeAttempt make, Handler handler, const executor_type& ex)
+  retry_op(const Policy& policy, const call_context& ctx, retry_after_source inner, MakeAttempt make, Handler handler,
+           const executor_type& ex)
       : base(std::move(handler), ex),
         policy_(policy),
+        inner_(inner),
         make_(std::move(make)),
         ex_(ex),
         timer_(ex),
         src_(ctx.token),
         ctx_{src_.token(), ctx.deadline, 1} {}
 
+  // Destroyed while a backoff wait is pending: the io_context was destroyed
+  // or shut down, and its handlers (which own this state) were destroyed
+  // without running. The retry the wait was for never runs: its budget
+  // ticket is refunded (retry_policy::abandon; no event, no user code).
+  ~retry_op() {
+    if (waiting_ && !done_) policy_.abandon(state_);
+  }
   void start() {
     this->start_on_strand([](retry_op& op) { op.begin(); });
   }
@@ -305,7 +345,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
         return finish(std::move(*last_));
       case retry_decision::kind::fail:
         if (d.code == errc::invalid_options) {
-          return finish(make_failure<R>(make_error_code(d.code), policy_.options().validation_message()));
+          return finish(make_failure<R>(make_error_code(d.code), invalid_message(policy_)));
         }
         return finish(make_failure<R>(d.code));
     }
@@ -344,7 +384,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
     failure_ = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(r);
     const retry_hint hint = failure_hint(thrown, r);
     last_.emplace(std::move(r));
-    handle(policy_.on_failure(state_, failure_, hint, stop_reason(), retry_after_source()));
+    handle(policy_.on_failure(state_, failure_, hint, stop_reason(), inner_));
   }
 
   void wait(duration delay) {
@@ -378,6 +418,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 
   handler_arena arena_;  // first: outlives every handler allocated in it
   Policy policy_;
+  retry_after_source inner_;  // its pointee outlives the call (see async_retry)
   MakeAttempt make_;
   executor_type ex_;
   Timer timer_;
@@ -397,28 +438,29 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 template <class R, class Timer>
 struct initiate_retry {
   template <class Handler, class Policy, class MakeAttempt>
-  void operator()(Handler&& handler, const Policy& policy, const call_context& ctx, MakeAttempt&& make) const {
+  void operator()(Handler&& handler, const Policy& policy, const call_context& ctx, retry_after_source inner,
+                  MakeAttempt&& make) const {
     const handler_executor_t<Handler> ex = boost::asio::get_associated_executor(handler);
     if constexpr (std::is_same_v<handler_executor_t<Handler>, boost::asio::any_io_executor>) {
       // The polymorphic executor of use_awaitable & co.: when it wraps an
       // io_context's, run the strand over that type (no allocation per
       // dispatch for the polymorphic wrapper's queries).
       if (const auto* io = ex.template target<boost::asio::io_context::executor_type>()) {
-        return launch<boost::asio::io_context::executor_type>(*io, std::forward<Handler>(handler), policy, ctx,
+        return launch<boost::asio::io_context::executor_type>(*io, std::forward<Handler>(handler), policy, ctx, inner,
                                                                std::forward<MakeAttempt>(make));
       }
     }
-    launch<handler_executor_t<Handler>>(ex, std::forward<Handler>(handler), policy, ctx,
+    launch<handler_executor_t<Handler>>(ex, std::forward<Handler>(handler), policy, ctx, inner,
                                         std::forward<MakeAttempt>(make));
   }
 
  private:
   template <class Executor, class Handler, class Policy, class MakeAttempt>
   static void launch(const Executor& ex, Handler&& handler, const Policy& policy, const call_context& ctx,
-                     MakeAttempt&& make) {
+                     retry_after_source inner, MakeAttempt&& make) {
     using op_type = retry_op<R, Timer, Policy, std::decay_t<MakeAttempt>, std::decay_t<Handler>, Executor>;
-    auto op = std::make_shared<op_type>(policy, ctx, std::forward<MakeAttempt>(make), std::forward<Handler>(handler),
-                                        ex);
+    auto op = std::make_shared<op_type>(policy, ctx, inner, std::forward<MakeAttempt>(make),
+                                        std::forward<Handler>(handler), ex);
     op->start();
   }
 };
@@ -426,9 +468,9 @@ struct initiate_retry {
 // retry_op as an awaitable (the coroutine driver's fallback).
 template <class R, class Timer, class Executor, class Policy, class MakeAttempt>
 boost::asio::awaitable<R, Executor> retry_op_awaitable(const Policy& policy, const call_context& ctx,
-                                                      MakeAttempt&& make) {
+                                                      retry_after_source inner, MakeAttempt&& make) {
   return boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(R)>(
-      initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, std::move(make));
+      initiate_retry<R, Timer>{}, boost::asio::use_awaitable_t<Executor>{}, policy, ctx, inner, std::move(make));
 }
 
 // The coroutine driver's backoff wait: true when the delay elapsed, false
@@ -444,6 +486,20 @@ boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
   co_return !ec;
 }
 
+// Refunds the pending wait's ticket if the coroutine frame is destroyed
+// while it waits (retry_policy::abandon); disarmed when the wait returns.
+template <class Policy>
+struct abandon_guard {
+  const Policy* policy;
+  typename Policy::state_type* state;
+  abandon_guard(const Policy* p, typename Policy::state_type* s) noexcept : policy(p), state(s) {}
+  abandon_guard(const abandon_guard&) = delete;
+  abandon_guard& operator=(const abandon_guard&) = delete;
+  ~abandon_guard() {
+    if (policy != nullptr) policy->abandon(*state);
+  }
+};
+
 // The coroutine driver: `use_awaitable` with an awaitable attempt (of the
 // same executor type) or a deferred one. The same decision core as
 // retry_op, run inside the caller's coroutine: the attempt is co_awaited
@@ -457,9 +513,10 @@ boost::asio::awaitable<bool, Executor> backoff_wait(duration delay) {
 // can fire goes to retry_op (which forwards it into the running attempt;
 // a coroutine cannot re-route the frame's cancellation to it).
 template <class R, class Timer, class Policy, class MakeAttempt, class Executor>
-boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, MakeAttempt make) {
+boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context ctx, retry_after_source inner,
+                                                    MakeAttempt make) {
   if (ctx.token.stop_possible()) {
-    co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, std::move(make));
+    co_return co_await retry_op_awaitable<R, Timer, Executor>(policy, ctx, inner, std::move(make));
   }
   const boost::asio::cancellation_state cs = co_await boost::asio::this_coro::cancellation_state;
   cancel_source src;  // the attempts' token: fires (from the next step) when the caller cancels
@@ -497,7 +554,7 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
         }
         failure = thrown ? failure_info{.code = {}, .exception = thrown} : failure_of(*last);
         const retry_hint hint = failure_hint(thrown, *last);
-        d = policy.on_failure(state, failure, hint, stop_reason(), retry_after_source());
+        d = policy.on_failure(state, failure, hint, stop_reason(), inner);
         break;
       }
       case retry_decision::kind::wait: {
@@ -506,7 +563,11 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
           d = policy.after_wait(state, failure, false, why);
           break;
         }
+        // The frame destroyed while waiting (io_context destroyed or shut
+        // down): the ticket is refunded, as in retry_op's destructor.
+        abandon_guard<Policy> guard{&policy, &state};
         const bool elapsed = co_await backoff_wait<Timer, Executor>(d.delay);
+        guard.policy = nullptr;
         const cancel_reason why = stop_reason();
         d = policy.after_wait(state, failure, elapsed && why == cancel_reason::none, why);
         break;
@@ -515,7 +576,7 @@ boost::asio::awaitable<R, Executor> retry_coroutine(Policy policy, call_context 
         co_return std::move(*last);
       case retry_decision::kind::fail:
         if (d.code == errc::invalid_options) {
-          co_return make_failure<R>(make_error_code(d.code), policy.options().validation_message());
+          co_return make_failure<R>(make_error_code(d.code), invalid_message(policy));
         }
         co_return make_failure<R>(d.code);
     }
@@ -547,19 +608,76 @@ concept retry_core = requires(const P& p, typename P::state_type& s, const call_
 
 }  // namespace detail
 
+// shared_policy<Policy>
+//
+// A retry policy held by shared ownership, as a decision core that
+// async_retry and retry_layer copy per call (a pointer copy, no
+// allocation): every call runs
+// on the one policy, so a by-value listener counts every call and a seeded
+// value engine draws one sequence across calls. A null pointer refuses every
+// call (errc::invalid_options). The policy's seams must then be safe to use
+// from concurrent calls (the defaults, a listener that synchronises; an
+// engine used by one call at a time, or shared by a single thread).
+template <class Policy>
+class shared_policy {
+ public:
+  using state_type = typename Policy::state_type;
+  shared_policy(std::shared_ptr<const Policy> p) noexcept : p_(std::move(p)) {}  // NOLINT(google-explicit-constructor)
+  shared_policy(std::shared_ptr<Policy> p) noexcept : p_(std::move(p)) {}        // NOLINT(google-explicit-constructor)
+
+  [[nodiscard]] retry_decision begin(state_type& s, const call_context& ctx) const {
+    if (p_ == nullptr) return {.what = retry_decision::kind::fail, .code = errc::invalid_options};
+    return p_->begin(s, ctx);
+  }
+  [[nodiscard]] call_context attempt_context(const state_type& s, const call_context& ctx) const noexcept {
+    return p_->attempt_context(s, ctx);
+  }
+  void on_success(const state_type& s) const noexcept { p_->on_success(s); }
+  [[nodiscard]] retry_decision on_failure(state_type& s, const failure_info& f, retry_hint h, cancel_reason stop,
+                                          const retry_after_source& inner) const {
+    return p_->on_failure(s, f, h, stop, inner);
+  }
+  [[nodiscard]] retry_decision after_wait(state_type& s, const failure_info& f, bool completed,
+                                          cancel_reason stop) const {
+    return p_->after_wait(s, f, completed, stop);
+  }
+  void abandon(state_type& s) const noexcept { p_->abandon(s); }
+  void report_invalid_options() const {
+    if (p_ != nullptr) p_->report_invalid_options();
+  }
+  [[nodiscard]] std::string_view validation_message() const noexcept {
+    return p_ == nullptr ? std::string_view("async_retry: the shared retry policy must not be null")
+                         : p_->options().validation_message();
+  }
+  [[nodiscard]] const std::shared_ptr<const Policy>& get() const noexcept { return p_; }
+
+ private:
+  std::shared_ptr<const Policy> p_;
+};
+
 // The result type of async_retry for a make_attempt.
 template <class MakeAttempt>
 using retry_result_t = detail::attempt_result_t<std::invoke_result_t<MakeAttempt&, const call_context&>>;
 
-// async_retry<Timer>(policy, ctx, make_attempt, token) -> void(R)
+// async_retry<Timer>(policy, ctx, inner, make_attempt, token) -> void(R)
 //
 // See the banner. `ctx`: the caller's deadline (the earlier of it and the
 // policy's max_elapsed applies) and cancel token (forwarded like the
-// cancellation slot). Invalid options: make_failure<R>(errc::invalid_options)
-// with the message naming the field, nothing attempted.
+// cancellation slot). `inner`: what sits inside the attempt and can refuse
+// it without calling the dependency (a circuit breaker, a composed
+// pipeline of layers): an attempt that fails with errc::circuit_open is
+// retried after `inner()` plus the backoff's delay, within the deadline and
+// max_server_delay, exactly as the blocking `execute(fn, ctx, inner)` does
+// (sturdy::retry_after_source, sturdy/pipeline.hpp); an empty source gives
+// up on circuit_open. The object `inner` refers to must outlive the
+// operation (`sturdy::asio::compose` hands retry_layer one over its own
+// layers, kept alive by the call). Invalid options:
+// make_failure<R>(errc::invalid_options) with the message naming the
+// field, nothing attempted.
 template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
   requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
-auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
+auto async_retry(const Policy& policy, const call_context& ctx, retry_after_source inner, MakeAttempt&& make_attempt,
+                 CompletionToken&& token) {
   using R = retry_result_t<MakeAttempt>;
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
   using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
@@ -570,13 +688,52 @@ auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& ma
   if constexpr (coroutine::value) {  // the coroutine driver (see the banner)
     using executor_type = typename coroutine::executor_type;
     return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
-        policy, ctx, std::forward<MakeAttempt>(make_attempt));
+        policy, ctx, inner, std::forward<MakeAttempt>(make_attempt));
   } else {
     // The policy by reference: an immediate token copies it once, into the
     // operation; a deferred one keeps its own copy until launched.
     return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
-                                                                 ctx, std::forward<MakeAttempt>(make_attempt));
+                                                                 ctx, inner, std::forward<MakeAttempt>(make_attempt));
   }
+}
+
+// async_retry<Timer>(policy, ctx, make_attempt, token) -> void(R)
+//
+// The same with no inner source: circuit_open is not retried.
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
+  return async_retry<Timer>(policy, ctx, retry_after_source(), std::forward<MakeAttempt>(make_attempt),
+                            std::forward<CompletionToken>(token));
+}
+
+// async_retry<Timer>(std::shared_ptr<[const] Policy>, [ctx, [inner,]] make_attempt, token) -> void(R)
+//
+// The same on a policy shared by every call (not copied per call: the call
+// holds the pointer): a by-value listener counts every call, a seeded
+// value engine draws one sequence across calls (docs/async.md). Its seams
+// are then used by concurrent calls. A null pointer: errc::invalid_options,
+// nothing attempted.
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(std::shared_ptr<Policy> policy, const call_context& ctx, retry_after_source inner,
+                 MakeAttempt&& make_attempt, CompletionToken&& token) {
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx, inner,
+                            std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
+}
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(std::shared_ptr<Policy> policy, const call_context& ctx, MakeAttempt&& make_attempt,
+                 CompletionToken&& token) {
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx, retry_after_source(),
+                            std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
+}
+template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(std::shared_ptr<Policy> policy, MakeAttempt&& make_attempt, CompletionToken&& token) {
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), call_context{},
+                            retry_after_source(),
+                            std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
 }
 
 // async_retry<Timer>(policy, make_attempt, token) -> void(R)
@@ -610,12 +767,25 @@ class retry_layer {
     return async_retry<Timer>(policy_, ctx, std::forward<MakeInner>(make_inner),
                               std::forward<CompletionToken>(token));
   }
+  // With the layers inside it as a retry_after_source (what
+  // sturdy::asio::compose passes when an inner layer has retry_after(), a
+  // breaker_layer): circuit_open is retried after it. See async_retry.
+  template <class MakeInner, class CompletionToken>
+  auto async_run(const call_context& ctx, retry_after_source inner, MakeInner&& make_inner,
+                 CompletionToken&& token) const {
+    return async_retry<Timer>(policy_, ctx, inner, std::forward<MakeInner>(make_inner),
+                              std::forward<CompletionToken>(token));
+  }
 
   [[nodiscard]] const Policy& policy() const noexcept { return policy_; }
 
  private:
   Policy policy_;
 };
+// retry_layer{std::make_shared<const P>(...)}: every call on the one policy
+// (shared_policy<P>): a by-value listener counts all of the layer's calls.
+template <class P>
+retry_layer(std::shared_ptr<P>) -> retry_layer<shared_policy<std::remove_const_t<P>>>;
 
 }  // namespace sturdy::asio
 
