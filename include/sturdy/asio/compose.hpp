@@ -43,7 +43,7 @@
 //                                        run, record the outcome (a failure
 //                                        after the caller's cancellation is
 //                                        `ignored`, as the blocking execute);
-//                                        retry_after(): the breaker's
+//                                        retry_after(): the breaker's own
 //   hedge_layer<Timer>{options}          async_hedge over the inner operation
 //                                        (each hedge gets the same context)
 //
