@@ -1275,6 +1275,34 @@ TEST(IdempotencyCacheTest, Issue17_APassedDeadlineNeverAcquiresAFreeKeyNorReplay
   EXPECT_EQ(runs, 1);
 }
 
+// A waiter that oversleeps both its wait_timeout (1 s) and the caller's later
+// deadline (1.5 s) is answered by the bound that came first: wait_timeout,
+// counted, as before the fired-token check moved ahead of the store (review
+// finding: it answered deadline_exceeded and lost the count).
+TEST(IdempotencyCacheTest, Issue17_AnOversleptWaiterGetsTheBoundThatCameFirst) {
+  fixture f;
+  auto cache = f.make();
+  const auto clock = sturdy::clock_ref::of(f.clock);
+  auto owner = cache->store().begin("k", 1, 30s).value();
+  (void)owner;
+  sturdy::call_context ctx;
+  ctx.deadline = sturdy::deadline::after(1500ms, clock, f.clock.now());
+  f.sleeper.on_sleep([&](sturdy::duration) { f.clock.advance(1s); });  // wakes 1 s late
+  int runs = 0;
+  auto r = cache->execute("k", 1, waiting(1s), [&] { return ++runs; }, ctx);
+  ASSERT_FALSE(r.result.has_value()) << "the work ran";
+  EXPECT_EQ(r.result.error(), errc::wait_timeout);
+  EXPECT_EQ(cache->stats().wait_timeouts, 1U);
+  EXPECT_EQ(runs, 0);
+  // The caller's deadline first (0.5 s, wait_timeout 1 s): deadline_exceeded, not counted.
+  sturdy::call_context early;
+  early.deadline = sturdy::deadline::after(500ms, clock, f.clock.now());
+  auto e = cache->execute("k", 1, waiting(1s), [&] { return ++runs; }, early);
+  EXPECT_EQ(e.result.error(), errc::deadline_exceeded);
+  EXPECT_EQ(cache->stats().wait_timeouts, 1U);
+  EXPECT_EQ(runs, 0);
+}
+
 // A parked waiter whose token fires while the owner abandons the key (both
 // wake it): it must not take the freed key and run the work.
 TEST(IdempotencyCacheTest, Issue17_AWaiterWhoseTokenFiredDoesNotTakeAnAbandonedKey) {

@@ -1160,7 +1160,16 @@ class idempotency_cache {
     // the key's state, and a remote store costs a round trip the caller has
     // cancelled (docs/idempotency.md, Guarantees).
     if (STURDY_UNLIKELY(ctx.token.stop_requested())) return finished(reject<R>(key, to_errc(ctx.token.reason())));
-    if (STURDY_UNLIKELY(ctx.deadline.expired())) return finished(reject<R>(key, errc::deadline_exceeded));
+    if (STURDY_UNLIKELY(ctx.deadline.expired())) {
+      // A waiter whose wait ends before the caller's deadline (the wait's
+      // bound came first, and has passed too) answers wait_timeout, counted,
+      // as the waiting path below would.
+      if (ws.waiting && !ws.deadline_is_callers) {
+        counters_.wait_timeouts.fetch_add(1, std::memory_order_relaxed);
+        return finished(reject<R>(key, errc::wait_timeout));
+      }
+      return finished(reject<R>(key, errc::deadline_exceeded));
+    }
     const bool park = policy.in_flight == in_flight_policy::wait;
     if (!park || !Store::wakes_waiters) waiter = nullptr;
     auto begun = store_.begin(key, fingerprint, options_.lease, waiter);
