@@ -53,6 +53,27 @@ using policy_type = sturdy::retry_policy<sturdy::backoff, asio_virtual_clock_sou
 
 sturdy::duration vnow() { return asio_virtual_clock::now().time_since_epoch(); }
 
+// The drivers' constraint names every call they make on a policy: a core
+// without abandon() (the teardown refund) is refused at the constraint.
+struct core_without_abandon {
+  using state_type = policy_type::state_type;
+  policy_type p;
+  sturdy::retry_decision begin(state_type& s, const call_context& c) const { return p.begin(s, c); }
+  call_context attempt_context(const state_type& s, const call_context& c) const { return p.attempt_context(s, c); }
+  sturdy::retry_decision on_failure(state_type& s, const sturdy::failure_info& f, sturdy::retry_hint h,
+                                    sturdy::cancel_reason w, const sturdy::retry_after_source& i) const {
+    return p.on_failure(s, f, h, w, i);
+  }
+  sturdy::retry_decision after_wait(state_type& s, const sturdy::failure_info& f, bool c,
+                                    sturdy::cancel_reason w) const {
+    return p.after_wait(s, f, c, w);
+  }
+  void on_success(const state_type& s) const noexcept { p.on_success(s); }
+};
+static_assert(sturdy::asio::detail::retry_core<policy_type>);
+static_assert(sturdy::asio::detail::retry_core<sturdy::asio::shared_policy<policy_type>>);
+static_assert(!sturdy::asio::detail::retry_core<core_without_abandon>);
+
 policy_type constant(std::uint32_t attempts, sturdy::duration delay, sturdy::retry_budget_ref budget = {},
                      sturdy::duration max_elapsed = sturdy::duration::zero()) {
   return policy_type(sturdy::retry_options{.max_attempts = attempts,

@@ -96,7 +96,11 @@
 // policy, listener and engine state included: shared_policy) and moves
 // `make_attempt` into its state; with `deferred`, the deferred operation
 // holds its own copies until it is launched. The context's token must outlive the
-// operation (tokens are handed down a call, as everywhere in sturdy).
+// operation (tokens are handed down a call, as everywhere in sturdy). So
+// must a budget: until the operation's state is destroyed, which for an
+// operation still waiting in backoff is when its io_context is destroyed
+// (the state then refunds its ticket into the budget). Declare the budget
+// before the io_context, or give it longer life.
 //
 // Allocation: retry_op's first call allocates its state (one shared block
 // holding the policy copy, the timer and the strand handle) and a strand;
@@ -600,10 +604,17 @@ struct runs_as_coroutine<boost::asio::use_awaitable_t<Executor>, boost::asio::aw
   using executor_type = Executor;
 };
 
+// What both drivers call on a policy (retry_policy, shared_policy): a type
+// missing one is refused at the constraint, not deep in a driver.
 template <class P>
-concept retry_core = requires(const P& p, typename P::state_type& s, const call_context& ctx) {
+concept retry_core = requires(const P& p, typename P::state_type& s, const call_context& ctx, const failure_info& f,
+                              retry_hint h, cancel_reason why, const retry_after_source& inner) {
   { p.begin(s, ctx) } -> std::same_as<retry_decision>;
   { p.attempt_context(s, ctx) } -> std::same_as<call_context>;
+  { p.on_failure(s, f, h, why, inner) } -> std::same_as<retry_decision>;
+  { p.after_wait(s, f, true, why) } -> std::same_as<retry_decision>;
+  p.on_success(s);
+  p.abandon(s);
 };
 
 }  // namespace detail
