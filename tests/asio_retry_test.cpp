@@ -632,21 +632,26 @@ TEST_F(AsioRetry, ComposedRetryAfterSourceOutlivesThePipelineObject) {
   EXPECT_EQ(done.value->value(), 42);
 }
 
-// async_retry's own overload: a retry_after_source the caller passes.
+// async_retry's own overload: the caller passes what sits inside the
+// attempt by shared ownership; the call holds it until it completes.
 TEST_F(AsioRetry, AnExplicitRetryAfterSourceIsHonoured) {
-  const auto breaker = open_breaker(50ms);
+  std::shared_ptr<breaker_t> breaker = open_breaker(50ms);
+  breaker_t* const b = breaker.get();
+  const std::weak_ptr<breaker_t> watch = breaker;
   service svc(io);
   completion done;
   sturdy::asio::async_retry<asio_virtual_timer>(
-      constant(3, 10ms), call_context{}, sturdy::retry_after_source(*breaker),
-      [&](const call_context& c) {
-        return sturdy::asio::breaker_layer{*breaker}.async_run(c, svc.maker(), net::deferred);
+      constant(3, 10ms), call_context{}, std::move(breaker),
+      [&svc, b](const call_context& c) {
+        return sturdy::asio::breaker_layer{*b}.async_run(c, svc.maker(), net::deferred);
       },
       recorder(io, done));
+  EXPECT_FALSE(watch.expired()) << "the call must own its retry_after source";
   run_for(io, 200ms);
   EXPECT_EQ(svc.called_at, (std::vector<sturdy::duration>{60ms}));
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.value->value(), 42);
+  EXPECT_TRUE(watch.expired()) << "released when the call completed";
 }
 
 // --- cancellation -------------------------------------------------------------

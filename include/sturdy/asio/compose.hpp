@@ -48,14 +48,15 @@
 //                                        (each hedge gets the same context)
 //
 // A breaker inside a retry (as in the blocking compose): a layer whose
-// async_run also takes a `retry_after_source` (retry_layer:
-// `async_run(ctx, inner, make_inner, token)`) is given one over the layers
-// inside it when one of them has retry_after() (breaker_layer, a nested
-// composed): the longest of theirs. The retry then waits, after
+// async_run also takes a `std::shared_ptr` to something with retry_after()
+// (retry_layer: `async_run(ctx, inner, make_inner, token)`) is given one
+// over the layers inside it when one of them has retry_after()
+// (breaker_layer, a nested composed): the longest of theirs. The retry then waits, after
 // errc::circuit_open, the breaker's retry_after() plus its backoff (within
 // the deadline and max_server_delay; else circuit_open at once). The
-// source points into the layers' shared block, which each call keeps alive
-// (a deferred or awaitable call may outlive the composed object).
+// pointer aliases the layers' shared block (no allocation), so the call
+// owns what it reads (a deferred or awaitable call may outlive the
+// composed object).
 // `composed::retry_after()` exists when a layer has it, so a composed
 // pipeline is itself a retry_after_source for a retry around it.
 //
@@ -384,8 +385,8 @@ class composed {
 
   // The layers, shared by every copy of the pipeline and every call in
   // flight; with, for each I, a view of the layers from I on as one
-  // retry_after(): the pointee of the retry_after_source a layer gets (it
-  // lives as long as the call's state, which shares this block).
+  // retry_after(): what the aliasing pointer a layer gets points at (it
+  // keeps this block alive).
   struct shared_layers {
     template <std::size_t I>
     struct from {
@@ -421,6 +422,9 @@ class composed {
         views_of(this, std::make_index_sequence<count>{});
   };
 
+  template <std::size_t I>
+  using view = typename shared_layers::template from<I>;
+
   template <class Make>
   struct state {
     std::shared_ptr<shared_layers> layers;
@@ -437,22 +441,22 @@ class composed {
     auto operator()(const call_context& c) const { return detail::make_with_context(st->make, c); }
   };
 
-  // Layer I around the rest. A layer that takes a retry_after_source
-  // (retry_layer) gets one over the layers inside it when one of them has
-  // retry_after(); its pointee lives in shared_layers, which the inner
-  // operation's maker (level) keeps alive as long as the layer's call.
+  // Layer I around the rest. A layer that takes one (retry_layer) gets an
+  // owning pointer to the layers inside it as one retry_after() when one of
+  // them has it.
   template <std::size_t I, class Make, class CompletionToken>
   static auto run_level(const std::shared_ptr<state<Make>>& st, const call_context& ctx, CompletionToken&& token) {
     auto& layer = std::get<I>(st->layers->layers);
     if constexpr (I + 1 == count) {
       return layer.async_run(ctx, attempt<Make>{st}, std::forward<CompletionToken>(token));
     } else if constexpr (any_retry_after_from<I + 1>() &&
-                         requires(level<I + 1, Make> inner) {
-                           layer.async_run(ctx, retry_after_source(), std::move(inner),
+                         requires(level<I + 1, Make> inner, std::shared_ptr<const view<I + 1>> v) {
+                           layer.async_run(ctx, std::move(v), std::move(inner),
                                            std::forward<CompletionToken>(token));
                          }) {
-      const retry_after_source inner(std::get<I + 1>(st->layers->views));
-      return layer.async_run(ctx, inner, level<I + 1, Make>{st}, std::forward<CompletionToken>(token));
+      // Owning, without allocating: an aliasing pointer into the shared block.
+      std::shared_ptr<const view<I + 1>> inner(st->layers, &std::get<I + 1>(st->layers->views));
+      return layer.async_run(ctx, std::move(inner), level<I + 1, Make>{st}, std::forward<CompletionToken>(token));
     } else {
       return layer.async_run(ctx, level<I + 1, Make>{st}, std::forward<CompletionToken>(token));
     }

@@ -422,7 +422,7 @@ class retry_op : public async_op_base<retry_op<R, Timer, Policy, MakeAttempt, Ha
 
   handler_arena arena_;  // first: outlives every handler allocated in it
   Policy policy_;
-  retry_after_source inner_;  // its pointee outlives the call (see async_retry)
+  retry_after_source inner_;  // a view: its object is owned by make_ (detail::keep_alive, or compose's layers)
   MakeAttempt make_;
   executor_type ex_;
   Timer timer_;
@@ -670,42 +670,77 @@ class shared_policy {
 template <class MakeAttempt>
 using retry_result_t = detail::attempt_result_t<std::invoke_result_t<MakeAttempt&, const call_context&>>;
 
-// async_retry<Timer>(policy, ctx, inner, make_attempt, token) -> void(R)
-//
-// See the banner. `ctx`: the caller's deadline (the earlier of it and the
-// policy's max_elapsed applies) and cancel token (forwarded like the
-// cancellation slot). `inner`: what sits inside the attempt and can refuse
-// it without calling the dependency (a circuit breaker, a composed
-// pipeline of layers): an attempt that fails with errc::circuit_open is
-// retried after `inner()` plus the backoff's delay, within the deadline and
-// max_server_delay, exactly as the blocking `execute(fn, ctx, inner)` does
-// (sturdy::retry_after_source, sturdy/pipeline.hpp); an empty source gives
-// up on circuit_open. The object `inner` refers to must outlive the
-// operation (`sturdy::asio::compose` hands retry_layer one over its own
-// layers, kept alive by the call). Invalid options:
-// make_failure<R>(errc::invalid_options) with the message naming the
-// field, nothing attempted.
+namespace detail {
+
+// The driver entry of every async_retry overload: `inner` is a view; its
+// pointee must outlive the call (the public overloads make it so: an owning
+// pointer kept in the maker, keep_alive below).
 template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
-  requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
-auto async_retry(const Policy& policy, const call_context& ctx, retry_after_source inner, MakeAttempt&& make_attempt,
-                 CompletionToken&& token) {
+  requires(retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry_with(const Policy& policy, const call_context& ctx, retry_after_source inner,
+                      MakeAttempt&& make_attempt, CompletionToken&& token) {
   using R = retry_result_t<MakeAttempt>;
   static_assert(result_like<R>, "An attempt must complete with a result type sturdy supports (or error_code, T).");
-  using coroutine = detail::runs_as_coroutine<std::decay_t<CompletionToken>,
+  using coroutine = runs_as_coroutine<std::decay_t<CompletionToken>,
                                               std::decay_t<std::invoke_result_t<MakeAttempt&, const call_context&>>>;
   // Invalid options are reported on the caller's policy, before it is
   // copied into the call: options_rejected once per policy, not per call.
   if constexpr (requires { policy.report_invalid_options(); }) policy.report_invalid_options();
   if constexpr (coroutine::value) {  // the coroutine driver (see the banner)
     using executor_type = typename coroutine::executor_type;
-    return detail::retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
+    return retry_coroutine<R, Timer, Policy, std::decay_t<MakeAttempt>, executor_type>(
         policy, ctx, inner, std::forward<MakeAttempt>(make_attempt));
   } else {
     // The policy by reference: an immediate token copies it once, into the
     // operation; a deferred one keeps its own copy until launched.
-    return boost::asio::async_initiate<CompletionToken, void(R)>(detail::initiate_retry<R, Timer>{}, token, policy,
+    return boost::asio::async_initiate<CompletionToken, void(R)>(initiate_retry<R, Timer>{}, token, policy,
                                                                  ctx, inner, std::forward<MakeAttempt>(make_attempt));
   }
+}
+
+// A maker that also owns the object a retry_after_source views, so that
+// object lives exactly as long as the call's maker does (in retry_op's
+// state, the coroutine frame or a deferred operation).
+template <class Inner, class MakeAttempt>
+struct keep_alive {
+  std::shared_ptr<Inner> inner;
+  MakeAttempt make;
+  decltype(auto) operator()(const call_context& c) { return make(c); }
+};
+
+template <class Inner>
+[[nodiscard]] retry_after_source source_of(const std::shared_ptr<Inner>& inner) noexcept {
+  return inner == nullptr ? retry_after_source() : retry_after_source(*inner);
+}
+
+}  // namespace detail
+
+// async_retry<Timer>(policy, ctx, inner, make_attempt, token) -> void(R)
+//
+// See the banner. `ctx`: the caller's deadline (the earlier of it and the
+// policy's max_elapsed applies) and cancel token (forwarded like the
+// cancellation slot). `inner`: shared ownership of what sits inside the
+// attempt and can refuse it without calling the dependency (anything with
+// `retry_after()`: a circuit breaker, a composed pipeline of layers; null:
+// none): an attempt that fails with errc::circuit_open is retried after
+// `inner->retry_after()` plus the backoff's delay, within the deadline and
+// max_server_delay, exactly as the blocking `execute(fn, ctx, inner)` does
+// (sturdy::retry_after_source, sturdy/pipeline.hpp); without one the call
+// gives up on circuit_open. The call holds `inner` until it completes (an
+// aliasing shared_ptr views a member of a shared object without
+// allocating: that is what `sturdy::asio::compose` hands retry_layer).
+// Invalid options: make_failure<R>(errc::invalid_options) with the message
+// naming the field, nothing attempted.
+template <class Timer = boost::asio::steady_timer, class Policy, class Inner, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<Policy> && sturdy::detail::has_retry_after<Inner> &&
+           std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(const Policy& policy, const call_context& ctx, std::shared_ptr<Inner> inner,
+                 MakeAttempt&& make_attempt, CompletionToken&& token) {
+  const retry_after_source source = detail::source_of(inner);
+  return detail::async_retry_with<Timer>(
+      policy, ctx, source,
+      detail::keep_alive<Inner, std::decay_t<MakeAttempt>>{std::move(inner), std::forward<MakeAttempt>(make_attempt)},
+      std::forward<CompletionToken>(token));
 }
 
 // async_retry<Timer>(policy, ctx, make_attempt, token) -> void(R)
@@ -714,8 +749,8 @@ auto async_retry(const Policy& policy, const call_context& ctx, retry_after_sour
 template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
   requires(detail::retry_core<Policy> && std::invocable<MakeAttempt&, const call_context&>)
 auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& make_attempt, CompletionToken&& token) {
-  return async_retry<Timer>(policy, ctx, retry_after_source(), std::forward<MakeAttempt>(make_attempt),
-                            std::forward<CompletionToken>(token));
+  return detail::async_retry_with<Timer>(policy, ctx, retry_after_source(), std::forward<MakeAttempt>(make_attempt),
+                                         std::forward<CompletionToken>(token));
 }
 
 // async_retry<Timer>(std::shared_ptr<[const] Policy>, [ctx, [inner,]] make_attempt, token) -> void(R)
@@ -725,25 +760,25 @@ auto async_retry(const Policy& policy, const call_context& ctx, MakeAttempt&& ma
 // value engine draws one sequence across calls (docs/async.md). Its seams
 // are then used by concurrent calls. A null pointer: errc::invalid_options,
 // nothing attempted.
-template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
-  requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
-auto async_retry(std::shared_ptr<Policy> policy, const call_context& ctx, retry_after_source inner,
+template <class Timer = boost::asio::steady_timer, class Policy, class Inner, class MakeAttempt, class CompletionToken>
+  requires(detail::retry_core<std::remove_const_t<Policy>> && sturdy::detail::has_retry_after<Inner> &&
+           std::invocable<MakeAttempt&, const call_context&>)
+auto async_retry(std::shared_ptr<Policy> policy, const call_context& ctx, std::shared_ptr<Inner> inner,
                  MakeAttempt&& make_attempt, CompletionToken&& token) {
-  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx, inner,
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx, std::move(inner),
                             std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
 }
 template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
   requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
 auto async_retry(std::shared_ptr<Policy> policy, const call_context& ctx, MakeAttempt&& make_attempt,
                  CompletionToken&& token) {
-  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx, retry_after_source(),
+  return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), ctx,
                             std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
 }
 template <class Timer = boost::asio::steady_timer, class Policy, class MakeAttempt, class CompletionToken>
   requires(detail::retry_core<std::remove_const_t<Policy>> && std::invocable<MakeAttempt&, const call_context&>)
 auto async_retry(std::shared_ptr<Policy> policy, MakeAttempt&& make_attempt, CompletionToken&& token) {
   return async_retry<Timer>(shared_policy<std::remove_const_t<Policy>>(std::move(policy)), call_context{},
-                            retry_after_source(),
                             std::forward<MakeAttempt>(make_attempt), std::forward<CompletionToken>(token));
 }
 
@@ -778,13 +813,14 @@ class retry_layer {
     return async_retry<Timer>(policy_, ctx, std::forward<MakeInner>(make_inner),
                               std::forward<CompletionToken>(token));
   }
-  // With the layers inside it as a retry_after_source (what
+  // With the layers inside it, held by shared ownership (what
   // sturdy::asio::compose passes when an inner layer has retry_after(), a
-  // breaker_layer): circuit_open is retried after it. See async_retry.
-  template <class MakeInner, class CompletionToken>
-  auto async_run(const call_context& ctx, retry_after_source inner, MakeInner&& make_inner,
+  // breaker_layer: an aliasing pointer into its layers): circuit_open is
+  // retried after their retry_after(). See async_retry.
+  template <class Inner, class MakeInner, class CompletionToken>
+  auto async_run(const call_context& ctx, std::shared_ptr<Inner> inner, MakeInner&& make_inner,
                  CompletionToken&& token) const {
-    return async_retry<Timer>(policy_, ctx, inner, std::forward<MakeInner>(make_inner),
+    return async_retry<Timer>(policy_, ctx, std::move(inner), std::forward<MakeInner>(make_inner),
                               std::forward<CompletionToken>(token));
   }
 
